@@ -1,0 +1,185 @@
+#include "io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace qv::io {
+
+using nlohmann::json;
+
+SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  QV_CHECK(fd >= 0, "cannot open safetensors file ", path, ": ", std::strerror(errno));
+  struct stat st {};
+  ::fstat(fd, &st);
+  map_size_ = static_cast<size_t>(st.st_size);
+  if (map_size_ < 8) {
+    ::close(fd);
+    fail(path, ": not a safetensors file (", map_size_, " bytes, need at least 8)");
+  }
+  void* p = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  QV_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(errno));
+  map_ = static_cast<const std::byte*>(p);
+  try {
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, map_, 8);
+    QV_CHECK(header_len <= kMaxSafetensorsHeader, path, ": header of ", header_len,
+             " bytes exceeds the limit of ", kMaxSafetensorsHeader);
+    QV_CHECK(8 + header_len <= map_size_, path, ": header length ", header_len,
+             " runs past the end of the file (", map_size_, " bytes)");
+    data_start_ = 8 + header_len;
+    const char* h = reinterpret_cast<const char*>(map_ + 8);
+    json header;
+    try {
+      header = json::parse(h, h + header_len, nullptr, true, false);
+    } catch (const json::exception& e) {
+      fail(path, ": header is not valid JSON: ", e.what());
+    }
+    QV_CHECK(header.is_object(), path, ": header is not a JSON object");
+    const size_t data_size = map_size_ - data_start_;
+    for (auto it = header.begin(); it != header.end(); ++it) {
+      if (it.key() == "__metadata__") {
+        if (it->is_object())
+          for (auto m = it->begin(); m != it->end(); ++m)
+            if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
+        continue;
+      }
+      const json& e = *it;
+      QV_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") &&
+                   e.contains("data_offsets"),
+               path, ": tensor '", it.key(), "' lacks dtype/shape/data_offsets");
+      TensorInfo info;
+      QV_CHECK(e["dtype"].is_string(), path, ": tensor '", it.key(), "' dtype is not a string");
+      try {
+        info.dtype = dtype_from_name(e["dtype"].get<std::string>());
+      } catch (const Error& err) {
+        fail(path, ": tensor '", it.key(), "': ", err.what());
+      }
+      QV_CHECK(e["shape"].is_array(), path, ": tensor '", it.key(), "' shape is not a list");
+      for (const auto& d : e["shape"]) {
+        QV_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, path, ": tensor '", it.key(),
+                 "' has an invalid dimension");
+        info.shape.push_back(d.get<int64_t>());
+      }
+      const auto& off = e["data_offsets"];
+      QV_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                   off[1].is_number_unsigned(),
+               path, ": tensor '", it.key(), "' data_offsets must be two non-negative integers");
+      info.begin = off[0].get<uint64_t>();
+      info.end = off[1].get<uint64_t>();
+      QV_CHECK(info.begin <= info.end && info.end <= data_size, path, ": tensor '", it.key(),
+               "' data [", info.begin, ", ", info.end, ") lies outside the data section (",
+               data_size, " bytes)");
+      int64_t n = 0;
+      try {
+        n = numel(info.shape);
+      } catch (const Error& err) {
+        fail(path, ": tensor '", it.key(), "': ", err.what());
+      }
+      QV_CHECK(static_cast<uint64_t>(n) <= (UINT64_MAX / 8) &&
+                   static_cast<uint64_t>(n) * dtype_size(info.dtype) == info.end - info.begin,
+               path, ": tensor '", it.key(), "' has shape ", shape_str(info.shape), " of ",
+               dtype_name(info.dtype), " but ", info.end - info.begin, " bytes of data");
+      infos_[it.key()] = info;
+    }
+  } catch (...) {
+    ::munmap(const_cast<std::byte*>(map_), map_size_);
+    throw;
+  }
+}
+
+SafetensorsFile::~SafetensorsFile() {
+  if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
+}
+
+std::vector<std::string> SafetensorsFile::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : infos_) out.push_back(name);
+  return out;
+}
+
+const TensorInfo& SafetensorsFile::info(const std::string& name) const {
+  auto it = infos_.find(name);
+  QV_CHECK(it != infos_.end(), path_, ": no tensor named '", name, "'");
+  return it->second;
+}
+
+Tensor SafetensorsFile::read(const std::string& name) const {
+  const TensorInfo& i = info(name);
+  Tensor t(i.dtype, i.shape);
+  if (i.end > i.begin) std::memcpy(t.raw(), map_ + data_start_ + i.begin, i.end - i.begin);
+  return t;
+}
+
+TensorMap load_safetensors(const std::string& path) {
+  SafetensorsFile file(path);
+  TensorMap out;
+  for (const auto& name : file.names()) out[name] = file.read(name);
+  return out;
+}
+
+void save_safetensors(const std::string& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  json header = json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    header[name] = {{"dtype", dtype_name(t.dtype())},
+                    {"shape", t.shape()},
+                    {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string h = header.dump();
+  while ((h.size() % 8) != 0) h.push_back(' ');
+  std::string out;
+  out.reserve(8 + h.size() + offset);
+  uint64_t len = h.size();
+  out.append(reinterpret_cast<const char*>(&len), 8);
+  out += h;
+  for (const auto& [name, t] : tensors)
+    out.append(static_cast<const char*>(t.raw()), t.nbytes());
+  write_file_atomic(path, out);
+}
+
+std::map<std::string, std::string> list_checkpoint_tensors(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::string> where;
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    json j;
+    try {
+      j = json::parse(read_file(index.string()));
+    } catch (const json::exception& e) {
+      fail(index.string(), ": not valid JSON: ", e.what());
+    }
+    QV_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index.string(),
+             ": missing 'weight_map' object");
+    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      QV_CHECK(it->is_string(), index.string(), ": weight_map entry '", it.key(),
+               "' is not a file name");
+      const std::string file = it->get<std::string>();
+      QV_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos,
+               index.string(), ": shard name '", file, "' must be a plain file name");
+      where[it.key()] = (fs::path(dir) / file).string();
+    }
+    return where;
+  }
+  const fs::path single = fs::path(dir) / "model.safetensors";
+  QV_CHECK(fs::exists(single), dir, ": no model.safetensors or model.safetensors.index.json");
+  SafetensorsFile file(single.string());
+  for (const auto& name : file.names()) where[name] = single.string();
+  return where;
+}
+
+}  // namespace qv::io

@@ -1,0 +1,60 @@
+// Reading and writing the safetensors format (8-byte little-endian header length, JSON header of
+// {name: {dtype, shape, data_offsets}}, raw little-endian data), single files or sharded folders
+// with model.safetensors.index.json.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace qv::io {
+
+struct TensorInfo {
+  DType dtype;
+  Shape shape;
+  size_t begin = 0, end = 0;  // byte offsets within the data section
+};
+
+// A safetensors file opened with its header parsed and validated; data read on demand.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::vector<std::string> names() const;
+  bool has(const std::string& name) const { return infos_.count(name) != 0; }
+  const TensorInfo& info(const std::string& name) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // A copy of the tensor in its stored dtype.
+  Tensor read(const std::string& name) const;
+
+ private:
+  std::string path_;
+  std::map<std::string, TensorInfo> infos_;
+  std::map<std::string, std::string> metadata_;
+  const std::byte* map_ = nullptr;
+  size_t map_size_ = 0;
+  size_t data_start_ = 0;
+};
+
+using TensorMap = std::map<std::string, Tensor>;
+
+// Reads every tensor of one file.
+TensorMap load_safetensors(const std::string& path);
+
+// Writes tensors (keys sorted, header padded to 8 bytes) atomically.
+void save_safetensors(const std::string& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// The tensors of a model folder: model.safetensors, or the shards named by
+// model.safetensors.index.json. Maps tensor name -> file path.
+std::map<std::string, std::string> list_checkpoint_tensors(const std::string& dir);
+
+// Maximum accepted JSON header size; larger headers are rejected before allocating.
+constexpr size_t kMaxSafetensorsHeader = 100u << 20;
+
+}  // namespace qv::io
