@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "io/safetensors.h"
@@ -69,7 +70,7 @@ void run_golden(const std::string& fixture) {
       ASSERT_NE(e, nullptr) << "no parameter for " << name;
       Tensor g(DType::kF32, e->shape);
       std::memcpy(g.raw(), model->store().grads().data() + e->ref.offset, g.nbytes());
-      expect_close(g, want, 1e-5, 1e-4, name, grad_worst);
+      expect_close(g, want, 3e-6, 1e-5, name, grad_worst);
     } else if (want.dtype() == DType::kI64) {
       expect_equal_ints(r.recorded[name], want, name);
     } else if (name == "loss") {
@@ -77,7 +78,7 @@ void run_golden(const std::string& fixture) {
       EXPECT_NEAR(got, w, 1e-5) << "loss";
       if (std::fabs(got - w) > forward_worst.abs_err) forward_worst = {std::fabs(got - w), "loss"};
     } else {
-      expect_close(r.recorded[name], want, 1e-4, 1e-4, name, forward_worst);
+      expect_close(r.recorded[name], want, 2e-5, 2e-5, name, forward_worst);
     }
     ++compared;
   }

@@ -220,7 +220,10 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     Buffer out;
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
     record("layer_output." + std::to_string(l), out, {B, S, H});
-    if (l + 1 < tc.num_layers) record("hidden_states." + std::to_string(l + 1), out, {B, S, H});
+    // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
+    // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
+    // final-norm output (which we record as final_norm).
+    record("hidden_states." + std::to_string(l + 1), out, {B, S, H});
     if (static_cast<size_t>(l) < n_deepstack && !st->visual_pos.empty()) {
       for (size_t j = 0; j < st->visual_pos.size(); ++j) {
         float* h = &out[st->visual_pos[j] * H];
@@ -236,7 +239,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(),
                      N, H, static_cast<float>(tc.rms_norm_eps));
   st->final_in = std::move(x);
-  record("hidden_states." + std::to_string(tc.num_layers), hN, {B, S, H});
+  record("final_norm", hN, {B, S, H});
 
   // Classifier fused with the loss (and its gradient), in chunks of rows.
   const std::vector<int64_t> targets = shifted_targets(in);

@@ -1,0 +1,33 @@
+// Training checkpoints: one folder per step holding the model (HF names), the optimizer state,
+// and state.json (step, data-loader state, seed, file checksums). Written into a hidden
+// temporary folder, fsynced, then renamed, so a reader only ever sees complete checkpoints.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "model/params.h"
+#include "train/adamw.h"
+
+namespace qv::train {
+
+struct TrainState {
+  int64_t step = 0;  // optimizer steps completed
+  nlohmann::json data_state = nlohmann::json::object();
+  nlohmann::json extra = nlohmann::json::object();  // seed, config fingerprint, ...
+};
+
+// Saves into folder/step-NNNNNNNN; prunes to the newest keep_latest_k (0 keeps all).
+// model_only skips the optimizer state. Returns the checkpoint's path.
+std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
+                            const AdamW* optimizer, const TrainState& state, int64_t keep_latest_k);
+
+// Newest complete checkpoint in the folder, if any.
+std::optional<std::string> latest_checkpoint(const std::string& folder);
+
+// Loads a checkpoint written by save_checkpoint, verifying checksums; the optimizer is restored
+// when given and present. Returns the saved state.
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store, AdamW* optimizer);
+
+}  // namespace qv::train

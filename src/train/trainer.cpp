@@ -1,0 +1,213 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "model/hf_weights.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+
+namespace qv::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+struct Trainer::Metrics {
+  std::unique_ptr<MetricsLogger> logger;
+};
+
+std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c) {
+  model::ModelConfig mc;
+  if (!c.hf_config.empty()) {
+    const fs::path p(c.hf_config);
+    mc = model::ModelConfig::from_json_file(
+        (fs::is_directory(p) ? p / "config.json" : p).string());
+  } else {
+    mc = model::ModelConfig::flavor(c.flavor);
+  }
+  auto m = std::make_unique<model::Qwen3VLModel>(mc);
+  if (!c.initial_load_path.empty()) {
+    model::load_hf_weights(c.initial_load_path, m->store());
+    log::info("loaded weights from " + c.initial_load_path);
+  } else {
+    model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed));
+  }
+  return m;
+}
+
+Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
+                 std::unique_ptr<BatchSource> data, std::unique_ptr<dist::Communicator> comm)
+    : config_(std::move(config)),
+      model_(std::move(model)),
+      data_(std::move(data)),
+      comm_(std::move(comm)),
+      schedule_(config_.lr_scheduler, config_.steps) {
+  const int64_t world = comm_->size();
+  const int64_t per_step = config_.local_batch_size * world;
+  const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
+  QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
+           ") must be a multiple of local_batch_size x data-parallel ranks (", per_step, ")");
+  accumulation_ = global / per_step;
+  std::vector<ParamSpan> spans;
+  for (const auto& e : model_->store().entries()) {
+    spans.push_back({e.ref.offset, e.ref.numel});
+    vision_span_.push_back(e.is_vision);
+  }
+  optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, model_->store().total());
+  apply_freeze();
+  metrics_ = std::make_unique<Metrics>();
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::apply_freeze() {
+  auto& s = model_->store();
+  static const std::map<std::string, std::vector<std::string>> kPrefixes = {
+      {"visual", {"model.visual."}},
+      {"merger", {"model.visual.merger."}},
+      {"deepstack", {"model.visual.deepstack_merger_list."}},
+      {"language_model", {"model.language_model."}},
+      {"embeddings", {"model.language_model.embed_tokens."}},
+      {"lm_head", {"lm_head."}},
+  };
+  for (const auto& f : config_.freeze)
+    for (const auto& prefix : kPrefixes.at(f)) s.set_frozen_prefix(prefix, true);
+  frozen_span_.clear();
+  for (size_t i = 0; i < s.entries().size(); ++i) frozen_span_.push_back(s.frozen(i));
+}
+
+StepRecord Trainer::train_step() {
+  auto& store = model_->store();
+  StepRecord rec;
+  rec.step = step_ + 1;
+  const auto t0 = Clock::now();
+  // Fetch every micro-batch first: the loss is a mean over the kept tokens of the whole global
+  // batch, so each token's gradient weight 1/total is known before any backward.
+  std::vector<model::ModelInputs> micro;
+  double kept_local = 0;
+  for (int64_t a = 0; a < accumulation_; ++a) {
+    micro.push_back(data_->next());
+    for (int64_t t : model::shifted_targets(micro.back()))
+      if (t != -100) kept_local += 1;
+  }
+  const auto t_data = Clock::now();
+  double totals[2] = {kept_local, 0};
+  comm_->all_reduce_sum(totals, 1);
+  const double kept = totals[0];
+  rec.tokens = static_cast<int64_t>(kept);
+  store.zero_grads();
+  double loss_sum = 0, used_vision = 0;
+  model::ForwardOptions opt;
+  opt.backward = true;
+  opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
+  for (const auto& mb : micro) {
+    const model::ForwardResult r = model_->forward(mb, opt);
+    loss_sum += r.loss_sum;
+    if (model_->used_vision()) used_vision = 1;
+    model_->backward();
+  }
+  double reduce[2] = {loss_sum, used_vision};
+  comm_->all_reduce_sum(reduce, 2);
+  comm_->all_reduce_sum(store.grads().data(), store.total());
+  rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");
+  // Parameters that took no part (the vision tower on a text-only step; frozen ones) get no
+  // update, no decay and do not count in the gradient norm, as with torch's grad = None.
+  std::vector<uint8_t> active(vision_span_.size());
+  for (size_t i = 0; i < active.size(); ++i)
+    active[i] = !frozen_span_[i] && (!vision_span_[i] || reduce[1] > 0);
+  double sq = 0;
+  const auto& entries = store.entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!active[i]) continue;
+    const float* g = store.grads().data() + entries[i].ref.offset;
+    for (int64_t j = 0; j < entries[i].ref.numel; ++j) sq += static_cast<double>(g[j]) * g[j];
+  }
+  rec.grad_norm = std::sqrt(sq);
+  rec.lr = config_.adamw.lr * schedule_.factor(step_);
+  if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
+    QV_CHECK(config_.on_nonfinite == "skip", "step ", rec.step, ": non-finite ",
+             std::isfinite(rec.loss) ? "gradient norm" : "loss", " (loss ", rec.loss,
+             ", grad norm ", rec.grad_norm,
+             "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
+    log::warn(cat("step ", rec.step, ": non-finite loss or gradient, step skipped"));
+    rec.skipped = true;
+  } else {
+    if (config_.max_norm > 0) {
+      const float coef = std::min(
+          1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
+      if (coef < 1.0f)
+        for (float& g : store.grads()) g *= coef;
+    }
+    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
+  }
+  ++step_;
+  rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
+  rec.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return rec;
+}
+
+void Trainer::save(bool final_save) {
+  if (!config_.checkpoint_enable) return;
+  const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
+  TrainState st;
+  st.step = step_;
+  st.data_state = data_->state();
+  st.extra = {{"seed", config_.seed}};
+  const bool model_only = final_save && config_.last_save_model_only;
+  if (comm_->rank() == 0) {
+    const std::string path =
+        save_checkpoint(folder, model_->store(), model_only ? nullptr : optimizer_.get(), st,
+                        config_.keep_latest_k);
+    log::info("saved checkpoint " + path);
+  }
+  comm_->barrier();
+}
+
+std::vector<StepRecord> Trainer::run() {
+  const std::string ckpt_folder =
+      (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
+  if (config_.checkpoint_enable) {
+    if (auto latest = latest_checkpoint(ckpt_folder)) {
+      const TrainState st = load_checkpoint(*latest, model_->store(), optimizer_.get());
+      step_ = st.step;
+      data_->restore(st.data_state);
+      log::info(cat("resumed from ", *latest, " at step ", step_));
+    }
+  }
+  metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0);
+  std::vector<StepRecord> history;
+  while (step_ < config_.steps) {
+    StepRecord rec = train_step();
+    history.push_back(rec);
+    metrics_->logger->log(rec, config_.steps, data_->skipped());
+    const bool stop = stop_requested().load();
+    if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop)
+      save(step_ == config_.steps);
+    if (stop) {
+      log::info(cat("stop requested: checkpoint saved at step ", step_, "; exiting"));
+      break;
+    }
+  }
+  if (step_ == config_.steps && config_.checkpoint_enable && comm_->rank() == 0) {
+    const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
+    model::save_hf_checkpoint(dir, model_->config(), model_->store(),
+                              config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32);
+    if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
+      fs::copy_file(config_.tokenizer_path, fs::path(dir) / "tokenizer.json",
+                    fs::copy_options::overwrite_existing);
+    log::info("exported Hugging Face checkpoint to " + dir);
+  }
+  return history;
+}
+
+}  // namespace qv::train
