@@ -39,7 +39,9 @@ int run_train(const Args& args) {
   train::JobConfig config = train::JobConfig::load(config_path, overrides);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
-  auto comm = dist::make_local_communicator();
+  auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator()
+                                         : dist::make_local_communicator();
+  if (comm->rank() != 0) log::set_level(log::Level::kWarn);
   auto model = train::build_model(config);
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());
   log::info("data: " + data->describe());

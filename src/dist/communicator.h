@@ -25,4 +25,10 @@ class Communicator {
 // The world of one process: every collective is the identity.
 std::unique_ptr<Communicator> make_local_communicator();
 
+// MPI_COMM_WORLD; a collective that takes longer than timeout_s aborts every rank.
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s = 300);
+
+// Whether this process was started by mpirun / srun (an MPI launcher's environment is set).
+bool launched_under_mpi();
+
 }  // namespace qv::dist

@@ -32,3 +32,12 @@ struct ModelInputs {
 };
 
 }  // namespace qv::model
+
+namespace qv::model {
+
+// Rows [row_begin, row_end) of a batch, with the images and videos whose placeholders lie in
+// those rows (grids are consumed in placeholder order, as the model does).
+ModelInputs slice_rows(const ModelInputs& in, int64_t row_begin, int64_t row_end,
+                       int64_t image_token_id, int64_t video_token_id, int64_t merge_unit);
+
+}  // namespace qv::model

@@ -32,6 +32,12 @@ void ParamStore::allocate() {
   grads_.assign(total_, 0.0f);
 }
 
+void ParamStore::pad_to_multiple(int64_t m) {
+  const int64_t n = (total_ + m - 1) / m * m;
+  values_.resize(n, 0.0f);
+  grads_.resize(n, 0.0f);
+}
+
 const ParamEntry* ParamStore::find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : &entries_[it->second];

@@ -32,6 +32,9 @@ class ParamStore {
  public:
   ParamRef add(const std::string& name, Shape shape, bool is_norm_weight = false);
   void allocate();  // sizes values() and grads() once the layout is complete
+  // Grows both buffers (zeros past total()) to a multiple of m, so they split evenly into shards.
+  void pad_to_multiple(int64_t m);
+  int64_t padded_total() const { return static_cast<int64_t>(values_.size()); }
 
   float* value(ParamRef r) { return values_.data() + r.offset; }
   const float* value(ParamRef r) const { return values_.data() + r.offset; }

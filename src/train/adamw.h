@@ -21,22 +21,25 @@ struct ParamSpan {
 
 class AdamW {
  public:
-  AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, int64_t total);
+  // The optimizer owns state for flat-buffer elements [begin, end) only (its shard under ZeRO
+  // sharding; the whole buffer otherwise). Spans are clipped to that range.
+  AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, int64_t begin, int64_t end);
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
   // One update of every span whose active[i] is set, with learning rate lr.
   void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
 
+  // Moments for elements [begin(), end()).
   std::vector<float>& exp_avg() { return m_; }
   std::vector<float>& exp_avg_sq() { return v_; }
   std::vector<int64_t>& steps() { return steps_; }  // per span
-  const std::vector<float>& exp_avg_const() const { return m_; }
-  const std::vector<float>& exp_avg_sq_const() const { return v_; }
-  const std::vector<int64_t>& steps_const() const { return steps_; }
   const AdamWConfig& config() const { return c_; }
 
  private:
   AdamWConfig c_;
   std::vector<ParamSpan> spans_;
-  std::vector<float> m_, v_;
+  int64_t begin_ = 0, end_ = 0;
+  std::vector<float> m_, v_;  // indexed by flat offset - begin_
   std::vector<int64_t> steps_;
 };
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "model/config.h"
 #include "model/inputs.h"
 
 namespace qv::train {
@@ -22,6 +23,10 @@ class BatchSource {
   virtual int64_t skipped() const { return 0; }
 };
 
-std::unique_ptr<BatchSource> make_fixed_source(const std::string& path);
+// Every call returns the batch in `path`; with several data-parallel ranks each rank gets its
+// contiguous share of the rows (the batch size must divide evenly).
+std::unique_ptr<BatchSource> make_fixed_source(const std::string& path,
+                                               const model::ModelConfig* config = nullptr,
+                                               int rank = 0, int world_size = 1);
 
 }  // namespace qv::train

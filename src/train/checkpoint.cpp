@@ -57,7 +57,8 @@ std::vector<fs::path> complete_checkpoints(const std::string& folder) {
 }  // namespace
 
 std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
-                            const AdamW* opt, const TrainState& state, int64_t keep_latest_k) {
+                            const OptimizerState* opt, const TrainState& state,
+                            int64_t keep_latest_k) {
   fs::create_directories(folder);
   const fs::path final_dir = fs::path(folder) / step_name(state.step);
   const fs::path tmp_dir =
@@ -70,10 +71,9 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
       const model::ParamEntry& e = store.entries()[i];
       model[e.name] = copy_out(store.value(e.ref), e.shape);
       if (opt) {
-        optim["exp_avg." + e.name] = copy_out(opt->exp_avg_const().data() + e.ref.offset, e.shape);
-        optim["exp_avg_sq." + e.name] =
-            copy_out(opt->exp_avg_sq_const().data() + e.ref.offset, e.shape);
-        optim["step." + e.name] = Tensor::from_i64({opt->steps_const()[i]}, {1});
+        optim["exp_avg." + e.name] = copy_out(opt->exp_avg.data() + e.ref.offset, e.shape);
+        optim["exp_avg_sq." + e.name] = copy_out(opt->exp_avg_sq.data() + e.ref.offset, e.shape);
+        optim["step." + e.name] = Tensor::from_i64({opt->steps[i]}, {1});
       }
     }
     io::save_safetensors((tmp_dir / "model.safetensors").string(), model);
@@ -112,7 +112,8 @@ std::optional<std::string> latest_checkpoint(const std::string& folder) {
   return all.back().string();
 }
 
-TrainState load_checkpoint(const std::string& path, model::ParamStore& store, AdamW* opt) {
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           OptimizerState* opt) {
   const fs::path dir(path);
   json j;
   try {
@@ -137,13 +138,16 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store, Ad
     QV_CHECK(files.contains("optimizer.safetensors"), path,
              ": has no optimizer state (saved model-only); cannot resume training from it");
     io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
+    opt->exp_avg.assign(store.total(), 0.0f);
+    opt->exp_avg_sq.assign(store.total(), 0.0f);
+    opt->steps.assign(store.entries().size(), 0);
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
-      copy_in(optim, "exp_avg." + e.name, opt->exp_avg().data() + e.ref.offset, e.ref.numel);
-      copy_in(optim, "exp_avg_sq." + e.name, opt->exp_avg_sq().data() + e.ref.offset, e.ref.numel);
+      copy_in(optim, "exp_avg." + e.name, opt->exp_avg.data() + e.ref.offset, e.ref.numel);
+      copy_in(optim, "exp_avg_sq." + e.name, opt->exp_avg_sq.data() + e.ref.offset, e.ref.numel);
       Tensor s = optim.read("step." + e.name);
       QV_CHECK(s.dtype() == DType::kI64 && s.numel() == 1, path, ": bad step tensor for ", e.name);
-      opt->steps()[i] = s.data<int64_t>()[0];
+      opt->steps[i] = s.data<int64_t>()[0];
     }
   }
   TrainState st;

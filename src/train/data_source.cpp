@@ -7,12 +7,9 @@ namespace qv::train {
 std::unique_ptr<BatchSource> make_batch_source(const JobConfig& config,
                                                const model::ModelConfig& model_config, int rank,
                                                int world_size) {
-  (void)model_config;
-  (void)rank;
-  (void)world_size;
   if (config.dataset == "fixed") {
     QV_CHECK(!config.dataset_path.empty(), "training.dataset = \"fixed\" needs training.dataset_path");
-    return make_fixed_source(config.dataset_path);
+    return make_fixed_source(config.dataset_path, &model_config, rank, world_size);
   }
   fail("training.dataset = \"", config.dataset, "\" is not available in this build yet");
 }

@@ -53,6 +53,18 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       comm_(std::move(comm)),
       schedule_(config_.lr_scheduler, config_.steps) {
   const int64_t world = comm_->size();
+  int64_t replicate = config_.dp_replicate, shard = config_.dp_shard;
+  QV_CHECK(replicate >= 1 || replicate == -1, "parallelism.data_parallel_replicate_degree must be >= 1 or -1");
+  if (shard == -1) shard = world / std::max<int64_t>(1, replicate);
+  if (replicate == -1) replicate = world / std::max<int64_t>(1, shard);
+  QV_CHECK(replicate >= 1 && shard >= 1 && replicate * shard == world,
+           "parallelism: data_parallel_replicate_degree (", config_.dp_replicate,
+           ") x data_parallel_shard_degree (", config_.dp_shard, ") must equal the number of ranks (",
+           world, ")");
+  QV_CHECK(replicate == 1 || shard == 1,
+           "parallelism: hybrid replicate x shard (", replicate, " x ", shard,
+           ") is not supported yet; use one of the two degrees");
+  sharded_ = shard > 1;
   const int64_t per_step = config_.local_batch_size * world;
   const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
   QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
@@ -63,7 +75,14 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
     spans.push_back({e.ref.offset, e.ref.numel});
     vision_span_.push_back(e.is_vision);
   }
-  optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, model_->store().total());
+  model_->store().pad_to_multiple(16 * world);
+  const int64_t chunk = model_->store().padded_total() / world;
+  shard_begin_ = sharded_ ? chunk * comm_->rank() : 0;
+  shard_end_ = sharded_ ? shard_begin_ + chunk : model_->store().padded_total();
+  optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, shard_begin_, shard_end_);
+  // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
+  // covers weights loaded from different files).
+  comm_->broadcast(model_->store().values().data(), model_->store().padded_total(), 0);
   apply_freeze();
   metrics_ = std::make_unique<Metrics>();
 }
@@ -118,20 +137,22 @@ StepRecord Trainer::train_step() {
   }
   double reduce[2] = {loss_sum, used_vision};
   comm_->all_reduce_sum(reduce, 2);
-  comm_->all_reduce_sum(store.grads().data(), store.total());
+  if (sharded_) {
+    // Each rank keeps the summed gradient of its own shard only.
+    std::vector<float> mine(shard_end_ - shard_begin_);
+    comm_->reduce_scatter_sum(store.grads().data(), mine.data(), shard_end_ - shard_begin_);
+    std::copy(mine.begin(), mine.end(), store.grads().begin() + shard_begin_);
+  } else {
+    comm_->all_reduce_sum(store.grads().data(), store.padded_total());
+  }
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");
   // Parameters that took no part (the vision tower on a text-only step; frozen ones) get no
   // update, no decay and do not count in the gradient norm, as with torch's grad = None.
   std::vector<uint8_t> active(vision_span_.size());
   for (size_t i = 0; i < active.size(); ++i)
     active[i] = !frozen_span_[i] && (!vision_span_[i] || reduce[1] > 0);
-  double sq = 0;
-  const auto& entries = store.entries();
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (!active[i]) continue;
-    const float* g = store.grads().data() + entries[i].ref.offset;
-    for (int64_t j = 0; j < entries[i].ref.numel; ++j) sq += static_cast<double>(g[j]) * g[j];
-  }
+  double sq = local_grad_sq(active);
+  if (sharded_) comm_->all_reduce_sum(&sq, 1);
   rec.grad_norm = std::sqrt(sq);
   rec.lr = config_.adamw.lr * schedule_.factor(step_);
   if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
@@ -146,14 +167,32 @@ StepRecord Trainer::train_step() {
       const float coef = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
       if (coef < 1.0f)
-        for (float& g : store.grads()) g *= coef;
+        for (int64_t j = shard_begin_; j < shard_end_; ++j) store.grads()[j] *= coef;
     }
     optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
+    if (sharded_) {
+      const int64_t n = shard_end_ - shard_begin_;
+      comm_->all_gather(store.values().data() + shard_begin_, store.values().data(), n);
+    }
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
   rec.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return rec;
+}
+
+double Trainer::local_grad_sq(const std::vector<uint8_t>& active) const {
+  const auto& store = model_->store();
+  const auto& entries = store.entries();
+  const float* g = model_->store().grads().data();
+  double sq = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!active[i]) continue;
+    const int64_t lo = std::max(entries[i].ref.offset, shard_begin_);
+    const int64_t hi = std::min(entries[i].ref.offset + entries[i].ref.numel, shard_end_);
+    for (int64_t j = lo; j < hi; ++j) sq += static_cast<double>(g[j]) * g[j];
+  }
+  return sq;
 }
 
 void Trainer::save(bool final_save) {
@@ -164,26 +203,52 @@ void Trainer::save(bool final_save) {
   st.data_state = data_->state();
   st.extra = {{"seed", config_.seed}};
   const bool model_only = final_save && config_.last_save_model_only;
+  OptimizerState full;
+  if (!model_only) {
+    const int64_t total = model_->store().padded_total();
+    full.exp_avg.assign(total, 0.0f);
+    full.exp_avg_sq.assign(total, 0.0f);
+    if (sharded_) {
+      const int64_t n = shard_end_ - shard_begin_;
+      comm_->all_gather(optimizer_->exp_avg().data(), full.exp_avg.data(), n);
+      comm_->all_gather(optimizer_->exp_avg_sq().data(), full.exp_avg_sq.data(), n);
+    } else {
+      full.exp_avg = optimizer_->exp_avg();
+      full.exp_avg_sq = optimizer_->exp_avg_sq();
+    }
+    full.steps = optimizer_->steps();
+  }
   if (comm_->rank() == 0) {
-    const std::string path =
-        save_checkpoint(folder, model_->store(), model_only ? nullptr : optimizer_.get(), st,
-                        config_.keep_latest_k);
+    const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
+                                             st, config_.keep_latest_k);
     log::info("saved checkpoint " + path);
   }
   comm_->barrier();
 }
 
-std::vector<StepRecord> Trainer::run() {
-  const std::string ckpt_folder =
-      (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
-  if (config_.checkpoint_enable) {
-    if (auto latest = latest_checkpoint(ckpt_folder)) {
-      const TrainState st = load_checkpoint(*latest, model_->store(), optimizer_.get());
-      step_ = st.step;
-      data_->restore(st.data_state);
-      log::info(cat("resumed from ", *latest, " at step ", step_));
-    }
+void Trainer::resume_if_possible() {
+  if (!config_.checkpoint_enable) return;
+  const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
+  auto latest = latest_checkpoint(folder);
+  if (!latest) return;
+  OptimizerState full;
+  const TrainState st = load_checkpoint(*latest, model_->store(), &full);
+  // Checkpoints hold unsharded state, so any number of ranks can take this rank's slice.
+  const int64_t n = shard_end_ - shard_begin_;
+  const int64_t have = static_cast<int64_t>(full.exp_avg.size());
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t src = shard_begin_ + j;
+    optimizer_->exp_avg()[j] = src < have ? full.exp_avg[src] : 0.0f;
+    optimizer_->exp_avg_sq()[j] = src < have ? full.exp_avg_sq[src] : 0.0f;
   }
+  optimizer_->steps() = full.steps;
+  step_ = st.step;
+  data_->restore(st.data_state);
+  log::info(cat("resumed from ", *latest, " at step ", step_));
+}
+
+std::vector<StepRecord> Trainer::run() {
+  resume_if_possible();
   metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0);
   std::vector<StepRecord> history;
   while (step_ < config_.steps) {

@@ -41,7 +41,10 @@ class Trainer {
  private:
   StepRecord train_step();
   void save(bool final_save);
+  void resume_if_possible();
   void apply_freeze();
+  // Sum of squared gradients over active spans within the owned range.
+  double local_grad_sq(const std::vector<uint8_t>& active) const;
 
   JobConfig config_;
   std::unique_ptr<model::Qwen3VLModel> model_;
@@ -52,6 +55,8 @@ class Trainer {
   std::vector<uint8_t> vision_span_, frozen_span_;
   int64_t step_ = 0;
   int64_t accumulation_ = 1;
+  bool sharded_ = false;             // ZeRO-style: gradients reduce-scattered, optimizer sharded
+  int64_t shard_begin_ = 0, shard_end_ = 0;  // this rank's range of the flat buffers
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
 };
