@@ -28,6 +28,7 @@ struct Qwen3VLModel::State {
   std::vector<uint8_t> is_visual;
   DecoderContext ctx;
   std::vector<DecoderLayerActs> layers;
+  std::vector<uint8_t> recompute;  // layers whose activations were dropped after forward
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
 };
@@ -214,6 +215,11 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   // Decoder layers with DeepStack injection after the first layers.
   const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
   st->layers.assign(tc.num_layers, {});
+  st->recompute.assign(tc.num_layers, 0);
+  QV_CHECK(opt.activation_checkpoint == "none" || opt.activation_checkpoint == "full" ||
+               opt.activation_checkpoint == "selective",
+           "activation_checkpoint mode '", opt.activation_checkpoint,
+           "' is not one of: none, selective, full");
   for (int64_t l = 0; l < tc.num_layers; ++l) {
     record("layer_input." + std::to_string(l), x, {B, S, H});
     DecoderLayer layer(tc, params_.text.layers[l]);
@@ -232,7 +238,16 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       }
     }
     x = std::move(out);
-    if (!opt.backward) st->layers[l] = {};  // inference keeps no activations
+    const bool drop = opt.activation_checkpoint == "full" ||
+                      (opt.activation_checkpoint == "selective" && l % 2 == 0);
+    if (!opt.backward) {
+      st->layers[l] = {};  // inference keeps no activations
+    } else if (drop) {
+      Buffer input = std::move(st->layers[l].x_in);
+      st->layers[l] = {};
+      st->layers[l].x_in = std::move(input);
+      st->recompute[l] = 1;
+    }
   }
   Buffer hN(N * H);
   st->final_rstd.resize(N);
@@ -320,6 +335,10 @@ void Qwen3VLModel::backward() {
         std::memcpy(&d_deepstack[l][st.visual_src[j] * H], &d[st.visual_pos[j] * H],
                     H * sizeof(float));
     DecoderLayer layer(tc, params_.text.layers[l]);
+    if (st.recompute[l]) {  // activation checkpointing: rebuild this layer's activations
+      Buffer input = st.layers[l].x_in, unused;
+      layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
+    }
     layer.backward(store_, st.ctx, st.layers[l], d, d_in);
     std::swap(d, d_in);
     st.layers[l] = {};  // free as we go

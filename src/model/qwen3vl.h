@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "model/config.h"
@@ -24,6 +25,10 @@ struct ForwardOptions {
   bool want_logits = false;  // return the full [batch, seq, vocab] logits (memory: tokens x vocab)
   bool record = false;       // return intermediate tensors under HF fixture names
   int64_t classifier_chunk = 256;  // rows of logits held at once when want_logits is false
+  // Activation checkpointing of decoder layers: "none" keeps every layer's activations,
+  // "full" keeps only each layer's input and recomputes the layer in backward, "selective"
+  // does that for every second layer (torchtitan's selective_ac_option = 2).
+  std::string activation_checkpoint = "none";
 };
 
 struct ForwardResult {

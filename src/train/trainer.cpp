@@ -129,6 +129,7 @@ StepRecord Trainer::train_step() {
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
+  opt.activation_checkpoint = config_.ac_mode;
   for (const auto& mb : micro) {
     const model::ForwardResult r = model_->forward(mb, opt);
     loss_sum += r.loss_sum;
