@@ -72,7 +72,11 @@ struct ParamCounts {
 ParamCounts count_params(const ModelConfig& config);
 
 // Training FLOPs (forward + backward = 3x forward matmul FLOPs, attention included) per text
-// token for a causal sequence of length seq_len, and per vision patch for images of n_patches.
+// token for a causal sequence of length seq_len (decoder layers only), per token that takes a
+// loss (the classifier), and per vision patch for images of n_patches.
+double decoder_train_flops_per_token(const ModelConfig& config, int64_t seq_len);
+double classifier_train_flops_per_token(const ModelConfig& config);
+// Decoder + classifier, every token taking a loss.
 double text_train_flops_per_token(const ModelConfig& config, int64_t seq_len);
 double vision_train_flops_per_patch(const ModelConfig& config, int64_t patches_per_image);
 

@@ -92,15 +92,22 @@ ParamCounts count_params(const ModelConfig& c) {
   return n;
 }
 
-double text_train_flops_per_token(const ModelConfig& c, int64_t seq_len) {
+double decoder_train_flops_per_token(const ModelConfig& c, int64_t seq_len) {
   const TextConfig& t = c.text;
   const double H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  const double matmul_params = t.num_layers * (H * q + 2 * H * kv + q * H +
-                                               3 * H * t.intermediate_size) +
-                               t.vocab_size * H;
+  const double matmul_params =
+      t.num_layers * (H * q + 2 * H * kv + q * H + 3 * H * t.intermediate_size);
   // Causal attention: QK^T and PV each 2*q*(average context = seq_len/2) per token and layer.
   const double attn = t.num_layers * 2.0 * 2.0 * q * (seq_len / 2.0);
   return 3.0 * (2.0 * matmul_params + attn);
+}
+
+double classifier_train_flops_per_token(const ModelConfig& c) {
+  return 3.0 * 2.0 * static_cast<double>(c.text.vocab_size) * c.text.hidden_size;
+}
+
+double text_train_flops_per_token(const ModelConfig& c, int64_t seq_len) {
+  return decoder_train_flops_per_token(c, seq_len) + classifier_train_flops_per_token(c);
 }
 
 double vision_train_flops_per_patch(const ModelConfig& c, int64_t patches_per_image) {

@@ -1,5 +1,6 @@
 #include "model/qwen3vl.h"
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,15 @@
 namespace qv::model {
 
 namespace k = qv::kernels;
+
+namespace {
+// Adds the seconds since `start` to `acc` and restarts the clock.
+void lap(std::chrono::steady_clock::time_point& start, double& acc) {
+  const auto now = std::chrono::steady_clock::now();
+  acc += std::chrono::duration<double>(now - start).count();
+  start = now;
+}
+}  // namespace
 
 struct Qwen3VLModel::State {
   int64_t batch = 0, seq = 0, tokens = 0;
@@ -151,6 +161,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   for (auto& src : st->visual_src)
     if (src < 0) src = st->image_rows + (-1 - src);
 
+  auto clock = std::chrono::steady_clock::now();
   // Vision towers (images and videos are separate calls, as in HF).
   VisionEncoder encoder(config_.vision, params_.vision);
   VisionOutputs img, vid;
@@ -177,6 +188,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     return buf.data() + row * H;
   };
 
+  lap(clock, timings_.vision_forward);
   // Embeddings with the vision features scattered into the placeholder positions.
   Buffer x(N * H);
   k::embedding_forward(in.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
@@ -249,6 +261,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       st->recompute[l] = 1;
     }
   }
+  lap(clock, timings_.decoder_forward);
   Buffer hN(N * H);
   st->final_rstd.resize(N);
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(),
@@ -302,6 +315,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
         std::memcpy(&st->d_final_out[rows[r0 + r] * H], &dh_chunk[r * H], H * sizeof(float));
     }
   }
+  lap(clock, timings_.classifier);
   res.loss = res.kept_tokens > 0 ? res.loss_sum / static_cast<double>(res.kept_tokens)
                                  : std::numeric_limits<double>::quiet_NaN();
   if (opt.record && res.kept_tokens > 0)
@@ -322,6 +336,7 @@ void Qwen3VLModel::backward() {
   State& st = *state_;
   const TextConfig& tc = config_.text;
   const int64_t N = st.tokens, H = tc.hidden_size;
+  auto clock = std::chrono::steady_clock::now();
   Buffer d(N * H);
   k::rmsnorm_backward(st.final_in.data(), store_.value(params_.text.norm), st.final_rstd.data(),
                       st.d_final_out.data(), d.data(), store_.grad(params_.text.norm), N, H);
@@ -343,6 +358,7 @@ void Qwen3VLModel::backward() {
     std::swap(d, d_in);
     st.layers[l] = {};  // free as we go
   }
+  lap(clock, timings_.decoder_backward);
   // d is the gradient of the embeddings after the vision scatter.
   if (float* g = store_.grad(params_.text.embed))
     k::embedding_backward(st.input_ids.data(), d.data(), g, N, H, st.is_visual.data());
@@ -360,6 +376,7 @@ void Qwen3VLModel::backward() {
   };
   if (st.has_images) run(st.image_acts, 0, st.image_rows);
   if (st.has_videos) run(st.video_acts, st.image_rows, st.video_rows);
+  lap(clock, timings_.vision_backward);
   state_.reset();
 }
 

@@ -43,6 +43,12 @@ struct ForwardResult {
 // Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).
 std::vector<int64_t> shifted_targets(const ModelInputs& inputs);
 
+// Seconds spent per part, accumulated over calls (reset by the caller).
+struct ModelTimings {
+  double vision_forward = 0, decoder_forward = 0, classifier = 0, decoder_backward = 0,
+         vision_backward = 0;
+};
+
 class Qwen3VLModel {
  public:
   explicit Qwen3VLModel(const ModelConfig& config);  // parameters allocated, zero
@@ -62,6 +68,7 @@ class Qwen3VLModel {
   void backward();
   // Whether the last forward ran the vision tower (its parameters then received gradients).
   bool used_vision() const { return used_vision_; }
+  ModelTimings& timings() { return timings_; }
   ~Qwen3VLModel();
 
  private:
@@ -72,6 +79,7 @@ class Qwen3VLModel {
   ModelParams params_;
   std::unique_ptr<State> state_;
   bool used_vision_ = false;
+  ModelTimings timings_;
 };
 
 }  // namespace qv::model

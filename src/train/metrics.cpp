@@ -58,10 +58,14 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
   elapsed_ += r.step_seconds;
   ++steps_seen_;
   if (!writer_ || (r.step % config_.log_freq != 0 && r.step != total_steps)) return;
-  const double flops = model::text_train_flops_per_token(model_.config(), config_.seq_len) *
-                       static_cast<double>(r.tokens);
+  // Vision FLOPs assume images of the configured maximum size (an upper bound on attention).
+  const auto& mc = model_.config();
+  const double flops =
+      model::decoder_train_flops_per_token(mc, config_.seq_len) * r.processed_tokens +
+      model::classifier_train_flops_per_token(mc) * r.tokens +
+      model::vision_train_flops_per_patch(mc, config_.max_patches_per_image * 4) * r.vision_patches;
   const double gflops = flops / r.step_seconds / 1e9;
-  const double tokens_per_s = r.tokens / r.step_seconds;
+  const double tokens_per_s = r.processed_tokens / r.step_seconds;
   const double mfu = peak_gflops_ > 0 ? gflops / peak_gflops_ : 0;
   const double eta = elapsed_ / steps_seen_ * (total_steps - r.step);
   const double wait = r.step_seconds > 0 ? r.data_seconds / r.step_seconds : 0;

@@ -114,8 +114,12 @@ StepRecord Trainer::train_step() {
   // batch, so each token's gradient weight 1/total is known before any backward.
   std::vector<model::ModelInputs> micro;
   double kept_local = 0;
+  double shape_counts[2] = {0, 0};  // tokens, vision patches
   for (int64_t a = 0; a < accumulation_; ++a) {
     micro.push_back(data_->next());
+    shape_counts[0] += static_cast<double>(micro.back().tokens());
+    for (const auto* grids : {&micro.back().image_grids, &micro.back().video_grids})
+      for (const auto& g : *grids) shape_counts[1] += static_cast<double>(g.patches());
     for (int64_t t : model::shifted_targets(micro.back()))
       if (t != -100) kept_local += 1;
   }
@@ -123,6 +127,9 @@ StepRecord Trainer::train_step() {
   double totals[2] = {kept_local, 0};
   comm_->all_reduce_sum(totals, 1);
   const double kept = totals[0];
+  comm_->all_reduce_sum(shape_counts, 2);
+  rec.processed_tokens = static_cast<int64_t>(shape_counts[0]);
+  rec.vision_patches = static_cast<int64_t>(shape_counts[1]);
   rec.tokens = static_cast<int64_t>(kept);
   store.zero_grads();
   double loss_sum = 0, used_vision = 0;

@@ -18,6 +18,7 @@ struct StepRecord {
   int64_t step = 0;  // 1-based, as logged
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t tokens = 0;  // kept (loss) tokens of the global batch
+  int64_t processed_tokens = 0, vision_patches = 0;  // whole global batch, for FLOP counts
   double step_seconds = 0, data_seconds = 0;
   bool skipped = false;
 };
