@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/linear.h"
 
 namespace qv::kernels {
@@ -96,10 +97,8 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
             continue;
           }
           double sum = 0;
-          for (int64_t j = 0; j < nk; ++j) {
-            row[j] = std::exp(row[j] - mx);
-            sum += row[j];
-          }
+          for (int64_t j = 0; j < nk; ++j) row[j] = fast_exp(row[j] - mx);
+          for (int64_t j = 0; j < nk; ++j) sum += row[j];
           const T inv = static_cast<T>(1.0 / sum);
           for (int64_t j = 0; j < nk; ++j) row[j] *= inv;
           *lse_out = mx + static_cast<T>(std::log(sum));
@@ -153,7 +152,7 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
             if (l == -std::numeric_limits<T>::infinity()) {
               std::fill(row, row + nk, T(0));
             } else {
-              for (int64_t j = 0; j < nk; ++j) row[j] = std::exp(row[j] - l);
+              for (int64_t j = 0; j < nk; ++j) row[j] = fast_exp(row[j] - l);
             }
             double s = 0;
             for (int64_t c = 0; c < hd; ++c)
