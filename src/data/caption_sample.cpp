@@ -91,3 +91,51 @@ std::optional<Sample> build_caption_sample(const RawSample& raw, const Tokenizer
 }
 
 }  // namespace qv::data
+
+#include "data/obelics.h"
+
+namespace qv::data {
+
+std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokenizer& tokenizer,
+                                               const TokenIds& tok,
+                                               const CaptionSampleConfig& cfg, SkipStats& skips) {
+  Sample s;
+  s.origin = doc.origin;
+  int64_t text_tokens = 0;
+  for (const DocItem& item : doc.items) {
+    if (item.is_image) {
+      try {
+        const RgbImage image = decode_image(reinterpret_cast<const uint8_t*>(item.image_bytes.data()),
+                                            item.image_bytes.size(), cfg.limits,
+                                            doc.origin + " " + item.image_ref);
+        s.vision.push_back(preprocess_image(image, cfg.image));
+      } catch (const Error& e) {
+        skips.add("bad image", doc.origin, e.what());
+        return std::nullopt;
+      }
+      const int64_t merged = merged_token_count(s.vision.back().grid, cfg.image.merge_size);
+      s.ids.push_back(tok.vision_start);
+      s.ids.insert(s.ids.end(), merged, tok.image_pad);
+      s.ids.push_back(tok.vision_end);
+      s.labels.resize(s.ids.size(), kIgnore);
+      continue;
+    }
+    if (utf8::find_invalid(item.text) != std::string_view::npos) {
+      skips.add("text is not valid UTF-8", doc.origin);
+      return std::nullopt;
+    }
+    const std::vector<int32_t> ids = tokenizer.encode(item.text, /*allow_special=*/false);
+    s.ids.insert(s.ids.end(), ids.begin(), ids.end());
+    s.labels.insert(s.labels.end(), ids.begin(), ids.end());
+    text_tokens += static_cast<int64_t>(ids.size());
+  }
+  if (text_tokens == 0) {
+    skips.add("document without text", doc.origin);
+    return std::nullopt;
+  }
+  s.ids.push_back(tok.endoftext);
+  s.labels.push_back(tok.endoftext);
+  return s;
+}
+
+}  // namespace qv::data

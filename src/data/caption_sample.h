@@ -29,3 +29,17 @@ std::optional<Sample> build_caption_sample(const RawSample& raw, const Tokenizer
 TokenIds token_ids(const Tokenizer& tokenizer);
 
 }  // namespace qv::data
+
+namespace qv::data {
+
+struct Document;
+
+// An interleaved document (OBELICS) into one sample: text runs tokenized with labels, images as
+// vision blocks without labels, in document order, then <|endoftext|>. A document whose images
+// cannot be decoded is skipped as a whole (its text refers to them).
+std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokenizer& tokenizer,
+                                               const TokenIds& tokens,
+                                               const CaptionSampleConfig& config,
+                                               SkipStats& skips);
+
+}  // namespace qv::data

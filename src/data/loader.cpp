@@ -6,16 +6,24 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "data/shard_list.h"
+#include "data/obelics.h"
 #include "data/webdataset.h"
 
 namespace qv::data {
 
 namespace {
 
+// One unprocessed sample: a WebDataset group (cc12m) or an interleaved document (OBELICS).
+struct RawItem {
+  RawSample wds;
+  Document doc;
+  bool is_doc = false;
+};
+
 // Raw samples of one epoch for this rank, shuffled through a seeded buffer.
 class RawStream {
  public:
-  RawStream(const LoaderConfig& c, int64_t epoch)
+  RawStream(const LoaderConfig& c, int64_t epoch, SkipStats& skips)
       : c_(c), rng_(c.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + c.rank) {
     std::vector<std::string> shards = expand_shards(c.path);
     // Whole shards per rank when there are enough, else every world_size-th sample.
@@ -27,14 +35,18 @@ class RawStream {
     } else {
       stride_ = c.world_size;
     }
-    reader_ = std::make_unique<WebDatasetReader>(shards);
+    if (c.dataset == "obelics")
+      docs_ = std::make_unique<ObelicsReader>(shards, c.fetch, skips);
+    else
+      reader_ = std::make_unique<WebDatasetReader>(shards);
   }
 
-  bool next(RawSample& out) {
+  bool next(RawItem& out) {
     while (static_cast<int64_t>(buffer_.size()) < std::max<int64_t>(1, c_.shuffle_buffer) &&
            !exhausted_) {
-      RawSample s;
-      if (!reader_->next(s)) {
+      RawItem s;
+      s.is_doc = docs_ != nullptr;
+      if (!(s.is_doc ? docs_->next(s.doc) : reader_->next(s.wds))) {
         exhausted_ = true;
         break;
       }
@@ -55,7 +67,8 @@ class RawStream {
   const LoaderConfig& c_;
   std::mt19937_64 rng_;
   std::unique_ptr<WebDatasetReader> reader_;
-  std::vector<RawSample> buffer_;
+  std::unique_ptr<ObelicsReader> docs_;
+  std::vector<RawItem> buffer_;
   int64_t index_ = 0, stride_ = 1;
   bool exhausted_ = false;
 };
@@ -67,7 +80,8 @@ DataLoader::DataLoader(LoaderConfig config)
       tokenizer_(Tokenizer::load(c_.tokenizer_path)),
       tokens_(token_ids(tokenizer_)),
       skips_(std::make_shared<SkipStats>()) {
-  QV_CHECK(c_.dataset == "cc12m", "dataset '", c_.dataset, "' is not supported by the loader");
+  QV_CHECK(c_.dataset == "cc12m" || c_.dataset == "obelics", "dataset '", c_.dataset,
+           "' is not supported by the loader (valid: cc12m, obelics)");
   QV_CHECK(c_.batch_size > 0 && c_.seq_len > 1, "loader: batch_size and seq_len must be positive");
   c_.sample.image.validate();
   expand_shards(c_.path);  // fail early on a bad path
@@ -111,13 +125,13 @@ void DataLoader::produce() {
         std::lock_guard<std::mutex> lock(mu_);
         epoch_ = epoch;
       }
-      RawStream stream(c_, epoch);
+      RawStream stream(c_, epoch, *skips_);
       int64_t built = 0;
       bool more = true;
       while (more) {
         // A chunk of raw samples, built in parallel, consumed in order.
-        std::vector<RawSample> chunk;
-        RawSample raw;
+        std::vector<RawItem> chunk;
+        RawItem raw;
         while (static_cast<int>(chunk.size()) < workers * 4 && (more = stream.next(raw)))
           chunk.push_back(std::move(raw));
         std::vector<std::optional<Sample>> samples(chunk.size());
@@ -125,7 +139,11 @@ void DataLoader::produce() {
         for (int w = 0; w < workers; ++w)
           pool.emplace_back([&, w] {
             for (size_t i = w; i < chunk.size(); i += workers)
-              samples[i] = build_caption_sample(chunk[i], tokenizer_, tokens_, c_.sample, *skips_);
+              samples[i] =
+                  chunk[i].is_doc
+                      ? build_interleaved_sample(chunk[i].doc, tokenizer_, tokens_, c_.sample,
+                                                 *skips_)
+                      : build_caption_sample(chunk[i].wds, tokenizer_, tokens_, c_.sample, *skips_);
           });
         for (auto& t : pool) t.join();
         for (auto& s : samples) {

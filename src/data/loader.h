@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "data/caption_sample.h"
+#include "data/obelics.h"
 #include "data/packing.h"
 #include "data/skip_stats.h"
 #include "data/tokenizer.h"
@@ -25,8 +26,8 @@
 namespace qv::data {
 
 struct LoaderConfig {
-  std::string dataset = "cc12m";  // cc12m (WebDataset image-caption shards)
-  std::string path;               // shard pattern: globs and {0000..0099} ranges
+  std::string dataset = "cc12m";  // cc12m (WebDataset shards) | obelics (JSONL documents)
+  std::string path;               // file pattern: globs and {0000..0099} ranges
   std::string tokenizer_path;
   int64_t seq_len = 2048;
   int64_t batch_size = 1;  // rows per batch
@@ -39,6 +40,7 @@ struct LoaderConfig {
   int64_t prefetch = 4;  // batches
   bool infinite = true;  // start a new (reshuffled) epoch at the end of the data
   CaptionSampleConfig sample;
+  UrlFetchConfig fetch;  // OBELICS image URLs
 };
 
 class DataLoader {

@@ -11,8 +11,6 @@ std::unique_ptr<BatchSource> make_batch_source(const JobConfig& config,
     QV_CHECK(!config.dataset_path.empty(), "training.dataset = \"fixed\" needs training.dataset_path");
     return make_fixed_source(config.dataset_path, &model_config, rank, world_size);
   }
-  QV_CHECK(config.dataset == "cc12m", "training.dataset = \"", config.dataset,
-           "\" is not available yet (valid: cc12m, fixed)");
   return make_loader_source(config, model_config, rank, world_size);
 }
 
