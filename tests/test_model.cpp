@@ -274,3 +274,33 @@ TEST(Model, ActivationCheckpointingGivesIdenticalGradients) {
 
 }  // namespace
 }  // namespace qv
+
+namespace qv {
+namespace {
+
+TEST(Model, IncrementalDecodeMatchesFullForward) {
+  auto m = tiny_model();
+  const auto& c = m->config();
+  // Prompt with an image; then three more tokens decoded one by one.
+  ModelInputs full = image_then_text(c, false, testing::random_pixels(8, c.vision.patch_dim(), 5));
+  full.labels.clear();
+  const std::vector<int64_t> extra = {40, 41, 42};
+  ModelInputs prompt = full;
+  full.input_ids.insert(full.input_ids.end(), extra.begin(), extra.end());
+  full.seq += 3;
+  const auto ref = run(*m, full);
+  model::KvCache cache;
+  model::ForwardOptions o;
+  o.want_logits = true;
+  o.kv_cache = &cache;
+  m->forward(prompt, o);
+  const int64_t V = c.text.vocab_size;
+  for (size_t i = 0; i < extra.size(); ++i) {
+    const auto logits = m->decode(extra[i], cache);
+    const float* want = ref.logits.data<float>() + (prompt.seq + i) * V;
+    EXPECT_LT(max_diff(logits.data(), want, V), 1e-5) << "token " << i;
+  }
+}
+
+}  // namespace
+}  // namespace qv

@@ -205,6 +205,12 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     res.recorded["position_ids"] = pos;
     res.recorded["rope_deltas"] = Tensor::from_i64(res.rope.deltas, {B, 1});
   }
+  if (opt.kv_cache) {
+    QV_CHECK(B == 1 && in.attention_mask.empty() && in.document_ids.empty(),
+             "a kv cache needs a single row without padding or packing");
+    opt.kv_cache->length = N;
+    opt.kv_cache->rope_delta = res.rope.deltas[0];
+  }
   DecoderContext& ctx = st->ctx;
   ctx.tokens = N;
   text_rope_tables(tc, res.rope.positions, N, ctx.cos, ctx.sin);
@@ -237,6 +243,12 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     DecoderLayer layer(tc, params_.text.layers[l]);
     Buffer out;
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
+    if (opt.kv_cache) {
+      if (opt.kv_cache->layers.size() != static_cast<size_t>(tc.num_layers))
+        opt.kv_cache->layers.assign(tc.num_layers, {});
+      opt.kv_cache->layers[l].k = st->layers[l].k;
+      opt.kv_cache->layers[l].v = st->layers[l].v;
+    }
     record("layer_output." + std::to_string(l), out, {B, S, H});
     // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
     // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
@@ -328,6 +340,29 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     state_.reset();
   }
   return res;
+}
+
+std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
+  const TextConfig& tc = config_.text;
+  const int64_t H = tc.hidden_size, V = tc.vocab_size;
+  QV_CHECK(cache.layers.size() == static_cast<size_t>(tc.num_layers),
+           "decode() needs a cache filled by forward(kv_cache = ...)");
+  Buffer x(H);
+  k::embedding_forward(&token, store_.value(params_.text.embed), x.data(), 1, V, H);
+  const int64_t pos = cache.length + cache.rope_delta;
+  std::vector<float> cos, sin;
+  text_rope_tables(tc, {pos, pos, pos}, 1, cos, sin);
+  for (int64_t l = 0; l < tc.num_layers; ++l)
+    DecoderLayer(tc, params_.text.layers[l]).decode(store_, cos.data(), sin.data(),
+                                                    cache.layers[l], x);
+  ++cache.length;
+  Buffer h(H), rstd(1);
+  k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
+                     static_cast<float>(tc.rms_norm_eps));
+  std::vector<float> logits(V);
+  k::linear_forward(h.data(), store_.value(params_.text.lm_head), static_cast<const float*>(nullptr),
+                    logits.data(), 1, H, V);
+  return logits;
 }
 
 void Qwen3VLModel::backward() {

@@ -17,6 +17,13 @@
 
 namespace qv::model {
 
+// The decoder's keys/values for incremental generation (batch of one).
+struct KvCache {
+  std::vector<KvLayer> layers;
+  int64_t length = 0;      // tokens cached
+  int64_t rope_delta = 0;  // HF rope_deltas: a new token's position is length + rope_delta
+};
+
 struct ForwardOptions {
   bool backward = false;  // keep activations and compute the loss gradient in the same pass
   // d(objective)/d(sum of token losses). 0 = the mean over this batch's kept tokens (HF loss).
@@ -29,6 +36,8 @@ struct ForwardOptions {
   // "full" keeps only each layer's input and recomputes the layer in backward, "selective"
   // does that for every second layer (torchtitan's selective_ac_option = 2).
   std::string activation_checkpoint = "none";
+  // When set (batch of one, no padding), every layer's keys and values are stored for decode().
+  KvCache* kv_cache = nullptr;
 };
 
 struct ForwardResult {
@@ -66,6 +75,8 @@ class Qwen3VLModel {
   ForwardResult forward(const ModelInputs& inputs, const ForwardOptions& options = {});
   // Accumulates parameter gradients of the last forward(options.backward = true).
   void backward();
+  // Appends one token to a cache filled by forward(kv_cache = &cache); returns its logits.
+  std::vector<float> decode(int64_t token, KvCache& cache);
   // Whether the last forward ran the vision tower (its parameters then received gradients).
   bool used_vision() const { return used_vision_; }
   ModelTimings& timings() { return timings_; }

@@ -81,6 +81,39 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
 }
 
+void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvLayer& cache,
+                          Buffer& x) const {
+  const TextConfig& c = config_;
+  const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim,
+                I = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float* none = nullptr;
+  Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
+  k::rmsnorm_forward(x.data(), s.value(p_.input_norm), h.data(), rs.data(), 1, H, eps);
+  k::linear_forward(h.data(), s.value(p_.q_proj), none, q.data(), 1, H, nh * hd);
+  k::linear_forward(h.data(), s.value(p_.k_proj), none, k.data(), 1, H, nkv * hd);
+  k::linear_forward(h.data(), s.value(p_.v_proj), none, v.data(), 1, H, nkv * hd);
+  k::rmsnorm_forward(q.data(), s.value(p_.q_norm), q.data(), rs.data(), nh, hd, eps);
+  k::rmsnorm_forward(k.data(), s.value(p_.k_norm), k.data(), rs.data(), nkv, hd, eps);
+  k::rope_forward(q.data(), cos, sin, q.data(), 1, nh, hd);
+  k::rope_forward(k.data(), cos, sin, k.data(), 1, nkv, hd);
+  cache.k.insert(cache.k.end(), k.begin(), k.end());
+  cache.v.insert(cache.v.end(), v.begin(), v.end());
+  const int64_t length = static_cast<int64_t>(cache.k.size()) / (nkv * hd);
+  Buffer attn(nh * hd), o(H);
+  k::attention_decode(q.data(), cache.k.data(), cache.v.data(), attn.data(), length,
+                      attention_dims(c, length));
+  k::linear_forward(attn.data(), s.value(p_.o_proj), none, o.data(), 1, nh * hd, H);
+  k::add_inplace(x.data(), o.data(), H);
+  Buffer gate(I), up(I), act(I), down(H);
+  k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
+  k::linear_forward(h.data(), s.value(p_.gate), none, gate.data(), 1, H, I);
+  k::linear_forward(h.data(), s.value(p_.up), none, up.data(), 1, H, I);
+  k::swiglu_forward(gate.data(), up.data(), act.data(), I);
+  k::linear_forward(act.data(), s.value(p_.down), none, down.data(), 1, I, H);
+  k::add_inplace(x.data(), down.data(), H);
+}
+
 void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const DecoderLayerActs& A,
                             const Buffer& d_out, Buffer& d_in) const {
   const TextConfig& c = config_;

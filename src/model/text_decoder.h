@@ -22,6 +22,11 @@ struct DecoderLayerActs {
       up, act;
 };
 
+// Keys (after q/k norm and rotary) and values of the tokens seen so far, for incremental decoding.
+struct KvLayer {
+  Buffer k, v;  // [length, kv_heads * head_dim]
+};
+
 class DecoderLayer {
  public:
   DecoderLayer(const TextConfig& config, const TextLayerParams& params)
@@ -29,6 +34,10 @@ class DecoderLayer {
   // x: [tokens, hidden] in; out: layer output (x may not alias out). Saves activations in acts.
   void forward(ParamStore& store, const DecoderContext& ctx, Buffer x_in, DecoderLayerActs& acts,
                Buffer& out) const;
+  // One new token: x [hidden] is replaced by the layer output; its key and value are appended to
+  // the cache. cos / sin: [head_dim] for the token's position.
+  void decode(ParamStore& store, const float* cos, const float* sin, KvLayer& cache,
+              Buffer& x) const;
   // d_out: gradient of the layer output; d_in receives the gradient of its input.
   void backward(ParamStore& store, const DecoderContext& ctx, const DecoderLayerActs& acts,
                 const Buffer& d_out, Buffer& d_in) const;

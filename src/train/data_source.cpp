@@ -11,7 +11,7 @@ std::unique_ptr<BatchSource> make_batch_source(const JobConfig& config,
     QV_CHECK(!config.dataset_path.empty(), "training.dataset = \"fixed\" needs training.dataset_path");
     return make_fixed_source(config.dataset_path, &model_config, rank, world_size);
   }
-  fail("training.dataset = \"", config.dataset, "\" is not available in this build yet");
+  return make_loader_source(config, model_config, rank, world_size);
 }
 
 }  // namespace qv::train

@@ -12,4 +12,9 @@ std::unique_ptr<BatchSource> make_batch_source(const JobConfig& config,
                                                const model::ModelConfig& model_config, int rank,
                                                int world_size);
 
+// The cc12m loader as a batch source (train/loader_source.cpp).
+std::unique_ptr<BatchSource> make_loader_source(const JobConfig& config,
+                                                const model::ModelConfig& model_config, int rank,
+                                                int world_size);
+
 }  // namespace qv::train

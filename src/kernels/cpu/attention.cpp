@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/linear.h"
 
 namespace qv::kernels {
@@ -96,10 +97,8 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
             continue;
           }
           double sum = 0;
-          for (int64_t j = 0; j < nk; ++j) {
-            row[j] = std::exp(row[j] - mx);
-            sum += row[j];
-          }
+          for (int64_t j = 0; j < nk; ++j) row[j] = fast_exp(row[j] - mx);
+          for (int64_t j = 0; j < nk; ++j) sum += row[j];
           const T inv = static_cast<T>(1.0 / sum);
           for (int64_t j = 0; j < nk; ++j) row[j] *= inv;
           *lse_out = mx + static_cast<T>(std::log(sum));
@@ -153,7 +152,7 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
             if (l == -std::numeric_limits<T>::infinity()) {
               std::fill(row, row + nk, T(0));
             } else {
-              for (int64_t j = 0; j < nk; ++j) row[j] = std::exp(row[j] - l);
+              for (int64_t j = 0; j < nk; ++j) row[j] = fast_exp(row[j] - l);
             }
             double s = 0;
             for (int64_t c = 0; c < hd; ++c)
@@ -174,7 +173,35 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
   }
 }
 
+template <typename T>
+void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, int64_t length,
+                      const AttentionDims& d) {
+  const int64_t hd = d.head_dim, group = d.heads / d.kv_heads, ks = d.kv_heads * hd;
+#pragma omp parallel
+  {
+    std::vector<T> s(length);
+#pragma omp for
+    for (int64_t h = 0; h < d.heads; ++h) {
+      const int64_t g = h / group;
+      // scores = K q * scale (a matrix-vector product over the cache rows of kv head g)
+      gemm<T>(false, true, length, 1, hd, static_cast<T>(d.scale), k_cache + g * hd, ks,
+              q + h * hd, hd, T(0), s.data(), 1);
+      T mx = s[0];
+      for (int64_t j = 1; j < length; ++j) mx = std::max(mx, s[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < length; ++j) s[j] = fast_exp(s[j] - mx);
+      for (int64_t j = 0; j < length; ++j) sum += s[j];
+      const T inv = static_cast<T>(1.0 / sum);
+      for (int64_t j = 0; j < length; ++j) s[j] *= inv;
+      gemm<T>(false, false, 1, hd, length, T(1), s.data(), length, v_cache + g * hd, ks, T(0),
+              out + h * hd, hd);
+    }
+  }
+}
+
 #define QV_INSTANTIATE(T)                                                                    \
+  template void attention_decode<T>(const T*, const T*, const T*, T*, int64_t,               \
+                                    const AttentionDims&);                                   \
   template void attention_forward<T>(const T*, const T*, const T*, T*, T*, const int64_t*,   \
                                      int64_t, const AttentionDims&, const uint8_t*);         \
   template void attention_backward<T>(const T*, const T*, const T*, const T*, const T*,      \
