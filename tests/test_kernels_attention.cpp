@@ -384,6 +384,26 @@ TEST(KernelsAttention, SingleTokenAndEmptySequences) {
   check_case_against_naive(empty_seqs, 1e-6, 1e-5);
 }
 
+// A decode step is the last row of a causal forward over the same tokens.
+TEST(KernelsAttention, DecodeMatchesLastRowOfCausalForward) {
+  for (int64_t L : {int64_t{1}, int64_t{7}, int64_t{300}}) {
+    SCOPED_TRACE(::testing::Message() << "cache length " << L);
+    AttnCase c({L}, 4, 2, 6, true, 1000 + L);
+    const AttnOut ref = naive_forward(c);
+    const int64_t row = c.dims.heads * c.dims.head_dim;
+    const std::vector<double> last(ref.out.end() - row, ref.out.end());
+    const std::vector<double> q_last(c.q.end() - row, c.q.end());
+    std::vector<double> out(row, 7.0);
+    kernels::attention_decode<double>(q_last.data(), c.k.data(), c.v.data(), out.data(), L, c.dims);
+    QV_EXPECT_REL(out, last, 1e-13);
+    const auto qf = cast_vector<float>(q_last), kf = cast_vector<float>(c.k),
+               vf = cast_vector<float>(c.v);
+    std::vector<float> outf(row);
+    kernels::attention_decode<float>(qf.data(), kf.data(), vf.data(), outf.data(), L, c.dims);
+    QV_EXPECT_REL(outf, last, 1e-6);
+  }
+}
+
 TEST(KernelsAttention, RejectsBadShapes) {
   AttnCase c({3, 2}, 4, 2, 4, false, 900);
   std::vector<float> q(c.q.size()), k(c.k.size()), v(c.v.size()), out(q.size()), lse(20);

@@ -5,11 +5,6 @@
 // per thread. Backward: recompute P = exp(S - lse) tile by tile, with D_i = dout_i . out_i and
 // dS = P * (dP - D_i). Tile products go through BLAS; tile sizes keep each product small enough
 // that OpenBLAS runs it on the calling thread (OpenMP supplies the parallelism).
-// Floating-point exceptions are never trapped in this project. Saying so lets GCC if-convert
-// the range checks of fast_exp and so vectorise the softmax loops. Before any include, so that
-// inline functions and their callers agree on the option.
-#pragma GCC optimize("no-trapping-math")
-
 #include "kernels/cpu/attention.h"
 
 #include <omp.h>
@@ -108,12 +103,7 @@ void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t n
         std::fill_n(row, nk, T(0));
         continue;
       }
-      double sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < lim; ++j) {
-        row[j] = fast_exp(row[j] - m_new);  // exp(-inf) = 0 for masked keys
-        sum += row[j];
-      }
+      const double sum = exp_shifted(row, row, lim, m_new);  // exp(-inf) = 0 for masked keys
       std::fill(row + lim, row + nk, T(0));
       if (m_new != m[i]) {
         const T alpha = fast_exp(m[i] - m_new);  // 0 when m[i] is -inf
@@ -195,7 +185,7 @@ void backward_tile(const BackwardView<T>& bv, const AttentionDims& d, int64_t q0
     T* row = P + i * kKeyBlock;
     const T lse_i = bv.lse[(q0 + i) * bv.heads];
     const int64_t lim = lse_i == ninf ? 0 : causal_limit(d.causal, q0 + i, k0, nk);
-    for (int64_t j = 0; j < lim; ++j) row[j] = fast_exp(row[j] - lse_i);
+    exp_shifted(row, row, lim, lse_i);
     if (hv.valid) {
       const uint8_t* valid = hv.valid + k0;
       for (int64_t j = 0; j < lim; ++j) row[j] = valid[j] ? row[j] : T(0);
@@ -399,12 +389,57 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
                                key_valid, AttentionBackwardPlan::kAuto);
 }
 
+template <typename T>
+void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, int64_t length,
+                      const AttentionDims& dims) {
+  QV_CHECK(dims.heads > 0 && dims.kv_heads > 0 && dims.heads % dims.kv_heads == 0,
+           "attention_decode: heads (", dims.heads, ") must be a positive multiple of kv_heads (",
+           dims.kv_heads, ")");
+  QV_CHECK(dims.head_dim > 0 && length >= 0, "attention_decode: bad head_dim ", dims.head_dim,
+           " or cache length ", length);
+  const int64_t hd = dims.head_dim, group = dims.heads / dims.kv_heads, ks = dims.kv_heads * hd;
+  const T scale = static_cast<T>(dims.scale);
+  // One query row per head: matrix-vector work that only streams the cache, so plain loops.
+#pragma omp parallel if (dims.heads * length * hd > (1 << 16))
+  {
+    std::vector<T> s(static_cast<size_t>(length));
+#pragma omp for schedule(static)
+    for (int64_t h = 0; h < dims.heads; ++h) {
+      const T* qh = q + h * hd;
+      const T* kg = k_cache + (h / group) * hd;
+      const T* vg = v_cache + (h / group) * hd;
+      T* o = out + h * hd;
+      std::fill_n(o, hd, T(0));
+      if (length == 0) continue;  // nothing to attend: zero output, as in the forward
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < length; ++j) {
+        const T* kj = kg + j * ks;
+        T dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < hd; ++c) dot += qh[c] * kj[c];
+        s[j] = dot * scale;
+        mx = std::max(mx, s[j]);
+      }
+      const double sum = exp_shifted(s.data(), s.data(), length, mx);
+      for (int64_t j = 0; j < length; ++j) {
+        const T p = s[j];
+        const T* vj = vg + j * ks;
+        for (int64_t c = 0; c < hd; ++c) o[c] += p * vj[c];
+      }
+      const T inv = static_cast<T>(1.0 / sum);
+      for (int64_t c = 0; c < hd; ++c) o[c] *= inv;
+    }
+  }
+}
+
 #define QV_INSTANTIATE(T)                                                                         \
   template void attention_forward<T>(const T*, const T*, const T*, T*, T*, const int64_t*,        \
                                      int64_t, const AttentionDims&, const uint8_t*);              \
   template void attention_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, \
                                       T*, T*, T*, const int64_t*, int64_t, const AttentionDims&,  \
                                       const uint8_t*);                                            \
+  template void attention_decode<T>(const T*, const T*, const T*, T*, int64_t,                    \
+                                    const AttentionDims&);                                        \
   template void attention_backward_with_plan<T>(                                                  \
       const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, const int64_t*,     \
       int64_t, const AttentionDims&, const uint8_t*, AttentionBackwardPlan);

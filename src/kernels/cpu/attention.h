@@ -32,4 +32,10 @@ void attention_backward(const T* q, const T* k, const T* v, const T* out, const 
                         int64_t n_seqs, const AttentionDims& dims,
                         const uint8_t* key_valid = nullptr);
 
+// One new query per head against a key/value cache (incremental decoding): q [heads, hd],
+// k_cache / v_cache [length, kv_heads, hd], out [heads, hd]. Attends to every cached position.
+template <typename T>
+void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, int64_t length,
+                      const AttentionDims& dims);
+
 }  // namespace qv::kernels

@@ -1,9 +1,4 @@
 // Softmax cross-entropy per row of logits with a numerically stable log-sum-exp.
-// Floating-point exceptions are never trapped in this project. Saying so lets GCC if-convert
-// the range checks of fast_exp and so vectorise the softmax loops. Before any include, so that
-// inline functions and their callers agree on the option.
-#pragma GCC optimize("no-trapping-math")
-
 #include "kernels/cpu/cross_entropy.h"
 
 #include <algorithm>
@@ -42,15 +37,11 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
     double sum = 0;
     if (d) {
       // Keep exp(x - max) in d to avoid a second exp pass; it is rescaled once the sum is known.
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < V; ++j) {
-        const T e = fast_exp(x[j] - mx);
-        sum += e;
-        d[j] = e;
-      }
+      sum = exp_shifted(x, d, V, mx);
     } else {
-#pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < V; ++j) sum += fast_exp(x[j] - mx);
+      T scratch[1024];
+      for (int64_t j = 0; j < V; j += 1024)
+        sum += exp_shifted(x + j, scratch, std::min<int64_t>(1024, V - j), mx);
     }
     const double lse = mx + std::log(sum);
     row_loss[r] = lse - target_logit;

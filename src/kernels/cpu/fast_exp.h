@@ -68,4 +68,9 @@ inline double fast_exp(double x) {
   return x < kLo ? 0.0 : (x > kHi ? std::numeric_limits<double>::infinity() : y);
 }
 
+// y[j] = exp(x[j] - shift) for j < n, returning the sum of the y[j] in double; y may alias x.
+// Compiled for AVX2 + FMA too, chosen at load time when the CPU has them.
+double exp_shifted(const float* x, float* y, int64_t n, float shift);
+double exp_shifted(const double* x, double* y, int64_t n, double shift);
+
 }  // namespace qv::kernels
