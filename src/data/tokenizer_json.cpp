@@ -1,0 +1,190 @@
+#include "data/tokenizer_json.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "data/pretokenize.h"
+
+namespace qv::data {
+namespace {
+
+using nlohmann::json;
+
+struct Reader {
+  const std::string& origin;
+
+  template <typename... Args>
+  [[noreturn]] void fail(const Args&... args) const {
+    qv::fail(origin, ": ", args...);
+  }
+
+  const json& field(const json& obj, const char* key, const std::string& where) const {
+    auto it = obj.find(key);
+    if (it == obj.end()) fail("missing field ", where, ".", key);
+    return *it;
+  }
+  bool is_null_or_missing(const json& obj, const char* key) const {
+    auto it = obj.find(key);
+    return it == obj.end() || it->is_null();
+  }
+  bool boolean(const json& obj, const char* key, const std::string& where, bool fallback) const {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) fail(where, ".", key, " must be true or false");
+    return it->get<bool>();
+  }
+  std::string string(const json& obj, const char* key, const std::string& where) const {
+    const json& v = field(obj, key, where);
+    if (!v.is_string()) fail(where, ".", key, " must be a string");
+    return v.get<std::string>();
+  }
+  std::string type_of(const json& obj, const std::string& where) const {
+    if (!obj.is_object()) fail(where, " must be an object");
+    return string(obj, "type", where);
+  }
+  int32_t id(const json& v, const std::string& where) const {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+      fail(where, " must be a non-negative integer id");
+    return static_cast<int32_t>(v.get<int64_t>());
+  }
+};
+
+void read_model(const Reader& r, const json& model, TokenizerSpec& spec) {
+  if (!model.is_object()) r.fail("model must be an object");
+  if (!r.is_null_or_missing(model, "type") && r.string(model, "type", "model") != "BPE")
+    r.fail("unsupported model.type '", r.string(model, "type", "model"), "' (only BPE)");
+  if (!r.is_null_or_missing(model, "dropout") && model["dropout"] != 0)
+    r.fail("unsupported model.dropout (BPE dropout is not implemented)");
+  if (r.boolean(model, "byte_fallback", "model", false))
+    r.fail("unsupported model.byte_fallback = true");
+  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (!r.is_null_or_missing(model, key) && r.string(model, key, "model") != "")
+      r.fail("unsupported model.", key, " (must be empty)");
+  spec.ignore_merges = r.boolean(model, "ignore_merges", "model", false);
+
+  const json& vocab = r.field(model, "vocab", "model");
+  if (!vocab.is_object()) r.fail("model.vocab must be an object of token -> id");
+  spec.vocab.reserve(vocab.size());
+  for (auto it = vocab.begin(); it != vocab.end(); ++it)
+    spec.vocab.emplace_back(it.key(), r.id(it.value(), "model.vocab[\"" + it.key() + "\"]"));
+
+  const json& merges = r.field(model, "merges", "model");
+  if (!merges.is_array()) r.fail("model.merges must be an array");
+  spec.merges.reserve(merges.size());
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const json& m = merges[i];
+    if (m.is_string()) {
+      const std::string& s = m.get_ref<const std::string&>();
+      const size_t space = s.find(' ');
+      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
+        r.fail("model.merges[", i, "] = \"", s, "\" is not two tokens separated by one space");
+      spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      spec.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    } else {
+      r.fail("model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]");
+    }
+  }
+}
+
+void read_normalizer(const Reader& r, const json& root, TokenizerSpec& spec) {
+  if (r.is_null_or_missing(root, "normalizer")) return;
+  const json& n = root["normalizer"];
+  const std::string type = r.type_of(n, "normalizer");
+  if (type == "NFC") {
+    spec.nfc = true;
+    return;
+  }
+  if (type == "Sequence") {
+    const json& list = r.field(n, "normalizers", "normalizer");
+    if (list.is_array() && list.empty()) return;
+    if (list.is_array() && list.size() == 1 && r.type_of(list[0], "normalizer[0]") == "NFC") {
+      spec.nfc = true;
+      return;
+    }
+  }
+  r.fail("unsupported normalizer ", n.dump(), " (only NFC or none)");
+}
+
+void read_pre_tokenizer(const Reader& r, const json& root) {
+  const json& p = r.field(root, "pre_tokenizer", "tokenizer");
+  const std::string supported =
+      " (supported: Sequence of Split with the Qwen regex, behavior Isolated, then ByteLevel "
+      "without prefix space or regex)";
+  if (p.is_null() || r.type_of(p, "pre_tokenizer") != "Sequence")
+    r.fail("unsupported pre_tokenizer", supported);
+  const json& list = r.field(p, "pretokenizers", "pre_tokenizer");
+  if (!list.is_array() || list.size() != 2) r.fail("unsupported pre_tokenizer", supported);
+
+  const json& split = list[0];
+  if (r.type_of(split, "pre_tokenizer[0]") != "Split")
+    r.fail("unsupported pre_tokenizer", supported);
+  const json& pattern = r.field(split, "pattern", "pre_tokenizer[0]");
+  if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string() ||
+      pattern["Regex"].get<std::string>() != kQwenSplitPattern)
+    r.fail("unsupported Split pattern ", pattern.dump(), " (only the Qwen regex ",
+           kQwenSplitPattern, ")");
+  if (r.string(split, "behavior", "pre_tokenizer[0]") != "Isolated" ||
+      r.boolean(split, "invert", "pre_tokenizer[0]", false))
+    r.fail("unsupported Split behavior (only Isolated, not inverted)");
+
+  const json& bl = list[1];
+  if (r.type_of(bl, "pre_tokenizer[1]") != "ByteLevel" ||
+      r.boolean(bl, "add_prefix_space", "pre_tokenizer[1]", true) ||
+      r.boolean(bl, "use_regex", "pre_tokenizer[1]", true))
+    r.fail("unsupported pre_tokenizer", supported);
+}
+
+void read_decoder_and_post_processor(const Reader& r, const json& root) {
+  if (!r.is_null_or_missing(root, "decoder") &&
+      r.type_of(root["decoder"], "decoder") != "ByteLevel")
+    r.fail("unsupported decoder ", root["decoder"].dump(), " (only ByteLevel)");
+  // A ByteLevel post-processor only adjusts offsets; anything else (e.g. TemplateProcessing
+  // adding BOS/EOS) would change the ids, so refuse it rather than ignore it.
+  if (!r.is_null_or_missing(root, "post_processor") &&
+      r.type_of(root["post_processor"], "post_processor") != "ByteLevel")
+    r.fail("unsupported post_processor ", root["post_processor"].dump(), " (only ByteLevel)");
+}
+
+void read_added_tokens(const Reader& r, const json& root, TokenizerSpec& spec) {
+  if (r.is_null_or_missing(root, "added_tokens")) return;
+  const json& list = root["added_tokens"];
+  if (!list.is_array()) r.fail("added_tokens must be an array");
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string where = cat("added_tokens[", i, "]");
+    const json& t = list[i];
+    if (!t.is_object()) r.fail(where, " must be an object");
+    AddedToken tok;
+    tok.id = r.id(r.field(t, "id", where), where + ".id");
+    tok.content = r.string(t, "content", where);
+    if (tok.content.empty()) r.fail(where, ".content is empty");
+    tok.special = r.boolean(t, "special", where, false);
+    tok.lstrip = r.boolean(t, "lstrip", where, false);
+    tok.rstrip = r.boolean(t, "rstrip", where, false);
+    tok.single_word = r.boolean(t, "single_word", where, false);
+    tok.normalized = r.boolean(t, "normalized", where, !tok.special);
+    spec.added_tokens.push_back(std::move(tok));
+  }
+}
+
+}  // namespace
+
+TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string& origin) {
+  const Reader r{origin};
+  json root;
+  try {
+    root = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    r.fail("invalid JSON: ", e.what());
+  }
+  if (!root.is_object()) r.fail("top level must be a JSON object");
+  TokenizerSpec spec;
+  read_model(r, r.field(root, "model", "tokenizer"), spec);
+  read_normalizer(r, root, spec);
+  read_pre_tokenizer(r, root);
+  read_decoder_and_post_processor(r, root);
+  read_added_tokens(r, root, spec);
+  return spec;
+}
+
+}  // namespace qv::data

@@ -1,0 +1,34 @@
+// Collective communication between training processes. The trainer talks only to this
+// interface; MPI backs it on CPUs (dist/mpi_communicator.cpp) and NCCL is the place for GPUs.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+namespace qv::dist {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual void all_reduce_sum(float* data, int64_t n) = 0;
+  virtual void all_reduce_sum(double* data, int64_t n) = 0;
+  virtual void all_reduce_max(double* data, int64_t n) = 0;
+  // out[size * n] = every rank's in[n], in rank order.
+  virtual void all_gather(const float* in, float* out, int64_t n) = 0;
+  // in[size * n] summed over ranks; rank r keeps block r in out[n].
+  virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) = 0;
+  virtual void broadcast(float* data, int64_t n, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// The world of one process: every collective is the identity.
+std::unique_ptr<Communicator> make_local_communicator();
+
+// MPI_COMM_WORLD; a collective that takes longer than timeout_s aborts every rank.
+std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s = 300);
+
+// Whether this process was started by mpirun / srun (an MPI launcher's environment is set).
+bool launched_under_mpi();
+
+}  // namespace qv::dist

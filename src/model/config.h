@@ -1,0 +1,83 @@
+// Model configuration: the fields of a Hugging Face Qwen3-VL config.json, named presets
+// ("flavors"), and derived figures (parameter counts, training FLOPs per token).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qv::model {
+
+struct TextConfig {
+  int64_t vocab_size = 151936;
+  int64_t hidden_size = 4096;
+  int64_t intermediate_size = 22016;
+  int64_t num_layers = 32;
+  int64_t num_heads = 32;
+  int64_t num_kv_heads = 32;
+  int64_t head_dim = 128;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 5000000.0;
+  std::array<int64_t, 3> mrope_section = {24, 20, 20};
+  int64_t max_position_embeddings = 128000;
+  double initializer_range = 0.02;
+};
+
+struct VisionConfig {
+  int64_t depth = 27;
+  int64_t hidden_size = 1152;
+  int64_t intermediate_size = 4304;
+  int64_t num_heads = 16;
+  int64_t in_channels = 3;
+  int64_t patch_size = 16;
+  int64_t temporal_patch_size = 2;
+  int64_t spatial_merge_size = 2;
+  int64_t out_hidden_size = 3584;
+  int64_t num_position_embeddings = 2304;
+  std::vector<int64_t> deepstack_visual_indexes = {8, 16, 24};
+  double initializer_range = 0.02;
+
+  int64_t head_dim() const { return hidden_size / num_heads; }
+  int64_t patch_dim() const { return in_channels * temporal_patch_size * patch_size * patch_size; }
+  int64_t merge_unit() const { return spatial_merge_size * spatial_merge_size; }
+  int64_t merged_dim() const { return hidden_size * merge_unit(); }
+};
+
+struct ModelConfig {
+  TextConfig text;
+  VisionConfig vision;
+  int64_t image_token_id = 151655;
+  int64_t video_token_id = 151656;
+  int64_t vision_start_token_id = 151652;
+  int64_t vision_end_token_id = 151653;
+  bool tie_word_embeddings = false;
+
+  // Parses a Hugging Face config.json (errors name the file and the field).
+  static ModelConfig from_json_file(const std::string& path);
+  static ModelConfig from_json_text(const std::string& text, const std::string& origin);
+  // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B (see flavor_names()).
+  static ModelConfig flavor(const std::string& name);
+  static std::vector<std::string> flavor_names();
+  // A config.json that Hugging Face transformers reads back as this model.
+  std::string to_json_text() const;
+  // Throws qv::Error on inconsistent values (heads not dividing, odd head_dim, ...).
+  void validate() const;
+};
+
+struct ParamCounts {
+  int64_t vision = 0;  // model.visual.* (encoder, merger, deepstack mergers)
+  int64_t text = 0;    // model.language_model.* and lm_head (once when tied)
+  int64_t total() const { return vision + text; }
+};
+ParamCounts count_params(const ModelConfig& config);
+
+// Training FLOPs (forward + backward = 3x forward matmul FLOPs, attention included) per text
+// token for a causal sequence of length seq_len (decoder layers only), per token that takes a
+// loss (the classifier), and per vision patch for images of n_patches.
+double decoder_train_flops_per_token(const ModelConfig& config, int64_t seq_len);
+double classifier_train_flops_per_token(const ModelConfig& config);
+// Decoder + classifier, every token taking a loss.
+double text_train_flops_per_token(const ModelConfig& config, int64_t seq_len);
+double vision_train_flops_per_patch(const ModelConfig& config, int64_t patches_per_image);
+
+}  // namespace qv::model

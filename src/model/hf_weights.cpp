@@ -1,0 +1,92 @@
+#include "model/hf_weights.h"
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace qv::model {
+
+namespace fs = std::filesystem;
+
+void load_hf_weights(const std::string& dir, ParamStore& store) {
+  const auto where = io::list_checkpoint_tensors(dir);
+  std::map<std::string, std::unique_ptr<io::SafetensorsFile>> files;
+  auto file_for = [&](const std::string& path) -> io::SafetensorsFile& {
+    auto& f = files[path];
+    if (!f) f = std::make_unique<io::SafetensorsFile>(path);
+    return *f;
+  };
+  std::set<std::string> used;
+  for (const ParamEntry& e : store.entries()) {
+    auto it = where.find(e.name);
+    QV_CHECK(it != where.end(), dir, ": checkpoint is missing tensor '", e.name, "' (expected shape ",
+             shape_str(e.shape), ")");
+    io::SafetensorsFile& f = file_for(it->second);
+    QV_CHECK(f.has(e.name), it->second, ": index names tensor '", e.name,
+             "' but the shard does not contain it");
+    const io::TensorInfo& info = f.info(e.name);
+    QV_CHECK(numel(info.shape) == e.ref.numel &&
+                 (info.shape == e.shape || (e.shape.size() == 5 && info.shape.size() == 2)),
+             it->second, ": tensor '", e.name, "' has shape ", shape_str(info.shape),
+             " but the model expects ", shape_str(e.shape));
+    QV_CHECK(info.dtype == DType::kF32 || info.dtype == DType::kBF16 || info.dtype == DType::kF16 ||
+                 info.dtype == DType::kF64,
+             it->second, ": tensor '", e.name, "' has dtype ", dtype_name(info.dtype),
+             " (expected a float type)");
+    Tensor t = f.read(e.name).to(DType::kF32);
+    std::memcpy(store.value(e.ref), t.data<float>(), e.ref.numel * sizeof(float));
+    used.insert(e.name);
+  }
+  for (const auto& [name, path] : where) {
+    if (used.count(name)) continue;
+    if (name == "lm_head.weight" && store.find("lm_head.weight") == nullptr) continue;  // tied
+    fail(path, ": unexpected tensor '", name, "' (not a parameter of this model config)");
+  }
+}
+
+void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
+                        DType dtype, int64_t max_shard_bytes) {
+  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "export dtype must be F32 or BF16");
+  fs::create_directories(dir);
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), config.to_json_text());
+  std::vector<io::TensorMap> shards(1);
+  int64_t shard_bytes = 0;
+  for (const ParamEntry& e : store.entries()) {
+    Tensor t(DType::kF32, e.shape);
+    std::memcpy(t.data<float>(), store.value(e.ref), e.ref.numel * sizeof(float));
+    Tensor out = t.to(dtype);
+    if (shard_bytes > 0 && shard_bytes + static_cast<int64_t>(out.nbytes()) > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back()[e.name] = out;
+    shard_bytes += out.nbytes();
+  }
+  if (shards.size() == 1) {
+    io::save_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0]);
+    fs::remove(fs::path(dir) / "model.safetensors.index.json");
+    return;
+  }
+  nlohmann::json weight_map = nlohmann::json::object();
+  int64_t total = 0;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
+    io::save_safetensors((fs::path(dir) / name).string(), shards[i]);
+    for (const auto& [tensor, t] : shards[i]) {
+      weight_map[tensor] = name;
+      total += t.nbytes();
+    }
+  }
+  nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  io::write_file_atomic((fs::path(dir) / "model.safetensors.index.json").string(),
+                        index.dump(2) + "\n");
+}
+
+}  // namespace qv::model

@@ -1,0 +1,21 @@
+// Hugging Face checkpoints in and out: config.json + model.safetensors (or sharded with
+// model.safetensors.index.json), F32 / BF16 / F16 tensors with HF names.
+#pragma once
+#include <string>
+
+#include "core/tensor.h"
+#include "model/params.h"
+
+namespace qv::model {
+
+// Loads every parameter of `store` from the checkpoint folder. Missing, unexpected or mis-shaped
+// tensors are errors naming the tensor (and both shapes). A tied model accepts (and ignores) an
+// lm_head.weight only if it equals embed_tokens.
+void load_hf_weights(const std::string& dir, ParamStore& store);
+
+// Writes config.json and model.safetensors (sharded above max_shard_bytes, with an index) in
+// `dtype` (F32 or BF16), atomically per file.
+void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
+                        DType dtype = DType::kF32, int64_t max_shard_bytes = 4ll << 30);
+
+}  // namespace qv::model

@@ -1,0 +1,156 @@
+#include "model/params.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+
+namespace qv::model {
+
+ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weight) {
+  QV_CHECK(!by_name_.count(name), "parameter '", name, "' registered twice");
+  QV_CHECK(values_.empty(), "parameter '", name, "' added after allocate()");
+  ParamEntry e;
+  e.name = name;
+  e.shape = std::move(shape);
+  e.ref = {total_, qv::numel(e.shape)};
+  e.is_vision = name.rfind("model.visual.", 0) == 0;
+  e.is_matrix = e.shape.size() >= 2;
+  e.is_norm_weight = is_norm_weight;
+  // Keep every parameter 16-float aligned so vector loads and shard boundaries stay tidy.
+  total_ += (e.ref.numel + 15) / 16 * 16;
+  by_name_[name] = entries_.size();
+  by_offset_[e.ref.offset] = entries_.size();
+  entries_.push_back(e);
+  frozen_.push_back(0);
+  return e.ref;
+}
+
+void ParamStore::allocate() {
+  values_.assign(total_, 0.0f);
+  grads_.assign(total_, 0.0f);
+}
+
+void ParamStore::pad_to_multiple(int64_t m) {
+  const int64_t n = (total_ + m - 1) / m * m;
+  values_.resize(n, 0.0f);
+  grads_.resize(n, 0.0f);
+}
+
+const ParamEntry* ParamStore::find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : &entries_[it->second];
+}
+
+size_t ParamStore::index_of(ParamRef r) const {
+  auto it = by_offset_.find(r.offset);
+  QV_CHECK(it != by_offset_.end(), "no parameter at offset ", r.offset);
+  return it->second;
+}
+
+void ParamStore::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+int ParamStore::set_frozen_prefix(const std::string& prefix, bool frozen) {
+  int n = 0;
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (entries_[i].name.rfind(prefix, 0) == 0) {
+      frozen_[i] = frozen;
+      ++n;
+    }
+  return n;
+}
+
+namespace {
+
+MergerParams add_merger(ParamStore& s, const std::string& p, const VisionConfig& v, bool postshuffle) {
+  const int64_t M = v.merged_dim();
+  const int64_t norm_dim = postshuffle ? M : v.hidden_size;
+  MergerParams m;
+  m.norm_w = s.add(p + ".norm.weight", {norm_dim}, true);
+  m.norm_b = s.add(p + ".norm.bias", {norm_dim});
+  m.fc1_w = s.add(p + ".linear_fc1.weight", {M, M});
+  m.fc1_b = s.add(p + ".linear_fc1.bias", {M});
+  m.fc2_w = s.add(p + ".linear_fc2.weight", {v.out_hidden_size, M});
+  m.fc2_b = s.add(p + ".linear_fc2.bias", {v.out_hidden_size});
+  return m;
+}
+
+}  // namespace
+
+ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
+  const TextConfig& t = config.text;
+  const VisionConfig& v = config.vision;
+  ModelParams p;
+  // Text model.
+  const std::string lm = "model.language_model.";
+  p.text.embed = s.add(lm + "embed_tokens.weight", {t.vocab_size, t.hidden_size});
+  const int64_t H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
+  for (int64_t i = 0; i < t.num_layers; ++i) {
+    const std::string l = lm + "layers." + std::to_string(i) + ".";
+    TextLayerParams L;
+    L.input_norm = s.add(l + "input_layernorm.weight", {H}, true);
+    L.q_proj = s.add(l + "self_attn.q_proj.weight", {q, H});
+    L.k_proj = s.add(l + "self_attn.k_proj.weight", {kv, H});
+    L.v_proj = s.add(l + "self_attn.v_proj.weight", {kv, H});
+    L.o_proj = s.add(l + "self_attn.o_proj.weight", {H, q});
+    L.q_norm = s.add(l + "self_attn.q_norm.weight", {t.head_dim}, true);
+    L.k_norm = s.add(l + "self_attn.k_norm.weight", {t.head_dim}, true);
+    L.post_norm = s.add(l + "post_attention_layernorm.weight", {H}, true);
+    L.gate = s.add(l + "mlp.gate_proj.weight", {t.intermediate_size, H});
+    L.up = s.add(l + "mlp.up_proj.weight", {t.intermediate_size, H});
+    L.down = s.add(l + "mlp.down_proj.weight", {H, t.intermediate_size});
+    p.text.layers.push_back(L);
+  }
+  p.text.norm = s.add(lm + "norm.weight", {H}, true);
+  p.text.lm_head =
+      config.tie_word_embeddings ? p.text.embed : s.add("lm_head.weight", {t.vocab_size, H});
+  // Vision tower.
+  const std::string vp = "model.visual.";
+  const int64_t D = v.hidden_size;
+  p.vision.patch_w = s.add(vp + "patch_embed.proj.weight",
+                           {D, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size});
+  p.vision.patch_b = s.add(vp + "patch_embed.proj.bias", {D});
+  p.vision.pos_embed = s.add(vp + "pos_embed.weight", {v.num_position_embeddings, D});
+  for (int64_t i = 0; i < v.depth; ++i) {
+    const std::string b = vp + "blocks." + std::to_string(i) + ".";
+    VisionBlockParams B;
+    B.norm1_w = s.add(b + "norm1.weight", {D}, true);
+    B.norm1_b = s.add(b + "norm1.bias", {D});
+    B.qkv_w = s.add(b + "attn.qkv.weight", {3 * D, D});
+    B.qkv_b = s.add(b + "attn.qkv.bias", {3 * D});
+    B.proj_w = s.add(b + "attn.proj.weight", {D, D});
+    B.proj_b = s.add(b + "attn.proj.bias", {D});
+    B.norm2_w = s.add(b + "norm2.weight", {D}, true);
+    B.norm2_b = s.add(b + "norm2.bias", {D});
+    B.fc1_w = s.add(b + "mlp.linear_fc1.weight", {v.intermediate_size, D});
+    B.fc1_b = s.add(b + "mlp.linear_fc1.bias", {v.intermediate_size});
+    B.fc2_w = s.add(b + "mlp.linear_fc2.weight", {D, v.intermediate_size});
+    B.fc2_b = s.add(b + "mlp.linear_fc2.bias", {D});
+    p.vision.blocks.push_back(B);
+  }
+  p.vision.merger = add_merger(s, vp + "merger", v, false);
+  for (size_t k = 0; k < v.deepstack_visual_indexes.size(); ++k)
+    p.vision.deepstack.push_back(
+        add_merger(s, vp + "deepstack_merger_list." + std::to_string(k), v, true));
+  return p;
+}
+
+void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (const ParamEntry& e : store.entries()) {
+    float* w = store.value(e.ref);
+    if (e.is_norm_weight) {
+      std::fill(w, w + e.ref.numel, 1.0f);
+    } else if (!e.is_matrix) {
+      std::fill(w, w + e.ref.numel, 0.0f);
+    } else {
+      const double stddev =
+          e.is_vision ? config.vision.initializer_range : config.text.initializer_range;
+      std::normal_distribution<float> normal(0.0f, static_cast<float>(stddev));
+      for (int64_t i = 0; i < e.ref.numel; ++i) w[i] = normal(rng);
+    }
+  }
+}
+
+}  // namespace qv::model

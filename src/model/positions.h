@@ -1,0 +1,40 @@
+// Position information: Qwen3-VL's multimodal rotary index (HF get_rope_index), the interleaved
+// MRoPE cos/sin tables of the decoder, and the vision tower's 2-D rotary tables and bilinear
+// position-table sampling.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/inputs.h"
+
+namespace qv::model {
+
+struct RopeIndex {
+  std::vector<int64_t> positions;  // [3, batch * seq]: rows T, H, W
+  std::vector<int64_t> deltas;     // [batch]: max position + 1 - seq
+};
+
+// HF get_rope_index semantics, per document when document_ids are given. Throws qv::Error when
+// the vision blocks in input_ids disagree with the grids.
+RopeIndex compute_rope_index(const ModelConfig& config, const ModelInputs& inputs);
+
+// Decoder cos/sin [tokens, head_dim] from [3, tokens] positions with the interleaved slot rule.
+void text_rope_tables(const TextConfig& config, const std::vector<int64_t>& positions,
+                      int64_t tokens, std::vector<float>& cos, std::vector<float>& sin);
+
+// Per-patch tables for the vision tower over all grids (patches in merge-block order).
+struct VisionPositions {
+  int64_t patches = 0;
+  std::vector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
+  std::vector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
+  std::vector<float> cos, sin;      // [patches, head_dim]
+  std::vector<int64_t> pos_index;   // [patches, 4]: position-table rows
+  std::vector<float> pos_weight;    // [patches, 4]: bilinear weights
+};
+VisionPositions vision_positions(const VisionConfig& config, const std::vector<Grid>& grids);
+
+// torch.linspace(start, end, steps) in float32, computed the way PyTorch's CPU kernel does.
+std::vector<float> linspace_f32(float start, float end, int64_t steps);
+
+}  // namespace qv::model

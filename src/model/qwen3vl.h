@@ -1,0 +1,96 @@
+// The whole Qwen3-VL model: vision tower(s), placeholder scatter, decoder with DeepStack
+// injection, final norm, and the classifier fused with the cross-entropy loss.
+#pragma once
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/inputs.h"
+#include "model/params.h"
+#include "model/positions.h"
+#include "model/text_decoder.h"
+#include "model/vision_encoder.h"
+
+namespace qv::model {
+
+// The decoder's keys/values for incremental generation (batch of one).
+struct KvCache {
+  std::vector<KvLayer> layers;
+  int64_t length = 0;      // tokens cached
+  int64_t rope_delta = 0;  // HF rope_deltas: a new token's position is length + rope_delta
+};
+
+struct ForwardOptions {
+  bool backward = false;  // keep activations and compute the loss gradient in the same pass
+  // d(objective)/d(sum of token losses). 0 = the mean over this batch's kept tokens (HF loss).
+  // A trainer accumulating micro-batches passes 1 / (kept tokens of the whole global batch).
+  double loss_grad_scale = 0;
+  bool want_logits = false;  // return the full [batch, seq, vocab] logits (memory: tokens x vocab)
+  bool record = false;       // return intermediate tensors under HF fixture names
+  int64_t classifier_chunk = 256;  // rows of logits held at once when want_logits is false
+  // Activation checkpointing of decoder layers: "none" keeps every layer's activations,
+  // "full" keeps only each layer's input and recomputes the layer in backward, "selective"
+  // does that for every second layer (torchtitan's selective_ac_option = 2).
+  std::string activation_checkpoint = "none";
+  // When set (batch of one, no padding), every layer's keys and values are stored for decode().
+  KvCache* kv_cache = nullptr;
+};
+
+struct ForwardResult {
+  double loss = std::numeric_limits<double>::quiet_NaN();  // mean over kept tokens
+  double loss_sum = 0;
+  int64_t kept_tokens = 0;
+  Tensor logits;
+  RopeIndex rope;
+  std::map<std::string, Tensor> recorded;
+};
+
+// Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).
+std::vector<int64_t> shifted_targets(const ModelInputs& inputs);
+
+// Seconds spent per part, accumulated over calls (reset by the caller).
+struct ModelTimings {
+  double vision_forward = 0, decoder_forward = 0, classifier = 0, decoder_backward = 0,
+         vision_backward = 0;
+};
+
+class Qwen3VLModel {
+ public:
+  explicit Qwen3VLModel(const ModelConfig& config);  // parameters allocated, zero
+  Qwen3VLModel(const Qwen3VLModel&) = delete;
+  Qwen3VLModel& operator=(const Qwen3VLModel&) = delete;
+
+  // config.json + safetensors from a Hugging Face model folder.
+  static std::unique_ptr<Qwen3VLModel> from_pretrained(const std::string& dir);
+
+  const ModelConfig& config() const { return config_; }
+  ParamStore& store() { return store_; }
+  const ParamStore& store() const { return store_; }
+  const ModelParams& params() const { return params_; }
+
+  ForwardResult forward(const ModelInputs& inputs, const ForwardOptions& options = {});
+  // Accumulates parameter gradients of the last forward(options.backward = true).
+  void backward();
+  // Appends one token to a cache filled by forward(kv_cache = &cache); returns its logits.
+  std::vector<float> decode(int64_t token, KvCache& cache);
+  // Whether the last forward ran the vision tower (its parameters then received gradients).
+  bool used_vision() const { return used_vision_; }
+  ModelTimings& timings() { return timings_; }
+  ~Qwen3VLModel();
+
+ private:
+  struct State;
+  void validate(const ModelInputs& in) const;
+  ModelConfig config_;
+  ParamStore store_;
+  ModelParams params_;
+  std::unique_ptr<State> state_;
+  bool used_vision_ = false;
+  ModelTimings timings_;
+};
+
+}  // namespace qv::model

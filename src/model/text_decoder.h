@@ -1,0 +1,50 @@
+// The Qwen3 decoder layer: RMSNorm -> GQA attention with per-head q/k RMSNorm and interleaved
+// MRoPE over packed documents -> residual -> RMSNorm -> SwiGLU -> residual.
+#pragma once
+#include <vector>
+
+#include "model/config.h"
+#include "model/params.h"
+#include "model/vision_encoder.h"
+
+namespace qv::model {
+
+// Per-call attention layout shared by all layers.
+struct DecoderContext {
+  int64_t tokens = 0;
+  std::vector<int64_t> cu_seqlens;  // documents (rows split at document boundaries)
+  std::vector<uint8_t> key_valid;   // attention_mask as bytes (empty = all valid)
+  std::vector<float> cos, sin;      // [tokens, head_dim]
+};
+
+struct DecoderLayerActs {
+  Buffer x_in, h1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn, lse, x_mid, h2, rstd2, gate,
+      up, act;
+};
+
+// Keys (after q/k norm and rotary) and values of the tokens seen so far, for incremental decoding.
+struct KvLayer {
+  Buffer k, v;  // [length, kv_heads * head_dim]
+};
+
+class DecoderLayer {
+ public:
+  DecoderLayer(const TextConfig& config, const TextLayerParams& params)
+      : config_(config), p_(params) {}
+  // x: [tokens, hidden] in; out: layer output (x may not alias out). Saves activations in acts.
+  void forward(ParamStore& store, const DecoderContext& ctx, Buffer x_in, DecoderLayerActs& acts,
+               Buffer& out) const;
+  // One new token: x [hidden] is replaced by the layer output; its key and value are appended to
+  // the cache. cos / sin: [head_dim] for the token's position.
+  void decode(ParamStore& store, const float* cos, const float* sin, KvLayer& cache,
+              Buffer& x) const;
+  // d_out: gradient of the layer output; d_in receives the gradient of its input.
+  void backward(ParamStore& store, const DecoderContext& ctx, const DecoderLayerActs& acts,
+                const Buffer& d_out, Buffer& d_in) const;
+
+ private:
+  const TextConfig& config_;
+  const TextLayerParams& p_;
+};
+
+}  // namespace qv::model

@@ -1,0 +1,225 @@
+#include "model/vision_encoder.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/activations.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/norms.h"
+#include "kernels/cpu/rope.h"
+
+namespace qv::model {
+
+namespace k = qv::kernels;
+
+namespace {
+
+constexpr float kLayerNormEps = 1e-6f;
+
+Tensor to_tensor(const Buffer& b, Shape shape) { return Tensor::from_f32(b, std::move(shape)); }
+
+// Splits qkv rows [N, 3D] into q, k, v [N, D] each.
+void split_qkv(const Buffer& qkv, int64_t N, int64_t D, Buffer& q, Buffer& kk, Buffer& v) {
+  q.resize(N * D);
+  kk.resize(N * D);
+  v.resize(N * D);
+#pragma omp parallel for
+  for (int64_t i = 0; i < N; ++i) {
+    std::memcpy(&q[i * D], &qkv[i * 3 * D], D * sizeof(float));
+    std::memcpy(&kk[i * D], &qkv[i * 3 * D + D], D * sizeof(float));
+    std::memcpy(&v[i * D], &qkv[i * 3 * D + 2 * D], D * sizeof(float));
+  }
+}
+
+}  // namespace
+
+void VisionEncoder::merger_forward(ParamStore& s, const MergerParams& m, bool postshuffle,
+                                   const Buffer& x, int64_t patches, MergerActs& a,
+                                   Buffer& out) const {
+  const int64_t D = config_.hidden_size, M = config_.merged_dim();
+  const int64_t rows = patches / config_.merge_unit();
+  // Post-shuffle norm works on merged rows of M values; pre-shuffle on each patch's D values.
+  const int64_t norm_rows = postshuffle ? rows : patches, norm_dim = postshuffle ? M : D;
+  a.ln.resize(patches * D);
+  a.ln_mean.resize(norm_rows);
+  a.ln_rstd.resize(norm_rows);
+  k::layernorm_forward(x.data(), s.value(m.norm_w), s.value(m.norm_b), a.ln.data(),
+                       a.ln_mean.data(), a.ln_rstd.data(), norm_rows, norm_dim, kLayerNormEps);
+  a.fc1.resize(rows * M);
+  k::linear_forward(a.ln.data(), s.value(m.fc1_w), s.value(m.fc1_b), a.fc1.data(), rows, M, M);
+  a.act.resize(rows * M);
+  k::gelu_erf_forward(a.fc1.data(), a.act.data(), rows * M);
+  out.resize(rows * config_.out_hidden_size);
+  k::linear_forward(a.act.data(), s.value(m.fc2_w), s.value(m.fc2_b), out.data(), rows, M,
+                    config_.out_hidden_size);
+}
+
+void VisionEncoder::merger_backward(ParamStore& s, const MergerParams& m, bool postshuffle,
+                                    const Buffer& x, int64_t patches, const MergerActs& a,
+                                    const Buffer& dout, Buffer& dx) const {
+  const int64_t D = config_.hidden_size, M = config_.merged_dim();
+  const int64_t rows = patches / config_.merge_unit();
+  const int64_t norm_rows = postshuffle ? rows : patches, norm_dim = postshuffle ? M : D;
+  Buffer d_act(rows * M), d_fc1(rows * M), d_ln(rows * M);
+  k::linear_backward(a.act.data(), s.value(m.fc2_w), dout.data(), d_act.data(), s.grad(m.fc2_w),
+                     s.grad(m.fc2_b), rows, M, config_.out_hidden_size);
+  k::gelu_erf_backward(a.fc1.data(), d_act.data(), d_fc1.data(), rows * M);
+  k::linear_backward(a.ln.data(), s.value(m.fc1_w), d_fc1.data(), d_ln.data(), s.grad(m.fc1_w),
+                     s.grad(m.fc1_b), rows, M, M);
+  dx.resize(patches * D);
+  k::layernorm_backward(x.data(), s.value(m.norm_w), a.ln_mean.data(), a.ln_rstd.data(),
+                        d_ln.data(), dx.data(), s.grad(m.norm_w), s.grad(m.norm_b), norm_rows,
+                        norm_dim);
+}
+
+VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
+                                     const std::vector<Grid>& grids, VisionActs& a,
+                                     std::map<std::string, Tensor>* record,
+                                     const std::string& prefix) const {
+  const VisionConfig& c = config_;
+  const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
+  a.pos = vision_positions(c, grids);
+  const int64_t N = a.pos.patches;
+  a.patches = N;
+  a.pixels = pixels;
+
+  // Patch embedding (Conv3d with stride = kernel is a matrix product), then the position table.
+  Buffer x(N * D), pos(N * D);
+  k::linear_forward(pixels, s.value(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
+                    D);
+  k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(),
+                             s.value(p_.pos_embed), pos.data(), N, 4, D);
+  if (record) {
+    (*record)[prefix + "patch_embed"] = to_tensor(x, {N, D});
+    (*record)[prefix + "pos_embeds"] = to_tensor(pos, {N, D});
+    (*record)[prefix + "rotary_angles"] = to_tensor(a.pos.angles, {N, hd / 2});
+  }
+  k::add_inplace(x.data(), pos.data(), N * D);
+
+  k::AttentionDims dims;
+  dims.tokens = N;
+  dims.heads = H;
+  dims.kv_heads = H;
+  dims.head_dim = hd;
+  dims.causal = false;
+  dims.scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
+
+  a.blocks.assign(c.depth, {});
+  a.block_out.assign(c.depth, {});
+  a.deepstack.assign(c.deepstack_visual_indexes.size(), {});
+  VisionOutputs out;
+  out.deepstack.resize(c.deepstack_visual_indexes.size());
+  for (int64_t b = 0; b < c.depth; ++b) {
+    const VisionBlockParams& P = p_.blocks[b];
+    VisionBlockActs& A = a.blocks[b];
+    A.x_in = std::move(x);
+    A.ln1.resize(N * D);
+    A.ln1_mean.resize(N);
+    A.ln1_rstd.resize(N);
+    k::layernorm_forward(A.x_in.data(), s.value(P.norm1_w), s.value(P.norm1_b), A.ln1.data(),
+                         A.ln1_mean.data(), A.ln1_rstd.data(), N, D, kLayerNormEps);
+    Buffer qkv(N * 3 * D);
+    k::linear_forward(A.ln1.data(), s.value(P.qkv_w), s.value(P.qkv_b), qkv.data(), N, D, 3 * D);
+    split_qkv(qkv, N, D, A.q, A.k, A.v);
+    k::rope_forward(A.q.data(), a.pos.cos.data(), a.pos.sin.data(), A.q.data(), N, H, hd);
+    k::rope_forward(A.k.data(), a.pos.cos.data(), a.pos.sin.data(), A.k.data(), N, H, hd);
+    A.attn.resize(N * D);
+    A.lse.resize(N * H);
+    k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
+                         a.pos.cu_seqlens.data(), n_seqs, dims);
+    A.x_mid.resize(N * D);
+    k::linear_forward(A.attn.data(), s.value(P.proj_w), s.value(P.proj_b), A.x_mid.data(), N, D, D);
+    k::add_inplace(A.x_mid.data(), A.x_in.data(), N * D);
+    A.ln2.resize(N * D);
+    A.ln2_mean.resize(N);
+    A.ln2_rstd.resize(N);
+    k::layernorm_forward(A.x_mid.data(), s.value(P.norm2_w), s.value(P.norm2_b), A.ln2.data(),
+                         A.ln2_mean.data(), A.ln2_rstd.data(), N, D, kLayerNormEps);
+    A.fc1.resize(N * I);
+    k::linear_forward(A.ln2.data(), s.value(P.fc1_w), s.value(P.fc1_b), A.fc1.data(), N, D, I);
+    A.act.resize(N * I);
+    k::gelu_tanh_forward(A.fc1.data(), A.act.data(), N * I);
+    x.resize(N * D);
+    k::linear_forward(A.act.data(), s.value(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
+    k::add_inplace(x.data(), A.x_mid.data(), N * D);
+    a.block_out[b] = x;
+    if (record) (*record)[prefix + "block_output." + std::to_string(b)] = to_tensor(x, {N, D});
+    for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d)
+      if (c.deepstack_visual_indexes[d] == b)
+        merger_forward(s, p_.deepstack[d], true, x, N, a.deepstack[d], out.deepstack[d]);
+  }
+  merger_forward(s, p_.merger, false, x, N, a.merger, out.embeds);
+  return out;
+}
+
+void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d_embeds,
+                             const std::vector<Buffer>& d_deepstack) const {
+  const VisionConfig& c = config_;
+  const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
+  const int64_t N = a.patches;
+  k::AttentionDims dims;
+  dims.tokens = N;
+  dims.heads = H;
+  dims.kv_heads = H;
+  dims.head_dim = hd;
+  dims.causal = false;
+  dims.scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
+
+  Buffer dx;  // gradient w.r.t. the current block output
+  merger_backward(s, p_.merger, false, a.block_out[c.depth - 1], N, a.merger, d_embeds, dx);
+  Buffer d_fc1(N * I), d_act(N * I), d_mid(N * D), d_ln(N * D);
+  Buffer dq(N * D), dk(N * D), dv(N * D), dqkv(N * 3 * D), d_attn(N * D);
+  for (int64_t b = c.depth - 1; b >= 0; --b) {
+    for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d) {
+      if (c.deepstack_visual_indexes[d] != b) continue;
+      Buffer d_from_merger;
+      merger_backward(s, p_.deepstack[d], true, a.block_out[b], N, a.deepstack[d], d_deepstack[d],
+                      d_from_merger);
+      k::add_inplace(dx.data(), d_from_merger.data(), N * D);
+    }
+    const VisionBlockParams& P = p_.blocks[b];
+    const VisionBlockActs& A = a.blocks[b];
+    // MLP branch: x = x_mid + fc2(gelu(fc1(ln2(x_mid)))).
+    k::linear_backward(A.act.data(), s.value(P.fc2_w), dx.data(), d_act.data(), s.grad(P.fc2_w),
+                       s.grad(P.fc2_b), N, I, D);
+    k::gelu_tanh_backward(A.fc1.data(), d_act.data(), d_fc1.data(), N * I);
+    k::linear_backward(A.ln2.data(), s.value(P.fc1_w), d_fc1.data(), d_ln.data(), s.grad(P.fc1_w),
+                       s.grad(P.fc1_b), N, D, I);
+    k::layernorm_backward(A.x_mid.data(), s.value(P.norm2_w), A.ln2_mean.data(),
+                          A.ln2_rstd.data(), d_ln.data(), d_mid.data(), s.grad(P.norm2_w),
+                          s.grad(P.norm2_b), N, D);
+    k::add_inplace(d_mid.data(), dx.data(), N * D);
+    // Attention branch: x_mid = x_in + proj(attn(rope(q), rope(k), v)).
+    k::linear_backward(A.attn.data(), s.value(P.proj_w), d_mid.data(), d_attn.data(),
+                       s.grad(P.proj_w), s.grad(P.proj_b), N, D, D);
+    k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
+                          d_attn.data(), dq.data(), dk.data(), dv.data(), a.pos.cu_seqlens.data(),
+                          n_seqs, dims);
+    k::rope_backward(dq.data(), a.pos.cos.data(), a.pos.sin.data(), dq.data(), N, H, hd);
+    k::rope_backward(dk.data(), a.pos.cos.data(), a.pos.sin.data(), dk.data(), N, H, hd);
+#pragma omp parallel for
+    for (int64_t i = 0; i < N; ++i) {
+      std::memcpy(&dqkv[i * 3 * D], &dq[i * D], D * sizeof(float));
+      std::memcpy(&dqkv[i * 3 * D + D], &dk[i * D], D * sizeof(float));
+      std::memcpy(&dqkv[i * 3 * D + 2 * D], &dv[i * D], D * sizeof(float));
+    }
+    k::linear_backward(A.ln1.data(), s.value(P.qkv_w), dqkv.data(), d_ln.data(), s.grad(P.qkv_w),
+                       s.grad(P.qkv_b), N, D, 3 * D);
+    dx.resize(N * D);
+    k::layernorm_backward(A.x_in.data(), s.value(P.norm1_w), A.ln1_mean.data(), A.ln1_rstd.data(),
+                          d_ln.data(), dx.data(), s.grad(P.norm1_w), s.grad(P.norm1_b), N, D);
+    k::add_inplace(dx.data(), d_mid.data(), N * D);
+  }
+  // dx is now the gradient of (patch embedding + position table).
+  if (float* g = s.grad(p_.pos_embed))
+    k::weighted_gather_backward(a.pos.pos_index.data(), a.pos.pos_weight.data(), dx.data(), g, N,
+                                4, D);
+  k::linear_backward(a.pixels, s.value(p_.patch_w), dx.data(), static_cast<float*>(nullptr),
+                     s.grad(p_.patch_w), s.grad(p_.patch_b), N, c.patch_dim(), D);
+}
+
+}  // namespace qv::model

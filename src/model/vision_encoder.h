@@ -1,0 +1,67 @@
+// The vision tower: patch embedding, interpolated position table, ViT blocks with 2-D rotary
+// and per-image attention, the patch merger and the DeepStack mergers. Explicit forward that
+// saves what backward needs, and backward that accumulates parameter gradients.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/params.h"
+#include "model/positions.h"
+
+namespace qv::model {
+
+using Buffer = std::vector<float>;
+
+struct VisionBlockActs {
+  Buffer x_in, ln1, ln1_mean, ln1_rstd, q, k, v, attn, lse, x_mid, ln2, ln2_mean, ln2_rstd, fc1,
+      act;
+};
+
+struct MergerActs {
+  Buffer ln, ln_mean, ln_rstd, fc1, act;
+};
+
+struct VisionActs {
+  VisionPositions pos;
+  const float* pixels = nullptr;
+  int64_t patches = 0;
+  std::vector<VisionBlockActs> blocks;
+  std::vector<Buffer> block_out;  // output of each block (input of the next / of a merger)
+  MergerActs merger;
+  std::vector<MergerActs> deepstack;
+};
+
+struct VisionOutputs {
+  Buffer embeds;                  // [patches / merge_unit, out_hidden]
+  std::vector<Buffer> deepstack;  // one per deepstack index, same shape
+};
+
+class VisionEncoder {
+ public:
+  VisionEncoder(const VisionConfig& config, const VisionParams& params)
+      : config_(config), p_(params) {}
+
+  // pixels: [patches, patch_dim]. When `record` is non-null it receives debug tensors
+  // (patch_embed, pos_embeds, rotary_angles, block_output.i) under `prefix`.
+  VisionOutputs forward(ParamStore& store, const float* pixels, const std::vector<Grid>& grids,
+                        VisionActs& acts, std::map<std::string, Tensor>* record = nullptr,
+                        const std::string& prefix = "") const;
+
+  // d_embeds / d_deepstack: gradients of the outputs; accumulates into store's gradients.
+  void backward(ParamStore& store, const VisionActs& acts, const Buffer& d_embeds,
+                const std::vector<Buffer>& d_deepstack) const;
+
+ private:
+  void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
+                      int64_t patches, MergerActs& a, Buffer& out) const;
+  void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle,
+                       const Buffer& x, int64_t patches, const MergerActs& a, const Buffer& dout,
+                       Buffer& dx) const;
+  const VisionConfig& config_;
+  const VisionParams& p_;
+};
+
+}  // namespace qv::model

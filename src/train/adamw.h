@@ -1,0 +1,46 @@
+// AdamW with torch.optim.AdamW semantics (decoupled weight decay, bias correction, per-parameter
+// step counts) over the flat parameter buffer. Parameters that took no part in a step (no
+// gradient, as torch's grad=None) are skipped: no update, no decay, no step count.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace qv::train {
+
+struct AdamWConfig {
+  double lr = 8e-4;
+  double beta1 = 0.9, beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+// A contiguous range of the flat buffer updated as one torch parameter.
+struct ParamSpan {
+  int64_t offset = 0, numel = 0;
+};
+
+class AdamW {
+ public:
+  // The optimizer owns state for flat-buffer elements [begin, end) only (its shard under ZeRO
+  // sharding; the whole buffer otherwise). Spans are clipped to that range.
+  AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, int64_t begin, int64_t end);
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
+  // One update of every span whose active[i] is set, with learning rate lr.
+  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
+
+  // Moments for elements [begin(), end()).
+  std::vector<float>& exp_avg() { return m_; }
+  std::vector<float>& exp_avg_sq() { return v_; }
+  std::vector<int64_t>& steps() { return steps_; }  // per span
+  const AdamWConfig& config() const { return c_; }
+
+ private:
+  AdamWConfig c_;
+  std::vector<ParamSpan> spans_;
+  int64_t begin_ = 0, end_ = 0;
+  std::vector<float> m_, v_;  // indexed by flat offset - begin_
+  std::vector<int64_t> steps_;
+};
+
+}  // namespace qv::train

@@ -1,0 +1,160 @@
+#include "train/checkpoint.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/checksum.h"
+#include "io/safetensors.h"
+
+namespace qv::train {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kPrefix = "step-";
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%s%08lld", kPrefix, static_cast<long long>(step));
+  return buf;
+}
+
+Tensor copy_out(const float* p, const Shape& shape) {
+  Tensor t(DType::kF32, shape);
+  std::memcpy(t.raw(), p, t.nbytes());
+  return t;
+}
+
+void copy_in(const io::SafetensorsFile& f, const std::string& name, float* dst, int64_t n) {
+  QV_CHECK(f.has(name), f.path(), ": missing tensor '", name, "'");
+  Tensor t = f.read(name);
+  QV_CHECK(t.dtype() == DType::kF32 && t.numel() == n, f.path(), ": tensor '", name,
+           "' has dtype ", dtype_name(t.dtype()), " and ", t.numel(), " elements, expected F32 x ",
+           n);
+  std::memcpy(dst, t.raw(), n * sizeof(float));
+}
+
+std::vector<fs::path> complete_checkpoints(const std::string& folder) {
+  std::vector<fs::path> out;
+  if (!fs::is_directory(folder)) return out;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && name.rfind(kPrefix, 0) == 0 && fs::exists(e.path() / "state.json"))
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
+                            const OptimizerState* opt, const TrainState& state,
+                            int64_t keep_latest_k) {
+  fs::create_directories(folder);
+  const fs::path final_dir = fs::path(folder) / step_name(state.step);
+  const fs::path tmp_dir =
+      fs::path(folder) / (".tmp-" + step_name(state.step) + "-" + std::to_string(::getpid()));
+  fs::remove_all(tmp_dir);
+  fs::create_directories(tmp_dir);
+  try {
+    io::TensorMap model, optim;
+    for (size_t i = 0; i < store.entries().size(); ++i) {
+      const model::ParamEntry& e = store.entries()[i];
+      model[e.name] = copy_out(store.value(e.ref), e.shape);
+      if (opt) {
+        optim["exp_avg." + e.name] = copy_out(opt->exp_avg.data() + e.ref.offset, e.shape);
+        optim["exp_avg_sq." + e.name] = copy_out(opt->exp_avg_sq.data() + e.ref.offset, e.shape);
+        optim["step." + e.name] = Tensor::from_i64({opt->steps[i]}, {1});
+      }
+    }
+    io::save_safetensors((tmp_dir / "model.safetensors").string(), model);
+    json files = json::object();
+    files["model.safetensors"] = io::crc32c_file((tmp_dir / "model.safetensors").string());
+    if (opt) {
+      io::save_safetensors((tmp_dir / "optimizer.safetensors").string(), optim);
+      files["optimizer.safetensors"] = io::crc32c_file((tmp_dir / "optimizer.safetensors").string());
+    }
+    json j = {{"format", "qwen3vl-checkpoint-v1"},
+              {"step", state.step},
+              {"data_state", state.data_state},
+              {"extra", state.extra},
+              {"crc32c", files}};
+    io::write_file_atomic((tmp_dir / "state.json").string(), j.dump(2) + "\n");
+    io::fsync_dir(tmp_dir.string());
+    if (fs::exists(final_dir)) fs::remove_all(final_dir);
+    fs::rename(tmp_dir, final_dir);
+    io::fsync_dir(folder);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(tmp_dir, ec);
+    fail("checkpoint save to ", final_dir.string(), " failed (previous checkpoints kept): ",
+         e.what());
+  }
+  if (keep_latest_k > 0) {
+    auto all = complete_checkpoints(folder);
+    for (size_t i = 0; i + keep_latest_k < all.size(); ++i) fs::remove_all(all[i]);
+  }
+  return final_dir.string();
+}
+
+std::optional<std::string> latest_checkpoint(const std::string& folder) {
+  auto all = complete_checkpoints(folder);
+  if (all.empty()) return std::nullopt;
+  return all.back().string();
+}
+
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           OptimizerState* opt) {
+  const fs::path dir(path);
+  json j;
+  try {
+    j = json::parse(io::read_file((dir / "state.json").string()));
+  } catch (const json::exception& e) {
+    fail(path, ": state.json is not valid JSON: ", e.what());
+  }
+  QV_CHECK(j.value("format", "") == "qwen3vl-checkpoint-v1", path,
+           ": not a qwen3vl checkpoint (state.json format field)");
+  const json files = j.value("crc32c", json::object());
+  for (auto it = files.begin(); it != files.end(); ++it) {
+    const std::string file = (dir / it.key()).string();
+    QV_CHECK(fs::exists(file), path, ": missing ", it.key());
+    const uint32_t crc = io::crc32c_file(file);
+    QV_CHECK(crc == it->get<uint32_t>(), path, ": ", it.key(),
+             " is corrupt (CRC-32C mismatch: stored ", it->get<uint32_t>(), ", computed ", crc, ")");
+  }
+  io::SafetensorsFile model((dir / "model.safetensors").string());
+  for (const model::ParamEntry& e : store.entries())
+    copy_in(model, e.name, store.value(e.ref), e.ref.numel);
+  if (opt) {
+    QV_CHECK(files.contains("optimizer.safetensors"), path,
+             ": has no optimizer state (saved model-only); cannot resume training from it");
+    io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
+    opt->exp_avg.assign(store.total(), 0.0f);
+    opt->exp_avg_sq.assign(store.total(), 0.0f);
+    opt->steps.assign(store.entries().size(), 0);
+    for (size_t i = 0; i < store.entries().size(); ++i) {
+      const model::ParamEntry& e = store.entries()[i];
+      copy_in(optim, "exp_avg." + e.name, opt->exp_avg.data() + e.ref.offset, e.ref.numel);
+      copy_in(optim, "exp_avg_sq." + e.name, opt->exp_avg_sq.data() + e.ref.offset, e.ref.numel);
+      Tensor s = optim.read("step." + e.name);
+      QV_CHECK(s.dtype() == DType::kI64 && s.numel() == 1, path, ": bad step tensor for ", e.name);
+      opt->steps[i] = s.data<int64_t>()[0];
+    }
+  }
+  TrainState st;
+  st.step = j.at("step").get<int64_t>();
+  st.data_state = j.value("data_state", json::object());
+  st.extra = j.value("extra", json::object());
+  return st;
+}
+
+}  // namespace qv::train

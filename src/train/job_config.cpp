@@ -1,0 +1,257 @@
+#include "train/job_config.h"
+
+#include <functional>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace qv::train {
+
+namespace {
+
+// One accepted key: how to set it from a TOML node and from a command-line string.
+struct Field {
+  std::function<void(const toml::node&, const std::string&)> from_toml;
+  std::function<void(const std::string&, const std::string&)> from_string;
+};
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+Field int_field(int64_t& out) {
+  return {[&out](const toml::node& n, const std::string& k) {
+            auto v = n.value<int64_t>();
+            QV_CHECK(v.has_value() && n.is_integer(), k, " must be an integer");
+            out = *v;
+          },
+          [&out](const std::string& s, const std::string& k) {
+            try {
+              size_t used = 0;
+              out = std::stoll(s, &used);
+              QV_CHECK(used == s.size(), "");
+            } catch (...) {
+              fail(k, " must be an integer, got '", s, "'");
+            }
+          }};
+}
+
+Field double_field(double& out) {
+  return {[&out](const toml::node& n, const std::string& k) {
+            auto v = n.value<double>();
+            QV_CHECK(v.has_value() && (n.is_floating_point() || n.is_integer()), k,
+                     " must be a number");
+            out = *v;
+          },
+          [&out](const std::string& s, const std::string& k) {
+            try {
+              size_t used = 0;
+              out = std::stod(s, &used);
+              QV_CHECK(used == s.size(), "");
+            } catch (...) {
+              fail(k, " must be a number, got '", s, "'");
+            }
+          }};
+}
+
+Field bool_field(bool& out) {
+  return {[&out](const toml::node& n, const std::string& k) {
+            QV_CHECK(n.is_boolean(), k, " must be true or false");
+            out = *n.value<bool>();
+          },
+          [&out](const std::string& s, const std::string& k) {
+            QV_CHECK(s == "true" || s == "false", k, " must be true or false, got '", s, "'");
+            out = s == "true";
+          }};
+}
+
+Field string_field(std::string& out, std::vector<std::string> choices = {}) {
+  auto check = [choices](const std::string& v, const std::string& k) {
+    if (choices.empty()) return;
+    for (const auto& c : choices)
+      if (v == c) return;
+    fail(k, " = '", v, "' is not one of: ", join(choices));
+  };
+  return {[&out, check](const toml::node& n, const std::string& k) {
+            QV_CHECK(n.is_string(), k, " must be a string");
+            out = *n.value<std::string>();
+            check(out, k);
+          },
+          [&out, check](const std::string& s, const std::string& k) {
+            out = s;
+            check(out, k);
+          }};
+}
+
+Field string_list_field(std::vector<std::string>& out) {
+  return {[&out](const toml::node& n, const std::string& k) {
+            QV_CHECK(n.is_array(), k, " must be a list of strings");
+            out.clear();
+            for (const auto& e : *n.as_array()) {
+              QV_CHECK(e.is_string(), k, " must be a list of strings");
+              out.push_back(*e.value<std::string>());
+            }
+          },
+          [&out](const std::string& s, const std::string&) {
+            out.clear();
+            std::stringstream ss(s);
+            std::string item;
+            while (std::getline(ss, item, ','))
+              if (!item.empty()) out.push_back(item);
+          }};
+}
+
+Field betas_field(AdamWConfig& a) {
+  return {[&a](const toml::node& n, const std::string& k) {
+            const auto* arr = n.as_array();
+            QV_CHECK(arr && arr->size() == 2 && (*arr)[0].value<double>() &&
+                         (*arr)[1].value<double>(),
+                     k, " must be a list of two numbers");
+            a.beta1 = *(*arr)[0].value<double>();
+            a.beta2 = *(*arr)[1].value<double>();
+          },
+          [&a](const std::string& s, const std::string& k) {
+            QV_CHECK(std::sscanf(s.c_str(), "%lf,%lf", &a.beta1, &a.beta2) == 2, k,
+                     " must be two numbers 'b1,b2', got '", s, "'");
+          }};
+}
+
+std::map<std::string, Field> schema(JobConfig& c) {
+  return {
+      {"job.dump_folder", string_field(c.dump_folder)},
+      {"job.description", string_field(c.description)},
+      {"model.name", string_field(c.model_name, {"qwen3_vl"})},
+      {"model.flavor", string_field(c.flavor)},
+      {"model.hf_config", string_field(c.hf_config)},
+      {"model.tokenizer_path", string_field(c.tokenizer_path)},
+      {"model.freeze", string_list_field(c.freeze)},
+      {"optimizer.name", string_field(c.optimizer, {"AdamW"})},
+      {"optimizer.lr", double_field(c.adamw.lr)},
+      {"optimizer.betas", betas_field(c.adamw)},
+      {"optimizer.beta1", double_field(c.adamw.beta1)},
+      {"optimizer.beta2", double_field(c.adamw.beta2)},
+      {"optimizer.eps", double_field(c.adamw.eps)},
+      {"optimizer.weight_decay", double_field(c.adamw.weight_decay)},
+      {"lr_scheduler.name", string_field(c.lr_scheduler.name, {"warmup_stable_decay", "hf_linear"})},
+      {"lr_scheduler.warmup_steps", int_field(c.lr_scheduler.warmup_steps)},
+      {"lr_scheduler.decay_ratio", double_field(c.lr_scheduler.decay_ratio)},
+      {"lr_scheduler.decay_type", string_field(c.lr_scheduler.decay_type, {"linear", "sqrt", "cosine"})},
+      {"lr_scheduler.min_lr_factor", double_field(c.lr_scheduler.min_lr_factor)},
+      {"training.local_batch_size", int_field(c.local_batch_size)},
+      {"training.global_batch_size", int_field(c.global_batch_size)},
+      {"training.seq_len", int_field(c.seq_len)},
+      {"training.max_norm", double_field(c.max_norm)},
+      {"training.steps", int_field(c.steps)},
+      {"training.dataset", string_field(c.dataset, {"cc12m", "obelics", "fixed"})},
+      {"training.dataset_path", string_field(c.dataset_path)},
+      {"training.seed", int_field(c.seed)},
+      {"training.on_nonfinite", string_field(c.on_nonfinite, {"stop", "skip"})},
+      {"data.patch_size", int_field(c.patch_size)},
+      {"data.temporal_patch_size", int_field(c.temporal_patch_size)},
+      {"data.spatial_merge_size", int_field(c.spatial_merge_size)},
+      {"data.max_patches_per_image", int_field(c.max_patches_per_image)},
+      {"data.max_images_per_batch", int_field(c.max_images_per_batch)},
+      {"data.packing_buffer_size", int_field(c.packing_buffer_size)},
+      {"data.min_pixels", int_field(c.min_pixels)},
+      {"data.max_pixels", int_field(c.max_pixels)},
+      {"data.num_workers", int_field(c.num_workers)},
+      {"data.prefetch", int_field(c.prefetch)},
+      {"checkpoint.enable", bool_field(c.checkpoint_enable)},
+      {"checkpoint.folder", string_field(c.checkpoint_folder)},
+      {"checkpoint.interval", int_field(c.checkpoint_interval)},
+      {"checkpoint.keep_latest_k", int_field(c.keep_latest_k)},
+      {"checkpoint.initial_load_path", string_field(c.initial_load_path)},
+      {"checkpoint.last_save_model_only", bool_field(c.last_save_model_only)},
+      {"checkpoint.export_dtype", string_field(c.export_dtype, {"float32", "bfloat16"})},
+      {"checkpoint.export_folder", string_field(c.export_folder)},
+      {"activation_checkpoint.mode", string_field(c.ac_mode, {"none", "selective", "full"})},
+      {"metrics.log_freq", int_field(c.log_freq)},
+      {"metrics.enable_tensorboard", bool_field(c.enable_tensorboard)},
+      {"metrics.save_tb_folder", string_field(c.save_tb_folder)},
+      {"metrics.enable_jsonl", bool_field(c.enable_jsonl)},
+      {"parallelism.data_parallel_replicate_degree", int_field(c.dp_replicate)},
+      {"parallelism.data_parallel_shard_degree", int_field(c.dp_shard)},
+  };
+}
+
+void validate(const JobConfig& c) {
+  QV_CHECK(c.local_batch_size > 0, "training.local_batch_size must be positive");
+  QV_CHECK(c.seq_len > 1, "training.seq_len must be at least 2");
+  QV_CHECK(c.steps > 0, "training.steps must be positive");
+  QV_CHECK(c.max_norm >= 0, "training.max_norm must be >= 0 (0 disables clipping)");
+  QV_CHECK(c.log_freq > 0, "metrics.log_freq must be positive");
+  QV_CHECK(c.checkpoint_interval > 0, "checkpoint.interval must be positive");
+  QV_CHECK(c.keep_latest_k >= 0, "checkpoint.keep_latest_k must be >= 0 (0 keeps all)");
+  QV_CHECK(c.adamw.lr >= 0, "optimizer.lr must be >= 0");
+  for (const auto& f : c.freeze) {
+    QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
+                 f == "lm_head" || f == "embeddings",
+             "model.freeze entry '", f,
+             "' is not one of: visual, merger, deepstack, language_model, lm_head, embeddings");
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> JobConfig::known_keys() {
+  JobConfig c;
+  std::vector<std::string> keys;
+  for (const auto& [k, _] : schema(c)) keys.push_back(k);
+  return keys;
+}
+
+JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
+                           const std::vector<std::pair<std::string, std::string>>& overrides) {
+  JobConfig c;
+  auto fields = schema(c);
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    fail(origin, ": invalid TOML at line ", e.source().begin.line, ": ", e.description());
+  }
+  for (const auto& [section, node] : root) {
+    const std::string sec(section.str());
+    QV_CHECK(node.is_table(), origin, ": top-level key '", sec, "' must be a [section]");
+    for (const auto& [key, value] : *node.as_table()) {
+      const std::string full = sec + "." + std::string(key.str());
+      auto it = fields.find(full);
+      if (it == fields.end()) {
+        std::vector<std::string> same_section;
+        for (const auto& [k, _] : fields)
+          if (k.rfind(sec + ".", 0) == 0) same_section.push_back(k);
+        fail(origin, ": unknown key '", full, "' (valid keys",
+             same_section.empty() ? std::string(": none in this section; sections are job, "
+                                                "model, optimizer, lr_scheduler, training, data, "
+                                                "checkpoint, activation_checkpoint, metrics, "
+                                                "parallelism")
+                                  : " in [" + sec + "]: " + join(same_section),
+             ")");
+      }
+      try {
+        it->second.from_toml(value, full);
+      } catch (const Error& e) {
+        fail(origin, ": ", e.what());
+      }
+    }
+  }
+  for (const auto& [key, value] : overrides) {
+    auto it = fields.find(key);
+    QV_CHECK(it != fields.end(), "unknown override --", key, " (valid: --",
+             join(known_keys()), ")");
+    it->second.from_string(value, key);
+  }
+  validate(c);
+  return c;
+}
+
+JobConfig JobConfig::load(const std::string& path,
+                          const std::vector<std::pair<std::string, std::string>>& overrides) {
+  return parse(io::read_file(path), path, overrides);
+}
+
+}  // namespace qv::train

@@ -1,0 +1,105 @@
+#include "train/metrics.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/linear.h"
+#include "train/trainer.h"
+
+namespace qv::train {
+
+namespace {
+double proc_status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(std::string(key).size()));
+  return 0;
+}
+}  // namespace
+
+double rss_mib() { return proc_status_kib("VmRSS:") / 1024.0; }
+double peak_rss_mib() { return proc_status_kib("VmHWM:") / 1024.0; }
+
+double measure_sgemm_gflops() {
+  const int64_t n = 512;
+  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
+  kernels::linear_forward(a.data(), b.data(), static_cast<const float*>(nullptr), c.data(), n, n,
+                          n);  // warm-up
+  const auto t0 = std::chrono::steady_clock::now();
+  const int reps = 8;
+  for (int r = 0; r < reps; ++r)
+    kernels::linear_forward(a.data(), b.data(), static_cast<const float*>(nullptr), c.data(), n,
+                            n, n);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * n * n * n * reps / s / 1e9;
+}
+
+MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model,
+                             bool writer)
+    : config_(config), model_(model), writer_(writer) {
+  if (!writer_) return;
+  std::filesystem::create_directories(config.dump_folder);
+  if (config.enable_jsonl)
+    jsonl_.open(config.dump_folder + "/metrics.jsonl", std::ios::app);
+  if (config.enable_tensorboard)
+    tb_ = std::make_unique<TensorBoardWriter>(config.dump_folder + "/" + config.save_tb_folder);
+  peak_gflops_ = measure_sgemm_gflops();
+  std::printf("MFU below is measured against this process's sgemm rate: %.1f GFLOP/s\n",
+              peak_gflops_);
+}
+
+void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skipped_samples) {
+  elapsed_ += r.step_seconds;
+  ++steps_seen_;
+  if (!writer_ || (r.step % config_.log_freq != 0 && r.step != total_steps)) return;
+  // Vision FLOPs assume images of the configured maximum size (an upper bound on attention).
+  const auto& mc = model_.config();
+  const double flops =
+      model::decoder_train_flops_per_token(mc, config_.seq_len) * r.processed_tokens +
+      model::classifier_train_flops_per_token(mc) * r.tokens +
+      model::vision_train_flops_per_patch(mc, config_.max_patches_per_image * 4) * r.vision_patches;
+  const double gflops = flops / r.step_seconds / 1e9;
+  const double tokens_per_s = r.processed_tokens / r.step_seconds;
+  const double mfu = peak_gflops_ > 0 ? gflops / peak_gflops_ : 0;
+  const double eta = elapsed_ / steps_seen_ * (total_steps - r.step);
+  const double wait = r.step_seconds > 0 ? r.data_seconds / r.step_seconds : 0;
+  std::printf(
+      "step %5lld | loss %8.4f | grad_norm %8.4f | lr %.3e | %7.1f tok/s | %.3f TFLOP/s | MFU "
+      "%4.1f%% | mem %.0f MiB | data wait %4.1f%% | ETA %.0fs%s\n",
+      static_cast<long long>(r.step), r.loss, r.grad_norm, r.lr, tokens_per_s, gflops / 1e3,
+      100 * mfu, rss_mib(), 100 * wait, eta, r.skipped ? " | SKIPPED" : "");
+  std::fflush(stdout);
+  nlohmann::json j = {{"step", r.step},
+                      {"loss", r.loss},
+                      {"grad_norm", r.grad_norm},
+                      {"lr", r.lr},
+                      {"tokens", r.tokens},
+                      {"tokens_per_s", tokens_per_s},
+                      {"tflops", gflops / 1e3},
+                      {"mfu", mfu},
+                      {"rss_mib", rss_mib()},
+                      {"data_wait", wait},
+                      {"step_seconds", r.step_seconds},
+                      {"skipped_samples", skipped_samples},
+                      {"skipped_step", r.skipped}};
+  if (jsonl_.is_open()) {
+    jsonl_ << j.dump() << "\n";
+    jsonl_.flush();
+  }
+  if (tb_) {
+    tb_->scalar("loss", r.loss, r.step);
+    tb_->scalar("grad_norm", r.grad_norm, r.step);
+    tb_->scalar("lr", r.lr, r.step);
+    tb_->scalar("tokens_per_s", tokens_per_s, r.step);
+    tb_->scalar("mfu", mfu, r.step);
+    tb_->flush();
+  }
+}
+
+}  // namespace qv::train

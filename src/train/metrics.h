@@ -1,0 +1,37 @@
+// What the user sees each log step: a console line, metrics.jsonl and TensorBoard scalars.
+#pragma once
+#include <fstream>
+#include <memory>
+
+#include "model/qwen3vl.h"
+#include "train/job_config.h"
+#include "train/tensorboard.h"
+
+namespace qv::train {
+
+struct StepRecord;
+
+class MetricsLogger {
+ public:
+  // Only the writer rank creates files and prints.
+  MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer);
+  void log(const StepRecord& rec, int64_t total_steps, int64_t skipped_samples);
+
+ private:
+  const JobConfig& config_;
+  const model::Qwen3VLModel& model_;
+  bool writer_;
+  std::ofstream jsonl_;
+  std::unique_ptr<TensorBoardWriter> tb_;
+  double peak_gflops_ = 0;
+  double elapsed_ = 0;
+  int64_t steps_seen_ = 0;
+};
+
+// Resident memory now and at peak, in MiB (from /proc/self/status).
+double rss_mib();
+double peak_rss_mib();
+// GFLOP/s of a representative in-process sgemm: the stated peak for MFU.
+double measure_sgemm_gflops();
+
+}  // namespace qv::train

@@ -1,0 +1,69 @@
+// The training loop: micro-batch accumulation, loss = mean over every kept token of the global
+// batch, gradient all-reduce, global-norm clipping, AdamW, schedules, metrics, checkpoints.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "model/qwen3vl.h"
+#include "train/adamw.h"
+#include "train/batch_source.h"
+#include "train/job_config.h"
+#include "train/lr_schedule.h"
+
+namespace qv::train {
+
+struct StepRecord {
+  int64_t step = 0;  // 1-based, as logged
+  double loss = 0, grad_norm = 0, lr = 0;
+  int64_t tokens = 0;  // kept (loss) tokens of the global batch
+  int64_t processed_tokens = 0, vision_patches = 0;  // whole global batch, for FLOP counts
+  double step_seconds = 0, data_seconds = 0;
+  bool skipped = false;
+};
+
+// Set by SIGTERM / SIGINT handlers: the trainer saves a checkpoint at the next step boundary
+// and returns.
+std::atomic<bool>& stop_requested();
+
+class Trainer {
+ public:
+  Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
+          std::unique_ptr<BatchSource> data, std::unique_ptr<dist::Communicator> comm);
+  ~Trainer();
+  // Runs until training.steps (or a stop request); returns the steps run in this call.
+  std::vector<StepRecord> run();
+
+  model::Qwen3VLModel& model() { return *model_; }
+  AdamW& optimizer() { return *optimizer_; }
+  int64_t step() const { return step_; }
+
+ private:
+  StepRecord train_step();
+  void save(bool final_save);
+  void resume_if_possible();
+  void apply_freeze();
+  // Sum of squared gradients over active spans within the owned range.
+  double local_grad_sq(const std::vector<uint8_t>& active) const;
+
+  JobConfig config_;
+  std::unique_ptr<model::Qwen3VLModel> model_;
+  std::unique_ptr<BatchSource> data_;
+  std::unique_ptr<dist::Communicator> comm_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  std::vector<uint8_t> vision_span_, frozen_span_;
+  int64_t step_ = 0;
+  int64_t accumulation_ = 1;
+  bool sharded_ = false;             // ZeRO-style: gradients reduce-scattered, optimizer sharded
+  int64_t shard_begin_ = 0, shard_end_ = 0;  // this rank's range of the flat buffers
+  struct Metrics;
+  std::unique_ptr<Metrics> metrics_;
+};
+
+// Builds the model a job config describes: HF config or flavor, then weights from
+// checkpoint.initial_load_path or a seeded init.
+std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& config);
+
+}  // namespace qv::train

@@ -1,0 +1,99 @@
+// Faults during training: non-finite loss or gradients, and preemption by SIGTERM.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+#include "train/trainer.h"
+#include "train_test_utils.h"
+
+extern char** environ;
+
+namespace qv {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fresh(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("qwen3vl_fault_" + name);
+  fs::remove_all(p);
+  return p.string();
+}
+
+std::unique_ptr<train::Trainer> poisoned_trainer(const std::string& dump, const std::string& mode) {
+  auto config = train::JobConfig::load(
+      testing::fixed_batch_config("hf-tiny-text", dump, 3, 1),
+      {{"training.on_nonfinite", mode}});
+  auto model = train::build_model(config);
+  const auto* e = model->store().find("model.language_model.norm.weight");
+  model->store().value(e->ref)[0] = std::numeric_limits<float>::quiet_NaN();
+  auto data = train::make_fixed_source(config.dataset_path);
+  return std::make_unique<train::Trainer>(config, std::move(model), std::move(data),
+                                          dist::make_local_communicator());
+}
+
+TEST(TrainFaults, NonFiniteLossStopsWithoutWritingACheckpoint) {
+  const std::string dump = fresh("nan_stop");
+  auto trainer = poisoned_trainer(dump, "stop");
+  try {
+    trainer->run();
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dump + "/checkpoint/step-00000001"));
+}
+
+TEST(TrainFaults, NonFiniteStepsCanBeSkippedLeavingWeightsUntouched) {
+  const std::string dump = fresh("nan_skip");
+  auto trainer = poisoned_trainer(dump, "skip");
+  const std::vector<float> before = trainer->model().store().values();
+  const auto history = trainer->run();
+  ASSERT_EQ(history.size(), 3u);
+  for (const auto& r : history) EXPECT_TRUE(r.skipped);
+  const auto& after = trainer->model().store().values();
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (std::isnan(before[i])) continue;
+    ASSERT_EQ(before[i], after[i]) << i;
+  }
+}
+
+TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExitsZero) {
+  const std::string dump = fresh("sigterm");
+  const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
+  std::string bin = QWEN3VL_BINARY;
+  std::vector<std::string> argv_s = {bin, "train", "--config", cfg};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+  // Wait until a few steps are logged, then preempt.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(testing::read_metrics(dump).size(), 3u) << "training did not start";
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const auto steps_done = testing::read_metrics(dump).size();
+  const std::string ckpt = dump + "/checkpoint/step-" +
+                           std::string(8 - std::to_string(steps_done).size(), '0') +
+                           std::to_string(steps_done);
+  EXPECT_TRUE(fs::exists(ckpt + "/state.json")) << ckpt;
+  // No temporary folder is left behind.
+  for (const auto& e : fs::directory_iterator(dump + "/checkpoint"))
+    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qv

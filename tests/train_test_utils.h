@@ -1,0 +1,74 @@
+// Helpers for end-to-end training tests that run the qwen3vl binary.
+#pragma once
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli_test_utils.h"
+#include "io/safetensors.h"
+
+namespace qv::testing {
+
+inline std::vector<nlohmann::json> read_metrics(const std::string& dump) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(dump + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// A job on a fixture's fixed batch: writes the TOML into dump/../name.toml and returns its path.
+inline std::string fixed_batch_config(const std::string& fixture, const std::string& dump,
+                                      int steps, int interval, const std::string& extra = "") {
+  const std::string dir = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/" + fixture;
+  std::filesystem::create_directories(dump);
+  const std::string path = dump + "/job.toml";
+  std::ofstream(path) << "[job]\ndump_folder = \"" << dump << "\"\n[model]\nhf_config = \"" << dir
+                      << "\"\n[optimizer]\nlr = 1e-3\nbetas = [0.9, 0.95]\nweight_decay = 0.1\n"
+                      << "[lr_scheduler]\nwarmup_steps = 2\n[training]\nsteps = " << steps
+                      << "\nlocal_batch_size = 1\ndataset = \"fixed\"\ndataset_path = \"" << dir
+                      << "/inputs.safetensors\"\n[checkpoint]\nenable = true\ninterval = "
+                      << interval << "\nkeep_latest_k = 0\ninitial_load_path = \"" << dir
+                      << "\"\n"
+                      << extra;
+  return path;
+}
+
+inline double max_weight_diff(const std::string& a_dir, const std::string& b_dir) {
+  const auto a = io::load_safetensors(a_dir + "/model.safetensors");
+  const auto b = io::load_safetensors(b_dir + "/model.safetensors");
+  double worst = a.size() == b.size() ? 0 : 1e30;
+  for (const auto& [name, t] : a) {
+    auto it = b.find(name);
+    if (it == b.end()) return 1e30;
+    for (int64_t i = 0; i < t.numel(); ++i)
+      worst = std::max(worst, static_cast<double>(std::fabs(t.data<float>()[i] -
+                                                             it->second.data<float>()[i])));
+  }
+  return worst;
+}
+
+inline std::string mpirun(int np) {
+  // OpenMPI refuses to run as root (CI runs as root) unless both variables are set.
+  setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+  setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  return "mpirun -np " + std::to_string(np) + " --oversubscribe ";
+}
+
+inline CommandResult run_shell(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace qv::testing
