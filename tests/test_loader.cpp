@@ -163,3 +163,37 @@ TEST(TrainCc12m, LossFallsAndResumeMidEpochMatchesStraightRun) {
 
 }  // namespace
 }  // namespace qv
+
+#include "model/hf_weights.h"
+#include "model/qwen3vl.h"
+
+namespace qv {
+namespace {
+
+TEST(CliGenerate, GreedyWithAnImageIsDeterministic) {
+  const std::string dir = tiny_model_dir();
+  {
+    model::Qwen3VLModel m(model::ModelConfig::from_json_file(dir + "/config.json"));
+    model::init_params(m.config(), m.store(), 11);
+    model::save_hf_checkpoint(dir, m.config(), m.store());
+  }
+  const std::string image = kRoot + "/tests/data/images/" +
+                            fs::directory_iterator(kRoot + "/tests/data/images")->path().filename().string();
+  const std::string cmd = std::string(QWEN3VL_BINARY) + " generate --model " + dir +
+                          " --tokenizer " + kTokenizer + " --image " + image +
+                          " --prompt 'What is shown?' --max-new-tokens 5";
+  const auto a = testing::run_shell(cmd), b = testing::run_shell(cmd);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  // The generated text (the timing line on stderr differs from run to run).
+  auto text = [](const std::string& s) { return s.substr(0, s.find("\n[generate]")); };
+  EXPECT_EQ(text(a.output), text(b.output));
+  EXPECT_FALSE(text(a.output).empty());
+  const auto bad = testing::run_shell(std::string(QWEN3VL_BINARY) + " generate --model " + dir +
+                                      " --tokenizer " + kTokenizer +
+                                      " --image /nonexistent.jpg --prompt x");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("/nonexistent.jpg"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+}  // namespace qv
