@@ -2,7 +2,6 @@
 
 #include <utf8proc.h>
 
-#include <array>
 #include <cstdlib>
 #include <memory>
 
@@ -17,34 +16,6 @@ bool is_letter_category(utf8proc_category_t c) {
 bool is_number_category(utf8proc_category_t c) {
   return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
 }
-
-CharClass classify_slow(char32_t cp) {
-  if (cp == '\r' || cp == '\n') return CharClass::kNewline;
-  if (is_white_space(cp)) return CharClass::kSpace;
-  const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  if (is_letter_category(c)) return CharClass::kLetter;
-  if (is_number_category(c)) return CharClass::kNumber;
-  return CharClass::kOther;
-}
-
-// ASCII is most of the text the tokenizer sees; classify it by table. In ASCII the only
-// letters are A-Z and a-z, the only numbers 0-9, and the White_Space characters are \t..\r and ' '.
-constexpr std::array<CharClass, 128> kAsciiClass = [] {
-  std::array<CharClass, 128> t{};
-  for (int c = 0; c < 128; ++c) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
-      t[c] = CharClass::kLetter;
-    else if (c >= '0' && c <= '9')
-      t[c] = CharClass::kNumber;
-    else if (c == '\r' || c == '\n')
-      t[c] = CharClass::kNewline;
-    else if ((c >= 0x09 && c <= 0x0D) || c == ' ')
-      t[c] = CharClass::kSpace;
-    else
-      t[c] = CharClass::kOther;
-  }
-  return t;
-}();
 
 }  // namespace
 
@@ -70,8 +41,12 @@ bool is_white_space(char32_t cp) {
   }
 }
 
-CharClass classify(char32_t cp) {
-  return cp < 128 ? kAsciiClass[cp] : classify_slow(cp);
+CharClass classify_non_ascii(char32_t cp) {
+  if (is_white_space(cp)) return CharClass::kSpace;
+  const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  if (is_letter_category(c)) return CharClass::kLetter;
+  if (is_number_category(c)) return CharClass::kNumber;
+  return CharClass::kOther;
 }
 
 bool is_word_char(char32_t cp) {
