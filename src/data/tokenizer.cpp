@@ -75,6 +75,9 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
 
 void Tokenizer::encode_into(std::string_view text, std::vector<int32_t>& out,
                             bool allow_special) const {
+  // Pre-token spans are 32-bit byte offsets.
+  QV_CHECK(text.size() < (size_t{1} << 32), "cannot tokenize: text of ", text.size(),
+           " bytes is over the 4 GiB limit");
   const size_t bad = utf8::find_invalid(text);
   QV_CHECK(bad == std::string_view::npos, "cannot tokenize: invalid UTF-8 at byte offset ", bad,
            " of the text (byte 0x", std::hex,
