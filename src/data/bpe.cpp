@@ -178,6 +178,10 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>& out) const {
     if (next[i] >= 0) push_heap_entry(i);
   }
   for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(id[i]);
+  if (n > (1 << 16)) {  // a huge word (e.g. a long base64 blob): do not keep its scratch space
+    for (auto* v : {&id, &next, &prev}) std::vector<int32_t>().swap(*v);
+    std::vector<uint64_t>().swap(heap);
+  }
 }
 
 }  // namespace qv::data
