@@ -101,10 +101,14 @@ size_t match_end(std::string_view text, size_t i) {
 
 }  // namespace
 
+size_t pretoken_end(std::string_view text, size_t begin) {
+  return match_end(text, begin);
+}
+
 void split_pretokens(std::string_view text, std::vector<ByteSpan>& pieces) {
   for (size_t i = 0; i < text.size();) {
     const size_t end = match_end(text, i);
-    pieces.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(end)});
+    pieces.push_back({i, end});
     i = end;
   }
 }

@@ -33,10 +33,11 @@ struct Tokenizer::Impl {
 
 // BPE over each piece of the pre-tokenizer's split of (already normalized) text.
 void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
-  thread_local std::vector<ByteSpan> pieces;
-  pieces.clear();
-  split_pretokens(text, pieces);
-  for (const ByteSpan& p : pieces) bpe->encode_word(text.substr(p.begin, p.end - p.begin), out);
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = pretoken_end(text, begin);
+    bpe->encode_word(text.substr(begin, end - begin), out);
+    begin = end;
+  }
 }
 
 // Text between raw-matched added tokens: normalize, find normalized added tokens, BPE the rest.
@@ -75,9 +76,6 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& or
 
 void Tokenizer::encode_into(std::string_view text, std::vector<int32_t>& out,
                             bool allow_special) const {
-  // Pre-token spans are 32-bit byte offsets.
-  QV_CHECK(text.size() < (size_t{1} << 32), "cannot tokenize: text of ", text.size(),
-           " bytes is over the 4 GiB limit");
   const size_t bad = utf8::find_invalid(text);
   QV_CHECK(bad == std::string_view::npos, "cannot tokenize: invalid UTF-8 at byte offset ", bad,
            " of the text (byte 0x", std::hex,
