@@ -16,9 +16,15 @@ struct Char {
   size_t end;
 };
 
-Char char_at(std::string_view text, size_t pos) {
+[[gnu::noinline]] Char char_at_non_ascii(std::string_view text, size_t pos) {
   const char32_t cp = utf8::next(text, pos);
-  return {unicode::classify(cp), cp, pos};
+  return {unicode::classify_non_ascii(cp), cp, pos};
+}
+
+inline Char char_at(std::string_view text, size_t pos) {
+  const auto b = static_cast<unsigned char>(text[pos]);
+  if (b < 0x80) return {unicode::kAsciiClass[b], b, pos + 1};
+  return char_at_non_ascii(text, pos);
 }
 
 bool is_whitespace(CharClass c) {

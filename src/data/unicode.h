@@ -45,8 +45,9 @@ bool is_white_space(char32_t cp);
 // join controls), approximated by general categories L*, M*, Nd, Nl, Pc and U+200C/U+200D.
 bool is_word_char(char32_t cp);
 
-// NFC of valid UTF-8 text. Returns false (leaving `out` untouched) when the text is already
-// NFC by a cheap sufficient test (no code point at or above U+0300), so callers can skip a copy.
+// NFC of valid UTF-8 text. Returns false (leaving `out` untouched) when a quick check shows the
+// text is already NFC (no combining mark or other character that NFC could change or compose),
+// so callers can skip a copy; otherwise stores the NFC in `out` (utf8proc) and returns true.
 bool nfc(std::string_view text, std::string& out);
 
 }  // namespace qv::data::unicode
