@@ -159,6 +159,35 @@ TEST(Obelics, OverlongLinesAreSkippedAndReadingGoesOn) {
   EXPECT_EQ(reader.skips().count("line too long"), 1);
 }
 
+TEST(Obelics, EveryTruncationPointYieldsAPrefix) {
+  const std::string text = testing::read_bytes(kSample);
+  ObelicsReader whole({kSample}, offline());
+  const auto expected = read_all(whole);
+  TempDir dir;
+  testing::write_bytes(dir.file("images/red.png"),
+                       testing::read_bytes(kSampleDir + "/images/red.png"));
+  testing::write_bytes(dir.file("images/blue.png"),
+                       testing::read_bytes(kSampleDir + "/images/blue.png"));
+  const std::string path = dir.file("cut.jsonl");
+  for (size_t cut = 0; cut < text.size(); ++cut) {
+    testing::write_bytes(path, text.substr(0, cut));
+    ObelicsReader reader({path}, offline());
+    const auto docs = read_all(reader);
+    ASSERT_LE(docs.size(), expected.size());
+    for (size_t i = 0; i < docs.size(); ++i) {
+      EXPECT_EQ(docs[i].line, expected[i].line);
+      ASSERT_EQ(docs[i].items.size(), expected[i].items.size());
+      for (size_t k = 0; k < docs[i].items.size(); ++k) {
+        EXPECT_EQ(docs[i].items[k].text, expected[i].items[k].text);
+        EXPECT_EQ(docs[i].items[k].image_bytes, expected[i].items[k].image_bytes);
+      }
+    }
+    // The cut line is either whole (cut after its closing brace) or a counted malformed row.
+    EXPECT_LE(reader.skips().total(), 1) << "cut at " << cut;
+    EXPECT_EQ(reader.skips().total(), reader.skips().count("malformed JSON")) << "cut at " << cut;
+  }
+}
+
 TEST(Obelics, MissingFileIsAClearError) {
   try {
     ObelicsReader reader({kSample, "/nonexistent/obelics-0001.jsonl"});

@@ -155,6 +155,92 @@ TEST(WebDataset, TruncatedMidHeaderYieldsTheCompleteSamples) {
   }
 }
 
+// A small shard mixing plain and pax entries, and the samples it holds.
+std::string mixed_shard(std::vector<RawSample>& expected) {
+  TarBuilder tb;
+  for (int i = 0; i < 6; ++i) {
+    const std::string key = cat("s", i);
+    const std::string jpg(100 + 300 * i, static_cast<char>('a' + i));
+    const std::string txt = cat("caption ", i);
+    if (i % 2) {
+      tb.add_pax(key + ".jpg", jpg);
+    } else {
+      tb.add(key + ".jpg", jpg);
+    }
+    tb.add(key + ".txt", txt);
+    expected.push_back(RawSample{"", key, {{"jpg", jpg}, {"txt", txt}}});
+  }
+  tb.finish();
+  return tb.bytes();
+}
+
+// Whatever the damage, what comes out is a prefix of the clean samples, byte for byte, and the
+// damage is one counted skip.
+void expect_prefix_and_one_skip(WebDatasetReader& reader, const std::vector<RawSample>& expected,
+                                std::string_view reason, const std::string& what) {
+  const auto samples = read_all(reader);
+  ASSERT_LE(samples.size(), expected.size()) << what;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_EQ(samples[i].key, expected[i].key) << what;
+    EXPECT_EQ(samples[i].members, expected[i].members) << what;
+  }
+  EXPECT_EQ(reader.skips().total(), 1) << what << ": " << reader.skips().summary();
+  EXPECT_EQ(reader.skips().count(reason), 1) << what << ": " << reader.skips().summary();
+}
+
+TEST(WebDataset, EveryTruncationPointYieldsAPrefix) {
+  std::vector<RawSample> expected;
+  const std::string bytes = mixed_shard(expected);
+  TempDir dir;
+  const std::string path = dir.file("cut.tar");
+  {
+    testing::write_bytes(path, bytes);
+    WebDatasetReader whole({path});
+    ASSERT_EQ(read_all(whole).size(), expected.size());
+  }
+  // Cut at, just after and just before every block boundary up to the end-of-archive marker.
+  const size_t end = bytes.size() - 1024;
+  std::vector<size_t> cuts;
+  for (size_t block = 0; block <= end; block += 512)
+    for (size_t c : {block, block + 100, block + 511})
+      if (c > 0 && c <= end) cuts.push_back(c);
+  ASSERT_GT(cuts.size(), 100u);
+  for (size_t cut : cuts) {
+    testing::write_bytes(path, bytes.substr(0, cut));
+    WebDatasetReader reader({path});
+    expect_prefix_and_one_skip(reader, expected, skip::kTruncatedShard,
+                               "cut at " + std::to_string(cut));
+  }
+}
+
+TEST(WebDataset, EveryHeaderByteChangeIsDetected) {
+  std::vector<RawSample> expected;
+  const std::string bytes = mixed_shard(expected);
+  std::vector<size_t> headers;
+  for (const TarEntry& e : [&] {
+         TempDir d;
+         testing::write_bytes(d.file("m.tar"), bytes);
+         return entries_of(d.file("m.tar"));
+       }()) {
+    headers.push_back(static_cast<size_t>(e.header_offset));
+    if (e.data_offset - e.header_offset > 512)
+      headers.push_back(static_cast<size_t>(e.data_offset - 512));
+  }
+  ASSERT_EQ(headers.size(), 15u);  // 12 entries, 3 of them behind a pax header
+  TempDir dir;
+  const std::string path = dir.file("flip.tar");
+  for (size_t h : {headers[0], headers[3], headers[4], headers[14]}) {
+    for (size_t i = 0; i < 512; i += 7) {
+      std::string damaged = bytes;
+      damaged[h + i] = static_cast<char>(damaged[h + i] ^ 0x5a);
+      testing::write_bytes(path, damaged);
+      WebDatasetReader reader({path});
+      expect_prefix_and_one_skip(reader, expected, skip::kCorruptTarHeader,
+                                 "header at " + std::to_string(h) + ", byte " + std::to_string(i));
+    }
+  }
+}
+
 TEST(WebDataset, CorruptHeaderChecksumStopsTheShardAndTheNextShardIsRead) {
   TempDir dir;
   TarBuilder tb;

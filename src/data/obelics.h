@@ -6,7 +6,7 @@
 // Robustness: a malformed row (bad JSON, wrong schema) is a counted skip naming file and line; so
 // is an unavailable image (missing file, failed fetch, too large): by default the whole document
 // is skipped, since its text refers to the image; with drop_unavailable_images the image alone
-// is dropped. A file that cannot be opened is a qv::Error.
+// is dropped. A file that cannot be opened is a qv::Error. Not thread-safe: one reader per thread.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -8,7 +8,8 @@
 // shard. A sample is only handed out once it is known to be complete (the next key or the end
 // marker was seen), so the sample being read when damage is found is dropped. Samples with a
 // member over the size limit, a repeated extension or too many members are counted skips.
-// A shard that cannot be opened (missing, not a file) is a qv::Error.
+// A shard that cannot be opened (missing, not a file) is a qv::Error. Not thread-safe: one reader
+// per thread (several may share one SkipStats).
 #pragma once
 #include <cstdint>
 #include <map>
