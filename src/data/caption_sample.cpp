@@ -1,8 +1,7 @@
 #include "data/caption_sample.h"
 
-#include <nlohmann/json.hpp>
-
 #include "core/error.h"
+#include "data/cc12m.h"
 #include "data/image_preprocess.h"
 #include "data/utf8.h"
 
@@ -13,71 +12,32 @@ TokenIds token_ids(const Tokenizer& tokenizer) {
   return {s.image_pad, s.video_pad, s.vision_start, s.vision_end, s.endoftext};
 }
 
-namespace {
-
-const char* const kImageExtensions[] = {"jpg", "jpeg", "png", "webp"};
-
-std::optional<std::string> caption_of(const RawSample& raw) {
-  auto txt = raw.members.find("txt");
-  if (txt != raw.members.end()) return txt->second;
-  auto js = raw.members.find("json");
-  if (js == raw.members.end()) return std::nullopt;
-  try {
-    const auto j = nlohmann::json::parse(js->second);
-    if (j.contains("caption") && j["caption"].is_string()) return j["caption"].get<std::string>();
-  } catch (const nlohmann::json::exception&) {
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 std::optional<Sample> build_caption_sample(const RawSample& raw, const Tokenizer& tokenizer,
                                            const TokenIds& tok, const CaptionSampleConfig& cfg,
                                            SkipStats& skips) {
   const std::string origin = raw.origin();
-  const std::string* image_bytes = nullptr;
-  for (const char* ext : kImageExtensions) {
-    auto it = raw.members.find(ext);
-    if (it != raw.members.end()) {
-      image_bytes = &it->second;
-      break;
-    }
-  }
-  if (!image_bytes) {
-    skips.add("no image", origin);
-    return std::nullopt;
-  }
-  if (image_bytes->empty()) {
-    skips.add("empty image", origin);
-    return std::nullopt;
-  }
-  const auto caption = caption_of(raw);
-  if (!caption) {
-    skips.add("no caption", origin);
-    return std::nullopt;
-  }
-  if (utf8::find_invalid(*caption) != std::string_view::npos) {
-    skips.add("caption is not valid UTF-8", origin);
+  const Cc12mPair pair = cc12m_pair(raw);
+  if (!pair.ok()) {
+    skips.add(pair.skip_reason, origin);
     return std::nullopt;
   }
   Sample s;
   s.origin = origin;
   try {
-    const RgbImage image =
-        decode_image(reinterpret_cast<const uint8_t*>(image_bytes->data()), image_bytes->size(),
-                     cfg.limits, origin);
+    const RgbImage image = decode_image(reinterpret_cast<const uint8_t*>(pair.image.data()),
+                                        pair.image.size(), cfg.limits, origin);
     s.vision.push_back(preprocess_image(image, cfg.image));
   } catch (const Error& e) {
     skips.add("bad image", origin, e.what());
     return std::nullopt;
   }
-  std::vector<int32_t> text = tokenizer.encode(*caption, /*allow_special=*/false);
+  std::vector<int32_t> text = tokenizer.encode(pair.caption, /*allow_special=*/false);
   if (text.empty()) {
-    skips.add("empty caption", origin);
+    skips.add(skip::kEmptyCaption, origin);
     return std::nullopt;
   }
-  if (static_cast<int64_t>(text.size()) > cfg.max_caption_tokens) text.resize(cfg.max_caption_tokens);
+  if (static_cast<int64_t>(text.size()) > cfg.max_caption_tokens)
+    text.resize(cfg.max_caption_tokens);
   const int64_t merged = merged_token_count(s.vision[0].grid, cfg.image.merge_size);
   s.ids.push_back(tok.vision_start);
   s.ids.insert(s.ids.end(), merged, tok.image_pad);
@@ -97,20 +57,20 @@ std::optional<Sample> build_caption_sample(const RawSample& raw, const Tokenizer
 namespace qv::data {
 
 std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokenizer& tokenizer,
-                                               const TokenIds& tok,
-                                               const CaptionSampleConfig& cfg, SkipStats& skips) {
+                                               const TokenIds& tok, const CaptionSampleConfig& cfg,
+                                               SkipStats& skips) {
   Sample s;
-  s.origin = doc.origin;
+  s.origin = doc.origin();
   int64_t text_tokens = 0;
   for (const DocItem& item : doc.items) {
     if (item.is_image) {
       try {
-        const RgbImage image = decode_image(reinterpret_cast<const uint8_t*>(item.image_bytes.data()),
-                                            item.image_bytes.size(), cfg.limits,
-                                            doc.origin + " " + item.image_ref);
+        const RgbImage image =
+            decode_image(reinterpret_cast<const uint8_t*>(item.image_bytes.data()),
+                         item.image_bytes.size(), cfg.limits, doc.origin() + " " + item.image_ref);
         s.vision.push_back(preprocess_image(image, cfg.image));
       } catch (const Error& e) {
-        skips.add("bad image", doc.origin, e.what());
+        skips.add("bad image", doc.origin(), e.what());
         return std::nullopt;
       }
       const int64_t merged = merged_token_count(s.vision.back().grid, cfg.image.merge_size);
@@ -121,7 +81,7 @@ std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokeni
       continue;
     }
     if (utf8::find_invalid(item.text) != std::string_view::npos) {
-      skips.add("text is not valid UTF-8", doc.origin);
+      skips.add("text is not valid UTF-8", doc.origin());
       return std::nullopt;
     }
     const std::vector<int32_t> ids = tokenizer.encode(item.text, /*allow_special=*/false);
@@ -130,7 +90,7 @@ std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokeni
     text_tokens += static_cast<int64_t>(ids.size());
   }
   if (text_tokens == 0) {
-    skips.add("document without text", doc.origin);
+    skips.add("document without text", doc.origin());
     return std::nullopt;
   }
   s.ids.push_back(tok.endoftext);

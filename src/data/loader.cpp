@@ -5,8 +5,8 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "data/shard_list.h"
 #include "data/obelics.h"
+#include "data/shard_list.h"
 #include "data/webdataset.h"
 
 namespace qv::data {
@@ -25,20 +25,13 @@ class RawStream {
  public:
   RawStream(const LoaderConfig& c, int64_t epoch, SkipStats& skips)
       : c_(c), rng_(c.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + c.rank) {
-    std::vector<std::string> shards = expand_shards(c.path);
-    // Whole shards per rank when there are enough, else every world_size-th sample.
-    if (static_cast<int64_t>(shards.size()) >= c.world_size && c.world_size > 1) {
-      std::vector<std::string> mine;
-      for (size_t i = c.rank; i < shards.size(); i += c.world_size) mine.push_back(shards[i]);
-      shards = mine;
-      stride_ = 1;
-    } else {
-      stride_ = c.world_size;
-    }
+    RankShare share = share_for_rank(expand_shards(c.path), c.rank, c.world_size);
+    stride_ = share.sample_stride;
+    offset_ = share.sample_offset;
     if (c.dataset == "obelics")
-      docs_ = std::make_unique<ObelicsReader>(shards, c.fetch, skips);
+      docs_ = std::make_unique<ObelicsReader>(std::move(share.shards), c.obelics, &skips);
     else
-      reader_ = std::make_unique<WebDatasetReader>(shards);
+      reader_ = std::make_unique<WebDatasetReader>(std::move(share.shards), c.webdataset, &skips);
   }
 
   bool next(RawItem& out) {
@@ -50,7 +43,7 @@ class RawStream {
         exhausted_ = true;
         break;
       }
-      if (index_++ % stride_ != c_.rank % stride_) continue;
+      if (index_++ % stride_ != offset_) continue;
       buffer_.push_back(std::move(s));
     }
     if (buffer_.empty()) return false;
@@ -69,7 +62,7 @@ class RawStream {
   std::unique_ptr<WebDatasetReader> reader_;
   std::unique_ptr<ObelicsReader> docs_;
   std::vector<RawItem> buffer_;
-  int64_t index_ = 0, stride_ = 1;
+  int64_t index_ = 0, stride_ = 1, offset_ = 0;
   bool exhausted_ = false;
 };
 

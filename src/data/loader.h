@@ -22,6 +22,7 @@
 #include "data/packing.h"
 #include "data/skip_stats.h"
 #include "data/tokenizer.h"
+#include "data/webdataset.h"
 
 namespace qv::data {
 
@@ -40,7 +41,13 @@ struct LoaderConfig {
   int64_t prefetch = 4;  // batches
   bool infinite = true;  // start a new (reshuffled) epoch at the end of the data
   CaptionSampleConfig sample;
-  UrlFetchConfig fetch;  // OBELICS image URLs
+  ReaderLimits webdataset;  // cc12m shards: member size limit, kept extensions
+  // OBELICS rows and images; downloaded images are cached under .cache/qwen3vl-images.
+  ObelicsOptions obelics = [] {
+    ObelicsOptions o;
+    o.http.cache_dir = ".cache/qwen3vl-images";
+    return o;
+  }();
 };
 
 class DataLoader {
