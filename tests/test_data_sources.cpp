@@ -30,7 +30,7 @@ std::vector<data::RawSample> read_all(const std::vector<std::string>& shards, in
   std::vector<data::RawSample> out;
   data::RawSample s;
   while (r.next(s)) out.push_back(s);
-  if (damaged) *damaged = r.damaged_shards();
+  if (damaged) *damaged = r.skips().total();
   return out;
 }
 
@@ -39,12 +39,11 @@ TEST(ShardList, BraceRangesKeepZeroPaddingAndListsExpand) {
             (std::vector<std::string>{"a-0008.tar", "a-0009.tar", "a-0010.tar", "a-0011.tar"}));
   EXPECT_EQ(data::expand_braces("{x,y}/{1..2}"),
             (std::vector<std::string>{"x/1", "x/2", "y/1", "y/2"}));
-  EXPECT_THROW(data::expand_braces("a-{1..b}.tar"), Error);
   EXPECT_THROW(data::expand_shards("/nonexistent/shard-{0..1}.tar"), Error);
   EXPECT_THROW(data::expand_shards("/nonexistent/*.tar"), Error);
 }
 
-TEST(WebDataset, ReadsEveryRealSampleWithImageAndCaption) {
+TEST(WebDatasetRealShard, ReadsEveryRealSampleWithImageAndCaption) {
   int64_t damaged = 0;
   const auto samples = read_all({kShard}, &damaged);
   EXPECT_EQ(damaged, 0);
@@ -57,7 +56,7 @@ TEST(WebDataset, ReadsEveryRealSampleWithImageAndCaption) {
   }
 }
 
-TEST(WebDataset, TruncatedShardYieldsCompleteSamplesAndIsCounted) {
+TEST(WebDatasetRealShard, TruncatedShardYieldsCompleteSamplesAndIsCounted) {
   const fs::path dir = scratch("truncated");
   for (const int64_t keep : {int64_t{700000}, int64_t{1000}, int64_t{100}}) {
     const fs::path cut = dir / ("cut" + std::to_string(keep) + ".tar");
@@ -71,11 +70,13 @@ TEST(WebDataset, TruncatedShardYieldsCompleteSamplesAndIsCounted) {
   }
 }
 
-TEST(WebDataset, MissingShardIsSkippedAndCounted) {
-  int64_t damaged = 0;
-  const auto samples = read_all({"/nonexistent.tar", kShard}, &damaged);
-  EXPECT_EQ(damaged, 1);
-  EXPECT_EQ(samples.size(), 32u);
+TEST(WebDatasetRealShard, MissingShardIsAClearError) {
+  try {
+    read_all({"/nonexistent.tar", kShard}, nullptr);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent.tar"), std::string::npos) << e.what();
+  }
 }
 
 class CaptionSamples : public ::testing::Test {
