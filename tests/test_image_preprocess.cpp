@@ -2,6 +2,7 @@
 // decode -> resize -> patchify pipeline, the patch layout against a naive transcription of
 // HF's reshape/permute, video padding, token counts, config parsing and the CLI.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -216,8 +217,9 @@ TEST(ImageProcessorConfigTest, ParsesHfJson) {
 }
 
 TEST(PreprocessCommand, WritesHfPixelValuesAndGrid) {
-  const std::string out =
-      (std::filesystem::temp_directory_path() / "qv_preprocess_test.safetensors").string();
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("qv_preprocess_" + std::to_string(getpid()) + ".safetensors"))
+                              .string();
   const std::string image = qv::testing::test_image_path("000000018");
   const auto r = qv::testing::run_qwen3vl("preprocess --image " + image + " --out " + out +
                                           " --min-pixels 4096 --max-pixels 65536");
@@ -241,12 +243,13 @@ TEST(PreprocessCommand, WritesHfPixelValuesAndGrid) {
 }
 
 TEST(PreprocessCommand, ReportsBadInputWithItsPath) {
-  const std::string bad =
-      (std::filesystem::temp_directory_path() / "qv_preprocess_bad.jpg").string();
+  const std::string bad = (std::filesystem::temp_directory_path() /
+                           ("qv_preprocess_bad_" + std::to_string(getpid()) + ".jpg"))
+                              .string();
   auto bytes = qv::testing::file_bytes(qv::testing::test_image_path("000000018"));
   bytes.resize(1000);
   io::write_file_atomic(bad, std::string(bytes.begin(), bytes.end()));
-  const auto r = qv::testing::run_qwen3vl("preprocess --image " + bad + " --out /tmp/unused.st");
+  const auto r = qv::testing::run_qwen3vl("preprocess --image " + bad + " --out " + bad + ".out");
   std::filesystem::remove(bad);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;

@@ -121,7 +121,14 @@ bool run_libjpeg(JpegJob& job) {
   cinfo.progress = &limiter.pub;
   jpeg_start_decompress(&cinfo);
   const size_t stride = size_t(cinfo.output_width) * cinfo.output_components;
-  job.raw.resize(stride * cinfo.output_height);
+  try {
+    job.raw.resize(stride * cinfo.output_height);
+  } catch (const std::bad_alloc&) {
+    jpeg_destroy_decompress(&cinfo);
+    std::snprintf(job.err.message, sizeof job.err.message, "out of memory for %dx%d pixels",
+                  job.width, job.height);
+    return false;
+  }
   while (cinfo.output_scanline < cinfo.output_height) {
     JSAMPROW row = job.raw.data() + stride * cinfo.output_scanline;
     jpeg_read_scanlines(&cinfo, &row, 1);
@@ -133,13 +140,7 @@ bool run_libjpeg(JpegJob& job) {
 }
 
 void run_or_throw(JpegJob& job, const std::string& what) {
-  bool ok = false;
-  try {
-    ok = run_libjpeg(job);
-  } catch (const std::bad_alloc&) {
-    fail(what, ": out of memory decoding a ", job.width, "x", job.height, " JPEG");
-  }
-  if (!ok) fail(what, ": JPEG decode failed: ", job.err.message);
+  if (!run_libjpeg(job)) fail(what, ": JPEG decode failed: ", job.err.message);
 }
 
 // Pillow reads every 4-component JPEG as Adobe-style inverted CMYK ("CMYK;I": ink = 255 - the

@@ -22,7 +22,8 @@ struct PngJob {
   size_t size = 0, pos = 0;
   int width = 0, height = 0, channels = 0;  // as checked against the limits beforehand
   bool gray16 = false;
-  std::vector<uint8_t> raw;  // rows as libpng returns them after our transformations
+  RgbImage out;
+  std::vector<uint8_t> raw;  // rows as libpng returns them, when they are not 8-bit RGB
   std::vector<png_bytep> rows;
   char message[256] = {};
 };
@@ -73,9 +74,22 @@ bool run_libpng(PngJob& job) {
   png_read_update_info(png, info);
   job.channels = png_get_channels(png, info);
   const size_t stride = png_get_rowbytes(png, info);
-  job.raw.resize(stride * job.height);
-  job.rows.resize(job.height);
-  for (int y = 0; y < job.height; ++y) job.rows[y] = job.raw.data() + stride * y;
+  try {
+    // 8-bit RGB rows go straight into the output image; anything else via a raw buffer.
+    job.out = RgbImage(job.width, job.height);
+    uint8_t* base = job.out.pixels.data();
+    if (stride != job.out.row_bytes()) {
+      job.raw.resize(stride * job.height);
+      base = job.raw.data();
+    }
+    job.rows.resize(job.height);
+    for (int y = 0; y < job.height; ++y) job.rows[y] = base + stride * y;
+  } catch (const std::bad_alloc&) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    std::snprintf(job.message, sizeof job.message, "out of memory for %dx%d pixels", job.width,
+                  job.height);
+    return false;
+  }
   png_read_image(png, job.rows.data());
   png_destroy_read_struct(&png, &info, nullptr);
   return true;
@@ -99,13 +113,7 @@ ImageInfo read_ihdr(const uint8_t* data, size_t size, const std::string& what) {
 }
 
 void run_or_throw(PngJob& job, const std::string& what) {
-  bool ok = false;
-  try {
-    ok = run_libpng(job);
-  } catch (const std::bad_alloc&) {
-    fail(what, ": out of memory decoding a ", job.width, "x", job.height, " PNG");
-  }
-  if (!ok) fail(what, ": PNG decode failed: ", job.message);
+  if (!run_libpng(job)) fail(what, ": PNG decode failed: ", job.message);
 }
 
 }  // namespace
@@ -125,7 +133,8 @@ RgbImage decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits
   job.height = header.height;
   run_or_throw(job, what);
 
-  RgbImage out(job.width, job.height);
+  if (job.raw.empty()) return std::move(job.out);
+  RgbImage& out = job.out;
   for (int y = 0; y < job.height; ++y) {
     const uint8_t* in = job.rows[y];
     uint8_t* o = out.row(y);
@@ -135,12 +144,12 @@ RgbImage decode_png(const uint8_t* data, size_t size, const DecodeLimits& limits
         o[0] = o[1] = o[2] = static_cast<uint8_t>(v > 255 ? 255 : v);
       } else if (job.channels <= 2) {  // gray, gray + alpha
         o[0] = o[1] = o[2] = in[x * job.channels];
-      } else {  // RGB, RGBA
+      } else {  // RGBA, 16-bit RGB cut to 8
         std::memcpy(o, in + x * job.channels, 3);
       }
     }
   }
-  return out;
+  return std::move(job.out);
 }
 
 }  // namespace qv::data::codecs
