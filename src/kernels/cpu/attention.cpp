@@ -394,9 +394,10 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
     BackwardScratch<T> scratch(tiles);
     // The passes write disjoint outputs, so threads may move on without a barrier.
 #pragma omp for schedule(dynamic) nowait
-    for (size_t t = 0; t < kv_tasks.size(); ++t)
+    for (size_t t = 0; t < kv_tasks.size(); ++t) {
       key_block_pass(kv_tasks[t].seq, kv_tasks[t].head, kv_tasks[t].start, false, scratch);
-      // Pass 2: dq per (sequence, head, query block).
+    }
+    // Pass 2: dq per (sequence, head, query block).
 #pragma omp for schedule(dynamic)
     for (size_t t = 0; t < q_tasks.size(); ++t) {
       const Task& task = q_tasks[t];
