@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <thread>
 
 #include "core/error.h"
@@ -13,6 +14,7 @@
 #include "data/pretokenize.h"
 #include "data/tokenizer.h"
 #include "data/unicode.h"
+#include "data/utf8.h"
 #include "tokenizer_test_data.h"
 
 namespace qv::data {
@@ -141,6 +143,36 @@ TEST_F(QwenTokenizer, InvalidUtf8IsAnErrorNamingTheByteOffset) {
           std::string(e.what()).find("invalid UTF-8 at byte offset " + std::to_string(offset)),
           std::string::npos)
           << e.what();
+    }
+  }
+}
+
+TEST_F(QwenTokenizer, RandomInputNeverCrashesAndRoundTrips) {
+  // Random code points from all planes (no surrogates) must round-trip up to NFC; random bytes
+  // must either do the same or be refused as invalid UTF-8.
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> len(0, 40), plane(0, 9), byte(0, 255);
+  for (int n = 0; n < 300; ++n) {
+    std::string text;
+    for (int k = len(rng); k > 0; --k) {
+      const uint32_t limit = plane(rng) < 5 ? 0x80 : plane(rng) < 8 ? 0x10000 : 0x110000;
+      uint32_t cp = std::uniform_int_distribution<uint32_t>(0, limit - 1)(rng);
+      if (cp >= 0xD800 && cp < 0xE000) cp = 'x';
+      utf8::append(text, cp);
+    }
+    std::string nfc = text;
+    unicode::nfc(text, nfc);
+    EXPECT_EQ(tokenizer_->decode(tokenizer_->encode(text)), nfc) << "random text " << n;
+
+    std::string bytes;
+    for (int k = len(rng); k > 0; --k) bytes.push_back(static_cast<char>(byte(rng)));
+    try {
+      const auto ids = tokenizer_->encode(bytes);
+      std::string want = bytes;
+      unicode::nfc(bytes, want);
+      EXPECT_EQ(tokenizer_->decode(ids), want) << "random bytes " << n;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("invalid UTF-8"), std::string::npos) << e.what();
     }
   }
 }

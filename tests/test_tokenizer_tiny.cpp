@@ -3,6 +3,7 @@
 // byte-level pieces, both merge formats, and clear errors for broken or unsupported files.
 // Expected ids come from Hugging Face `tokenizers` (tests/tools/regenerate_tokenizer_data.sh).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -105,8 +106,10 @@ TEST(TinyTokenizer, NonAsciiAddedTokenDecodesToItsContent) {
 
 // Writes `text` to a temporary tokenizer file and returns the error message of loading it.
 std::string load_error(const std::string& text) {
-  const std::string path =
-      (std::filesystem::temp_directory_path() / "qwen3vl_bad_tokenizer.json").string();
+  // Unique per process: ctest runs tests in parallel processes.
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("qwen3vl_bad_tokenizer_" + std::to_string(getpid()) + ".json"))
+                               .string();
   {
     std::FILE* f = std::fopen(path.c_str(), "wb");
     std::fwrite(text.data(), 1, text.size(), f);
@@ -119,8 +122,7 @@ std::string load_error(const std::string& text) {
     message = e.what();
   }
   std::filesystem::remove(path);
-  EXPECT_NE(message.find("qwen3vl_bad_tokenizer.json"), std::string::npos)
-      << "error does not name the file: " << message;
+  EXPECT_NE(message.find(path), std::string::npos) << "error does not name the file: " << message;
   return message;
 }
 

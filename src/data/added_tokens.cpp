@@ -1,6 +1,7 @@
 #include "data/added_tokens.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "data/unicode.h"
 #include "data/utf8.h"
@@ -48,9 +49,14 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<const AddedToken*> tokens,
   for (size_t k = 0; k < patterns_.size(); ++k)
     if (!patterns_[k].empty())
       by_first_byte_[static_cast<unsigned char>(patterns_[k][0])].push_back(static_cast<int>(k));
-  for (auto& list : by_first_byte_)
+  int distinct = 0;
+  for (int b = 0; b < 256; ++b) {
+    auto& list = by_first_byte_[b];
     std::stable_sort(list.begin(), list.end(),
-                     [&](int a, int b) { return patterns_[a].size() > patterns_[b].size(); });
+                     [&](int x, int y) { return patterns_[x].size() > patterns_[y].size(); });
+    if (!list.empty()) ++distinct, only_first_byte_ = b;
+  }
+  if (distinct != 1) only_first_byte_ = -1;
 }
 
 void AddedTokenMatcher::split(std::string_view text, bool allow_special,
@@ -58,6 +64,11 @@ void AddedTokenMatcher::split(std::string_view text, bool allow_special,
   size_t done = 0;  // end of the last segment emitted
   size_t pos = 0;
   while (pos < text.size()) {
+    if (only_first_byte_ >= 0) {  // e.g. every Qwen added token starts with '<'
+      const void* hit = std::memchr(text.data() + pos, only_first_byte_, text.size() - pos);
+      if (hit == nullptr) break;
+      pos = static_cast<size_t>(static_cast<const char*>(hit) - text.data());
+    }
     int found = -1;
     for (int k : by_first_byte_[static_cast<unsigned char>(text[pos])]) {
       if (!allow_special && tokens_[k]->special) continue;

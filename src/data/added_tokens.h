@@ -43,6 +43,7 @@ class AddedTokenMatcher {
   std::vector<const AddedToken*> tokens_;
   std::vector<std::string> patterns_;
   std::array<std::vector<int>, 256> by_first_byte_;  // candidates, longest pattern first
+  int only_first_byte_ = -1;  // the first byte of every pattern when they share one (memchr)
 };
 
 }  // namespace qv::data

@@ -29,7 +29,7 @@ struct BpeModel::PairTable {
   explicit PairTable(size_t n) {
     size_t cap = 16;
     int bits = 4;
-    while (cap < 2 * n) cap <<= 1, ++bits;
+    while (cap < n + n / 2) cap <<= 1, ++bits;  // load factor at most 2/3
     slots.resize(cap);
     mask = cap - 1;
     shift = 64 - bits;
@@ -60,13 +60,9 @@ struct BpeModel::PairTable {
 struct BpeModel::WordCache {
   static constexpr size_t kShards = 16;
   static constexpr size_t kMaxWordBytes = 128;  // longer words seldom repeat
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> words;
+    StringMap<std::vector<int32_t>> words;
   };
   std::array<Shard, kShards> shards;
   size_t per_shard_capacity;
@@ -93,22 +89,23 @@ struct BpeModel::WordCache {
 };
 
 BpeModel::BpeModel(const std::vector<int32_t>& byte_token, const std::vector<MergeRule>& merges,
-                   std::unordered_map<std::string, int32_t> vocab, bool ignore_merges,
-                   size_t cache_capacity)
-    : pairs_(std::make_unique<PairTable>(merges.size())),
+                   StringMap<int32_t> vocab, bool ignore_merges, size_t cache_capacity)
+    : merges_(merges),
+      pairs_(std::make_unique<PairTable>(merges.size())),
       vocab_(std::move(vocab)),
       ignore_merges_(ignore_merges),
       cache_(cache_capacity > 0 ? std::make_unique<WordCache>(cache_capacity) : nullptr) {
   std::copy(byte_token.begin(), byte_token.begin() + 256, byte_token_);
   for (size_t r = 0; r < merges.size(); ++r)
     pairs_->insert(merges[r].left, merges[r].right, static_cast<int32_t>(r), merges[r].merged);
+  // A pair listed twice keeps its later rank; its earlier entry can then never match.
 }
 
 BpeModel::~BpeModel() = default;
 BpeModel::BpeModel(BpeModel&&) noexcept = default;
 
 int32_t BpeModel::token_of_bytes(std::string_view bytes) const {
-  auto it = vocab_.find(std::string(bytes));
+  auto it = vocab_.find(bytes);
   return it == vocab_.end() ? -1 : it->second;
 }
 
@@ -128,7 +125,7 @@ void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) con
     merge(word, out);
     return;
   }
-  const size_t hash = WordCache::Hash{}(word);
+  const size_t hash = StringHash{}(word);
   if (cache_->get(word, hash, out)) return;
   const size_t first = out.size();
   merge(word, out);
@@ -170,10 +167,10 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>& out) const {
     const int32_t rank = static_cast<int32_t>(top >> 32);
     // Skip entries made stale by earlier merges: the pair at i must still be this merge.
     if (id[i] < 0 || next[i] < 0) continue;
-    const PairTable::Slot* m = pairs_->find(id[i], id[next[i]]);
-    if (m == nullptr || m->rank != rank) continue;
+    const MergeRule& m = merges_[rank];
+    if (id[i] != m.left || id[next[i]] != m.right) continue;
     const int32_t j = next[i];
-    id[i] = m->merged;
+    id[i] = m.merged;
     id[j] = -1;
     next[i] = next[j];
     if (next[i] >= 0) prev[next[i]] = i;
@@ -181,6 +178,10 @@ void BpeModel::merge(std::string_view word, std::vector<int32_t>& out) const {
     if (next[i] >= 0) push_heap_entry(i);
   }
   for (int32_t i = 0; i >= 0; i = next[i]) out.push_back(id[i]);
+  if (n > (1 << 16)) {  // a huge word (e.g. a long base64 blob): do not keep its scratch space
+    for (auto* v : {&id, &next, &prev}) std::vector<int32_t>().swap(*v);
+    std::vector<uint64_t>().swap(heap);
+  }
 }
 
 }  // namespace qv::data

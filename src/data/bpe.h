@@ -7,8 +7,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "data/string_hash.h"
 
 namespace qv::data {
 
@@ -22,8 +23,7 @@ class BpeModel {
   // occurs twice keeps its later rank, as Hugging Face's loader does). vocab: raw bytes -> id,
   // used when ignore_merges is set (a word that is itself a token is taken whole).
   BpeModel(const std::vector<int32_t>& byte_token, const std::vector<MergeRule>& merges,
-           std::unordered_map<std::string, int32_t> vocab, bool ignore_merges,
-           size_t cache_capacity);
+           StringMap<int32_t> vocab, bool ignore_merges, size_t cache_capacity);
   ~BpeModel();
   BpeModel(BpeModel&&) noexcept;
 
@@ -39,8 +39,9 @@ class BpeModel {
   struct PairTable;
   struct WordCache;
   int32_t byte_token_[256];
+  std::vector<MergeRule> merges_;  // by rank
   std::unique_ptr<PairTable> pairs_;
-  std::unordered_map<std::string, int32_t> vocab_;
+  StringMap<int32_t> vocab_;
   bool ignore_merges_;
   std::unique_ptr<WordCache> cache_;
 };

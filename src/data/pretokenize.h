@@ -16,11 +16,14 @@ inline constexpr std::string_view kQwenSplitPattern =
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 struct ByteSpan {
-  uint32_t begin, end;
+  size_t begin, end;
 };
 
+// End (byte offset) of the piece that starts at byte `begin` < text.size() of valid UTF-8 text.
+size_t pretoken_end(std::string_view text, size_t begin);
+
 // Appends to `pieces` the byte spans of the successive matches of kQwenSplitPattern in `text`
-// (valid UTF-8, at most 4 GiB). Every character belongs to some match, so the spans tile the text.
+// (valid UTF-8). Every character belongs to some match, so the spans tile the text.
 void split_pretokens(std::string_view text, std::vector<ByteSpan>& pieces);
 
 }  // namespace qv::data

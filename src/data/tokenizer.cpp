@@ -7,6 +7,7 @@
 #include "data/bpe.h"
 #include "data/byte_level.h"
 #include "data/pretokenize.h"
+#include "data/string_hash.h"
 #include "data/tokenizer_json.h"
 #include "data/unicode.h"
 #include "data/utf8.h"
@@ -21,9 +22,9 @@ struct Tokenizer::Impl {
   std::vector<AddedToken> added;
   AddedTokenMatcher raw_matcher;         // added tokens with normalized = false
   AddedTokenMatcher normalized_matcher;  // added tokens with normalized = true (NFC patterns)
-  std::unordered_map<std::string, int32_t> added_ids;  // content -> id
-  std::vector<std::string> bytes_of;                   // id -> raw bytes (decode)
-  std::vector<uint8_t> kind_of;                        // id -> Kind
+  StringMap<int32_t> added_ids;          // content -> id
+  std::vector<std::string> bytes_of;     // id -> raw bytes (decode)
+  std::vector<uint8_t> kind_of;          // id -> Kind
   enum Kind : uint8_t { kNone, kVocab, kAdded, kSpecial };
 
   void encode_text(std::string_view text, std::vector<int32_t>& out) const;
@@ -32,10 +33,11 @@ struct Tokenizer::Impl {
 
 // BPE over each piece of the pre-tokenizer's split of (already normalized) text.
 void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
-  thread_local std::vector<ByteSpan> pieces;
-  pieces.clear();
-  split_pretokens(text, pieces);
-  for (const ByteSpan& p : pieces) bpe->encode_word(text.substr(p.begin, p.end - p.begin), out);
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = pretoken_end(text, begin);
+    bpe->encode_word(text.substr(begin, end - begin), out);
+    begin = end;
+  }
 }
 
 // Text between raw-matched added tokens: normalize, find normalized added tokens, BPE the rest.
@@ -119,8 +121,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 
 std::optional<int32_t> Tokenizer::token_id(std::string_view content) const {
   const Impl& im = *impl_;
-  if (auto it = im.added_ids.find(std::string(content)); it != im.added_ids.end())
-    return it->second;
+  if (auto it = im.added_ids.find(content); it != im.added_ids.end()) return it->second;
   if (auto bytes = byte_level::to_bytes(content))
     if (const int32_t id = im.bpe->token_of_bytes(*bytes); id >= 0) return id;
   return std::nullopt;
@@ -160,10 +161,11 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::build(TokenizerSpec spec,
   im->kind_of.assign(static_cast<size_t>(max_id) + 1, Impl::kNone);
 
   // Vocabulary: byte-level spellings -> raw bytes.
-  std::unordered_map<std::string, int32_t> by_spelling, by_bytes;
+  std::unordered_map<std::string_view, int32_t, StringHash> by_spelling;  // views into spec.vocab
+  StringMap<int32_t> by_bytes;
   by_spelling.reserve(spec.vocab.size());
   by_bytes.reserve(spec.vocab.size());
-  for (auto& [spelling, id] : spec.vocab) {
+  for (const auto& [spelling, id] : spec.vocab) {
     auto bytes = byte_level::to_bytes(spelling);
     QV_CHECK(bytes.has_value(), origin, ": model.vocab entry \"", spelling, "\" (id ", id,
              ") is not written in the byte-level alphabet");
@@ -171,11 +173,12 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::build(TokenizerSpec spec,
     im->kind_of[id] = Impl::kVocab;
     im->bytes_of[id] = *bytes;
     by_bytes.emplace(std::move(*bytes), id);
-    by_spelling.emplace(std::move(spelling), id);
+    by_spelling.emplace(spelling, id);
   }
   std::vector<int32_t> byte_token(256);
   for (int b = 0; b < 256; ++b) {
-    auto it = by_bytes.find(std::string(1, static_cast<char>(b)));
+    const char byte = static_cast<char>(b);
+    auto it = by_bytes.find(std::string_view(&byte, 1));
     QV_CHECK(it != by_bytes.end(), origin, ": model.vocab lacks the token for byte 0x", std::hex, b,
              " (a byte-level BPE needs all 256)");
     byte_token[b] = it->second;
@@ -183,14 +186,17 @@ std::shared_ptr<const Tokenizer::Impl> Tokenizer::build(TokenizerSpec spec,
 
   std::vector<MergeRule> merges;
   merges.reserve(spec.merges.size());
+  std::string joined;
   for (size_t i = 0; i < spec.merges.size(); ++i) {
     const auto& [a, b] = spec.merges[i];
-    auto ia = by_spelling.find(a), ib = by_spelling.find(b), im_ = by_spelling.find(a + b);
-    QV_CHECK(ia != by_spelling.end() && ib != by_spelling.end() && im_ != by_spelling.end(), origin,
+    joined.assign(a).append(b);
+    auto ia = by_spelling.find(a), ib = by_spelling.find(b), ij = by_spelling.find(joined);
+    QV_CHECK(ia != by_spelling.end() && ib != by_spelling.end() && ij != by_spelling.end(), origin,
              ": model.merges[", i, "] = (\"", a, "\", \"", b,
              "\") uses a token missing from model.vocab");
-    merges.push_back({ia->second, ib->second, im_->second});
+    merges.push_back({ia->second, ib->second, ij->second});
   }
+  by_spelling.clear();
   spec.vocab.clear();
   by_spelling.clear();
   im->bpe = std::make_unique<BpeModel>(byte_token, merges, std::move(by_bytes), spec.ignore_merges,

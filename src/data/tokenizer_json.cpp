@@ -49,6 +49,85 @@ struct Reader {
   }
 };
 
+// model.vocab and model.merges hold ~150k entries each in Qwen's file. Building a DOM for them
+// (a std::map of 150k keys, 150k small arrays) dominated loading, so the parser hands them to
+// this callback, which copies them into the spec and leaves empty containers in the DOM.
+class VocabAndMergesStreamer {
+ public:
+  VocabAndMergesStreamer(const Reader& r, TokenizerSpec& spec) : r_(r), spec_(spec) {}
+
+  bool operator()(int depth, json::parse_event_t event, json& parsed) {
+    using E = json::parse_event_t;
+    if (event == E::key) {
+      if (keys_.size() <= static_cast<size_t>(depth)) keys_.resize(depth + 1);
+      keys_[depth] = parsed.get<std::string>();
+      if (in_vocab_ && depth == 3) return false;  // keeps the key out of the DOM; value comes next
+    }
+    if (depth < 2) return true;
+    const bool at_model = keys_.size() > 2 && keys_[1] == "model";
+    if (depth == 2) {
+      if (event == json::parse_event_t::object_start)
+        in_vocab_ = at_model && keys_[2] == "vocab";
+      else if (event == json::parse_event_t::array_start)
+        in_merges_ = at_model && keys_[2] == "merges";
+      else
+        in_vocab_ = in_merges_ = false;
+      return true;
+    }
+    if (in_vocab_) return vocab_event(depth, event, parsed);
+    if (in_merges_) return merges_event(depth, event, parsed);
+    return true;
+  }
+
+ private:
+  bool vocab_event(int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 3 && event == json::parse_event_t::value) {
+      spec_.vocab.emplace_back(keys_[3], r_.id(parsed, "model.vocab[\"" + keys_[3] + "\"]"));
+      return false;
+    }
+    if (depth == 3 && event != json::parse_event_t::key)  // a nested object or array
+      r_.fail("model.vocab[\"", keys_[3], "\"] must be a non-negative integer id");
+    return true;
+  }
+
+  bool merges_event(int depth, json::parse_event_t event, json& parsed) {
+    using E = json::parse_event_t;
+    const size_t i = spec_.merges.size();
+    auto bad = [&] { r_.fail("model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]"); };
+    if (depth == 3 && event == E::value) {
+      if (!parsed.is_string()) bad();
+      const std::string& m = parsed.get_ref<const std::string&>();
+      const size_t space = m.find(' ');
+      if (space == std::string::npos || m.find(' ', space + 1) != std::string::npos)
+        r_.fail("model.merges[", i, "] = \"", m, "\" is not two tokens separated by one space");
+      spec_.merges.emplace_back(m.substr(0, space), m.substr(space + 1));
+      return false;
+    }
+    if (depth == 3 && event == E::array_start) {
+      pair_.clear();
+      return true;
+    }
+    if (depth == 4 && event == E::value) {
+      if (!parsed.is_string() || pair_.size() == 2) bad();
+      pair_.push_back(parsed.get<std::string>());
+      return false;
+    }
+    if (depth == 3 && event == E::array_end) {
+      if (pair_.size() != 2) bad();
+      spec_.merges.emplace_back(std::move(pair_[0]), std::move(pair_[1]));
+      return false;
+    }
+    bad();
+    return false;
+  }
+
+  const Reader& r_;
+  TokenizerSpec& spec_;
+  std::vector<std::string> keys_;
+  bool in_vocab_ = false, in_merges_ = false;
+  std::vector<std::string> pair_;
+};
+
 void read_model(const Reader& r, const json& model, TokenizerSpec& spec) {
   if (!model.is_object()) r.fail("model must be an object");
   if (!r.is_null_or_missing(model, "type") && r.string(model, "type", "model") != "BPE")
@@ -62,29 +141,10 @@ void read_model(const Reader& r, const json& model, TokenizerSpec& spec) {
       r.fail("unsupported model.", key, " (must be empty)");
   spec.ignore_merges = r.boolean(model, "ignore_merges", "model", false);
 
-  const json& vocab = r.field(model, "vocab", "model");
-  if (!vocab.is_object()) r.fail("model.vocab must be an object of token -> id");
-  spec.vocab.reserve(vocab.size());
-  for (auto it = vocab.begin(); it != vocab.end(); ++it)
-    spec.vocab.emplace_back(it.key(), r.id(it.value(), "model.vocab[\"" + it.key() + "\"]"));
-
-  const json& merges = r.field(model, "merges", "model");
-  if (!merges.is_array()) r.fail("model.merges must be an array");
-  spec.merges.reserve(merges.size());
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const json& m = merges[i];
-    if (m.is_string()) {
-      const std::string& s = m.get_ref<const std::string&>();
-      const size_t space = s.find(' ');
-      if (space == std::string::npos || s.find(' ', space + 1) != std::string::npos)
-        r.fail("model.merges[", i, "] = \"", s, "\" is not two tokens separated by one space");
-      spec.merges.emplace_back(s.substr(0, space), s.substr(space + 1));
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      spec.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
-    } else {
-      r.fail("model.merges[", i, "] must be \"a b\" or [\"a\", \"b\"]");
-    }
-  }
+  // The entries themselves were taken by VocabAndMergesStreamer while parsing.
+  if (!r.field(model, "vocab", "model").is_object())
+    r.fail("model.vocab must be an object of token -> id");
+  if (!r.field(model, "merges", "model").is_array()) r.fail("model.merges must be an array");
 }
 
 void read_normalizer(const Reader& r, const json& root, TokenizerSpec& spec) {
@@ -171,14 +231,14 @@ void read_added_tokens(const Reader& r, const json& root, TokenizerSpec& spec) {
 
 TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string& origin) {
   const Reader r{origin};
+  TokenizerSpec spec;
   json root;
   try {
-    root = json::parse(json_text);
+    root = json::parse(json_text, VocabAndMergesStreamer(r, spec));
   } catch (const json::parse_error& e) {
     r.fail("invalid JSON: ", e.what());
   }
   if (!root.is_object()) r.fail("top level must be a JSON object");
-  TokenizerSpec spec;
   read_model(r, r.field(root, "model", "tokenizer"), spec);
   read_normalizer(r, root, spec);
   read_pre_tokenizer(r, root);

@@ -2,11 +2,12 @@
 
 #include <utf8proc.h>
 
-#include <array>
 #include <cstdlib>
 #include <memory>
+#include <vector>
 
 #include "core/error.h"
+#include "data/utf8.h"
 
 namespace qv::data::unicode {
 namespace {
@@ -17,34 +18,6 @@ bool is_letter_category(utf8proc_category_t c) {
 bool is_number_category(utf8proc_category_t c) {
   return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
 }
-
-CharClass classify_slow(char32_t cp) {
-  if (cp == '\r' || cp == '\n') return CharClass::kNewline;
-  if (is_white_space(cp)) return CharClass::kSpace;
-  const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
-  if (is_letter_category(c)) return CharClass::kLetter;
-  if (is_number_category(c)) return CharClass::kNumber;
-  return CharClass::kOther;
-}
-
-// ASCII is most of the text the tokenizer sees; classify it by table. In ASCII the only
-// letters are A-Z and a-z, the only numbers 0-9, and the White_Space characters are \t..\r and ' '.
-constexpr std::array<CharClass, 128> kAsciiClass = [] {
-  std::array<CharClass, 128> t{};
-  for (int c = 0; c < 128; ++c) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
-      t[c] = CharClass::kLetter;
-    else if (c >= '0' && c <= '9')
-      t[c] = CharClass::kNumber;
-    else if (c == '\r' || c == '\n')
-      t[c] = CharClass::kNewline;
-    else if ((c >= 0x09 && c <= 0x0D) || c == ' ')
-      t[c] = CharClass::kSpace;
-    else
-      t[c] = CharClass::kOther;
-  }
-  return t;
-}();
 
 }  // namespace
 
@@ -70,8 +43,12 @@ bool is_white_space(char32_t cp) {
   }
 }
 
-CharClass classify(char32_t cp) {
-  return cp < 128 ? kAsciiClass[cp] : classify_slow(cp);
+CharClass classify_non_ascii(char32_t cp) {
+  if (is_white_space(cp)) return CharClass::kSpace;
+  const utf8proc_category_t c = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  if (is_letter_category(c)) return CharClass::kLetter;
+  if (is_number_category(c)) return CharClass::kNumber;
+  return CharClass::kOther;
 }
 
 bool is_word_char(char32_t cp) {
@@ -81,18 +58,13 @@ bool is_word_char(char32_t cp) {
          c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_PC;
 }
 
-bool nfc(std::string_view text, std::string& out) {
-  // Every code point below U+0300 is NFC_Quick_Check=Yes and none of them composes with a
-  // following one below U+0300, so such text is already NFC. In UTF-8 those code points are
-  // exactly the ones whose bytes are all below 0xCC.
-  bool may_change = false;
-  for (unsigned char b : text) {
-    if (b >= 0xCC) {
-      may_change = true;
-      break;
-    }
-  }
-  if (!may_change) return false;
+namespace {
+
+utf8proc_int32_t as_utf8proc(char32_t cp) {
+  return static_cast<utf8proc_int32_t>(cp);
+}
+
+std::string nfc_by_utf8proc(std::string_view text) {
   utf8proc_uint8_t* result = nullptr;
   const utf8proc_ssize_t n =
       utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
@@ -100,7 +72,66 @@ bool nfc(std::string_view text, std::string& out) {
                    static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owner(result, &std::free);
   QV_CHECK(n >= 0, "NFC normalization failed: ", utf8proc_errmsg(n));
-  out.assign(reinterpret_cast<const char*>(result), static_cast<size_t>(n));
+  return std::string(reinterpret_cast<const char*>(result), static_cast<size_t>(n));
+}
+
+// Code points whose NFC_Quick_Check is not Yes, over-approximated: characters that NFC replaces,
+// and characters that can be the second of a composing pair (any non-first character of a
+// canonical decomposition, and the Hangul vowel and trailing jamo). Over-marking only costs speed.
+class NfcUnstable {
+ public:
+  NfcUnstable() : bits_((0x110000 + 63) / 64, 0) {
+    for (char32_t cp = 0; cp < 0x110000; ++cp) {
+      if (cp >= 0xD800 && cp < 0xE000) continue;
+      const utf8proc_property_t* p = utf8proc_get_property(as_utf8proc(cp));
+      if (p->decomp_seqindex == UINT16_MAX) continue;  // no decomposition of any kind
+      utf8proc_int32_t parts[32];
+      int boundclass = 0;
+      const utf8proc_ssize_t n =
+          utf8proc_decompose_char(as_utf8proc(cp), parts, 32, UTF8PROC_DECOMPOSE, &boundclass);
+      if (n == 1 && parts[0] == as_utf8proc(cp)) continue;  // compatibility-only decomposition
+      for (utf8proc_ssize_t k = 1; k < n; ++k) mark(static_cast<char32_t>(parts[k]));
+      std::string one;
+      utf8::append(one, cp);
+      if (nfc_by_utf8proc(one) != one) mark(cp);
+    }
+    for (char32_t cp = 0x1161; cp <= 0x1175; ++cp) mark(cp);  // Hangul vowel jamo
+    for (char32_t cp = 0x11A8; cp <= 0x11C2; ++cp) mark(cp);  // Hangul trailing jamo
+  }
+  bool operator()(char32_t cp) const { return (bits_[cp >> 6] >> (cp & 63)) & 1; }
+
+ private:
+  void mark(char32_t cp) { bits_[cp >> 6] |= uint64_t{1} << (cp & 63); }
+  std::vector<uint64_t> bits_;
+};
+
+}  // namespace
+
+bool nfc(std::string_view text, std::string& out) {
+  // Every code point below U+0300 is NFC-stable, and in UTF-8 their bytes are all below 0xCC:
+  // the common case needs no decoding.
+  size_t pos = 0;
+  while (pos < text.size() && static_cast<unsigned char>(text[pos]) < 0xCC) ++pos;
+  if (pos == text.size()) return false;
+  // The UAX #15 quick check: the text is NFC if every character is NFC_Quick_Check=Yes and the
+  // combining classes of each run of marks are in canonical order.
+  static const NfcUnstable not_quick_yes;  // built on first use (~1.1M property lookups)
+  // text[pos] is a lead byte (continuation bytes are below 0xCC) and follows a starter.
+  int last_class = 0;
+  bool may_change = false;
+  while (pos < text.size() && !may_change) {
+    if (static_cast<unsigned char>(text[pos]) < 0x80) {
+      ++pos;
+      last_class = 0;
+      continue;
+    }
+    const char32_t cp = utf8::next(text, pos);
+    const int cls = utf8proc_get_property(as_utf8proc(cp))->combining_class;
+    may_change = not_quick_yes(cp) || (cls != 0 && last_class > cls);
+    last_class = cls;
+  }
+  if (!may_change) return false;
+  out = nfc_by_utf8proc(text);
   return true;
 }
 

@@ -70,12 +70,48 @@ const handwritten = [
   "Ünïcödé 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 \ue000 private ✓ ✗ → ← ∑ ∫ √ ≠ ≤ ≥ ∞",
 ];
 
+// Seeded random strings over the character classes the pre-tokenizer distinguishes, to reach
+// combinations no one thought of writing by hand.
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rand = mulberry32(20240611);
+// Each pool lists units (characters, or sequences that belong together); a line strings together
+// 1-12 runs of 1-4 units, each run drawn from one pool.
+const chars = (t) => Array.from(t);
+const pools = [
+  chars("abcXYZ"), chars("0123456789"), [" ", " ", "  "], ["\t"], ["\n"], ["\r\n", "\r"], ["'"],
+  ["'s", "'T", "'re", "'LL", "'ve", "'M", "'d"], chars(".,!?-_()[]{}<>|/\\\"#$%&*+=@^`~"),
+  chars("éÅßøœçñü"), chars("\u0301\u0308\u0327\u0323"), chars("αβγΩ"), chars("абвЖЯ"), chars("مرحبا"),
+  chars("שלום"), chars("नमस्ते"), chars("ไทย"), chars("你好世界"), chars("カタカナひらがな"), chars("한국어"),
+  ["\u1100\u1161\u11a8"], chars("１２３ＡＢＣ"), chars("²½Ⅻ٣"), chars("\u00a0\u2003\u3000\u202f\u0085"),
+  chars("\ufeff\u200b\u200d"), ["😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "❤️"], ["<|im_start|>", "<|image_pad|>", "<think>"],
+  chars("\u0000\u0007\u001f"),
+];
+const pick = (list) => list[Math.floor(rand() * list.length)];
+const randomLines = [];
+for (let line = 0; line < 40; ++line) {
+  let s = "";
+  const runs = 1 + Math.floor(rand() * 12);
+  for (let k = 0; k < runs; ++k) {
+    const pool = pick(pools);
+    const units = 1 + Math.floor(rand() * 4);
+    for (let u = 0; u < units; ++u) s += pick(pool);
+  }
+  randomLines.push(s);
+}
+
 const members = execFileSync("tar", ["-tf", shard], { encoding: "utf8" })
   .split("\n")
   .filter((m) => m.endsWith(".txt"))
   .sort();
 const captions = members.map((m) => execFileSync("tar", ["-xOf", shard, m], { encoding: "utf8" }));
 
-const lines = [...handwritten, ...captions].map((s) => JSON.stringify(s));
+const lines = [...handwritten, ...randomLines, ...captions].map((s) => JSON.stringify(s));
 writeFileSync(out, lines.join("\n") + "\n");
 console.log(`wrote ${lines.length} lines (${captions.length} captions) to ${out}`);
