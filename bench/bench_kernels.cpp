@@ -8,7 +8,7 @@
 
 #include "kernels/cpu/activations.h"
 #include "kernels/cpu/attention.h"
-#include "kernels/cpu/attention_backward_plan.h"
+#include "kernels/cpu/attention_tuning.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/norms.h"
@@ -106,12 +106,13 @@ void BM_AttentionForward(benchmark::State& state) {
 void BM_AttentionBackward(benchmark::State& state) {
   AttentionData a(state);
   a.forward();
-  const auto plan = static_cast<AttentionBackwardPlan>(state.range(6));
+  AttentionTuning tuning;
+  tuning.plan = static_cast<AttentionBackwardPlan>(state.range(6));
   for (auto _ : state) {
-    attention_backward_with_plan<float>(
-        a.q.data(), a.k.data(), a.v.data(), a.out.data(), a.lse.data(), a.dout.data(), a.dq.data(),
-        a.dk.data(), a.dv.data(), a.cu.data(), static_cast<int64_t>(a.cu.size()) - 1, a.dims,
-        nullptr, plan);
+    attention_backward_tuned<float>(a.q.data(), a.k.data(), a.v.data(), a.out.data(), a.lse.data(),
+                                    a.dout.data(), a.dq.data(), a.dk.data(), a.dv.data(),
+                                    a.cu.data(), static_cast<int64_t>(a.cu.size()) - 1, a.dims,
+                                    nullptr, tuning);
     benchmark::DoNotOptimize(a.dq.data());
   }
   set_gflops(state, a.pair_flops(5));

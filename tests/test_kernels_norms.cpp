@@ -1,5 +1,6 @@
 // RMSNorm and LayerNorm against plain formulas; backward by finite differences.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include "kernel_test_utils.h"
 #include "kernels/cpu/norms.h"
@@ -203,6 +204,25 @@ TEST(KernelsNorms, WeightGradientsAccumulateAndNullsAreSkipped) {
                                       dx.data(), dw_only.data(), nullptr, rows, D);
   QV_EXPECT_REL(dw_only, ln.dw, 1e-15);
   QV_EXPECT_REL(dx, ln.dx, 1e-15);
+}
+
+TEST(KernelsNorms, WeightGradientsDoNotDependOnThreadCount) {
+  const int64_t rows = 1000, D = 96;  // many row chunks, as for the per-head q/k norms
+  const auto x = random_vector(rows * D, 40), w = random_vector(D, 41, 0.5, 1.5),
+             b = random_vector(D, 42), dy = random_vector(rows * D, 43);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const NormGrads rms1 = rmsnorm_grads<float>(x, w, dy, rows, D, 1e-6);
+  const NormGrads ln1 = layernorm_grads<float>(x, w, b, dy, rows, D, 1e-6);
+  omp_set_num_threads(3);
+  const NormGrads rms3 = rmsnorm_grads<float>(x, w, dy, rows, D, 1e-6);
+  const NormGrads ln3 = layernorm_grads<float>(x, w, b, dy, rows, D, 1e-6);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(rms1.dw, rms3.dw);
+  EXPECT_EQ(rms1.dx, rms3.dx);
+  EXPECT_EQ(ln1.dw, ln3.dw);
+  EXPECT_EQ(ln1.db, ln3.db);
+  EXPECT_EQ(ln1.dx, ln3.dx);
 }
 
 }  // namespace

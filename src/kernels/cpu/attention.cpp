@@ -3,10 +3,11 @@
 // Forward: for a block of queries, walk the key blocks with an online softmax (running max m,
 // running sum l, unnormalised output O), so only one [query block x key block] score tile exists
 // per thread. Backward: recompute P = exp(S - lse) tile by tile, with D_i = dout_i . out_i and
-// dS = P * (dP - D_i). Tile products go through BLAS; tile sizes keep each product small enough
-// that OpenBLAS runs it on the calling thread (OpenMP supplies the parallelism).
+// dS = P * (dP - D_i). Tile products go through BLAS on the calling thread; OpenMP supplies the
+// parallelism over (sequence, head, block) tasks.
 #include "kernels/cpu/attention.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -15,16 +16,12 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/cpu/attention_backward_plan.h"
+#include "kernels/cpu/attention_tuning.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/linear.h"
 
 namespace qv::kernels {
 namespace {
-
-constexpr int64_t kKeyBlock = 64;
-// OpenBLAS keeps a gemm single-threaded while M*N*K stays at or below 4 * 65536.
-constexpr int64_t kMaxTileProduct = 4 * 65536;
 
 void check_dims(const AttentionDims& d, const int64_t* cu, int64_t n_seqs) {
   QV_CHECK(d.heads > 0 && d.kv_heads > 0 && d.heads % d.kv_heads == 0, "attention: heads (",
@@ -39,9 +36,35 @@ void check_dims(const AttentionDims& d, const int64_t* cu, int64_t n_seqs) {
            d.tokens, " tokens");
 }
 
-int64_t query_block(int64_t hd) {
-  const int64_t rows = kMaxTileProduct / (kKeyBlock * hd);
-  return std::clamp<int64_t>(rows / 8 * 8, 8, 128);
+// Threads are started only above this many multiply-adds of one score product (about 0.1 ms):
+// below it a parallel region costs more than it saves.
+constexpr double kParallelWork = 1 << 20;
+
+double score_work(const int64_t* cu, int64_t n_seqs, const AttentionDims& d) {
+  double pairs = 0;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const double L = static_cast<double>(cu[s + 1] - cu[s]);
+    pairs += d.causal ? L * (L + 1) / 2 : L * L;
+  }
+  return pairs * static_cast<double>(d.heads * d.head_dim);
+}
+
+struct Tiles {
+  int64_t bq, bk;  // query rows and keys per tile
+};
+
+Tiles choose_tiles(int64_t hd, const AttentionTuning& tuning) {
+  Tiles t{64, 256};  // measured best of 32..256 x 64..256 for head_dim 64 and 128
+  // A pthreads OpenBLAS would hand larger products to its own thread pool even when called from
+  // our threads; it keeps one single-threaded while M*N*K <= 4 * 65536. An OpenMP OpenBLAS (or a
+  // sequential one) always stays on the calling thread inside a parallel region.
+  if (openblas_get_parallel() == 1) {
+    t.bk = 64;
+    t.bq = std::clamp<int64_t>(4 * 65536 / (t.bk * hd) / 8 * 8, 8, 128);
+  }
+  if (tuning.query_block > 0) t.bq = tuning.query_block;
+  if (tuning.key_block > 0) t.bk = tuning.key_block;
+  return t;
 }
 
 // Where one sequence's rows of one query head and its kv head live.
@@ -74,7 +97,7 @@ inline int64_t causal_limit(bool causal, int64_t qi, int64_t k0, int64_t nk) {
 
 // Query rows [q0, q0 + nq) of one head against all the keys they may see; writes out and lse.
 template <typename T>
-void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t nq,
+void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t nq, int64_t bk,
                          const AttentionDims& d, T* out, int64_t out_stride, T* lse,
                          int64_t lse_stride, T* S, T* O, T* m, double* l) {
   const int64_t hd = d.head_dim;
@@ -84,12 +107,12 @@ void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t n
   std::fill_n(m, nq, ninf);
   std::fill_n(l, nq, 0.0);
   const int64_t key_end = d.causal ? q0 + nq : L;
-  for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock) {
-    const int64_t nk = std::min(kKeyBlock, key_end - k0);
+  for (int64_t k0 = 0; k0 < key_end; k0 += bk) {
+    const int64_t nk = std::min(bk, key_end - k0);
     gemm<T>(false, true, nq, nk, hd, scale, hv.q + q0 * hv.q_stride, hv.q_stride,
-            hv.k + k0 * hv.kv_stride, hv.kv_stride, T(0), S, kKeyBlock);
+            hv.k + k0 * hv.kv_stride, hv.kv_stride, T(0), S, bk);
     for (int64_t i = 0; i < nq; ++i) {
-      T* row = S + i * kKeyBlock;
+      T* row = S + i * bk;
       const int64_t lim = causal_limit(d.causal, q0 + i, k0, nk);
       if (hv.valid) {
         const uint8_t* valid = hv.valid + k0;
@@ -114,8 +137,8 @@ void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t n
       }
       l[i] += sum;
     }
-    gemm<T>(false, false, nq, hd, nk, T(1), S, kKeyBlock, hv.v + k0 * hv.kv_stride, hv.kv_stride,
-            T(1), O, hd);
+    gemm<T>(false, false, nq, hd, nk, T(1), S, bk, hv.v + k0 * hv.kv_stride, hv.kv_stride, T(1), O,
+            hd);
   }
   for (int64_t i = 0; i < nq; ++i) {
     T* o = out + (q0 + i) * out_stride;
@@ -134,8 +157,9 @@ void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t n
 // Per-thread scratch of the backward: P and dP/dS tiles.
 template <typename T>
 struct BackwardScratch {
+  int64_t ld;  // row stride of the tiles: the key block
   std::vector<T> P, dS;
-  explicit BackwardScratch(int64_t bq) : P(bq * kKeyBlock), dS(bq * kKeyBlock) {}
+  explicit BackwardScratch(const Tiles& t) : ld(t.bk), P(t.bq * t.bk), dS(t.bq * t.bk) {}
 };
 
 // Pointers of the backward for one sequence and one query head.
@@ -178,11 +202,12 @@ void backward_tile(const BackwardView<T>& bv, const AttentionDims& d, int64_t q0
   const T scale = static_cast<T>(d.scale);
   T* P = s.P.data();
   T* dS = s.dS.data();
+  const int64_t ld = s.ld;
   gemm<T>(false, true, nq, nk, hd, scale, hv.q + q0 * hv.q_stride, hv.q_stride,
-          hv.k + k0 * hv.kv_stride, hv.kv_stride, T(0), P, kKeyBlock);
+          hv.k + k0 * hv.kv_stride, hv.kv_stride, T(0), P, ld);
   bool any = false;
   for (int64_t i = 0; i < nq; ++i) {
-    T* row = P + i * kKeyBlock;
+    T* row = P + i * ld;
     const T lse_i = bv.lse[(q0 + i) * bv.heads];
     const int64_t lim = lse_i == ninf ? 0 : causal_limit(d.causal, q0 + i, k0, nk);
     exp_shifted(row, row, lim, lse_i);
@@ -196,22 +221,22 @@ void backward_tile(const BackwardView<T>& bv, const AttentionDims& d, int64_t q0
   if (!any) return;
   // dP = dout . v^T, then dS = P * (dP - D_i) * scale (the scale of S folded in once).
   gemm<T>(false, true, nq, nk, hd, T(1), bv.dout + q0 * hv.q_stride, hv.q_stride,
-          hv.v + k0 * hv.kv_stride, hv.kv_stride, T(0), dS, kKeyBlock);
+          hv.v + k0 * hv.kv_stride, hv.kv_stride, T(0), dS, ld);
   for (int64_t i = 0; i < nq; ++i) {
     const T D_i = bv.delta[(q0 + i) * bv.heads];
-    const T* p = P + i * kKeyBlock;
-    T* ds = dS + i * kKeyBlock;
+    const T* p = P + i * ld;
+    T* ds = dS + i * ld;
     for (int64_t j = 0; j < nk; ++j) ds[j] = p[j] * (ds[j] - D_i) * scale;
   }
   if (want_dkv) {
-    gemm<T>(true, false, nk, hd, nq, T(1), P, kKeyBlock, bv.dout + q0 * hv.q_stride, hv.q_stride,
-            T(1), bv.dv + k0 * hv.kv_stride, hv.kv_stride);
-    gemm<T>(true, false, nk, hd, nq, T(1), dS, kKeyBlock, hv.q + q0 * hv.q_stride, hv.q_stride,
-            T(1), bv.dk + k0 * hv.kv_stride, hv.kv_stride);
+    gemm<T>(true, false, nk, hd, nq, T(1), P, ld, bv.dout + q0 * hv.q_stride, hv.q_stride, T(1),
+            bv.dv + k0 * hv.kv_stride, hv.kv_stride);
+    gemm<T>(true, false, nk, hd, nq, T(1), dS, ld, hv.q + q0 * hv.q_stride, hv.q_stride, T(1),
+            bv.dk + k0 * hv.kv_stride, hv.kv_stride);
   }
   if (want_dq)
-    gemm<T>(false, false, nq, hd, nk, T(1), dS, kKeyBlock, hv.k + k0 * hv.kv_stride, hv.kv_stride,
-            T(1), bv.dq + q0 * hv.q_stride, hv.q_stride);
+    gemm<T>(false, false, nq, hd, nk, T(1), dS, ld, hv.k + k0 * hv.kv_stride, hv.kv_stride, T(1),
+            bv.dq + q0 * hv.q_stride, hv.q_stride);
 }
 
 inline int64_t ceil_div(int64_t a, int64_t b) {
@@ -233,11 +258,12 @@ void fill_zero_parallel(T* p, int64_t n) {
 }  // namespace
 
 template <typename T>
-void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
-                       const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
-                       const uint8_t* key_valid) {
+void attention_forward_tuned(const T* q, const T* k, const T* v, T* out, T* lse,
+                             const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
+                             const uint8_t* key_valid, const AttentionTuning& tuning) {
   check_dims(dims, cu_seqlens, n_seqs);
-  const int64_t hd = dims.head_dim, bq = query_block(hd);
+  const Tiles tiles = choose_tiles(dims.head_dim, tuning);
+  const int64_t hd = dims.head_dim, bq = tiles.bq;
   struct Task {
     int64_t seq, head, q0;
   };
@@ -251,16 +277,16 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
     std::stable_sort(tasks.begin(), tasks.end(),
                      [](const Task& a, const Task& b) { return a.q0 > b.q0; });
   const int64_t qs = dims.heads * hd;
-#pragma omp parallel if (tasks.size() > 1)
+#pragma omp parallel if (score_work(cu_seqlens, n_seqs, dims) > kParallelWork)
   {
-    std::vector<T> S(bq * kKeyBlock), O(bq * hd), m(bq);
+    std::vector<T> S(bq * tiles.bk), O(bq * hd), m(bq);
     std::vector<double> l(bq);
 #pragma omp for schedule(dynamic)
     for (size_t t = 0; t < tasks.size(); ++t) {
       const Task& task = tasks[t];
       const int64_t b = cu_seqlens[task.seq], L = cu_seqlens[task.seq + 1] - b;
       const HeadView<T> hv = head_view(q, k, v, key_valid, dims, b, task.head);
-      forward_query_block(hv, L, task.q0, std::min(bq, L - task.q0), dims,
+      forward_query_block(hv, L, task.q0, std::min(bq, L - task.q0), tiles.bk, dims,
                           out + b * qs + task.head * hd, qs, lse + b * dims.heads + task.head,
                           dims.heads, S.data(), O.data(), m.data(), l.data());
     }
@@ -268,13 +294,16 @@ void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
 }
 
 template <typename T>
-void attention_backward_with_plan(const T* q, const T* k, const T* v, const T* out, const T* lse,
-                                  const T* dout, T* dq, T* dk, T* dv, const int64_t* cu_seqlens,
-                                  int64_t n_seqs, const AttentionDims& dims,
-                                  const uint8_t* key_valid, AttentionBackwardPlan plan) {
+void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, const T* lse,
+                              const T* dout, T* dq, T* dk, T* dv, const int64_t* cu_seqlens,
+                              int64_t n_seqs, const AttentionDims& dims, const uint8_t* key_valid,
+                              const AttentionTuning& tuning) {
   check_dims(dims, cu_seqlens, n_seqs);
   const int64_t N = dims.tokens, H = dims.heads, KVH = dims.kv_heads, hd = dims.head_dim;
-  const int64_t group = H / KVH, bq = query_block(hd);
+  const Tiles tiles = choose_tiles(hd, tuning);
+  const int64_t group = H / KVH, bq = tiles.bq, bk = tiles.bk;
+  AttentionBackwardPlan plan = tuning.plan;
+  const bool parallel = score_work(cu_seqlens, n_seqs, dims) > kParallelWork;
   fill_zero_parallel(dq, N * H * hd);
   fill_zero_parallel(dk, N * KVH * hd);
   fill_zero_parallel(dv, N * KVH * hd);
@@ -314,7 +343,7 @@ void attention_backward_with_plan(const T* q, const T* k, const T* v, const T* o
   // Every key block of kv head g in sequence s against every query that may see it.
   auto key_block_pass = [&](int64_t s, int64_t g, int64_t k0, bool want_dq,
                             BackwardScratch<T>& scratch) {
-    const int64_t L = seq_len(s), nk = std::min(kKeyBlock, L - k0);
+    const int64_t L = seq_len(s), nk = std::min(bk, L - k0);
     for (int64_t h = g * group; h < (g + 1) * group; ++h) {
       const BackwardView<T> bv = view(s, h);
       for (int64_t q0 = first_query(dims.causal, k0) / bq * bq; q0 < L; q0 += bq)
@@ -332,12 +361,12 @@ void attention_backward_with_plan(const T* q, const T* k, const T* v, const T* o
     std::stable_sort(tasks.begin(), tasks.end(), [&](const SeqHead& a, const SeqHead& b) {
       return seq_len(a.seq) > seq_len(b.seq);
     });
-#pragma omp parallel if (tasks.size() > 1)
+#pragma omp parallel if (parallel)
     {
-      BackwardScratch<T> scratch(bq);
+      BackwardScratch<T> scratch(tiles);
 #pragma omp for schedule(dynamic)
       for (size_t t = 0; t < tasks.size(); ++t)
-        for (int64_t k0 = 0; k0 < seq_len(tasks[t].seq); k0 += kKeyBlock)
+        for (int64_t k0 = 0; k0 < seq_len(tasks[t].seq); k0 += bk)
           key_block_pass(tasks[t].seq, tasks[t].kv_head, k0, true, scratch);
     }
     return;
@@ -350,7 +379,7 @@ void attention_backward_with_plan(const T* q, const T* k, const T* v, const T* o
   std::vector<Task> kv_tasks, q_tasks;
   for (int64_t s = 0; s < n_seqs; ++s) {
     for (int64_t g = 0; g < KVH; ++g)
-      for (int64_t k0 = 0; k0 < seq_len(s); k0 += kKeyBlock) kv_tasks.push_back({s, g, k0});
+      for (int64_t k0 = 0; k0 < seq_len(s); k0 += bk) kv_tasks.push_back({s, g, k0});
     for (int64_t h = 0; h < H; ++h)
       for (int64_t q0 = 0; q0 < seq_len(s); q0 += bq) q_tasks.push_back({s, h, q0});
   }
@@ -360,33 +389,41 @@ void attention_backward_with_plan(const T* q, const T* k, const T* v, const T* o
     std::stable_sort(q_tasks.begin(), q_tasks.end(),
                      [](const Task& a, const Task& b) { return a.start > b.start; });
   }
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
-    BackwardScratch<T> scratch(bq);
+    BackwardScratch<T> scratch(tiles);
     // The passes write disjoint outputs, so threads may move on without a barrier.
 #pragma omp for schedule(dynamic) nowait
-    for (size_t t = 0; t < kv_tasks.size(); ++t)
+    for (size_t t = 0; t < kv_tasks.size(); ++t) {
       key_block_pass(kv_tasks[t].seq, kv_tasks[t].head, kv_tasks[t].start, false, scratch);
-      // Pass 2: dq per (sequence, head, query block).
+    }
+    // Pass 2: dq per (sequence, head, query block).
 #pragma omp for schedule(dynamic)
     for (size_t t = 0; t < q_tasks.size(); ++t) {
       const Task& task = q_tasks[t];
       const int64_t L = seq_len(task.seq), q0 = task.start, nq = std::min(bq, L - q0);
       const BackwardView<T> bv = view(task.seq, task.head);
       const int64_t key_end = dims.causal ? q0 + nq : L;
-      for (int64_t k0 = 0; k0 < key_end; k0 += kKeyBlock)
-        backward_tile(bv, dims, q0, nq, k0, std::min(kKeyBlock, key_end - k0), false, true,
-                      scratch);
+      for (int64_t k0 = 0; k0 < key_end; k0 += bk)
+        backward_tile(bv, dims, q0, nq, k0, std::min(bk, key_end - k0), false, true, scratch);
     }
   }
+}
+
+template <typename T>
+void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
+                       const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
+                       const uint8_t* key_valid) {
+  attention_forward_tuned(q, k, v, out, lse, cu_seqlens, n_seqs, dims, key_valid,
+                          AttentionTuning{});
 }
 
 template <typename T>
 void attention_backward(const T* q, const T* k, const T* v, const T* out, const T* lse,
                         const T* dout, T* dq, T* dk, T* dv, const int64_t* cu_seqlens,
                         int64_t n_seqs, const AttentionDims& dims, const uint8_t* key_valid) {
-  attention_backward_with_plan(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, n_seqs, dims,
-                               key_valid, AttentionBackwardPlan::kAuto);
+  attention_backward_tuned(q, k, v, out, lse, dout, dq, dk, dv, cu_seqlens, n_seqs, dims, key_valid,
+                           AttentionTuning{});
 }
 
 template <typename T>
@@ -440,9 +477,12 @@ void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, in
                                       const uint8_t*);                                            \
   template void attention_decode<T>(const T*, const T*, const T*, T*, int64_t,                    \
                                     const AttentionDims&);                                        \
-  template void attention_backward_with_plan<T>(                                                  \
+  template void attention_forward_tuned<T>(const T*, const T*, const T*, T*, T*, const int64_t*,  \
+                                           int64_t, const AttentionDims&, const uint8_t*,         \
+                                           const AttentionTuning&);                               \
+  template void attention_backward_tuned<T>(                                                      \
       const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*, const int64_t*,     \
-      int64_t, const AttentionDims&, const uint8_t*, AttentionBackwardPlan);
+      int64_t, const AttentionDims&, const uint8_t*, const AttentionTuning&);
 QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
