@@ -1,9 +1,10 @@
 // Running the qwen3vl binary from tests.
 #pragma once
+#include <sys/wait.h>
+
 #include <array>
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
 namespace qv::testing {
 

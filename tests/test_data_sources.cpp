@@ -15,8 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kShard = std::string(QWEN3VL_SOURCE_DIR) + "/data/cc12m-train-0000.tar";
-const std::string kTokenizer =
-    std::string(QWEN3VL_SOURCE_DIR) + "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json";
+const std::string kTokenizer = std::string(QWEN3VL_SOURCE_DIR) +
+                               "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json";
 
 fs::path scratch(const std::string& name) {
   const fs::path p = fs::temp_directory_path() / ("qwen3vl_data_" + name);
@@ -132,8 +132,8 @@ TEST_F(CaptionSamples, BadSamplesAreCountedSkipsWithReasons) {
   huge_header.members.erase("jpg");
   huge_header.members["png"] = std::string(
       "\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\x01\x86\xa0\0\x01\x86\xa0\x08\x02\0\0\0\0\0\0\0", 33);
-  for (const auto* raw : {&no_caption, &bad_utf8, &empty_image, &corrupt_image, &no_image,
-                          &huge_header})
+  for (const auto* raw :
+       {&no_caption, &bad_utf8, &empty_image, &corrupt_image, &no_image, &huge_header})
     EXPECT_FALSE(build(*raw).has_value()) << raw->key;
   const auto reasons = skips_.by_reason();
   EXPECT_EQ(skips_.total(), 6);

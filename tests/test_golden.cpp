@@ -82,14 +82,19 @@ void run_golden(const std::string& fixture) {
     }
     ++compared;
   }
-  std::printf("[golden %s] %d tensors compared; worst forward |err| %.3g (%s), worst grad |err| "
-              "%.3g (%s)\n",
-              fixture.c_str(), compared, forward_worst.abs_err, forward_worst.where.c_str(),
-              grad_worst.abs_err, grad_worst.where.c_str());
+  std::printf(
+      "[golden %s] %d tensors compared; worst forward |err| %.3g (%s), worst grad |err| "
+      "%.3g (%s)\n",
+      fixture.c_str(), compared, forward_worst.abs_err, forward_worst.where.c_str(),
+      grad_worst.abs_err, grad_worst.where.c_str());
 }
 
-TEST(Golden, TinyImageMatchesHuggingFace) { run_golden("hf-tiny-image"); }
-TEST(Golden, TinyTextMatchesHuggingFace) { run_golden("hf-tiny-text"); }
+TEST(Golden, TinyImageMatchesHuggingFace) {
+  run_golden("hf-tiny-image");
+}
+TEST(Golden, TinyTextMatchesHuggingFace) {
+  run_golden("hf-tiny-text");
+}
 
 }  // namespace
 }  // namespace qv

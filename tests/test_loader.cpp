@@ -15,7 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kRoot = QWEN3VL_SOURCE_DIR;
-const std::string kTokenizer = kRoot + "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json";
+const std::string kTokenizer =
+    kRoot + "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json";
 
 data::LoaderConfig small_config() {
   data::LoaderConfig c;
@@ -157,7 +158,8 @@ TEST(TrainCc12m, LossFallsAndResumeMidEpochMatchesStraightRun) {
   const auto mb = testing::read_metrics(b);
   ASSERT_EQ(mb.size(), 18u);
   for (int i = 0; i < 6; ++i)
-    EXPECT_EQ(mb[12 + i]["loss"].get<double>(), ma[6 + i]["loss"].get<double>()) << "step " << 7 + i;
+    EXPECT_EQ(mb[12 + i]["loss"].get<double>(), ma[6 + i]["loss"].get<double>())
+        << "step " << 7 + i;
   EXPECT_EQ(testing::max_weight_diff(a + "/hf_export", b + "/hf_export"), 0.0);
 }
 
@@ -177,8 +179,9 @@ TEST(CliGenerate, GreedyWithAnImageIsDeterministic) {
     model::init_params(m.config(), m.store(), 11);
     model::save_hf_checkpoint(dir, m.config(), m.store());
   }
-  const std::string image = kRoot + "/tests/data/images/" +
-                            fs::directory_iterator(kRoot + "/tests/data/images")->path().filename().string();
+  const std::string image =
+      kRoot + "/tests/data/images/" +
+      fs::directory_iterator(kRoot + "/tests/data/images")->path().filename().string();
   const std::string cmd = std::string(QWEN3VL_BINARY) + " generate --model " + dir +
                           " --tokenizer " + kTokenizer + " --image " + image +
                           " --prompt 'What is shown?' --max-new-tokens 5";
@@ -188,9 +191,9 @@ TEST(CliGenerate, GreedyWithAnImageIsDeterministic) {
   auto text = [](const std::string& s) { return s.substr(0, s.find("\n[generate]")); };
   EXPECT_EQ(text(a.output), text(b.output));
   EXPECT_FALSE(text(a.output).empty());
-  const auto bad = testing::run_shell(std::string(QWEN3VL_BINARY) + " generate --model " + dir +
-                                      " --tokenizer " + kTokenizer +
-                                      " --image /nonexistent.jpg --prompt x");
+  const auto bad =
+      testing::run_shell(std::string(QWEN3VL_BINARY) + " generate --model " + dir +
+                         " --tokenizer " + kTokenizer + " --image /nonexistent.jpg --prompt x");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.output.find("/nonexistent.jpg"), std::string::npos) << bad.output;
 }

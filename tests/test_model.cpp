@@ -238,9 +238,10 @@ TEST(Config, JsonRoundTripAndBadFields) {
   EXPECT_EQ(back.to_json_text(), c.to_json_text());
   EXPECT_TRUE(back.tie_word_embeddings);
   EXPECT_THROW(model::ModelConfig::from_json_text("{\"text_config\": {}}", "x.json"), Error);
-  EXPECT_THROW(model::ModelConfig::from_json_text(
-                   "{\"text_config\": {\"hidden_size\": \"big\"}, \"vision_config\": {}}", "x.json"),
-               Error);
+  EXPECT_THROW(
+      model::ModelConfig::from_json_text(
+          "{\"text_config\": {\"hidden_size\": \"big\"}, \"vision_config\": {}}", "x.json"),
+      Error);
 }
 
 }  // namespace

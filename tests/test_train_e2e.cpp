@@ -20,14 +20,17 @@ std::string fresh(const std::string& name) {
   return p.string();
 }
 
-std::string binary() { return QWEN3VL_BINARY; }
+std::string binary() {
+  return QWEN3VL_BINARY;
+}
 
 TEST(TrainResume, HalfThenResumeEqualsStraightRun) {
   const std::string a = fresh("straight"), b = fresh("resumed");
   auto r = testing::run_shell(binary() + " train --config " +
                               fixed_batch_config("hf-tiny-image", a, 6, 3));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = testing::run_shell(binary() + " train --config " + fixed_batch_config("hf-tiny-image", b, 6, 3));
+  r = testing::run_shell(binary() + " train --config " +
+                         fixed_batch_config("hf-tiny-image", b, 6, 3));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Forget everything after step 3, then resume from the step-3 checkpoint.
   fs::remove_all(b + "/checkpoint/step-00000006");
@@ -83,10 +86,11 @@ class TrainMpi : public ::testing::TestWithParam<const char*> {};
 TEST_P(TrainMpi, TwoRanksEqualOneRankWithTheCombinedBatch) {
   const std::string mode = GetParam();
   const std::string one = fresh("mpi1_" + mode), two = fresh("mpi2_" + mode);
-  const std::string degrees =
-      mode == std::string("replicate")
-          ? " --parallelism.data_parallel_replicate_degree 2 --parallelism.data_parallel_shard_degree 1"
-          : " --parallelism.data_parallel_replicate_degree 1 --parallelism.data_parallel_shard_degree 2";
+  const std::string degrees = mode == std::string("replicate")
+                                  ? " --parallelism.data_parallel_replicate_degree 2 "
+                                    "--parallelism.data_parallel_shard_degree 1"
+                                  : " --parallelism.data_parallel_replicate_degree 1 "
+                                    "--parallelism.data_parallel_shard_degree 2";
   auto r = testing::run_shell(binary() + " train --config " +
                               fixed_batch_config("hf-tiny-text", one, 4, 10));
   ASSERT_EQ(r.exit_code, 0) << r.output;

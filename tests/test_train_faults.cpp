@@ -28,9 +28,8 @@ std::string fresh(const std::string& name) {
 }
 
 std::unique_ptr<train::Trainer> poisoned_trainer(const std::string& dump, const std::string& mode) {
-  auto config = train::JobConfig::load(
-      testing::fixed_batch_config("hf-tiny-text", dump, 3, 1),
-      {{"training.on_nonfinite", mode}});
+  auto config = train::JobConfig::load(testing::fixed_batch_config("hf-tiny-text", dump, 3, 1),
+                                       {{"training.on_nonfinite", mode}});
   auto model = train::build_model(config);
   const auto* e = model->store().find("model.language_model.norm.weight");
   model->store().value(e->ref)[0] = std::numeric_limits<float>::quiet_NaN();

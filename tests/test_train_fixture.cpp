@@ -18,8 +18,7 @@ const std::string kFixtures = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures
 
 std::string fixture_toml(const std::string& fixture, const std::string& dump) {
   const std::string dir = kFixtures + fixture;
-  return "[job]\ndump_folder = \"" + dump +
-         "\"\n[model]\nhf_config = \"" + dir +
+  return "[job]\ndump_folder = \"" + dump + "\"\n[model]\nhf_config = \"" + dir +
          "\"\n[optimizer]\nlr = 1e-3\nbetas = [0.9, 0.95]\neps = 1e-8\nweight_decay = 0.1\n"
          "[lr_scheduler]\nname = \"hf_linear\"\nwarmup_steps = 2\n"
          "[training]\nsteps = 5\nmax_norm = 1.0\ndataset = \"fixed\"\ndataset_path = \"" +
@@ -37,8 +36,8 @@ void reproduce(const std::string& fixture) {
   train::Trainer trainer(config, std::move(model), std::move(data),
                          dist::make_local_communicator());
   const auto history = trainer.run();
-  const auto steps = nlohmann::json::parse(
-      io::read_file(kFixtures + fixture + "/train_steps.json"))["steps"];
+  const auto steps =
+      nlohmann::json::parse(io::read_file(kFixtures + fixture + "/train_steps.json"))["steps"];
   ASSERT_EQ(history.size(), steps.size());
   for (size_t i = 0; i < history.size(); ++i) {
     const double loss = steps[i]["loss"], norm = steps[i]["grad_norm"], lr = steps[i]["lr"];
@@ -48,7 +47,8 @@ void reproduce(const std::string& fixture) {
     std::printf("[train %s] step %zu loss %.7f (HF %.7f) grad_norm %.7f (HF %.7f)\n",
                 fixture.c_str(), i, history[i].loss, loss, history[i].grad_norm, norm);
   }
-  const io::TensorMap final_weights = io::load_safetensors(kFixtures + fixture + "/final.safetensors");
+  const io::TensorMap final_weights =
+      io::load_safetensors(kFixtures + fixture + "/final.safetensors");
   double worst = 0;
   int64_t over_1e6 = 0, total = 0;
   for (const auto& e : trainer.model().store().entries()) {
@@ -71,8 +71,12 @@ void reproduce(const std::string& fixture) {
   fs::remove_all(dump);
 }
 
-TEST(TrainFixture, TinyImageFiveStepsMatchTorch) { reproduce("hf-tiny-image"); }
-TEST(TrainFixture, TinyTextFiveStepsMatchTorchAndSkipUnusedVision) { reproduce("hf-tiny-text"); }
+TEST(TrainFixture, TinyImageFiveStepsMatchTorch) {
+  reproduce("hf-tiny-image");
+}
+TEST(TrainFixture, TinyTextFiveStepsMatchTorchAndSkipUnusedVision) {
+  reproduce("hf-tiny-text");
+}
 
 }  // namespace
 }  // namespace qv

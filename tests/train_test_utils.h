@@ -32,8 +32,7 @@ inline std::string fixed_batch_config(const std::string& fixture, const std::str
                       << "[lr_scheduler]\nwarmup_steps = 2\n[training]\nsteps = " << steps
                       << "\nlocal_batch_size = 1\ndataset = \"fixed\"\ndataset_path = \"" << dir
                       << "/inputs.safetensors\"\n[checkpoint]\nenable = true\ninterval = "
-                      << interval << "\nkeep_latest_k = 0\ninitial_load_path = \"" << dir
-                      << "\"\n"
+                      << interval << "\nkeep_latest_k = 0\ninitial_load_path = \"" << dir << "\"\n"
                       << extra;
   return path;
 }
@@ -46,8 +45,8 @@ inline double max_weight_diff(const std::string& a_dir, const std::string& b_dir
     auto it = b.find(name);
     if (it == b.end()) return 1e30;
     for (int64_t i = 0; i < t.numel(); ++i)
-      worst = std::max(worst, static_cast<double>(std::fabs(t.data<float>()[i] -
-                                                             it->second.data<float>()[i])));
+      worst = std::max(
+          worst, static_cast<double>(std::fabs(t.data<float>()[i] - it->second.data<float>()[i])));
   }
   return worst;
 }

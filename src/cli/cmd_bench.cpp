@@ -63,9 +63,9 @@ int run_bench(const Args& args) {
   const bool train = args[0] == "train";
   Flags f(Args(args.begin() + 1, args.end()));
   f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac"});
-  const model::ModelConfig c = f.has("model")
-                                   ? model::ModelConfig::from_json_file(f.get("model") + "/config.json")
-                                   : model::ModelConfig::flavor(f.get("flavor", "debugmodel"));
+  const model::ModelConfig c =
+      f.has("model") ? model::ModelConfig::from_json_file(f.get("model") + "/config.json")
+                     : model::ModelConfig::flavor(f.get("flavor", "debugmodel"));
   Shape s;
   s.seq = f.get_int("seq-len", s.seq);
   s.batch = f.get_int("batch", s.batch);
@@ -105,7 +105,8 @@ int run_bench(const Args& args) {
   const double per_step = total / s.steps;
   const double mult = train ? 1.0 : 1.0 / 3.0;  // forward only = a third of training FLOPs
   const int64_t tokens = s.batch * s.seq;
-  const double patches_per_image = s.images > 0 ? static_cast<double>(patches) / (s.images * s.batch) : 0;
+  const double patches_per_image =
+      s.images > 0 ? static_cast<double>(patches) / (s.images * s.batch) : 0;
   int64_t kept = 0;  // tokens that take a loss: the classifier runs on these only
   for (int64_t t : model::shifted_targets(in)) kept += t != -100;
   const double flops = mult * (model::decoder_train_flops_per_token(c, s.seq) * tokens +
@@ -116,15 +117,17 @@ int run_bench(const Args& args) {
               train ? "train" : "forward", f.get("flavor", "debugmodel").c_str(),
               (long long)s.batch, (long long)s.seq, (long long)(s.images * s.batch),
               (long long)patches, o.activation_checkpoint.c_str());
-  std::printf("step %.3f s | %.1f tokens/s | %.3g GFLOP/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s "
-              "| ratio %.2f | peak RSS %.0f MiB\n",
-              per_step, tokens / per_step, flops / 1e9, flops / per_step / 1e9, sgemm,
-              flops / per_step / 1e9 / sgemm, train::peak_rss_mib());
+  std::printf(
+      "step %.3f s | %.1f tokens/s | %.3g GFLOP/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s "
+      "| ratio %.2f | peak RSS %.0f MiB\n",
+      per_step, tokens / per_step, flops / 1e9, flops / per_step / 1e9, sgemm,
+      flops / per_step / 1e9 / sgemm, train::peak_rss_mib());
   const double n = static_cast<double>(s.steps);
-  std::printf("split per step: vision fwd %.3f s, decoder fwd %.3f s, classifier+loss %.3f s, "
-              "decoder bwd %.3f s, vision bwd %.3f s, optimizer %.3f s\n",
-              t.vision_forward / n, t.decoder_forward / n, t.classifier / n,
-              t.decoder_backward / n, t.vision_backward / n, optim / n);
+  std::printf(
+      "split per step: vision fwd %.3f s, decoder fwd %.3f s, classifier+loss %.3f s, "
+      "decoder bwd %.3f s, vision bwd %.3f s, optimizer %.3f s\n",
+      t.vision_forward / n, t.decoder_forward / n, t.classifier / n, t.decoder_backward / n,
+      t.vision_backward / n, optim / n);
   return 0;
 }
 

@@ -60,8 +60,9 @@ int run_generate(const Args& args) {
     pixels.insert(pixels.end(), v.pixels.begin(), v.pixels.end());
   }
   if (!pixels.empty()) {
-    in.pixel_values = Tensor(DType::kF32, {static_cast<int64_t>(pixels.size()) / mc.vision.patch_dim(),
-                                           mc.vision.patch_dim()});
+    in.pixel_values = Tensor(
+        DType::kF32,
+        {static_cast<int64_t>(pixels.size()) / mc.vision.patch_dim(), mc.vision.patch_dim()});
     std::memcpy(in.pixel_values.raw(), pixels.data(), pixels.size() * sizeof(float));
   }
   const std::string text = f.require("prompt");
@@ -97,7 +98,8 @@ int run_generate(const Args& args) {
     out.push_back(static_cast<int32_t>(next));
     const std::string text_so_far = tok.decode(out);
     // Print only whole characters: hold back a trailing replacement char of a split sequence.
-    if (text_so_far.size() > printed.size() && text_so_far.rfind("\xEF\xBF\xBD") != text_so_far.size() - 3) {
+    if (text_so_far.size() > printed.size() &&
+        text_so_far.rfind("\xEF\xBF\xBD") != text_so_far.size() - 3) {
       std::fputs(text_so_far.c_str() + printed.size(), stdout);
       std::fflush(stdout);
       printed = text_so_far;
@@ -109,17 +111,20 @@ int run_generate(const Args& args) {
   const auto t2 = std::chrono::steady_clock::now();
   const double prefill = std::chrono::duration<double>(t1 - t0).count();
   const double gen = std::chrono::duration<double>(t2 - t1).count();
-  std::fprintf(stderr, "\n[generate] prompt %lld tokens in %.2f s (%.1f tok/s); %zu new tokens in %.2f s (%.1f tok/s)\n",
+  std::fprintf(stderr,
+               "\n[generate] prompt %lld tokens in %.2f s (%.1f tok/s); %zu new tokens in %.2f s "
+               "(%.1f tok/s)\n",
                static_cast<long long>(in.seq), prefill, in.seq / prefill, out.size(), gen,
                out.empty() ? 0.0 : out.size() / gen);
   std::printf("\n");
   return 0;
 }
 
-const Registration kRegistration({"generate",
-                                  "generate text (--model DIR --prompt TEXT [--image A.jpg,B.png] "
-                                  "[--max-new-tokens N] [--temperature T --top-k K --top-p P --seed S])",
-                                  run_generate});
+const Registration kRegistration(
+    {"generate",
+     "generate text (--model DIR --prompt TEXT [--image A.jpg,B.png] "
+     "[--max-new-tokens N] [--temperature T --top-k K --top-p P --seed S])",
+     run_generate});
 
 }  // namespace
 }  // namespace qv::cli

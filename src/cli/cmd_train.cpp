@@ -12,7 +12,9 @@
 namespace qv::cli {
 namespace {
 
-void on_signal(int) { train::stop_requested().store(true); }
+void on_signal(int) {
+  train::stop_requested().store(true);
+}
 
 int run_train(const Args& args) {
   std::string config_path;
@@ -39,8 +41,8 @@ int run_train(const Args& args) {
   train::JobConfig config = train::JobConfig::load(config_path, overrides);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
-  auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator()
-                                         : dist::make_local_communicator();
+  auto comm =
+      dist::launched_under_mpi() ? dist::make_mpi_communicator() : dist::make_local_communicator();
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
   auto model = train::build_model(config);
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());

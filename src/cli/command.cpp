@@ -21,8 +21,7 @@ Flags::Flags(const Args& args, const std::vector<std::string>& boolean_flags) {
     if (eq != std::string::npos) {
       value = name.substr(eq + 1);
       name = name.substr(0, eq);
-    } else if (std::find(boolean_flags.begin(), boolean_flags.end(), name) !=
-               boolean_flags.end()) {
+    } else if (std::find(boolean_flags.begin(), boolean_flags.end(), name) != boolean_flags.end()) {
       value = "true";
     } else {
       QV_CHECK(i + 1 < args.size(), "flag --", name, " needs a value");

@@ -26,7 +26,7 @@ template <typename... Args>
 }  // namespace qv
 
 // QV_CHECK(cond, "message parts", ...) throws qv::Error when cond is false.
-#define QV_CHECK(cond, ...)          \
-  do {                               \
+#define QV_CHECK(cond, ...)               \
+  do {                                    \
     if (!(cond)) ::qv::fail(__VA_ARGS__); \
   } while (0)

@@ -9,27 +9,39 @@ namespace qv {
 size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kF64:
-    case DType::kI64: return 8;
+    case DType::kI64:
+      return 8;
     case DType::kF32:
-    case DType::kI32: return 4;
+    case DType::kI32:
+      return 4;
     case DType::kBF16:
-    case DType::kF16: return 2;
+    case DType::kF16:
+      return 2;
     case DType::kU8:
-    case DType::kBool: return 1;
+    case DType::kBool:
+      return 1;
   }
   return 0;
 }
 
 std::string dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kU8: return "U8";
-    case DType::kBool: return "BOOL";
+    case DType::kF32:
+      return "F32";
+    case DType::kF64:
+      return "F64";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kU8:
+      return "U8";
+    case DType::kBool:
+      return "BOOL";
   }
   return "?";
 }
@@ -65,7 +77,8 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   void* p = std::aligned_alloc(64, bytes);
   QV_CHECK(p != nullptr, "out of memory allocating tensor ", shape_str(shape_));
   std::memset(p, 0, bytes);
-  storage_ = std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+  storage_ =
+      std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
@@ -79,14 +92,22 @@ Tensor Tensor::reshaped(Shape shape) const {
 namespace {
 double load_as_double(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
-    case DType::kF32: return t.data<float>()[i];
-    case DType::kF64: return t.data<double>()[i];
-    case DType::kBF16: return bf16_to_f32(t.data<uint16_t>()[i]);
-    case DType::kF16: return f16_to_f32(t.data<uint16_t>()[i]);
-    case DType::kI64: return static_cast<double>(t.data<int64_t>()[i]);
-    case DType::kI32: return t.data<int32_t>()[i];
-    case DType::kU8: return t.data<uint8_t>()[i];
-    case DType::kBool: return t.data<uint8_t>()[i] != 0;
+    case DType::kF32:
+      return t.data<float>()[i];
+    case DType::kF64:
+      return t.data<double>()[i];
+    case DType::kBF16:
+      return bf16_to_f32(t.data<uint16_t>()[i]);
+    case DType::kF16:
+      return f16_to_f32(t.data<uint16_t>()[i]);
+    case DType::kI64:
+      return static_cast<double>(t.data<int64_t>()[i]);
+    case DType::kI32:
+      return t.data<int32_t>()[i];
+    case DType::kU8:
+      return t.data<uint8_t>()[i];
+    case DType::kBool:
+      return t.data<uint8_t>()[i] != 0;
   }
   return 0;
 }
@@ -96,8 +117,9 @@ Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out(dtype, shape_);
   const int64_t n = numel();
-  const bool int_to_int = (dtype_ == DType::kI64 || dtype_ == DType::kI32 || dtype_ == DType::kU8) &&
-                          (dtype == DType::kI64 || dtype == DType::kI32);
+  const bool int_to_int =
+      (dtype_ == DType::kI64 || dtype_ == DType::kI32 || dtype_ == DType::kU8) &&
+      (dtype == DType::kI64 || dtype == DType::kI32);
   for (int64_t i = 0; i < n; ++i) {
     if (int_to_int) {
       int64_t v = dtype_ == DType::kI64   ? data<int64_t>()[i]
@@ -111,14 +133,30 @@ Tensor Tensor::to(DType dtype) const {
     }
     const double v = load_as_double(*this, i);
     switch (dtype) {
-      case DType::kF32: out.data<float>()[i] = static_cast<float>(v); break;
-      case DType::kF64: out.data<double>()[i] = v; break;
-      case DType::kBF16: out.data<uint16_t>()[i] = f32_to_bf16(static_cast<float>(v)); break;
-      case DType::kF16: out.data<uint16_t>()[i] = f32_to_f16(static_cast<float>(v)); break;
-      case DType::kI64: out.data<int64_t>()[i] = static_cast<int64_t>(v); break;
-      case DType::kI32: out.data<int32_t>()[i] = static_cast<int32_t>(v); break;
-      case DType::kU8: out.data<uint8_t>()[i] = static_cast<uint8_t>(v); break;
-      case DType::kBool: out.data<uint8_t>()[i] = v != 0; break;
+      case DType::kF32:
+        out.data<float>()[i] = static_cast<float>(v);
+        break;
+      case DType::kF64:
+        out.data<double>()[i] = v;
+        break;
+      case DType::kBF16:
+        out.data<uint16_t>()[i] = f32_to_bf16(static_cast<float>(v));
+        break;
+      case DType::kF16:
+        out.data<uint16_t>()[i] = f32_to_f16(static_cast<float>(v));
+        break;
+      case DType::kI64:
+        out.data<int64_t>()[i] = static_cast<int64_t>(v);
+        break;
+      case DType::kI32:
+        out.data<int32_t>()[i] = static_cast<int32_t>(v);
+        break;
+      case DType::kU8:
+        out.data<uint8_t>()[i] = static_cast<uint8_t>(v);
+        break;
+      case DType::kBool:
+        out.data<uint8_t>()[i] = v != 0;
+        break;
     }
   }
   return out;
@@ -187,10 +225,10 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&bits, &f, 4);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   const uint32_t abs = bits & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00u;                  // NaN
-  if (abs >= 0x477ff000u) return sign | 0x7c00u;                 // overflow -> inf
-  if (abs < 0x38800000u) {                                       // subnormal or zero in f16
-    if (abs < 0x33000000u) return sign;                          // rounds to zero
+  if (abs > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (abs >= 0x477ff000u) return sign | 0x7c00u;  // overflow -> inf
+  if (abs < 0x38800000u) {                        // subnormal or zero in f16
+    if (abs < 0x33000000u) return sign;           // rounds to zero
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
     // value = mant * 2^(exp-150); the f16 subnormal unit is 2^-24, so q = mant * 2^(exp-126).

@@ -15,7 +15,7 @@ enum class DType { kF32, kF64, kBF16, kF16, kI64, kI32, kU8, kBool };
 enum class Device { kCPU };
 
 size_t dtype_size(DType dtype);
-std::string dtype_name(DType dtype);  // safetensors spelling: "F32", "BF16", ...
+std::string dtype_name(DType dtype);             // safetensors spelling: "F32", "BF16", ...
 DType dtype_from_name(const std::string& name);  // throws on unknown names
 
 using Shape = std::vector<int64_t>;

@@ -39,7 +39,6 @@ struct Document;
 // cannot be decoded is skipped as a whole (its text refers to them).
 std::optional<Sample> build_interleaved_sample(const Document& doc, const Tokenizer& tokenizer,
                                                const TokenIds& tokens,
-                                               const CaptionSampleConfig& config,
-                                               SkipStats& skips);
+                                               const CaptionSampleConfig& config, SkipStats& skips);
 
 }  // namespace qv::data

@@ -81,7 +81,9 @@ DataLoader::DataLoader(LoaderConfig config)
   start();
 }
 
-DataLoader::~DataLoader() { stop(); }
+DataLoader::~DataLoader() {
+  stop();
+}
 
 void DataLoader::start() {
   stopping_ = done_ = false;
@@ -132,11 +134,10 @@ void DataLoader::produce() {
         for (int w = 0; w < workers; ++w)
           pool.emplace_back([&, w] {
             for (size_t i = w; i < chunk.size(); i += workers)
-              samples[i] =
-                  chunk[i].is_doc
-                      ? build_interleaved_sample(chunk[i].doc, tokenizer_, tokens_, c_.sample,
-                                                 *skips_)
-                      : build_caption_sample(chunk[i].wds, tokenizer_, tokens_, c_.sample, *skips_);
+              samples[i] = chunk[i].is_doc ? build_interleaved_sample(chunk[i].doc, tokenizer_,
+                                                                      tokens_, c_.sample, *skips_)
+                                           : build_caption_sample(chunk[i].wds, tokenizer_, tokens_,
+                                                                  c_.sample, *skips_);
           });
         for (auto& t : pool) t.join();
         for (auto& s : samples) {
@@ -155,7 +156,8 @@ void DataLoader::produce() {
           Batch b = collate(std::move(rows), c_.seq_len, c_.sample.image.patch_dim(), tokens_);
           rows.clear();
           std::unique_lock<std::mutex> lock(mu_);
-          cv_.wait(lock, [&] { return stopping_ || static_cast<int64_t>(queue_.size()) < c_.prefetch; });
+          cv_.wait(lock,
+                   [&] { return stopping_ || static_cast<int64_t>(queue_.size()) < c_.prefetch; });
           if (stopping_) return;
           queue_.push_back(std::move(b));
           cv_.notify_all();

@@ -36,7 +36,9 @@ void Packer::add(Sample s) {
   if (static_cast<int64_t>(buffer_.size()) >= c_.buffer_size) pack(/*keep_last_open=*/true);
 }
 
-void Packer::flush() { pack(false); }
+void Packer::flush() {
+  pack(false);
+}
 
 void Packer::pack(bool keep_last_open) {
   if (buffer_.empty()) return;
@@ -83,8 +85,7 @@ PackedRow Packer::pop_row() {
   return r;
 }
 
-Batch collate(std::vector<PackedRow> rows, int64_t seq_len, int64_t patch_dim,
-              const TokenIds& t) {
+Batch collate(std::vector<PackedRow> rows, int64_t seq_len, int64_t patch_dim, const TokenIds& t) {
   Batch b;
   b.rows = static_cast<int64_t>(rows.size());
   b.seq = seq_len;

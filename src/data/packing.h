@@ -11,7 +11,7 @@ namespace qv::data {
 
 struct PackingConfig {
   int64_t seq_len = 2048;
-  int64_t buffer_size = 100;      // samples held before packing (more = tighter rows)
+  int64_t buffer_size = 100;  // samples held before packing (more = tighter rows)
   int64_t max_images_per_row = 64;
 };
 

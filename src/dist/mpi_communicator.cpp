@@ -97,19 +97,28 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void all_reduce_sum(float* d, int64_t n) override {
-    chunked(n, [&](int64_t o, int c) {
-      MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }, "all_reduce");
+    chunked(
+        n,
+        [&](int64_t o, int c) {
+          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        },
+        "all_reduce");
   }
   void all_reduce_sum(double* d, int64_t n) override {
-    chunked(n, [&](int64_t o, int c) {
-      MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    }, "all_reduce");
+    chunked(
+        n,
+        [&](int64_t o, int c) {
+          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+        },
+        "all_reduce");
   }
   void all_reduce_max(double* d, int64_t n) override {
-    chunked(n, [&](int64_t o, int c) {
-      MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    }, "all_reduce_max");
+    chunked(
+        n,
+        [&](int64_t o, int c) {
+          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        },
+        "all_reduce_max");
   }
   void all_gather(const float* in, float* out, int64_t n) override {
     QV_CHECK(n < (1ll << 31), "all_gather block too large");
@@ -125,8 +134,9 @@ class MpiCommunicator final : public Communicator {
     watchdog_->end();
   }
   void broadcast(float* d, int64_t n, int root) override {
-    chunked(n, [&](int64_t o, int c) { MPI_Bcast(d + o, c, MPI_FLOAT, root, MPI_COMM_WORLD); },
-            "broadcast");
+    chunked(
+        n, [&](int64_t o, int c) { MPI_Bcast(d + o, c, MPI_FLOAT, root, MPI_COMM_WORLD); },
+        "broadcast");
   }
   void barrier() override {
     watchdog_->begin("barrier");

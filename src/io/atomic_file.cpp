@@ -35,8 +35,8 @@ void fsync_dir(const std::string& dir) {
 void write_file_atomic(const std::string& path, const std::string& contents) {
   namespace fs = std::filesystem;
   const fs::path target(path);
-  const fs::path tmp = target.parent_path() / (".tmp." + target.filename().string() + "." +
-                                               std::to_string(::getpid()));
+  const fs::path tmp = target.parent_path() /
+                       (".tmp." + target.filename().string() + "." + std::to_string(::getpid()));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("cannot create ", tmp.string(), ": ", std::strerror(errno));
   try {

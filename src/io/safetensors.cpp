@@ -56,9 +56,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         continue;
       }
       const json& e = *it;
-      QV_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") &&
-                   e.contains("data_offsets"),
-               path, ": tensor '", it.key(), "' lacks dtype/shape/data_offsets");
+      QV_CHECK(
+          e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+          path, ": tensor '", it.key(), "' lacks dtype/shape/data_offsets");
       TensorInfo info;
       QV_CHECK(e["dtype"].is_string(), path, ": tensor '", it.key(), "' dtype is not a string");
       try {
@@ -147,8 +147,7 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   uint64_t len = h.size();
   out.append(reinterpret_cast<const char*>(&len), 8);
   out += h;
-  for (const auto& [name, t] : tensors)
-    out.append(static_cast<const char*>(t.raw()), t.nbytes());
+  for (const auto& [name, t] : tensors) out.append(static_cast<const char*>(t.raw()), t.nbytes());
   write_file_atomic(path, out);
 }
 

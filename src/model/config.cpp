@@ -145,8 +145,8 @@ void ModelConfig::validate() const {
   while ((side + 1) * (side + 1) <= v.num_position_embeddings) ++side;
   QV_CHECK(side * side == v.num_position_embeddings, "vision_config: num_position_embeddings (",
            v.num_position_embeddings, ") must be a perfect square");
-  QV_CHECK(v.out_hidden_size == t.hidden_size, "vision_config.out_hidden_size (",
-           v.out_hidden_size, ") must equal text_config.hidden_size (", t.hidden_size, ")");
+  QV_CHECK(v.out_hidden_size == t.hidden_size, "vision_config.out_hidden_size (", v.out_hidden_size,
+           ") must equal text_config.hidden_size (", t.hidden_size, ")");
   for (size_t i = 0; i < v.deepstack_visual_indexes.size(); ++i) {
     const int64_t idx = v.deepstack_visual_indexes[i];
     QV_CHECK(idx >= 0 && idx < v.depth, "vision_config.deepstack_visual_indexes[", i, "] = ", idx,
@@ -158,27 +158,28 @@ void ModelConfig::validate() const {
 }
 
 std::string ModelConfig::to_json_text() const {
-  json tc = {{"model_type", "qwen3_vl_text"},
-             {"vocab_size", text.vocab_size},
-             {"hidden_size", text.hidden_size},
-             {"intermediate_size", text.intermediate_size},
-             {"num_hidden_layers", text.num_layers},
-             {"num_attention_heads", text.num_heads},
-             {"num_key_value_heads", text.num_kv_heads},
-             {"head_dim", text.head_dim},
-             {"hidden_act", "silu"},
-             {"rms_norm_eps", text.rms_norm_eps},
-             {"rope_theta", text.rope_theta},
-             {"rope_scaling",
-              {{"rope_type", "default"},
-               {"mrope_section", {text.mrope_section[0], text.mrope_section[1], text.mrope_section[2]}},
-               {"mrope_interleaved", true}}},
-             {"max_position_embeddings", text.max_position_embeddings},
-             {"initializer_range", text.initializer_range},
-             {"attention_bias", false},
-             {"attention_dropout", 0.0},
-             {"use_cache", true},
-             {"tie_word_embeddings", tie_word_embeddings}};
+  json tc = {
+      {"model_type", "qwen3_vl_text"},
+      {"vocab_size", text.vocab_size},
+      {"hidden_size", text.hidden_size},
+      {"intermediate_size", text.intermediate_size},
+      {"num_hidden_layers", text.num_layers},
+      {"num_attention_heads", text.num_heads},
+      {"num_key_value_heads", text.num_kv_heads},
+      {"head_dim", text.head_dim},
+      {"hidden_act", "silu"},
+      {"rms_norm_eps", text.rms_norm_eps},
+      {"rope_theta", text.rope_theta},
+      {"rope_scaling",
+       {{"rope_type", "default"},
+        {"mrope_section", {text.mrope_section[0], text.mrope_section[1], text.mrope_section[2]}},
+        {"mrope_interleaved", true}}},
+      {"max_position_embeddings", text.max_position_embeddings},
+      {"initializer_range", text.initializer_range},
+      {"attention_bias", false},
+      {"attention_dropout", 0.0},
+      {"use_cache", true},
+      {"tie_word_embeddings", tie_word_embeddings}};
   json vc = {{"model_type", "qwen3_vl"},
              {"depth", vision.depth},
              {"hidden_size", vision.hidden_size},

@@ -24,12 +24,108 @@ struct Preset {
 // vision tower, as a size for planning and benchmarks.
 const std::vector<Preset>& presets() {
   static const std::vector<Preset> kPresets = {
-      {"debugmodel", 256, 4, 4, 2, 64, 512, 1e6, false, 4, 256, 512, 4, 14, 1024, {1, 2, 3}, {8, 8, 8}},
-      {"2B", 2048, 28, 16, 8, 128, 6144, 5e6, true, 24, 1024, 4096, 16, 16, 2304, {5, 11, 17}, {24, 20, 20}},
-      {"4B", 2560, 36, 32, 8, 128, 9728, 5e6, true, 24, 1024, 4096, 16, 16, 2304, {5, 11, 17}, {24, 20, 20}},
-      {"8B", 4096, 36, 32, 8, 128, 12288, 5e6, false, 27, 1152, 4304, 16, 16, 2304, {8, 16, 24}, {24, 20, 20}},
-      {"32B", 5120, 64, 64, 8, 128, 25600, 5e6, false, 27, 1152, 4304, 16, 16, 2304, {8, 16, 24}, {24, 20, 20}},
-      {"72B", 8192, 80, 64, 8, 128, 29568, 5e6, false, 27, 1152, 4304, 16, 16, 2304, {8, 16, 24}, {24, 20, 20}},
+      {"debugmodel",
+       256,
+       4,
+       4,
+       2,
+       64,
+       512,
+       1e6,
+       false,
+       4,
+       256,
+       512,
+       4,
+       14,
+       1024,
+       {1, 2, 3},
+       {8, 8, 8}},
+      {"2B",
+       2048,
+       28,
+       16,
+       8,
+       128,
+       6144,
+       5e6,
+       true,
+       24,
+       1024,
+       4096,
+       16,
+       16,
+       2304,
+       {5, 11, 17},
+       {24, 20, 20}},
+      {"4B",
+       2560,
+       36,
+       32,
+       8,
+       128,
+       9728,
+       5e6,
+       true,
+       24,
+       1024,
+       4096,
+       16,
+       16,
+       2304,
+       {5, 11, 17},
+       {24, 20, 20}},
+      {"8B",
+       4096,
+       36,
+       32,
+       8,
+       128,
+       12288,
+       5e6,
+       false,
+       27,
+       1152,
+       4304,
+       16,
+       16,
+       2304,
+       {8, 16, 24},
+       {24, 20, 20}},
+      {"32B",
+       5120,
+       64,
+       64,
+       8,
+       128,
+       25600,
+       5e6,
+       false,
+       27,
+       1152,
+       4304,
+       16,
+       16,
+       2304,
+       {8, 16, 24},
+       {24, 20, 20}},
+      {"72B",
+       8192,
+       80,
+       64,
+       8,
+       128,
+       29568,
+       5e6,
+       false,
+       27,
+       1152,
+       4304,
+       16,
+       16,
+       2304,
+       {8, 16, 24},
+       {24, 20, 20}},
   };
   return kPresets;
 }
@@ -86,8 +182,8 @@ ParamCounts count_params(const ModelConfig& c) {
              (2 * D + merger_tail) +
              static_cast<int64_t>(v.deepstack_visual_indexes.size()) * (2 * M + merger_tail);
   const int64_t H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  const int64_t layer = 2 * H + H * q + 2 * H * kv + q * H + 2 * t.head_dim +
-                        3 * H * t.intermediate_size;
+  const int64_t layer =
+      2 * H + H * q + 2 * H * kv + q * H + 2 * t.head_dim + 3 * H * t.intermediate_size;
   n.text = t.vocab_size * H * (c.tie_word_embeddings ? 1 : 2) + t.num_layers * layer + H;
   return n;
 }
@@ -115,8 +211,8 @@ double vision_train_flops_per_patch(const ModelConfig& c, int64_t patches_per_im
   const double D = v.hidden_size, M = v.merged_dim();
   const double per_block = 4 * D * D + 2 * D * v.intermediate_size;
   const double merger = (M * M + M * v.out_hidden_size) / v.merge_unit();
-  const double matmul_params = D * v.patch_dim() + v.depth * per_block +
-                               (1 + v.deepstack_visual_indexes.size()) * merger;
+  const double matmul_params =
+      D * v.patch_dim() + v.depth * per_block + (1 + v.deepstack_visual_indexes.size()) * merger;
   const double attn = v.depth * 2.0 * 2.0 * D * patches_per_image;
   return 3.0 * (2.0 * matmul_params + attn);
 }

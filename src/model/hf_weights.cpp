@@ -25,8 +25,8 @@ void load_hf_weights(const std::string& dir, ParamStore& store) {
   std::set<std::string> used;
   for (const ParamEntry& e : store.entries()) {
     auto it = where.find(e.name);
-    QV_CHECK(it != where.end(), dir, ": checkpoint is missing tensor '", e.name, "' (expected shape ",
-             shape_str(e.shape), ")");
+    QV_CHECK(it != where.end(), dir, ": checkpoint is missing tensor '", e.name,
+             "' (expected shape ", shape_str(e.shape), ")");
     io::SafetensorsFile& f = file_for(it->second);
     QV_CHECK(f.has(e.name), it->second, ": index names tensor '", e.name,
              "' but the shard does not contain it");

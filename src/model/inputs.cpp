@@ -51,8 +51,7 @@ ModelInputs slice_rows(const ModelInputs& in, int64_t b0, int64_t b1, int64_t im
   out.batch = b1 - b0;
   out.seq = in.seq;
   auto rows = [&](const std::vector<int64_t>& v) {
-    return v.empty() ? v
-                     : std::vector<int64_t>(v.begin() + b0 * in.seq, v.begin() + b1 * in.seq);
+    return v.empty() ? v : std::vector<int64_t>(v.begin() + b0 * in.seq, v.begin() + b1 * in.seq);
   };
   out.input_ids = rows(in.input_ids);
   out.labels = rows(in.labels);

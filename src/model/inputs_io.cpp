@@ -28,8 +28,8 @@ std::vector<Grid> grids(const Tensor& t, const std::string& name, const std::str
   std::vector<Grid> out;
   for (int64_t i = 0; i < t.dim(0); ++i) {
     const int64_t* g = v.data<int64_t>() + 3 * i;
-    QV_CHECK(g[0] > 0 && g[1] > 0 && g[2] > 0, origin, ": '", name, "' row ", i, " = [", g[0],
-             ", ", g[1], ", ", g[2], "] must be positive");
+    QV_CHECK(g[0] > 0 && g[1] > 0 && g[2] > 0, origin, ": '", name, "' row ", i, " = [", g[0], ", ",
+             g[1], ", ", g[2], "] must be positive");
     out.push_back({g[0], g[1], g[2]});
   }
   return out;
@@ -57,7 +57,8 @@ ModelInputs inputs_from_tensors(const io::TensorMap& m, const std::string& origi
   in.input_ids = int_rows(it->second, "input_ids", origin, in.batch, in.seq);
   if (m.count("labels")) in.labels = int_rows(m.at("labels"), "labels", origin, in.batch, in.seq);
   if (m.count("attention_mask"))
-    in.attention_mask = int_rows(m.at("attention_mask"), "attention_mask", origin, in.batch, in.seq);
+    in.attention_mask =
+        int_rows(m.at("attention_mask"), "attention_mask", origin, in.batch, in.seq);
   if (m.count("document_ids"))
     in.document_ids = int_rows(m.at("document_ids"), "document_ids", origin, in.batch, in.seq);
   if (m.count("pixel_values")) {

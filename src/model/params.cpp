@@ -49,7 +49,9 @@ size_t ParamStore::index_of(ParamRef r) const {
   return it->second;
 }
 
-void ParamStore::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+void ParamStore::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+}
 
 int ParamStore::set_frozen_prefix(const std::string& prefix, bool frozen) {
   int n = 0;
@@ -63,7 +65,8 @@ int ParamStore::set_frozen_prefix(const std::string& prefix, bool frozen) {
 
 namespace {
 
-MergerParams add_merger(ParamStore& s, const std::string& p, const VisionConfig& v, bool postshuffle) {
+MergerParams add_merger(ParamStore& s, const std::string& p, const VisionConfig& v,
+                        bool postshuffle) {
   const int64_t M = v.merged_dim();
   const int64_t norm_dim = postshuffle ? M : v.hidden_size;
   MergerParams m;

@@ -74,7 +74,7 @@ struct DocWalker {
       next = block_max + 1;
       st = ed + gt * gh * gw;
       QV_CHECK(st <= n, "an image/video block of ", gt * gh * gw,
-                        " tokens runs past the end of its sequence");
+               " tokens runs past the end of its sequence");
     }
     if (st < n) emit_text(n - st);
     max_pos = std::max(max_pos, next - 1);

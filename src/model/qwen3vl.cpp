@@ -94,11 +94,11 @@ void Qwen3VLModel::validate(const ModelInputs& in) const {
     QV_CHECK(px.dtype() == DType::kF32 && px.ndim() == 2, "inputs: ", what,
              " pixel values must be a 2-D float32 tensor, got ", dtype_name(px.dtype()), " ",
              shape_str(px.shape()));
-    QV_CHECK(px.dim(1) == config_.vision.patch_dim(), "inputs: ", what, " pixel values have ",
-             px.dim(1), " values per patch but the config's patch needs C*T*P*P = ",
-             config_.vision.in_channels, "*", config_.vision.temporal_patch_size, "*",
-             config_.vision.patch_size, "*", config_.vision.patch_size, " = ",
-             config_.vision.patch_dim());
+    QV_CHECK(
+        px.dim(1) == config_.vision.patch_dim(), "inputs: ", what, " pixel values have ", px.dim(1),
+        " values per patch but the config's patch needs C*T*P*P = ", config_.vision.in_channels,
+        "*", config_.vision.temporal_patch_size, "*", config_.vision.patch_size, "*",
+        config_.vision.patch_size, " = ", config_.vision.patch_dim());
     QV_CHECK(px.dim(0) == patches, "inputs: ", what, " pixel values have ", px.dim(0),
              " patches but the grids describe ", patches);
   };
@@ -141,8 +141,8 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     for (const Grid& g : grids) {
       QV_CHECK(g.h % config_.vision.spatial_merge_size == 0 &&
                    g.w % config_.vision.spatial_merge_size == 0,
-               "inputs: grid [", g.t, ", ", g.h, ", ", g.w, "] is not divisible by spatial_merge_size ",
-               config_.vision.spatial_merge_size);
+               "inputs: grid [", g.t, ", ", g.h, ", ", g.w,
+               "] is not divisible by spatial_merge_size ", config_.vision.spatial_merge_size);
       n += g.patches() / unit;
     }
     return n;
@@ -221,8 +221,8 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   ctx.cu_seqlens.push_back(0);
   for (int64_t i = 1; i <= N; ++i) {
     const bool row_end = i % S == 0;
-    const bool doc_end = !row_end && !in.document_ids.empty() &&
-                         in.document_ids[i] != in.document_ids[i - 1];
+    const bool doc_end =
+        !row_end && !in.document_ids.empty() && in.document_ids[i] != in.document_ids[i - 1];
     if (row_end || doc_end) ctx.cu_seqlens.push_back(i);
   }
   if (!in.attention_mask.empty()) {
@@ -276,8 +276,8 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   lap(clock, timings_.decoder_forward);
   Buffer hN(N * H);
   st->final_rstd.resize(N);
-  k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(),
-                     N, H, static_cast<float>(tc.rms_norm_eps));
+  k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(), N,
+                     H, static_cast<float>(tc.rms_norm_eps));
   st->final_in = std::move(x);
   record("final_norm", hN, {B, S, H});
 
@@ -309,8 +309,8 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       std::memcpy(&h_chunk[r * H], &hN[rows[r0 + r] * H], H * sizeof(float));
       t_chunk[r] = targets[rows[r0 + r]];
     }
-    k::linear_forward(h_chunk.data(), W, static_cast<const float*>(nullptr), logits_chunk.data(),
-                      n, H, V);
+    k::linear_forward(h_chunk.data(), W, static_cast<const float*>(nullptr), logits_chunk.data(), n,
+                      H, V);
     if (opt.want_logits)
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(res.logits.data<float>() + rows[r0 + r] * V, &logits_chunk[r * V],
@@ -353,15 +353,15 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   std::vector<float> cos, sin;
   text_rope_tables(tc, {pos, pos, pos}, 1, cos, sin);
   for (int64_t l = 0; l < tc.num_layers; ++l)
-    DecoderLayer(tc, params_.text.layers[l]).decode(store_, cos.data(), sin.data(),
-                                                    cache.layers[l], x);
+    DecoderLayer(tc, params_.text.layers[l])
+        .decode(store_, cos.data(), sin.data(), cache.layers[l], x);
   ++cache.length;
   Buffer h(H), rstd(1);
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
                      static_cast<float>(tc.rms_norm_eps));
   std::vector<float> logits(V);
-  k::linear_forward(h.data(), store_.value(params_.text.lm_head), static_cast<const float*>(nullptr),
-                    logits.data(), 1, H, V);
+  k::linear_forward(h.data(), store_.value(params_.text.lm_head),
+                    static_cast<const float*>(nullptr), logits.data(), 1, H, V);
   return logits;
 }
 

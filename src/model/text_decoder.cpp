@@ -42,8 +42,8 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                     A.q_raw.data(), N, H, nh * hd);
   k::linear_forward(A.h1.data(), s.value(p_.k_proj), static_cast<const float*>(nullptr),
                     A.k_raw.data(), N, H, nkv * hd);
-  k::linear_forward(A.h1.data(), s.value(p_.v_proj), static_cast<const float*>(nullptr),
-                    A.v.data(), N, H, nkv * hd);
+  k::linear_forward(A.h1.data(), s.value(p_.v_proj), static_cast<const float*>(nullptr), A.v.data(),
+                    N, H, nkv * hd);
   // Per-head RMSNorm over head_dim (one weight shared by all heads), then rotary.
   A.q.resize(N * nh * hd);
   A.k.resize(N * nkv * hd);
@@ -59,7 +59,8 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.lse.resize(N * nh);
   k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                        ctx.cu_seqlens.data(), static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
-                       attention_dims(c, N), ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
+                       attention_dims(c, N),
+                       ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
   A.x_mid.resize(N * H);
   k::linear_forward(A.attn.data(), s.value(p_.o_proj), static_cast<const float*>(nullptr),
                     A.x_mid.data(), N, nh * hd, H);
@@ -72,8 +73,8 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.act.resize(N * I);
   k::linear_forward(A.h2.data(), s.value(p_.gate), static_cast<const float*>(nullptr),
                     A.gate.data(), N, H, I);
-  k::linear_forward(A.h2.data(), s.value(p_.up), static_cast<const float*>(nullptr), A.up.data(),
-                    N, H, I);
+  k::linear_forward(A.h2.data(), s.value(p_.up), static_cast<const float*>(nullptr), A.up.data(), N,
+                    H, I);
   k::swiglu_forward(A.gate.data(), A.up.data(), A.act.data(), N * I);
   out.resize(N * H);
   k::linear_forward(A.act.data(), s.value(p_.down), static_cast<const float*>(nullptr), out.data(),
@@ -142,10 +143,10 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
   k::rope_backward(dq.data(), ctx.cos.data(), ctx.sin.data(), dq.data(), N, nh, hd);
   k::rope_backward(dk.data(), ctx.cos.data(), ctx.sin.data(), dk.data(), N, nkv, hd);
   Buffer dq_raw(N * nh * hd), dk_raw(N * nkv * hd);
-  k::rmsnorm_backward(A.q_raw.data(), s.value(p_.q_norm), A.rstd_q.data(), dq.data(),
-                      dq_raw.data(), s.grad(p_.q_norm), N * nh, hd);
-  k::rmsnorm_backward(A.k_raw.data(), s.value(p_.k_norm), A.rstd_k.data(), dk.data(),
-                      dk_raw.data(), s.grad(p_.k_norm), N * nkv, hd);
+  k::rmsnorm_backward(A.q_raw.data(), s.value(p_.q_norm), A.rstd_q.data(), dq.data(), dq_raw.data(),
+                      s.grad(p_.q_norm), N * nh, hd);
+  k::rmsnorm_backward(A.k_raw.data(), s.value(p_.k_norm), A.rstd_k.data(), dk.data(), dk_raw.data(),
+                      s.grad(p_.k_norm), N * nkv, hd);
   k::linear_backward(A.h1.data(), s.value(p_.q_proj), dq_raw.data(), d_h.data(), s.grad(p_.q_proj),
                      static_cast<float*>(nullptr), N, H, nh * hd);
   k::linear_backward(A.h1.data(), s.value(p_.k_proj), dk_raw.data(), d_h.data(), s.grad(p_.k_proj),

@@ -18,7 +18,9 @@ namespace {
 
 constexpr float kLayerNormEps = 1e-6f;
 
-Tensor to_tensor(const Buffer& b, Shape shape) { return Tensor::from_f32(b, std::move(shape)); }
+Tensor to_tensor(const Buffer& b, Shape shape) {
+  return Tensor::from_f32(b, std::move(shape));
+}
 
 // Splits qkv rows [N, 3D] into q, k, v [N, D] each.
 void split_qkv(const Buffer& qkv, int64_t N, int64_t D, Buffer& q, Buffer& kk, Buffer& v) {
@@ -89,8 +91,8 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   Buffer x(N * D), pos(N * D);
   k::linear_forward(pixels, s.value(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
                     D);
-  k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(),
-                             s.value(p_.pos_embed), pos.data(), N, 4, D);
+  k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(), s.value(p_.pos_embed),
+                             pos.data(), N, 4, D);
   if (record) {
     (*record)[prefix + "patch_embed"] = to_tensor(x, {N, D});
     (*record)[prefix + "pos_embeds"] = to_tensor(pos, {N, D});
@@ -189,9 +191,8 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
     k::gelu_tanh_backward(A.fc1.data(), d_act.data(), d_fc1.data(), N * I);
     k::linear_backward(A.ln2.data(), s.value(P.fc1_w), d_fc1.data(), d_ln.data(), s.grad(P.fc1_w),
                        s.grad(P.fc1_b), N, D, I);
-    k::layernorm_backward(A.x_mid.data(), s.value(P.norm2_w), A.ln2_mean.data(),
-                          A.ln2_rstd.data(), d_ln.data(), d_mid.data(), s.grad(P.norm2_w),
-                          s.grad(P.norm2_b), N, D);
+    k::layernorm_backward(A.x_mid.data(), s.value(P.norm2_w), A.ln2_mean.data(), A.ln2_rstd.data(),
+                          d_ln.data(), d_mid.data(), s.grad(P.norm2_w), s.grad(P.norm2_b), N, D);
     k::add_inplace(d_mid.data(), dx.data(), N * D);
     // Attention branch: x_mid = x_in + proj(attn(rope(q), rope(k), v)).
     k::linear_backward(A.attn.data(), s.value(P.proj_w), d_mid.data(), d_attn.data(),
@@ -216,8 +217,8 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
   }
   // dx is now the gradient of (patch embedding + position table).
   if (float* g = s.grad(p_.pos_embed))
-    k::weighted_gather_backward(a.pos.pos_index.data(), a.pos.pos_weight.data(), dx.data(), g, N,
-                                4, D);
+    k::weighted_gather_backward(a.pos.pos_index.data(), a.pos.pos_weight.data(), dx.data(), g, N, 4,
+                                D);
   k::linear_backward(a.pixels, s.value(p_.patch_w), dx.data(), static_cast<float*>(nullptr),
                      s.grad(p_.patch_w), s.grad(p_.patch_b), N, c.patch_dim(), D);
 }

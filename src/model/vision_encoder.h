@@ -57,9 +57,8 @@ class VisionEncoder {
  private:
   void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
                       int64_t patches, MergerActs& a, Buffer& out) const;
-  void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle,
-                       const Buffer& x, int64_t patches, const MergerActs& a, const Buffer& dout,
-                       Buffer& dx) const;
+  void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
+                       int64_t patches, const MergerActs& a, const Buffer& dout, Buffer& dx) const;
   const VisionConfig& config_;
   const VisionParams& p_;
 };

@@ -20,8 +20,7 @@ AdamW::AdamW(const AdamWConfig& c, std::vector<ParamSpan> spans, int64_t begin, 
   QV_CHECK(c.eps > 0, "optimizer eps must be positive");
 }
 
-void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active,
-                 double lr) {
+void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr) {
   for (size_t s = 0; s < spans_.size(); ++s) {
     if (!active[s]) continue;
     const int64_t step = ++steps_[s];

@@ -36,9 +36,8 @@ Tensor copy_out(const float* p, const Shape& shape) {
 void copy_in(const io::SafetensorsFile& f, const std::string& name, float* dst, int64_t n) {
   QV_CHECK(f.has(name), f.path(), ": missing tensor '", name, "'");
   Tensor t = f.read(name);
-  QV_CHECK(t.dtype() == DType::kF32 && t.numel() == n, f.path(), ": tensor '", name,
-           "' has dtype ", dtype_name(t.dtype()), " and ", t.numel(), " elements, expected F32 x ",
-           n);
+  QV_CHECK(t.dtype() == DType::kF32 && t.numel() == n, f.path(), ": tensor '", name, "' has dtype ",
+           dtype_name(t.dtype()), " and ", t.numel(), " elements, expected F32 x ", n);
   std::memcpy(dst, t.raw(), n * sizeof(float));
 }
 
@@ -81,7 +80,8 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
     files["model.safetensors"] = io::crc32c_file((tmp_dir / "model.safetensors").string());
     if (opt) {
       io::save_safetensors((tmp_dir / "optimizer.safetensors").string(), optim);
-      files["optimizer.safetensors"] = io::crc32c_file((tmp_dir / "optimizer.safetensors").string());
+      files["optimizer.safetensors"] =
+          io::crc32c_file((tmp_dir / "optimizer.safetensors").string());
     }
     json j = {{"format", "qwen3vl-checkpoint-v1"},
               {"step", state.step},
@@ -96,8 +96,8 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
   } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);
-    fail("checkpoint save to ", final_dir.string(), " failed (previous checkpoints kept): ",
-         e.what());
+    fail("checkpoint save to ", final_dir.string(),
+         " failed (previous checkpoints kept): ", e.what());
   }
   if (keep_latest_k > 0) {
     auto all = complete_checkpoints(folder);
@@ -112,8 +112,7 @@ std::optional<std::string> latest_checkpoint(const std::string& folder) {
   return all.back().string();
 }
 
-TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
-                           OptimizerState* opt) {
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store, OptimizerState* opt) {
   const fs::path dir(path);
   json j;
   try {
@@ -129,7 +128,8 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
     QV_CHECK(fs::exists(file), path, ": missing ", it.key());
     const uint32_t crc = io::crc32c_file(file);
     QV_CHECK(crc == it->get<uint32_t>(), path, ": ", it.key(),
-             " is corrupt (CRC-32C mismatch: stored ", it->get<uint32_t>(), ", computed ", crc, ")");
+             " is corrupt (CRC-32C mismatch: stored ", it->get<uint32_t>(), ", computed ", crc,
+             ")");
   }
   io::SafetensorsFile model((dir / "model.safetensors").string());
   for (const model::ParamEntry& e : store.entries())

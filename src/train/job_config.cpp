@@ -1,8 +1,9 @@
 #include "train/job_config.h"
 
+#include <toml++/toml.h>
+
 #include <functional>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -108,9 +109,9 @@ Field string_list_field(std::vector<std::string>& out) {
 Field betas_field(AdamWConfig& a) {
   return {[&a](const toml::node& n, const std::string& k) {
             const auto* arr = n.as_array();
-            QV_CHECK(arr && arr->size() == 2 && (*arr)[0].value<double>() &&
-                         (*arr)[1].value<double>(),
-                     k, " must be a list of two numbers");
+            QV_CHECK(
+                arr && arr->size() == 2 && (*arr)[0].value<double>() && (*arr)[1].value<double>(),
+                k, " must be a list of two numbers");
             a.beta1 = *(*arr)[0].value<double>();
             a.beta2 = *(*arr)[1].value<double>();
           },
@@ -136,10 +137,12 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"optimizer.beta2", double_field(c.adamw.beta2)},
       {"optimizer.eps", double_field(c.adamw.eps)},
       {"optimizer.weight_decay", double_field(c.adamw.weight_decay)},
-      {"lr_scheduler.name", string_field(c.lr_scheduler.name, {"warmup_stable_decay", "hf_linear"})},
+      {"lr_scheduler.name",
+       string_field(c.lr_scheduler.name, {"warmup_stable_decay", "hf_linear"})},
       {"lr_scheduler.warmup_steps", int_field(c.lr_scheduler.warmup_steps)},
       {"lr_scheduler.decay_ratio", double_field(c.lr_scheduler.decay_ratio)},
-      {"lr_scheduler.decay_type", string_field(c.lr_scheduler.decay_type, {"linear", "sqrt", "cosine"})},
+      {"lr_scheduler.decay_type",
+       string_field(c.lr_scheduler.decay_type, {"linear", "sqrt", "cosine"})},
       {"lr_scheduler.min_lr_factor", double_field(c.lr_scheduler.min_lr_factor)},
       {"training.local_batch_size", int_field(c.local_batch_size)},
       {"training.global_batch_size", int_field(c.global_batch_size)},
@@ -241,8 +244,8 @@ JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
   }
   for (const auto& [key, value] : overrides) {
     auto it = fields.find(key);
-    QV_CHECK(it != fields.end(), "unknown override --", key, " (valid: --",
-             join(known_keys()), ")");
+    QV_CHECK(it != fields.end(), "unknown override --", key, " (valid: --", join(known_keys()),
+             ")");
     it->second.from_string(value, key);
   }
   validate(c);

@@ -16,8 +16,8 @@ model::ModelInputs to_inputs(data::Batch&& b) {
   in.labels = std::move(b.labels);
   in.attention_mask = std::move(b.attention_mask);
   in.document_ids = std::move(b.document_ids);
-  auto pixels = [&](std::vector<float>& v, const std::vector<data::VisionGrid>& grids,
-                    Tensor& out, std::vector<model::Grid>& out_grids) {
+  auto pixels = [&](std::vector<float>& v, const std::vector<data::VisionGrid>& grids, Tensor& out,
+                    std::vector<model::Grid>& out_grids) {
     if (grids.empty()) return;
     out = Tensor(DType::kF32, {static_cast<int64_t>(v.size()) / b.patch_dim, b.patch_dim});
     std::memcpy(out.raw(), v.data(), v.size() * sizeof(float));
@@ -49,16 +49,17 @@ class LoaderSource final : public BatchSource {
 
 data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m, int rank,
                                  int world) {
-  QV_CHECK(c.patch_size == m.vision.patch_size && c.temporal_patch_size == m.vision.temporal_patch_size &&
+  QV_CHECK(c.patch_size == m.vision.patch_size &&
+               c.temporal_patch_size == m.vision.temporal_patch_size &&
                c.spatial_merge_size == m.vision.spatial_merge_size,
            "[data] patch_size / temporal_patch_size / spatial_merge_size (", c.patch_size, " / ",
-           c.temporal_patch_size, " / ", c.spatial_merge_size, ") must match the model's vision config (",
-           m.vision.patch_size, " / ", m.vision.temporal_patch_size, " / ",
-           m.vision.spatial_merge_size, ")");
-  QV_CHECK(!c.tokenizer_path.empty(), "[model] tokenizer_path is required for dataset '",
-           c.dataset, "'");
-  QV_CHECK(!c.dataset_path.empty(), "[training] dataset_path is required for dataset '",
-           c.dataset, "'");
+           c.temporal_patch_size, " / ", c.spatial_merge_size,
+           ") must match the model's vision config (", m.vision.patch_size, " / ",
+           m.vision.temporal_patch_size, " / ", m.vision.spatial_merge_size, ")");
+  QV_CHECK(!c.tokenizer_path.empty(), "[model] tokenizer_path is required for dataset '", c.dataset,
+           "'");
+  QV_CHECK(!c.dataset_path.empty(), "[training] dataset_path is required for dataset '", c.dataset,
+           "'");
   data::LoaderConfig l;
   l.dataset = c.dataset;
   l.path = c.dataset_path;
@@ -81,7 +82,8 @@ data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m
   const int64_t factor = c.patch_size * c.spatial_merge_size;
   img.max_pixels = std::min(c.max_pixels, c.max_patches_per_image * factor * factor);
   QV_CHECK(img.min_pixels <= img.max_pixels, "[data] min_pixels (", img.min_pixels,
-           ") exceeds the pixel budget of max_patches_per_image / max_pixels (", img.max_pixels, ")");
+           ") exceeds the pixel budget of max_patches_per_image / max_pixels (", img.max_pixels,
+           ")");
   return l;
 }
 

@@ -7,7 +7,8 @@
 
 namespace qv::train {
 
-LrSchedule::LrSchedule(const LrScheduleConfig& c, int64_t total_steps) : c_(c), total_(total_steps) {
+LrSchedule::LrSchedule(const LrScheduleConfig& c, int64_t total_steps)
+    : c_(c), total_(total_steps) {
   QV_CHECK(c.name == "warmup_stable_decay" || c.name == "hf_linear", "lr_scheduler.name '", c.name,
            "' is not one of: warmup_stable_decay, hf_linear");
   QV_CHECK(c.decay_type == "linear" || c.decay_type == "sqrt" || c.decay_type == "cosine",
@@ -24,8 +25,8 @@ double LrSchedule::factor(int64_t step) const {
   if (c_.name == "hf_linear") {
     // transformers get_linear_schedule_with_warmup: lr 0 at step 0, peak at warmup.
     if (step < warmup_) return static_cast<double>(step) / std::max<int64_t>(1, warmup_);
-    return std::max(0.0, static_cast<double>(total_ - step) /
-                             std::max<int64_t>(1, total_ - warmup_));
+    return std::max(0.0,
+                    static_cast<double>(total_ - step) / std::max<int64_t>(1, total_ - warmup_));
   }
   // torchtitan linear_warmup_stable_decay, evaluated at the LambdaLR index of this step.
   const int64_t warm_stable = warmup_ + stable_;

@@ -24,8 +24,12 @@ double proc_status_kib(const char* key) {
 }
 }  // namespace
 
-double rss_mib() { return proc_status_kib("VmRSS:") / 1024.0; }
-double peak_rss_mib() { return proc_status_kib("VmHWM:") / 1024.0; }
+double rss_mib() {
+  return proc_status_kib("VmRSS:") / 1024.0;
+}
+double peak_rss_mib() {
+  return proc_status_kib("VmHWM:") / 1024.0;
+}
 
 double measure_sgemm_gflops() {
   // A 1024^3 product, best of five: the rate this process's BLAS reaches on a decoder-like shape.
@@ -43,13 +47,11 @@ double measure_sgemm_gflops() {
   return 2.0 * n * n * n / best / 1e9;
 }
 
-MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model,
-                             bool writer)
+MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer)
     : config_(config), model_(model), writer_(writer) {
   if (!writer_) return;
   std::filesystem::create_directories(config.dump_folder);
-  if (config.enable_jsonl)
-    jsonl_.open(config.dump_folder + "/metrics.jsonl", std::ios::app);
+  if (config.enable_jsonl) jsonl_.open(config.dump_folder + "/metrics.jsonl", std::ios::app);
   if (config.enable_tensorboard)
     tb_ = std::make_unique<TensorBoardWriter>(config.dump_folder + "/" + config.save_tb_folder);
   peak_gflops_ = measure_sgemm_gflops();

@@ -21,9 +21,15 @@ void varint(std::string& out, uint64_t v) {
   }
   out.push_back(static_cast<char>(v));
 }
-void tag(std::string& out, int field, int wire) { varint(out, (field << 3) | wire); }
-void fixed64(std::string& out, const void* p) { out.append(static_cast<const char*>(p), 8); }
-void fixed32(std::string& out, const void* p) { out.append(static_cast<const char*>(p), 4); }
+void tag(std::string& out, int field, int wire) {
+  varint(out, (field << 3) | wire);
+}
+void fixed64(std::string& out, const void* p) {
+  out.append(static_cast<const char*>(p), 8);
+}
+void fixed32(std::string& out, const void* p) {
+  out.append(static_cast<const char*>(p), 4);
+}
 void bytes(std::string& out, int field, const std::string& b) {
   tag(out, field, 2);
   varint(out, b.size());
@@ -31,8 +37,7 @@ void bytes(std::string& out, int field, const std::string& b) {
 }
 
 double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // tensorflow.Event: wall_time = 1 (double), step = 2 (int64), file_version = 3 (string),
@@ -64,9 +69,8 @@ TensorBoardWriter::TensorBoardWriter(const std::string& folder) {
   std::filesystem::create_directories(folder);
   char host[256] = "localhost";
   ::gethostname(host, sizeof(host) - 1);
-  path_ = folder + "/events.out.tfevents." +
-          std::to_string(static_cast<long long>(now_seconds())) + "." + host + "." +
-          std::to_string(::getpid());
+  path_ = folder + "/events.out.tfevents." + std::to_string(static_cast<long long>(now_seconds())) +
+          "." + host + "." + std::to_string(::getpid());
   out_.open(path_, std::ios::binary);
   QV_CHECK(out_.good(), "cannot create TensorBoard event file ", path_);
   const std::string version = "brain.Event:2";
@@ -87,6 +91,8 @@ void TensorBoardWriter::scalar(const std::string& name, double value, int64_t st
   write_record(event(step, nullptr, &name, static_cast<float>(value)));
 }
 
-void TensorBoardWriter::flush() { out_.flush(); }
+void TensorBoardWriter::flush() {
+  out_.flush();
+}
 
 }  // namespace qv::train

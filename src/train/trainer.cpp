@@ -30,8 +30,7 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c) {
   model::ModelConfig mc;
   if (!c.hf_config.empty()) {
     const fs::path p(c.hf_config);
-    mc = model::ModelConfig::from_json_file(
-        (fs::is_directory(p) ? p / "config.json" : p).string());
+    mc = model::ModelConfig::from_json_file((fs::is_directory(p) ? p / "config.json" : p).string());
   } else {
     mc = model::ModelConfig::flavor(c.flavor);
   }
@@ -54,16 +53,16 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       schedule_(config_.lr_scheduler, config_.steps) {
   const int64_t world = comm_->size();
   int64_t replicate = config_.dp_replicate, shard = config_.dp_shard;
-  QV_CHECK(replicate >= 1 || replicate == -1, "parallelism.data_parallel_replicate_degree must be >= 1 or -1");
+  QV_CHECK(replicate >= 1 || replicate == -1,
+           "parallelism.data_parallel_replicate_degree must be >= 1 or -1");
   if (shard == -1) shard = world / std::max<int64_t>(1, replicate);
   if (replicate == -1) replicate = world / std::max<int64_t>(1, shard);
   QV_CHECK(replicate >= 1 && shard >= 1 && replicate * shard == world,
            "parallelism: data_parallel_replicate_degree (", config_.dp_replicate,
-           ") x data_parallel_shard_degree (", config_.dp_shard, ") must equal the number of ranks (",
-           world, ")");
-  QV_CHECK(replicate == 1 || shard == 1,
-           "parallelism: hybrid replicate x shard (", replicate, " x ", shard,
-           ") is not supported yet; use one of the two degrees");
+           ") x data_parallel_shard_degree (", config_.dp_shard,
+           ") must equal the number of ranks (", world, ")");
+  QV_CHECK(replicate == 1 || shard == 1, "parallelism: hybrid replicate x shard (", replicate,
+           " x ", shard, ") is not supported yet; use one of the two degrees");
   sharded_ = shard > 1;
   const int64_t per_step = config_.local_batch_size * world;
   const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
@@ -164,10 +163,11 @@ StepRecord Trainer::train_step() {
   rec.grad_norm = std::sqrt(sq);
   rec.lr = config_.adamw.lr * schedule_.factor(step_);
   if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
-    QV_CHECK(config_.on_nonfinite == "skip", "step ", rec.step, ": non-finite ",
-             std::isfinite(rec.loss) ? "gradient norm" : "loss", " (loss ", rec.loss,
-             ", grad norm ", rec.grad_norm,
-             "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
+    QV_CHECK(
+        config_.on_nonfinite == "skip", "step ", rec.step, ": non-finite ",
+        std::isfinite(rec.loss) ? "gradient norm" : "loss", " (loss ", rec.loss, ", grad norm ",
+        rec.grad_norm,
+        "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
     log::warn(cat("step ", rec.step, ": non-finite loss or gradient, step skipped"));
     rec.skipped = true;
   } else {

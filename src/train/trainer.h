@@ -17,7 +17,7 @@ namespace qv::train {
 struct StepRecord {
   int64_t step = 0;  // 1-based, as logged
   double loss = 0, grad_norm = 0, lr = 0;
-  int64_t tokens = 0;  // kept (loss) tokens of the global batch
+  int64_t tokens = 0;                                // kept (loss) tokens of the global batch
   int64_t processed_tokens = 0, vision_patches = 0;  // whole global batch, for FLOP counts
   double step_seconds = 0, data_seconds = 0;
   bool skipped = false;
@@ -56,7 +56,7 @@ class Trainer {
   std::vector<uint8_t> vision_span_, frozen_span_;
   int64_t step_ = 0;
   int64_t accumulation_ = 1;
-  bool sharded_ = false;             // ZeRO-style: gradients reduce-scattered, optimizer sharded
+  bool sharded_ = false;  // ZeRO-style: gradients reduce-scattered, optimizer sharded
   int64_t shard_begin_ = 0, shard_end_ = 0;  // this rank's range of the flat buffers
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
