@@ -18,6 +18,18 @@ namespace {
 
 constexpr float kLayerNormEps = 1e-6f;
 
+// Full (non-causal) attention within each image / frame, heads of head_dim, scale hd^-0.5.
+k::AttentionDims attention_dims(const VisionConfig& c, int64_t tokens) {
+  k::AttentionDims d;
+  d.tokens = tokens;
+  d.heads = c.num_heads;
+  d.kv_heads = c.num_heads;
+  d.head_dim = c.head_dim();
+  d.causal = false;
+  d.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim()));
+  return d;
+}
+
 Tensor to_tensor(const Buffer& b, Shape shape) {
   return Tensor::from_f32(b, std::move(shape));
 }
@@ -100,13 +112,7 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   }
   k::add_inplace(x.data(), pos.data(), N * D);
 
-  k::AttentionDims dims;
-  dims.tokens = N;
-  dims.heads = H;
-  dims.kv_heads = H;
-  dims.head_dim = hd;
-  dims.causal = false;
-  dims.scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const k::AttentionDims dims = attention_dims(c, N);
   const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
 
   a.blocks.assign(c.depth, {});
@@ -162,13 +168,7 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
   const VisionConfig& c = config_;
   const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
   const int64_t N = a.patches;
-  k::AttentionDims dims;
-  dims.tokens = N;
-  dims.heads = H;
-  dims.kv_heads = H;
-  dims.head_dim = hd;
-  dims.causal = false;
-  dims.scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const k::AttentionDims dims = attention_dims(c, N);
   const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
 
   Buffer dx;  // gradient w.r.t. the current block output
