@@ -5,7 +5,9 @@
 #include <random>
 
 #include "cli/command.h"
+#include "core/buffer_pool.h"
 #include "core/error.h"
+#include "model/activation_memory.h"
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
 #include "train/metrics.h"
@@ -97,6 +99,7 @@ int run_bench(const Args& args) {
     const auto t1 = std::chrono::steady_clock::now();
     if (train) opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5);
     const auto t2 = std::chrono::steady_clock::now();
+    BufferPool::instance().end_step();
     if (step >= 0) {
       total += std::chrono::duration<double>(t2 - t0).count();
       optim += std::chrono::duration<double>(t2 - t1).count();
@@ -113,6 +116,10 @@ int run_bench(const Args& args) {
                                model::classifier_train_flops_per_token(c) * kept +
                                model::vision_train_flops_per_patch(c, patches_per_image) * patches);
   const auto& t = m.timings();
+  const BufferPoolStats arena = BufferPool::instance().stats();
+  const double mib = 1.0 / (1024.0 * 1024.0);
+  // Parameters, gradients and the two AdamW moments, all fp32.
+  const double state_mib = 4.0 * 4.0 * static_cast<double>(m.store().total()) * mib;
   std::printf("bench %s: flavor %s, batch %lld x seq %lld, %lld images (%lld patches), ac %s\n",
               train ? "train" : "forward", f.get("flavor", "debugmodel").c_str(),
               (long long)s.batch, (long long)s.seq, (long long)(s.images * s.batch),
@@ -128,6 +135,21 @@ int run_bench(const Args& args) {
       "decoder bwd %.3f s, vision bwd %.3f s, optimizer %.3f s\n",
       t.vision_forward / n, t.decoder_forward / n, t.classifier / n, t.decoder_backward / n,
       t.vision_backward / n, optim / n);
+  model::StepShape shape;
+  shape.tokens = tokens;
+  shape.loss_tokens = kept;
+  shape.patches = patches;
+  shape.activation_checkpoint = o.activation_checkpoint;
+  shape.classifier_chunk = o.classifier_chunk;
+  const model::ActivationBytes plan = model::activation_arena_bytes(c, shape);
+  std::printf(
+      "memory: params+grads+AdamW %.0f MiB | activation arena: formula %.0f MiB (decoder %.0f, "
+      "vision %.0f, other %.0f, transient %.0f), measured peak %.0f MiB live / %.0f MiB "
+      "reserved | peak RSS / (state + arena) = %.3f\n",
+      state_mib, plan.total() * mib, plan.decoder_saved * mib, plan.vision_saved * mib,
+      plan.other_saved * mib, plan.transient * mib, arena.peak_in_use_bytes * mib,
+      arena.peak_reserved_bytes * mib,
+      train::peak_rss_mib() / (state_mib + arena.peak_reserved_bytes * mib));
   return 0;
 }
 

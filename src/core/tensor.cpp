@@ -162,7 +162,7 @@ Tensor Tensor::to(DType dtype) const {
   return out;
 }
 
-Tensor Tensor::from_f32(const std::vector<float>& values, Shape shape) {
+Tensor Tensor::from_f32(std::span<const float> values, Shape shape) {
   Tensor t(DType::kF32, std::move(shape));
   QV_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "from_f32: ", values.size(),
            " values for shape ", shape_str(t.shape()));
@@ -170,7 +170,7 @@ Tensor Tensor::from_f32(const std::vector<float>& values, Shape shape) {
   return t;
 }
 
-Tensor Tensor::from_i64(const std::vector<int64_t>& values, Shape shape) {
+Tensor Tensor::from_i64(std::span<const int64_t> values, Shape shape) {
   Tensor t(DType::kI64, std::move(shape));
   QV_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "from_i64: ", values.size(),
            " values for shape ", shape_str(t.shape()));

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,14 @@ class Tensor {
   // Converted copy (F32 <-> F64 <-> BF16 <-> F16, and integer kinds among themselves / to float).
   Tensor to(DType dtype) const;
 
-  static Tensor from_f32(const std::vector<float>& values, Shape shape);
-  static Tensor from_i64(const std::vector<int64_t>& values, Shape shape);
+  static Tensor from_f32(std::span<const float> values, Shape shape);
+  static Tensor from_i64(std::span<const int64_t> values, Shape shape);
+  static Tensor from_f32(const std::vector<float>& values, Shape shape) {
+    return from_f32(std::span<const float>(values), std::move(shape));
+  }
+  static Tensor from_i64(const std::vector<int64_t>& values, Shape shape) {
+    return from_i64(std::span<const int64_t>(values), std::move(shape));
+  }
 
  private:
   DType dtype_ = DType::kF32;

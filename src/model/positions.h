@@ -5,14 +5,15 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "model/config.h"
 #include "model/inputs.h"
 
 namespace qv::model {
 
 struct RopeIndex {
-  std::vector<int64_t> positions;  // [3, batch * seq]: rows T, H, W
-  std::vector<int64_t> deltas;     // [batch]: max position + 1 - seq
+  PoolVector<int64_t> positions;  // [3, batch * seq]: rows T, H, W
+  PoolVector<int64_t> deltas;     // [batch]: max position + 1 - seq
 };
 
 // HF get_rope_index semantics, per document when document_ids are given. Throws qv::Error when
@@ -20,21 +21,21 @@ struct RopeIndex {
 RopeIndex compute_rope_index(const ModelConfig& config, const ModelInputs& inputs);
 
 // Decoder cos/sin [tokens, head_dim] from [3, tokens] positions with the interleaved slot rule.
-void text_rope_tables(const TextConfig& config, const std::vector<int64_t>& positions,
-                      int64_t tokens, std::vector<float>& cos, std::vector<float>& sin);
+void text_rope_tables(const TextConfig& config, const PoolVector<int64_t>& positions,
+                      int64_t tokens, PoolVector<float>& cos, PoolVector<float>& sin);
 
 // Per-patch tables for the vision tower over all grids (patches in merge-block order).
 struct VisionPositions {
   int64_t patches = 0;
-  std::vector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
-  std::vector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
-  std::vector<float> cos, sin;      // [patches, head_dim]
-  std::vector<int64_t> pos_index;   // [patches, 4]: position-table rows
-  std::vector<float> pos_weight;    // [patches, 4]: bilinear weights
+  PoolVector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
+  PoolVector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
+  PoolVector<float> cos, sin;      // [patches, head_dim]
+  PoolVector<int64_t> pos_index;   // [patches, 4]: position-table rows
+  PoolVector<float> pos_weight;    // [patches, 4]: bilinear weights
 };
 VisionPositions vision_positions(const VisionConfig& config, const std::vector<Grid>& grids);
 
 // torch.linspace(start, end, steps) in float32, computed the way PyTorch's CPU kernel does.
-std::vector<float> linspace_f32(float start, float end, int64_t steps);
+PoolVector<float> linspace_f32(float start, float end, int64_t steps);
 
 }  // namespace qv::model

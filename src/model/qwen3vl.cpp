@@ -26,34 +26,51 @@ void lap(std::chrono::steady_clock::time_point& start, double& acc) {
 }
 }  // namespace
 
+// Everything one forward keeps for its backward. The object lives as long as the model and its
+// containers draw from the activation arena, so a step of a shape seen before allocates nothing.
 struct Qwen3VLModel::State {
+  bool ready = false;  // holds a forward(backward = true) that backward() has not consumed
   int64_t batch = 0, seq = 0, tokens = 0;
-  std::vector<int64_t> input_ids;
+  PoolVector<int64_t> input_ids;
   bool has_images = false, has_videos = false;
   VisionActs image_acts, video_acts;
   int64_t image_rows = 0, video_rows = 0;  // merged rows
   // visual_pos[j]: token index of the j-th vision placeholder; visual_src[j]: its merged row
   // (images first, then videos, in the concatenated [image rows | video rows] numbering).
-  std::vector<int64_t> visual_pos, visual_src;
-  std::vector<uint8_t> is_visual;
+  PoolVector<int64_t> visual_pos, visual_src;
+  PoolVector<uint8_t> is_visual;
   DecoderContext ctx;
-  std::vector<DecoderLayerActs> layers;
-  std::vector<uint8_t> recompute;  // layers whose activations were dropped after forward
+  PoolVector<DecoderLayerActs> layers;
+  PoolVector<uint8_t> recompute;  // layers whose activations were dropped after forward
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
+  PoolVector<int64_t> targets, loss_rows, chunk_targets;  // classifier scratch
+
+  // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
+  // an empty object frees storage; `v = {}` on a vector would only clear it.
+  void release() {
+    ready = false;
+    State empty;
+    std::swap(*this, empty);
+  }
 };
 
-std::vector<int64_t> shifted_targets(const ModelInputs& in) {
+PoolVector<int64_t> shifted_targets(const ModelInputs& in) {
+  PoolVector<int64_t> t;
+  shifted_targets_into(in, t);
+  return t;
+}
+
+void shifted_targets_into(const ModelInputs& in, PoolVector<int64_t>& t) {
   const int64_t B = in.batch, S = in.seq;
-  std::vector<int64_t> t(B * S, k::kIgnoreIndex);
-  if (in.labels.empty()) return t;
+  t.assign(B * S, k::kIgnoreIndex);
+  if (in.labels.empty()) return;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t s = 0; s + 1 < S; ++s) {
       const int64_t i = b * S + s;
       if (!in.document_ids.empty() && in.document_ids[i] != in.document_ids[i + 1]) continue;
       t[i] = in.labels[i + 1];
     }
-  return t;
 }
 
 Qwen3VLModel::Qwen3VLModel(const ModelConfig& config) : config_(config) {
@@ -115,14 +132,17 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   const TextConfig& tc = config_.text;
   const int64_t B = in.batch, S = in.seq, N = B * S, H = tc.hidden_size, V = tc.vocab_size;
   const int64_t unit = config_.vision.merge_unit();
-  auto st = std::make_unique<State>();
+  if (!state_) state_ = std::make_unique<State>();
+  State* st = state_.get();
+  st->release();
   st->batch = B;
   st->seq = S;
   st->tokens = N;
-  st->input_ids = in.input_ids;
+  st->input_ids.assign(in.input_ids.begin(), in.input_ids.end());
   ForwardResult res;
+  // Callers guard with opt.record: building the names would allocate in every training step.
   auto record = [&](const std::string& name, const Buffer& b, Shape shape) {
-    if (opt.record) res.recorded[name] = Tensor::from_f32(b, std::move(shape));
+    res.recorded[name] = Tensor::from_f32(b, std::move(shape));
   };
 
   // Placeholder bookkeeping (HF checks the same counts before masked_scatter).
@@ -168,16 +188,20 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   if (st->has_images) {
     img = encoder.forward(store_, in.pixel_values.data<float>(), in.image_grids, st->image_acts,
                           opt.record ? &res.recorded : nullptr, "debug.image.");
-    record("image_embeds", img.embeds, {st->image_rows, H});
-    for (size_t d = 0; d < img.deepstack.size(); ++d)
-      record("image_deepstack." + std::to_string(d), img.deepstack[d], {st->image_rows, H});
+    if (opt.record) {
+      record("image_embeds", img.embeds, {st->image_rows, H});
+      for (size_t d = 0; d < img.deepstack.size(); ++d)
+        record("image_deepstack." + std::to_string(d), img.deepstack[d], {st->image_rows, H});
+    }
   }
   if (st->has_videos) {
     vid = encoder.forward(store_, in.pixel_values_videos.data<float>(), in.video_grids,
                           st->video_acts, opt.record ? &res.recorded : nullptr, "debug.video.");
-    record("video_embeds", vid.embeds, {st->video_rows, H});
-    for (size_t d = 0; d < vid.deepstack.size(); ++d)
-      record("video_deepstack." + std::to_string(d), vid.deepstack[d], {st->video_rows, H});
+    if (opt.record) {
+      record("video_embeds", vid.embeds, {st->video_rows, H});
+      for (size_t d = 0; d < vid.deepstack.size(); ++d)
+        record("video_deepstack." + std::to_string(d), vid.deepstack[d], {st->video_rows, H});
+    }
   }
   auto merged_row = [&](const VisionOutputs& i_out, const VisionOutputs& v_out, int64_t d,
                         int64_t src) -> const float* {
@@ -195,7 +219,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   for (size_t j = 0; j < st->visual_pos.size(); ++j)
     std::memcpy(&x[st->visual_pos[j] * H], merged_row(img, vid, -1, st->visual_src[j]),
                 H * sizeof(float));
-  record("hidden_states.0", x, {B, S, H});
+  if (opt.record) record("hidden_states.0", x, {B, S, H});
 
   // Positions, rotary tables, attention layout.
   res.rope = compute_rope_index(config_, in);
@@ -239,7 +263,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
            "activation_checkpoint mode '", opt.activation_checkpoint,
            "' is not one of: none, selective, full");
   for (int64_t l = 0; l < tc.num_layers; ++l) {
-    record("layer_input." + std::to_string(l), x, {B, S, H});
+    if (opt.record) record("layer_input." + std::to_string(l), x, {B, S, H});
     DecoderLayer layer(tc, params_.text.layers[l]);
     Buffer out;
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
@@ -249,11 +273,13 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       opt.kv_cache->layers[l].k = st->layers[l].k;
       opt.kv_cache->layers[l].v = st->layers[l].v;
     }
-    record("layer_output." + std::to_string(l), out, {B, S, H});
-    // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
-    // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
-    // final-norm output (which we record as final_norm).
-    record("hidden_states." + std::to_string(l + 1), out, {B, S, H});
+    if (opt.record) {
+      record("layer_output." + std::to_string(l), out, {B, S, H});
+      // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
+      // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
+      // final-norm output (which we record as final_norm).
+      record("hidden_states." + std::to_string(l + 1), out, {B, S, H});
+    }
     if (static_cast<size_t>(l) < n_deepstack && !st->visual_pos.empty()) {
       for (size_t j = 0; j < st->visual_pos.size(); ++j) {
         float* h = &out[st->visual_pos[j] * H];
@@ -279,10 +305,11 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(), N,
                      H, static_cast<float>(tc.rms_norm_eps));
   st->final_in = std::move(x);
-  record("final_norm", hN, {B, S, H});
+  if (opt.record) record("final_norm", hN, {B, S, H});
 
   // Classifier fused with the loss (and its gradient), in chunks of rows.
-  const std::vector<int64_t> targets = shifted_targets(in);
+  PoolVector<int64_t>& targets = st->targets;
+  shifted_targets_into(in, targets);
   for (int64_t t : targets)
     if (t != k::kIgnoreIndex) {
       QV_CHECK(t >= 0 && t < V, "inputs: label ", t, " is outside the vocabulary [0, ", V, ")");
@@ -290,7 +317,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     }
   double scale = opt.loss_grad_scale;
   if (scale == 0 && res.kept_tokens > 0) scale = 1.0 / static_cast<double>(res.kept_tokens);
-  std::vector<int64_t> rows;
+  PoolVector<int64_t>& rows = st->loss_rows;
   for (int64_t i = 0; i < N; ++i)
     if (opt.want_logits || targets[i] != k::kIgnoreIndex) rows.push_back(i);
   if (opt.want_logits) res.logits = Tensor(DType::kF32, {B, S, V});
@@ -299,7 +326,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
   Buffer h_chunk, logits_chunk, dh_chunk;
-  std::vector<int64_t> t_chunk;
+  PoolVector<int64_t>& t_chunk = st->chunk_targets;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
     h_chunk.resize(n * H);
@@ -335,9 +362,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   if (opt.backward) {
     st->image_acts.pixels = st->has_images ? in.pixel_values.data<float>() : nullptr;
     st->video_acts.pixels = st->has_videos ? in.pixel_values_videos.data<float>() : nullptr;
-    state_ = std::move(st);
+    st->ready = true;
   } else {
-    state_.reset();
+    st->release();
   }
   return res;
 }
@@ -350,7 +377,7 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   Buffer x(H);
   k::embedding_forward(&token, store_.value(params_.text.embed), x.data(), 1, V, H);
   const int64_t pos = cache.length + cache.rope_delta;
-  std::vector<float> cos, sin;
+  PoolVector<float> cos, sin;
   text_rope_tables(tc, {pos, pos, pos}, 1, cos, sin);
   for (int64_t l = 0; l < tc.num_layers; ++l)
     DecoderLayer(tc, params_.text.layers[l])
@@ -366,7 +393,7 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
 }
 
 void Qwen3VLModel::backward() {
-  QV_CHECK(state_ && !state_->d_final_out.empty(),
+  QV_CHECK(state_ && state_->ready,
            "backward() needs a preceding forward() with options.backward = true");
   State& st = *state_;
   const TextConfig& tc = config_.text;
@@ -377,7 +404,7 @@ void Qwen3VLModel::backward() {
                       st.d_final_out.data(), d.data(), store_.grad(params_.text.norm), N, H);
   const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
   const int64_t total_rows = st.image_rows + st.video_rows;
-  std::vector<Buffer> d_deepstack(n_deepstack, Buffer(total_rows * H, 0.0f));
+  PoolVector<Buffer> d_deepstack(n_deepstack, Buffer(total_rows * H, 0.0f));
   Buffer d_in;
   for (int64_t l = tc.num_layers - 1; l >= 0; --l) {
     if (static_cast<size_t>(l) < n_deepstack)
@@ -405,14 +432,14 @@ void Qwen3VLModel::backward() {
     return Buffer(b.begin() + row0 * H, b.begin() + (row0 + rows) * H);
   };
   auto run = [&](const VisionActs& acts, int64_t row0, int64_t rows) {
-    std::vector<Buffer> dds;
+    PoolVector<Buffer> dds;
     for (const Buffer& b : d_deepstack) dds.push_back(slice(b, row0, rows));
     encoder.backward(store_, acts, slice(d_merged, row0, rows), dds);
   };
   if (st.has_images) run(st.image_acts, 0, st.image_rows);
   if (st.has_videos) run(st.video_acts, st.image_rows, st.video_rows);
   lap(clock, timings_.vision_backward);
-  state_.reset();
+  st.release();
 }
 
 }  // namespace qv::model

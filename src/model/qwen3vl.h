@@ -50,7 +50,8 @@ struct ForwardResult {
 };
 
 // Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).
-std::vector<int64_t> shifted_targets(const ModelInputs& inputs);
+PoolVector<int64_t> shifted_targets(const ModelInputs& inputs);
+void shifted_targets_into(const ModelInputs& inputs, PoolVector<int64_t>& targets);
 
 // Seconds spent per part, accumulated over calls (reset by the caller).
 struct ModelTimings {

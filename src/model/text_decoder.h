@@ -12,9 +12,9 @@ namespace qv::model {
 // Per-call attention layout shared by all layers.
 struct DecoderContext {
   int64_t tokens = 0;
-  std::vector<int64_t> cu_seqlens;  // documents (rows split at document boundaries)
-  std::vector<uint8_t> key_valid;   // attention_mask as bytes (empty = all valid)
-  std::vector<float> cos, sin;      // [tokens, head_dim]
+  PoolVector<int64_t> cu_seqlens;  // documents (rows split at document boundaries)
+  PoolVector<uint8_t> key_valid;   // attention_mask as bytes (empty = all valid)
+  PoolVector<float> cos, sin;      // [tokens, head_dim]
 };
 
 struct DecoderLayerActs {

@@ -164,7 +164,7 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
 }
 
 void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d_embeds,
-                             const std::vector<Buffer>& d_deepstack) const {
+                             const PoolVector<Buffer>& d_deepstack) const {
   const VisionConfig& c = config_;
   const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
   const int64_t N = a.patches;

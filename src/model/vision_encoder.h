@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
@@ -13,7 +14,8 @@
 
 namespace qv::model {
 
-using Buffer = std::vector<float>;
+// Activations and their gradients live in the activation arena (core/buffer_pool.h).
+using Buffer = PoolVector<float>;
 
 struct VisionBlockActs {
   Buffer x_in, ln1, ln1_mean, ln1_rstd, q, k, v, attn, lse, x_mid, ln2, ln2_mean, ln2_rstd, fc1,
@@ -28,15 +30,15 @@ struct VisionActs {
   VisionPositions pos;
   const float* pixels = nullptr;
   int64_t patches = 0;
-  std::vector<VisionBlockActs> blocks;
-  std::vector<Buffer> block_out;  // output of each block (input of the next / of a merger)
+  PoolVector<VisionBlockActs> blocks;
+  PoolVector<Buffer> block_out;  // output of each block (input of the next / of a merger)
   MergerActs merger;
-  std::vector<MergerActs> deepstack;
+  PoolVector<MergerActs> deepstack;
 };
 
 struct VisionOutputs {
-  Buffer embeds;                  // [patches / merge_unit, out_hidden]
-  std::vector<Buffer> deepstack;  // one per deepstack index, same shape
+  Buffer embeds;                 // [patches / merge_unit, out_hidden]
+  PoolVector<Buffer> deepstack;  // one per deepstack index, same shape
 };
 
 class VisionEncoder {
@@ -52,7 +54,7 @@ class VisionEncoder {
 
   // d_embeds / d_deepstack: gradients of the outputs; accumulates into store's gradients.
   void backward(ParamStore& store, const VisionActs& acts, const Buffer& d_embeds,
-                const std::vector<Buffer>& d_deepstack) const;
+                const PoolVector<Buffer>& d_deepstack) const;
 
  private:
   void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,

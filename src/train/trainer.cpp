@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/buffer_pool.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "model/hf_weights.h"
@@ -261,6 +262,8 @@ std::vector<StepRecord> Trainer::run() {
   std::vector<StepRecord> history;
   while (step_ < config_.steps) {
     StepRecord rec = train_step();
+    // Blocks no request needed during this step go back to the system (shapes changed).
+    BufferPool::instance().end_step();
     history.push_back(rec);
     metrics_->logger->log(rec, config_.steps, data_->skipped());
     const bool stop = stop_requested().load();

@@ -13,8 +13,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "core/error.h"
 #include "kernels/cpu/attention_tuning.h"
 #include "kernels/cpu/fast_exp.h"
@@ -158,9 +160,19 @@ void forward_query_block(const HeadView<T>& hv, int64_t L, int64_t q0, int64_t n
 template <typename T>
 struct BackwardScratch {
   int64_t ld;  // row stride of the tiles: the key block
-  std::vector<T> P, dS;
-  explicit BackwardScratch(const Tiles& t) : ld(t.bk), P(t.bq * t.bk), dS(t.bq * t.bk) {}
+  T *P, *dS;
+  static int64_t size(const Tiles& t) { return 2 * t.bq * t.bk; }
+  // The calling thread's slice of `all` (size() elements per thread).
+  BackwardScratch(const Tiles& t, PoolVector<T>& all)
+      : ld(t.bk), P(all.data() + omp_get_thread_num() * size(t)), dS(P + t.bq * t.bk) {}
 };
+
+// Scratch for every thread of a parallel region, allocated before it: threads allocating their
+// own would make the arena's peak depend on how their lifetimes happen to overlap.
+template <typename T>
+PoolVector<T> per_thread_scratch(int64_t per_thread) {
+  return PoolVector<T>(static_cast<size_t>(per_thread * omp_get_max_threads()));
+}
 
 // Pointers of the backward for one sequence and one query head.
 template <typename T>
@@ -200,8 +212,8 @@ void backward_tile(const BackwardView<T>& bv, const AttentionDims& d, int64_t q0
   const int64_t hd = d.head_dim;
   const T ninf = -std::numeric_limits<T>::infinity();
   const T scale = static_cast<T>(d.scale);
-  T* P = s.P.data();
-  T* dS = s.dS.data();
+  T* P = s.P;
+  T* dS = s.dS;
   const int64_t ld = s.ld;
   gemm<T>(false, true, nq, nk, hd, scale, hv.q + q0 * hv.q_stride, hv.q_stride,
           hv.k + k0 * hv.kv_stride, hv.kv_stride, T(0), P, ld);
@@ -267,20 +279,27 @@ void attention_forward_tuned(const T* q, const T* k, const T* v, T* out, T* lse,
   struct Task {
     int64_t seq, head, q0;
   };
-  std::vector<Task> tasks;
+  PoolVector<Task> tasks;
   for (int64_t s = 0; s < n_seqs; ++s)
     for (int64_t h = 0; h < dims.heads; ++h)
       for (int64_t q0 = 0; q0 < cu_seqlens[s + 1] - cu_seqlens[s]; q0 += bq)
         tasks.push_back({s, h, q0});
   // Causal blocks late in a sequence cost the most: start them first.
+  // (std::sort with ties broken by creation order: stable_sort would allocate a buffer.)
   if (dims.causal)
-    std::stable_sort(tasks.begin(), tasks.end(),
-                     [](const Task& a, const Task& b) { return a.q0 > b.q0; });
+    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+      return a.q0 != b.q0 ? a.q0 > b.q0 : std::tie(a.seq, a.head) < std::tie(b.seq, b.head);
+    });
   const int64_t qs = dims.heads * hd;
+  const int64_t per_thread = bq * tiles.bk + bq * hd + bq;
+  PoolVector<T> scratch = per_thread_scratch<T>(per_thread);
+  PoolVector<double> row_sums = per_thread_scratch<double>(bq);
 #pragma omp parallel if (score_work(cu_seqlens, n_seqs, dims) > kParallelWork)
   {
-    std::vector<T> S(bq * tiles.bk), O(bq * hd), m(bq);
-    std::vector<double> l(bq);
+    T* S = scratch.data() + omp_get_thread_num() * per_thread;
+    T* O = S + bq * tiles.bk;
+    T* m = O + bq * hd;
+    double* l = row_sums.data() + omp_get_thread_num() * bq;
 #pragma omp for schedule(dynamic)
     for (size_t t = 0; t < tasks.size(); ++t) {
       const Task& task = tasks[t];
@@ -288,7 +307,7 @@ void attention_forward_tuned(const T* q, const T* k, const T* v, T* out, T* lse,
       const HeadView<T> hv = head_view(q, k, v, key_valid, dims, b, task.head);
       forward_query_block(hv, L, task.q0, std::min(bq, L - task.q0), tiles.bk, dims,
                           out + b * qs + task.head * hd, qs, lse + b * dims.heads + task.head,
-                          dims.heads, S.data(), O.data(), m.data(), l.data());
+                          dims.heads, S, O, m, l);
     }
   }
 }
@@ -309,7 +328,7 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
   fill_zero_parallel(dv, N * KVH * hd);
 
   // D_i = dout_i . out_i per (token, head).
-  std::vector<T> delta(static_cast<size_t>(N * H));
+  PoolVector<T> delta(static_cast<size_t>(N * H));
 #pragma omp parallel for if (N * H * hd > (1 << 16))
   for (int64_t r = 0; r < N * H; ++r) {
     double acc = 0;
@@ -355,15 +374,17 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
     struct SeqHead {
       int64_t seq, kv_head;
     };
-    std::vector<SeqHead> tasks;  // largest sequences first
+    PoolVector<SeqHead> tasks;  // largest sequences first
     for (int64_t s = 0; s < n_seqs; ++s)
       for (int64_t g = 0; g < KVH; ++g) tasks.push_back({s, g});
-    std::stable_sort(tasks.begin(), tasks.end(), [&](const SeqHead& a, const SeqHead& b) {
-      return seq_len(a.seq) > seq_len(b.seq);
+    std::sort(tasks.begin(), tasks.end(), [&](const SeqHead& a, const SeqHead& b) {
+      if (seq_len(a.seq) != seq_len(b.seq)) return seq_len(a.seq) > seq_len(b.seq);
+      return std::tie(a.seq, a.kv_head) < std::tie(b.seq, b.kv_head);
     });
+    PoolVector<T> scratch_all = per_thread_scratch<T>(BackwardScratch<T>::size(tiles));
 #pragma omp parallel if (parallel)
     {
-      BackwardScratch<T> scratch(tiles);
+      BackwardScratch<T> scratch(tiles, scratch_all);
 #pragma omp for schedule(dynamic)
       for (size_t t = 0; t < tasks.size(); ++t)
         for (int64_t k0 = 0; k0 < seq_len(tasks[t].seq); k0 += bk)
@@ -376,7 +397,7 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
   struct Task {
     int64_t seq, head, start;
   };
-  std::vector<Task> kv_tasks, q_tasks;
+  PoolVector<Task> kv_tasks, q_tasks;
   for (int64_t s = 0; s < n_seqs; ++s) {
     for (int64_t g = 0; g < KVH; ++g)
       for (int64_t k0 = 0; k0 < seq_len(s); k0 += bk) kv_tasks.push_back({s, g, k0});
@@ -384,14 +405,19 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
       for (int64_t q0 = 0; q0 < seq_len(s); q0 += bq) q_tasks.push_back({s, h, q0});
   }
   if (dims.causal) {  // early key blocks and late query blocks see the most: start them first
-    std::stable_sort(kv_tasks.begin(), kv_tasks.end(),
-                     [](const Task& a, const Task& b) { return a.start < b.start; });
-    std::stable_sort(q_tasks.begin(), q_tasks.end(),
-                     [](const Task& a, const Task& b) { return a.start > b.start; });
+    std::sort(kv_tasks.begin(), kv_tasks.end(), [](const Task& a, const Task& b) {
+      return a.start != b.start ? a.start < b.start
+                                : std::tie(a.seq, a.head) < std::tie(b.seq, b.head);
+    });
+    std::sort(q_tasks.begin(), q_tasks.end(), [](const Task& a, const Task& b) {
+      return a.start != b.start ? a.start > b.start
+                                : std::tie(a.seq, a.head) < std::tie(b.seq, b.head);
+    });
   }
+  PoolVector<T> scratch_all = per_thread_scratch<T>(BackwardScratch<T>::size(tiles));
 #pragma omp parallel if (parallel)
   {
-    BackwardScratch<T> scratch(tiles);
+    BackwardScratch<T> scratch(tiles, scratch_all);
     // The passes write disjoint outputs, so threads may move on without a barrier.
 #pragma omp for schedule(dynamic) nowait
     for (size_t t = 0; t < kv_tasks.size(); ++t) {
@@ -439,7 +465,7 @@ void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, in
   // One query row per head: matrix-vector work that only streams the cache, so plain loops.
 #pragma omp parallel if (dims.heads * length * hd > (1 << 16))
   {
-    std::vector<T> s(static_cast<size_t>(length));
+    PoolVector<T> s(static_cast<size_t>(length));
 #pragma omp for schedule(static)
     for (int64_t h = 0; h < dims.heads; ++h) {
       const T* qh = q + h * hd;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/buffer_pool.h"
 #include "core/error.h"
 #include "kernels/cpu/fast_exp.h"
 
@@ -20,7 +21,7 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
              ") and is not the ignore index ", kIgnoreIndex);
 
   // Per-row terms are summed afterwards in row order, so the loss does not depend on threads.
-  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
 #pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = logits + r * V;

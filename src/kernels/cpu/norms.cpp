@@ -10,6 +10,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/buffer_pool.h"
+
 namespace qv::kernels {
 namespace {
 
@@ -18,7 +20,7 @@ constexpr int64_t kRowChunk = 128;
 // Partial column sums, one row of D doubles per chunk of kRowChunk rows (or none when unused).
 struct ChunkSums {
   int64_t D;
-  std::vector<double> sums;
+  PoolVector<double> sums;
   ChunkSums(bool used, int64_t rows, int64_t D_)
       : D(D_), sums(used ? static_cast<size_t>((rows + kRowChunk - 1) / kRowChunk * D_) : 0) {}
   double* chunk(int64_t c) { return sums.empty() ? nullptr : sums.data() + c * D; }

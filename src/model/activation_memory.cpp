@@ -1,0 +1,69 @@
+#include "model/activation_memory.h"
+
+#include <algorithm>
+
+namespace qv::model {
+
+namespace {
+constexpr int64_t kFloat = 4;
+
+// Floats one decoder layer saves per token: the input, both norm outputs and their rstd, raw and
+// rotated q / k, v, the attention output and its log-sum-exp, the residual, gate / up / SiLU.
+int64_t decoder_layer_floats_per_token(const TextConfig& t) {
+  const int64_t q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
+  return 4 * t.hidden_size + 3 * q + 3 * kv + t.num_heads + t.num_kv_heads + 2 +
+         3 * t.intermediate_size;
+}
+
+// Floats one decoder layer's backward holds at once per token (gradients of every tensor above
+// that is not dropped before the next is made, plus the layer's input and output gradients).
+int64_t decoder_backward_floats_per_token(const TextConfig& t) {
+  const int64_t q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
+  return 3 * t.intermediate_size + 4 * t.hidden_size + 2 * q + 2 * kv + q + kv;
+}
+
+// Floats per patch of one ViT block: input, two LayerNorms (+ mean, rstd), q, k, v, attention
+// output and log-sum-exp, residual, fc1 and GELU, and the block output kept for the mergers.
+int64_t vision_block_floats_per_patch(const VisionConfig& v) {
+  return 9 * v.hidden_size + 4 + v.num_heads + 2 * v.intermediate_size;
+}
+}  // namespace
+
+ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s) {
+  const TextConfig& t = c.text;
+  const VisionConfig& v = c.vision;
+  const int64_t N = s.tokens, H = t.hidden_size, L = t.num_layers;
+  const int64_t layer = decoder_layer_floats_per_token(t) * N;
+  int64_t kept_layers = L;  // layers whose activations stay until backward
+  if (s.activation_checkpoint == "full") kept_layers = 0;
+  if (s.activation_checkpoint == "selective") kept_layers = L / 2;  // even-numbered layers drop
+  // A dropped layer keeps its input; backward rebuilds one layer at a time. Only a rebuild of the
+  // last layer adds to the peak: any earlier one happens after a later layer has been freed.
+  const int64_t dropped = L - kept_layers;
+  const bool last_dropped =
+      s.activation_checkpoint == "full" || (s.activation_checkpoint == "selective" && L % 2 == 1);
+  ActivationBytes b;
+  b.decoder_saved = kFloat * (kept_layers * layer + dropped * N * H + (last_dropped ? layer : 0));
+
+  const int64_t P = s.patches;
+  if (P > 0) {
+    const int64_t rows = P / v.merge_unit(),
+                  mergers = 1 + static_cast<int64_t>(v.deepstack_visual_indexes.size());
+    const int64_t merger = P * (3 * v.hidden_size + 2) + rows * v.out_hidden_size;
+    const int64_t tables = P * (2 * v.head_dim() + v.head_dim() / 2 + 8 + 4);
+    b.vision_saved =
+        kFloat * (v.depth * vision_block_floats_per_patch(v) * P + mergers * merger + tables);
+  }
+  // Final-norm input, output, rstd and output gradient; rotary cos / sin; [3, N] int64 positions.
+  b.other_saved = kFloat * (3 * N * H + N + 2 * N * t.head_dim + 6 * N);
+
+  const int64_t chunk = std::min(s.classifier_chunk, std::max<int64_t>(s.loss_tokens, 1));
+  const int64_t classifier = chunk * (t.vocab_size + 2 * H);
+  const int64_t deepstack_grads =
+      static_cast<int64_t>(v.deepstack_visual_indexes.size()) * (P / v.merge_unit()) * H;
+  const int64_t backward = decoder_backward_floats_per_token(t) * N + deepstack_grads;
+  b.transient = kFloat * std::max(classifier, backward);
+  return b;
+}
+
+}  // namespace qv::model
