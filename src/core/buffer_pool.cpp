@@ -6,7 +6,15 @@
 #include <mutex>
 #include <new>
 
+// gcc defines __SANITIZE_ADDRESS__; clang reports the feature instead.
 #if defined(__SANITIZE_ADDRESS__)
+#define QV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QV_ASAN 1
+#endif
+#endif
+#if defined(QV_ASAN)
 #include <sanitizer/asan_interface.h>
 #define QV_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
 #define QV_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
