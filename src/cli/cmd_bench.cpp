@@ -61,10 +61,11 @@ model::ModelInputs synthetic_batch(const model::ModelConfig& c, const Shape& s, 
 int run_bench(const Args& args) {
   QV_CHECK(!args.empty() && (args[0] == "train" || args[0] == "forward"),
            "usage: qwen3vl bench train|forward --flavor F --seq-len S --batch B --images K "
-           "--image-size WxH [--steps N] [--ac none|selective|full]");
+           "--image-size WxH [--steps N] [--ac none|selective|full] [--classifier-chunk ROWS]");
   const bool train = args[0] == "train";
   Flags f(Args(args.begin() + 1, args.end()));
-  f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac"});
+  f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac",
+                "classifier-chunk"});
   const model::ModelConfig c =
       f.has("model") ? model::ModelConfig::from_json_file(f.get("model") + "/config.json")
                      : model::ModelConfig::flavor(f.get("flavor", "debugmodel"));
@@ -88,6 +89,7 @@ int run_bench(const Args& args) {
   model::ForwardOptions o;
   o.backward = train;
   o.activation_checkpoint = f.get("ac", "none");
+  o.classifier_chunk = f.get_int("classifier-chunk", o.classifier_chunk);
   const double sgemm = train::measure_sgemm_gflops();
   double total = 0, optim = 0;
   for (int64_t step = -1; step < s.steps; ++step) {  // step -1 warms up
