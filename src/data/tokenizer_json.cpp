@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/pretokenize.h"
+#include "io/json_depth.h"
 
 namespace qv::data {
 namespace {
@@ -232,6 +233,7 @@ void read_added_tokens(const Reader& r, const json& root, TokenizerSpec& spec) {
 TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string& origin) {
   const Reader r{origin};
   TokenizerSpec spec;
+  io::check_json_depth(json_text, origin);
   json root;
   try {
     root = json::parse(json_text, VocabAndMergesStreamer(r, spec));

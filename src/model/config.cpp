@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_depth.h"
+#include "io/json_number.h"
 
 namespace qv::model {
 
@@ -15,10 +17,26 @@ namespace {
 template <typename T>
 void read_field(const json& j, const char* key, T& out, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return;
-  try {
-    out = j[key].get<T>();
-  } catch (const json::exception&) {
-    fail(where, ": field '", key, "' has the wrong type (", j[key].dump(), ")");
+  const json& v = j[key];
+  auto wrong = [&] { fail(where, ": field '", key, "' has the wrong type (", v.dump(), ")"); };
+  if constexpr (std::is_same_v<T, int64_t>) {
+    const auto i = io::json_integer<int64_t>(v);
+    if (!i) wrong();
+    out = *i;
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!v.is_array()) wrong();
+    out.clear();
+    for (const json& e : v) {
+      const auto i = io::json_integer<int64_t>(e);
+      if (!i) wrong();
+      out.push_back(*i);
+    }
+  } else {
+    try {
+      out = v.get<T>();
+    } catch (const json::exception&) {
+      wrong();
+    }
   }
 }
 
@@ -83,6 +101,7 @@ VisionConfig parse_vision(const json& v, const std::string& where) {
 }  // namespace
 
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& origin) {
+  io::check_json_depth(text, origin);
   json j;
   try {
     j = json::parse(text);
