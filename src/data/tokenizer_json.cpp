@@ -237,7 +237,7 @@ TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string
   json root;
   try {
     root = json::parse(json_text, VocabAndMergesStreamer(r, spec));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     r.fail("invalid JSON: ", e.what());
   }
   if (!root.is_object()) r.fail("top level must be a JSON object");
