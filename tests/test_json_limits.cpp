@@ -98,5 +98,29 @@ TEST(JsonInteger, ConfigIntegerFieldsRejectHugeFloats) {
                Error);
 }
 
+// Sizes that would overflow int64 in parameter counts (or, for num_position_embeddings, spin the
+// perfect-square search for billions of steps) are rejected by validate(), naming the field.
+TEST(ConfigLimits, HugeSizesAreRejectedNamingTheField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"vision_config", "num_position_embeddings"}, {"vision_config", "hidden_size"},
+      {"vision_config", "spatial_merge_size"},      {"text_config", "vocab_size"},
+      {"text_config", "num_hidden_layers"},
+  };
+  for (const auto& [section, field] : cases) {
+    nlohmann::json j = {{"text_config", nlohmann::json::object()},
+                        {"vision_config", nlohmann::json::object()}};
+    j[section][field] = std::numeric_limits<int64_t>::max();
+    try {
+      model::ModelConfig::from_json_text(j.dump(), "config.json");
+      ADD_FAILURE() << field << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::strstr(e.what(), field), nullptr) << e.what();
+      EXPECT_NE(std::strstr(e.what(), "exceeds the limit"), nullptr) << e.what();
+    }
+  }
+  for (const char* name : {"debugmodel", "2B", "4B", "8B", "32B", "72B"})
+    EXPECT_NO_THROW(model::ModelConfig::flavor(name).validate()) << name;
+}
+
 }  // namespace
 }  // namespace qv
