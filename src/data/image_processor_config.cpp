@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_depth.h"
+#include "io/json_number.h"
 
 namespace qv::data {
 
@@ -39,21 +41,34 @@ std::array<float, 3> read_triplet(const nlohmann::json& j, const char* key,
 
 ImageProcessorConfig parse_image_processor_config(const std::string& json_text,
                                                   const std::string& origin) {
+  io::check_json_depth(json_text, origin);
   ImageProcessorConfig c;
   try {
     const nlohmann::json j = nlohmann::json::parse(json_text);
     QV_CHECK(j.is_object(), origin, ": expected a JSON object");
     auto read_key = [&](const char* key, auto& field) {
-      if (j.contains(key) && !j[key].is_null())
-        field = j[key].template get<std::decay_t<decltype(field)>>();
+      if (!j.contains(key) || j[key].is_null()) return;
+      using T = std::decay_t<decltype(field)>;
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+        const auto v = io::json_integer<T>(j[key]);
+        QV_CHECK(v, origin, ": ", key, " must be an integer in range, not ", j[key].dump());
+        field = *v;
+      } else {
+        field = j[key].template get<T>();
+      }
     };
     read_key("patch_size", c.patch_size);
     read_key("temporal_patch_size", c.temporal_patch_size);
     read_key("merge_size", c.merge_size);
     if (j.contains("size") && j["size"].is_object()) {
       const auto& s = j["size"];
-      if (s.contains("shortest_edge")) c.min_pixels = s["shortest_edge"].get<int64_t>();
-      if (s.contains("longest_edge")) c.max_pixels = s["longest_edge"].get<int64_t>();
+      for (auto [key, field] :
+           {std::pair{"shortest_edge", &c.min_pixels}, std::pair{"longest_edge", &c.max_pixels}}) {
+        if (!s.contains(key)) continue;
+        const auto v = io::json_integer<int64_t>(s[key]);
+        QV_CHECK(v, origin, ": size.", key, " must be an integer in range, not ", s[key].dump());
+        *field = *v;
+      }
     }
     // Explicit keys win, as in HF. (4.57 ignores `size` altogether, a bug; 5.x honours it.)
     read_key("min_pixels", c.min_pixels);

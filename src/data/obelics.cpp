@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/json_depth.h"
 
 namespace qv::data {
 
@@ -51,6 +52,9 @@ ObelicsState ObelicsState::from_json(const nlohmann::json& j) {
 }
 
 ObelicsRow parse_obelics_row(std::string_view line, const std::string& source, int64_t line_no) {
+  if (const size_t at = io::json_depth_violation(line); at != std::string_view::npos)
+    return bad_row(skip::kMalformedJson, cat("line ", line_no, ": JSON nested deeper than ",
+                                             io::kMaxJsonDepth, " levels (at byte ", at, ")"));
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(line);

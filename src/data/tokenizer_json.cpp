@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/pretokenize.h"
+#include "io/json_depth.h"
 
 namespace qv::data {
 namespace {
@@ -232,10 +233,11 @@ void read_added_tokens(const Reader& r, const json& root, TokenizerSpec& spec) {
 TokenizerSpec parse_tokenizer_json(std::string_view json_text, const std::string& origin) {
   const Reader r{origin};
   TokenizerSpec spec;
+  io::check_json_depth(json_text, origin);
   json root;
   try {
     root = json::parse(json_text, VocabAndMergesStreamer(r, spec));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     r.fail("invalid JSON: ", e.what());
   }
   if (!root.is_object()) r.fail("top level must be a JSON object");

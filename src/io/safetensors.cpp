@@ -12,10 +12,80 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_depth.h"
 
 namespace qv::io {
 
 using nlohmann::json;
+
+SafetensorsHeader parse_safetensors_header(const std::byte* file, size_t size,
+                                           const std::string& path) {
+  QV_CHECK(size >= 8, path, ": not a safetensors file (", size, " bytes, need at least 8)");
+  SafetensorsHeader out;
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, file, 8);
+  QV_CHECK(header_len <= kMaxSafetensorsHeader, path, ": header of ", header_len,
+           " bytes exceeds the limit of ", kMaxSafetensorsHeader);
+  QV_CHECK(8 + header_len <= size, path, ": header length ", header_len,
+           " runs past the end of the file (", size, " bytes)");
+  out.data_start = 8 + header_len;
+  const char* h = reinterpret_cast<const char*>(file + 8);
+  check_json_depth(std::string_view(h, header_len), path);
+  json header;
+  try {
+    header = json::parse(h, h + header_len, nullptr, true, false);
+  } catch (const json::exception& e) {
+    fail(path, ": header is not valid JSON: ", e.what());
+  }
+  QV_CHECK(header.is_object(), path, ": header is not a JSON object");
+  const size_t data_size = size - out.data_start;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (it->is_object())
+        for (auto m = it->begin(); m != it->end(); ++m)
+          if (m->is_string()) out.metadata[m.key()] = m->get<std::string>();
+      continue;
+    }
+    const json& e = *it;
+    QV_CHECK(
+        e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
+        path, ": tensor '", it.key(), "' lacks dtype/shape/data_offsets");
+    TensorInfo info;
+    QV_CHECK(e["dtype"].is_string(), path, ": tensor '", it.key(), "' dtype is not a string");
+    try {
+      info.dtype = dtype_from_name(e["dtype"].get<std::string>());
+    } catch (const Error& err) {
+      fail(path, ": tensor '", it.key(), "': ", err.what());
+    }
+    QV_CHECK(e["shape"].is_array(), path, ": tensor '", it.key(), "' shape is not a list");
+    for (const auto& d : e["shape"]) {
+      QV_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, path, ": tensor '", it.key(),
+               "' has an invalid dimension");
+      info.shape.push_back(d.get<int64_t>());
+    }
+    const auto& off = e["data_offsets"];
+    QV_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
+                 off[1].is_number_unsigned(),
+             path, ": tensor '", it.key(), "' data_offsets must be two non-negative integers");
+    info.begin = off[0].get<uint64_t>();
+    info.end = off[1].get<uint64_t>();
+    QV_CHECK(info.begin <= info.end && info.end <= data_size, path, ": tensor '", it.key(),
+             "' data [", info.begin, ", ", info.end, ") lies outside the data section (", data_size,
+             " bytes)");
+    int64_t n = 0;
+    try {
+      n = numel(info.shape);
+    } catch (const Error& err) {
+      fail(path, ": tensor '", it.key(), "': ", err.what());
+    }
+    QV_CHECK(static_cast<uint64_t>(n) <= (UINT64_MAX / 8) &&
+                 static_cast<uint64_t>(n) * dtype_size(info.dtype) == info.end - info.begin,
+             path, ": tensor '", it.key(), "' has shape ", shape_str(info.shape), " of ",
+             dtype_name(info.dtype), " but ", info.end - info.begin, " bytes of data");
+    out.infos[it.key()] = info;
+  }
+  return out;
+}
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -32,67 +102,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   QV_CHECK(p != MAP_FAILED, "cannot map ", path, ": ", std::strerror(errno));
   map_ = static_cast<const std::byte*>(p);
   try {
-    uint64_t header_len = 0;
-    std::memcpy(&header_len, map_, 8);
-    QV_CHECK(header_len <= kMaxSafetensorsHeader, path, ": header of ", header_len,
-             " bytes exceeds the limit of ", kMaxSafetensorsHeader);
-    QV_CHECK(8 + header_len <= map_size_, path, ": header length ", header_len,
-             " runs past the end of the file (", map_size_, " bytes)");
-    data_start_ = 8 + header_len;
-    const char* h = reinterpret_cast<const char*>(map_ + 8);
-    json header;
-    try {
-      header = json::parse(h, h + header_len, nullptr, true, false);
-    } catch (const json::exception& e) {
-      fail(path, ": header is not valid JSON: ", e.what());
-    }
-    QV_CHECK(header.is_object(), path, ": header is not a JSON object");
-    const size_t data_size = map_size_ - data_start_;
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      if (it.key() == "__metadata__") {
-        if (it->is_object())
-          for (auto m = it->begin(); m != it->end(); ++m)
-            if (m->is_string()) metadata_[m.key()] = m->get<std::string>();
-        continue;
-      }
-      const json& e = *it;
-      QV_CHECK(
-          e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"),
-          path, ": tensor '", it.key(), "' lacks dtype/shape/data_offsets");
-      TensorInfo info;
-      QV_CHECK(e["dtype"].is_string(), path, ": tensor '", it.key(), "' dtype is not a string");
-      try {
-        info.dtype = dtype_from_name(e["dtype"].get<std::string>());
-      } catch (const Error& err) {
-        fail(path, ": tensor '", it.key(), "': ", err.what());
-      }
-      QV_CHECK(e["shape"].is_array(), path, ": tensor '", it.key(), "' shape is not a list");
-      for (const auto& d : e["shape"]) {
-        QV_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0, path, ": tensor '", it.key(),
-                 "' has an invalid dimension");
-        info.shape.push_back(d.get<int64_t>());
-      }
-      const auto& off = e["data_offsets"];
-      QV_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() &&
-                   off[1].is_number_unsigned(),
-               path, ": tensor '", it.key(), "' data_offsets must be two non-negative integers");
-      info.begin = off[0].get<uint64_t>();
-      info.end = off[1].get<uint64_t>();
-      QV_CHECK(info.begin <= info.end && info.end <= data_size, path, ": tensor '", it.key(),
-               "' data [", info.begin, ", ", info.end, ") lies outside the data section (",
-               data_size, " bytes)");
-      int64_t n = 0;
-      try {
-        n = numel(info.shape);
-      } catch (const Error& err) {
-        fail(path, ": tensor '", it.key(), "': ", err.what());
-      }
-      QV_CHECK(static_cast<uint64_t>(n) <= (UINT64_MAX / 8) &&
-                   static_cast<uint64_t>(n) * dtype_size(info.dtype) == info.end - info.begin,
-               path, ": tensor '", it.key(), "' has shape ", shape_str(info.shape), " of ",
-               dtype_name(info.dtype), " but ", info.end - info.begin, " bytes of data");
-      infos_[it.key()] = info;
-    }
+    SafetensorsHeader header = parse_safetensors_header(map_, map_size_, path);
+    infos_ = std::move(header.infos);
+    metadata_ = std::move(header.metadata);
+    data_start_ = header.data_start;
   } catch (...) {
     ::munmap(const_cast<std::byte*>(map_), map_size_);
     throw;
@@ -151,29 +164,36 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
   write_file_atomic(path, out);
 }
 
+std::map<std::string, std::string> parse_checkpoint_index(const std::string& text,
+                                                          const std::string& origin,
+                                                          const std::string& dir) {
+  namespace fs = std::filesystem;
+  check_json_depth(text, origin);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(origin, ": not valid JSON: ", e.what());
+  }
+  QV_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), origin,
+           ": missing 'weight_map' object");
+  std::map<std::string, std::string> where;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    QV_CHECK(it->is_string(), origin, ": weight_map entry '", it.key(), "' is not a file name");
+    const std::string file = it->get<std::string>();
+    QV_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos, origin,
+             ": shard name '", file, "' must be a plain file name");
+    where[it.key()] = (fs::path(dir) / file).string();
+  }
+  return where;
+}
+
 std::map<std::string, std::string> list_checkpoint_tensors(const std::string& dir) {
   namespace fs = std::filesystem;
   std::map<std::string, std::string> where;
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
-  if (fs::exists(index)) {
-    json j;
-    try {
-      j = json::parse(read_file(index.string()));
-    } catch (const json::exception& e) {
-      fail(index.string(), ": not valid JSON: ", e.what());
-    }
-    QV_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), index.string(),
-             ": missing 'weight_map' object");
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      QV_CHECK(it->is_string(), index.string(), ": weight_map entry '", it.key(),
-               "' is not a file name");
-      const std::string file = it->get<std::string>();
-      QV_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos,
-               index.string(), ": shard name '", file, "' must be a plain file name");
-      where[it.key()] = (fs::path(dir) / file).string();
-    }
-    return where;
-  }
+  if (fs::exists(index))
+    return parse_checkpoint_index(read_file(index.string()), index.string(), dir);
   const fs::path single = fs::path(dir) / "model.safetensors";
   QV_CHECK(fs::exists(single), dir, ": no model.safetensors or model.safetensors.index.json");
   SafetensorsFile file(single.string());

@@ -16,6 +16,18 @@ struct TensorInfo {
   size_t begin = 0, end = 0;  // byte offsets within the data section
 };
 
+// The parsed, validated header of a safetensors file.
+struct SafetensorsHeader {
+  std::map<std::string, TensorInfo> infos;
+  std::map<std::string, std::string> metadata;
+  size_t data_start = 0;  // offset of the data section in the file
+};
+
+// Parses the header of a whole safetensors file held in memory (`size` bytes, so that every
+// tensor's data is checked to lie inside it). Throws qv::Error naming `origin` and the tensor.
+SafetensorsHeader parse_safetensors_header(const std::byte* file, size_t size,
+                                           const std::string& origin);
+
 // A safetensors file opened with its header parsed and validated; data read on demand.
 class SafetensorsFile {
  public:
@@ -53,6 +65,12 @@ void save_safetensors(const std::string& path, const TensorMap& tensors,
 // The tensors of a model folder: model.safetensors, or the shards named by
 // model.safetensors.index.json. Maps tensor name -> file path.
 std::map<std::string, std::string> list_checkpoint_tensors(const std::string& dir);
+
+// The weight_map of a model.safetensors.index.json text: tensor name -> shard path inside `dir`.
+// Throws qv::Error naming `origin` on bad JSON or a shard name that is not a plain file name.
+std::map<std::string, std::string> parse_checkpoint_index(const std::string& text,
+                                                          const std::string& origin,
+                                                          const std::string& dir);
 
 // Maximum accepted JSON header size; larger headers are rejected before allocating.
 constexpr size_t kMaxSafetensorsHeader = 100u << 20;

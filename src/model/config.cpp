@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_depth.h"
+#include "io/json_number.h"
 
 namespace qv::model {
 
@@ -15,10 +17,26 @@ namespace {
 template <typename T>
 void read_field(const json& j, const char* key, T& out, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return;
-  try {
-    out = j[key].get<T>();
-  } catch (const json::exception&) {
-    fail(where, ": field '", key, "' has the wrong type (", j[key].dump(), ")");
+  const json& v = j[key];
+  auto wrong = [&] { fail(where, ": field '", key, "' has the wrong type (", v.dump(), ")"); };
+  if constexpr (std::is_same_v<T, int64_t>) {
+    const auto i = io::json_integer<int64_t>(v);
+    if (!i) wrong();
+    out = *i;
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    if (!v.is_array()) wrong();
+    out.clear();
+    for (const json& e : v) {
+      const auto i = io::json_integer<int64_t>(e);
+      if (!i) wrong();
+      out.push_back(*i);
+    }
+  } else {
+    try {
+      out = v.get<T>();
+    } catch (const json::exception&) {
+      wrong();
+    }
   }
 }
 
@@ -83,6 +101,7 @@ VisionConfig parse_vision(const json& v, const std::string& where) {
 }  // namespace
 
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& origin) {
+  io::check_json_depth(text, origin);
   json j;
   try {
     j = json::parse(text);
@@ -123,6 +142,36 @@ void ModelConfig::validate() const {
   const TextConfig& t = text;
   const VisionConfig& v = vision;
   auto positive = [](int64_t x) { return x > 0; };
+  // Bounds far above any released model (72B: hidden 8192, intermediate 29568, 80 layers) that
+  // keep parameter counts, FLOPs and buffer sizes inside int64 for a hostile config.json.
+  constexpr int64_t kWidth = 1 << 17, kCount = 1 << 12, kVocab = 1 << 24, kSmall = 16;
+  const struct {
+    const char* name;
+    int64_t value, limit;
+  } bounds[] = {
+      {"text_config.vocab_size", t.vocab_size, kVocab},
+      {"text_config.hidden_size", t.hidden_size, kWidth},
+      {"text_config.intermediate_size", t.intermediate_size, kWidth},
+      {"text_config.num_hidden_layers", t.num_layers, kCount},
+      {"text_config.num_attention_heads", t.num_heads, kCount},
+      {"text_config.num_key_value_heads", t.num_kv_heads, kCount},
+      {"text_config.head_dim", t.head_dim, kCount},
+      {"text_config.max_position_embeddings", t.max_position_embeddings, int64_t{1} << 40},
+      {"vision_config.depth", v.depth, kCount},
+      {"vision_config.hidden_size", v.hidden_size, kWidth},
+      {"vision_config.intermediate_size", v.intermediate_size, kWidth},
+      {"vision_config.num_heads", v.num_heads, kCount},
+      {"vision_config.in_channels", v.in_channels, kSmall},
+      {"vision_config.patch_size", v.patch_size, kCount},
+      {"vision_config.temporal_patch_size", v.temporal_patch_size, kSmall},
+      {"vision_config.spatial_merge_size", v.spatial_merge_size, kSmall},
+      {"vision_config.out_hidden_size", v.out_hidden_size, kWidth},
+      {"vision_config.num_position_embeddings", v.num_position_embeddings, kVocab},
+  };
+  for (const auto& b : bounds)
+    QV_CHECK(b.value <= b.limit, b.name, " = ", b.value, " exceeds the limit of ", b.limit);
+  for (int64_t s : t.mrope_section)
+    QV_CHECK(s <= kCount, "text_config: mrope_section entry ", s, " exceeds ", kCount);
   QV_CHECK(positive(t.vocab_size) && positive(t.hidden_size) && positive(t.intermediate_size) &&
                positive(t.num_layers) && positive(t.num_heads) && positive(t.num_kv_heads) &&
                positive(t.head_dim),
