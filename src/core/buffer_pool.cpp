@@ -104,7 +104,6 @@ void* BufferPool::allocate(size_t bytes) {
     SizeClass& c = im.classes[class_index(rounded)];
     if (c.head) {
       FreeBlock* b = c.head;
-      QV_UNPOISON(b, sizeof(FreeBlock));
       c.head = b->next;
       c.min_free = std::min(c.min_free, --c.free_count);
       QV_UNPOISON(b, rounded);
@@ -137,8 +136,9 @@ void BufferPool::deallocate(void* p, size_t bytes) noexcept {
   ++c.free_count;
   im.stats.in_use_bytes -= static_cast<int64_t>(rounded);
   im.stats.cached_bytes += static_cast<int64_t>(rounded);
-  // A cached block is not live memory: poison it so a use after free still trips ASan.
-  QV_POISON(b, rounded);
+  // A cached block is not live memory: poison it so a use after free still trips ASan. The link
+  // stays readable, so LeakSanitizer can follow the free list and does not call it a leak.
+  QV_POISON(reinterpret_cast<char*>(b) + sizeof(FreeBlock), rounded - sizeof(FreeBlock));
 }
 
 void BufferPool::end_step() {
