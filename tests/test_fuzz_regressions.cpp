@@ -32,6 +32,7 @@ struct Regression {
 const Regression kRegressions[] = {
     {"image_processor_config-float-overflow.json", "max_pixels must be an integer"},
     {"tokenizer_json-number-overflow.json", "invalid JSON"},
+    {"job_config-float-to-int.toml", "data.max_pixels must be an integer"},
 };
 
 fs::path regression_dir() {
