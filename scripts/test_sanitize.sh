@@ -2,15 +2,23 @@
 # Builds the project with AddressSanitizer + UBSan (gcc, -DQWEN3VL_SANITIZE=ON, undefined
 # behaviour not recoverable) into build-asan/ and runs the unit test suite under them: any
 # out-of-bounds access, use-after-free, leak or undefined behaviour fails the test that hit it.
-# Extra arguments go to ctest (e.g. -R Tokenizer).
+# The one long end-to-end run (TrainCc12m.LossFallsAndResumeMidEpochMatchesStraightRun, ~200 s in
+# release, several times that under ASan) is left out to keep CI short: every part it chains
+# (loader, tokenizer, images, model, trainer, checkpoints) has its own tests here.
+# QWEN3VL_SANITIZE_EXCLUDE='' runs everything. Extra arguments go to ctest (e.g. -R Tokenizer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQWEN3VL_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$(nproc)"
 
-# Leaks inside Open MPI's and OpenMP's runtimes are theirs, not ours (scripts/lsan.supp).
+# Leaks inside Open MPI's runtime libraries are theirs, not ours (scripts/lsan.supp).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir build-asan --output-on-failure -j2 "$@"
+EXCLUDE=${QWEN3VL_SANITIZE_EXCLUDE-'^TrainCc12m\.LossFallsAndResumeMidEpochMatchesStraightRun$'}
+ctest --test-dir build-asan --output-on-failure -j2 -E "Mpi${EXCLUDE:+|$EXCLUDE}" "$@"
+# Open MPI loads its plugins with dlopen and closes them before exit, so their leaks come from an
+# unknown module that no suppression can name: the mpirun tests keep every check but leaks.
+ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ctest --test-dir build-asan --output-on-failure -j2 \
+  -R Mpi "$@"

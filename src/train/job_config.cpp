@@ -26,9 +26,10 @@ std::string join(const std::vector<std::string>& v) {
 
 Field int_field(int64_t& out) {
   return {[&out](const toml::node& n, const std::string& k) {
-            auto v = n.value<int64_t>();
-            QV_CHECK(v.has_value() && n.is_integer(), k, " must be an integer");
-            out = *v;
+            // Type first: toml++'s value<int64_t>() casts a float such as 5e77 with undefined
+            // behaviour.
+            QV_CHECK(n.is_integer(), k, " must be an integer");
+            out = n.as_integer()->get();
           },
           [&out](const std::string& s, const std::string& k) {
             try {
