@@ -59,7 +59,7 @@ TEST_P(NoAllocation, StepsAfterTheFirstDoNotTouchTheHeap) {
   model::Qwen3VLModel model(config);
   model::init_params(config, model.store(), 3);
   const model::ModelInputs in = mixed_batch(config);
-  train::AdamW adamw({}, {{0, model.store().total()}}, 0, model.store().padded_total());
+  train::AdamW adamw({}, {{0, model.store().total()}}, {{0, model.store().total()}});
   const std::vector<uint8_t> active = {1};
   model::ForwardOptions opt;
   opt.backward = true;

@@ -53,7 +53,7 @@ TEST(TrainFaults, NonFiniteLossStopsWithoutWritingACheckpoint) {
 TEST(TrainFaults, NonFiniteStepsCanBeSkippedLeavingWeightsUntouched) {
   const std::string dump = fresh("nan_skip");
   auto trainer = poisoned_trainer(dump, "skip");
-  const std::vector<float> before = trainer->model().store().values();
+  const std::vector<float> before = trainer->model().store().values().to_vector();
   const auto history = trainer->run();
   ASSERT_EQ(history.size(), 3u);
   for (const auto& r : history) EXPECT_TRUE(r.skipped);

@@ -84,7 +84,7 @@ int run_bench(const Args& args) {
   const model::ModelInputs in = synthetic_batch(c, s, patches);
   std::vector<train::ParamSpan> spans;
   for (const auto& e : m.store().entries()) spans.push_back({e.ref.offset, e.ref.numel});
-  train::AdamW opt({}, spans, 0, m.store().total());
+  train::AdamW opt({}, spans, {{0, m.store().total()}});
   std::vector<uint8_t> active(spans.size(), 1);
   model::ForwardOptions o;
   o.backward = train;

@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "train/batch_source.h"
 #include "train/data_source.h"
+#include "train/parallel_dims.h"
 #include "train/trainer.h"
 
 namespace qv::cli {
@@ -41,10 +42,11 @@ int run_train(const Args& args) {
   train::JobConfig config = train::JobConfig::load(config_path, overrides);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
-  auto comm =
-      dist::launched_under_mpi() ? dist::make_mpi_communicator() : dist::make_local_communicator();
+  auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)
+                                         : dist::make_local_communicator();
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
-  auto model = train::build_model(config);
+  const auto dims = train::resolve_parallel_dims(config, comm->size());
+  auto model = train::build_model(config, train::unit_alignment(dims));
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());
   log::info("data: " + data->describe());
   train::Trainer trainer(config, std::move(model), std::move(data), std::move(comm));

@@ -20,12 +20,23 @@ class Communicator {
   virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) = 0;
   virtual void broadcast(float* data, int64_t n, int root) = 0;
   virtual void barrier() = 0;
+
+  // A sum all-reduce that returns at once; wait_all() completes every one started so far (the
+  // data must not be touched until then). The timeout applies to wait_all().
+  virtual void start_all_reduce_sum(float* data, int64_t n) = 0;
+  // Lets started collectives advance (MPI moves them forward only inside MPI calls).
+  virtual void progress() = 0;
+  virtual void wait_all() = 0;
+
+  // Ranks that pass the same color form a new communicator, ranked by key (MPI_Comm_split).
+  // Every rank of this communicator must call it.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 };
 
 // The world of one process: every collective is the identity.
 std::unique_ptr<Communicator> make_local_communicator();
 
-// MPI_COMM_WORLD; a collective that takes longer than timeout_s aborts every rank.
+// MPI_COMM_WORLD; a collective that takes longer than timeout_s aborts every rank (the job).
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s = 300);
 
 // Whether this process was started by mpirun / srun (an MPI launcher's environment is set).

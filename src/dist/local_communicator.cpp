@@ -20,6 +20,10 @@ class LocalCommunicator final : public Communicator {
   }
   void broadcast(float*, int64_t, int) override {}
   void barrier() override {}
+  void start_all_reduce_sum(float*, int64_t) override {}
+  void progress() override {}
+  void wait_all() override {}
+  std::unique_ptr<Communicator> split(int, int) override { return make_local_communicator(); }
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "dist/communicator.h"
@@ -55,7 +56,7 @@ class Watchdog {
         int rank = -1;
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
         std::fprintf(stderr,
-                     "qwen3vl: rank %d: collective '%s' did not complete within %.0f s (a rank "
+                     "qwen3vl: rank %d: collective '%s' did not complete within %g s (a rank "
                      "died or stalled); aborting the job\n",
                      rank, what_, timeout_s_);
         std::fflush(stderr);
@@ -73,9 +74,11 @@ class Watchdog {
   std::thread thread_;
 };
 
-class MpiCommunicator final : public Communicator {
+// MPI_Init / MPI_Finalize and the watchdog, shared by the world communicator and every
+// communicator split from it, so MPI is finalized after the last of them is gone.
+class MpiRuntime {
  public:
-  explicit MpiCommunicator(double timeout_s) {
+  explicit MpiRuntime(double timeout_s) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
@@ -85,13 +88,27 @@ class MpiCommunicator final : public Communicator {
     }
     // Errors abort instead of returning codes we would have to thread through every call.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-    MPI_Comm_size(MPI_COMM_WORLD, &size_);
-    watchdog_ = std::make_unique<Watchdog>(timeout_s);
+    watchdog = std::make_unique<Watchdog>(timeout_s);
+  }
+  ~MpiRuntime() {
+    watchdog.reset();
+    if (owns_) MPI_Finalize();
+  }
+  std::unique_ptr<Watchdog> watchdog;
+
+ private:
+  bool owns_ = false;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(std::shared_ptr<MpiRuntime> runtime, MPI_Comm comm)
+      : runtime_(std::move(runtime)), comm_(comm), watchdog_(runtime_->watchdog.get()) {
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
   }
   ~MpiCommunicator() override {
-    watchdog_.reset();
-    if (owns_) MPI_Finalize();
+    if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -99,16 +116,14 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(float* d, int64_t n) override {
     chunked(
         n,
-        [&](int64_t o, int c) {
-          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-        },
+        [&](int64_t o, int c) { MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_FLOAT, MPI_SUM, comm_); },
         "all_reduce");
   }
   void all_reduce_sum(double* d, int64_t n) override {
     chunked(
         n,
         [&](int64_t o, int c) {
-          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_SUM, comm_);
         },
         "all_reduce");
   }
@@ -116,7 +131,7 @@ class MpiCommunicator final : public Communicator {
     chunked(
         n,
         [&](int64_t o, int c) {
-          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+          MPI_Allreduce(MPI_IN_PLACE, d + o, c, MPI_DOUBLE, MPI_MAX, comm_);
         },
         "all_reduce_max");
   }
@@ -124,24 +139,51 @@ class MpiCommunicator final : public Communicator {
     QV_CHECK(n < (1ll << 31), "all_gather block too large");
     watchdog_->begin("all_gather");
     MPI_Allgather(in == out + rank_ * n ? MPI_IN_PLACE : in, static_cast<int>(n), MPI_FLOAT, out,
-                  static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD);
+                  static_cast<int>(n), MPI_FLOAT, comm_);
     watchdog_->end();
   }
   void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
     QV_CHECK(n < (1ll << 31), "reduce_scatter block too large");
     watchdog_->begin("reduce_scatter");
-    MPI_Reduce_scatter_block(in, out, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Reduce_scatter_block(in, out, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_);
     watchdog_->end();
   }
   void broadcast(float* d, int64_t n, int root) override {
     chunked(
-        n, [&](int64_t o, int c) { MPI_Bcast(d + o, c, MPI_FLOAT, root, MPI_COMM_WORLD); },
-        "broadcast");
+        n, [&](int64_t o, int c) { MPI_Bcast(d + o, c, MPI_FLOAT, root, comm_); }, "broadcast");
   }
   void barrier() override {
     watchdog_->begin("barrier");
-    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Barrier(comm_);
     watchdog_->end();
+  }
+  void start_all_reduce_sum(float* d, int64_t n) override {
+    const int64_t kMax = 1 << 30;
+    for (int64_t o = 0; o < n; o += kMax) {
+      requests_.emplace_back();
+      MPI_Iallreduce(MPI_IN_PLACE, d + o, static_cast<int>(std::min(kMax, n - o)), MPI_FLOAT,
+                     MPI_SUM, comm_, &requests_.back());
+    }
+  }
+  void progress() override {
+    int done = 0;
+    if (!requests_.empty())
+      MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE);
+  }
+  void wait_all() override {
+    if (requests_.empty()) return;
+    watchdog_->begin("all_reduce (overlapped with backward)");
+    MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+    watchdog_->end();
+    requests_.clear();
+  }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm sub;
+    watchdog_->begin("comm_split");
+    MPI_Comm_split(comm_, color, key, &sub);
+    watchdog_->end();
+    MPI_Comm_set_errhandler(sub, MPI_ERRORS_ARE_FATAL);
+    return std::make_unique<MpiCommunicator>(runtime_, sub);
   }
 
  private:
@@ -152,15 +194,18 @@ class MpiCommunicator final : public Communicator {
     for (int64_t o = 0; o < n; o += kMax) f(o, static_cast<int>(std::min(kMax, n - o)));
     watchdog_->end();
   }
+  std::shared_ptr<MpiRuntime> runtime_;
+  MPI_Comm comm_;
+  Watchdog* watchdog_;
   int rank_ = 0, size_ = 1;
-  bool owns_ = false;
-  std::unique_ptr<Watchdog> watchdog_;
+  std::vector<MPI_Request> requests_;
 };
 
 }  // namespace
 
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s) {
-  return std::make_unique<MpiCommunicator>(timeout_s);
+  QV_CHECK(timeout_s > 0, "collective timeout must be positive, got ", timeout_s);
+  return std::make_unique<MpiCommunicator>(std::make_shared<MpiRuntime>(timeout_s), MPI_COMM_WORLD);
 }
 
 bool launched_under_mpi() {

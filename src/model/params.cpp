@@ -8,9 +8,23 @@
 
 namespace qv::model {
 
+ParamStore::ParamStore(int64_t unit_align) : unit_align_(unit_align) {
+  QV_CHECK(unit_align > 0 && unit_align % 16 == 0, "unit alignment ", unit_align,
+           " is not a positive multiple of 16");
+}
+
+int ParamStore::begin_unit(const std::string& name) {
+  QV_CHECK(values_.size() == 0, "unit '", name, "' started after allocate()");
+  total_ = (total_ + unit_align_ - 1) / unit_align_ * unit_align_;
+  if (!units_.empty()) units_.back().end = total_;
+  units_.push_back({name, total_, total_, {}});
+  return static_cast<int>(units_.size()) - 1;
+}
+
 ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weight) {
   QV_CHECK(!by_name_.count(name), "parameter '", name, "' registered twice");
-  QV_CHECK(values_.empty(), "parameter '", name, "' added after allocate()");
+  QV_CHECK(values_.size() == 0, "parameter '", name, "' added after allocate()");
+  if (units_.empty()) begin_unit("");
   ParamEntry e;
   e.name = name;
   e.shape = std::move(shape);
@@ -22,20 +36,28 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weig
   total_ += (e.ref.numel + 15) / 16 * 16;
   by_name_[name] = entries_.size();
   by_offset_[e.ref.offset] = entries_.size();
+  units_.back().entries.push_back(entries_.size());
   entries_.push_back(e);
   frozen_.push_back(0);
   return e.ref;
 }
 
 void ParamStore::allocate() {
-  values_.assign(total_, 0.0f);
-  grads_.assign(total_, 0.0f);
+  total_ = (total_ + unit_align_ - 1) / unit_align_ * unit_align_;
+  if (!units_.empty()) units_.back().end = total_;
+  values_.allocate(total_);
+  grads_.allocate(total_);
 }
 
-void ParamStore::pad_to_multiple(int64_t m) {
-  const int64_t n = (total_ + m - 1) / m * m;
-  values_.resize(n, 0.0f);
-  grads_.resize(n, 0.0f);
+void ParamStore::copy_from(const ParamStore& other) {
+  for (size_t i = 0; i < other.entries_.size(); ++i) {
+    const ParamEntry& src = other.entries_[i];
+    auto it = by_name_.find(src.name);
+    QV_CHECK(it != by_name_.end() && entries_[it->second].ref.numel == src.ref.numel,
+             "copy_from: parameter '", src.name, "' missing or of another size");
+    std::copy_n(other.value(src.ref), src.ref.numel, value(entries_[it->second].ref));
+    frozen_[it->second] = other.frozen_[i];
+  }
 }
 
 const ParamEntry* ParamStore::find(const std::string& name) const {
@@ -50,7 +72,7 @@ size_t ParamStore::index_of(ParamRef r) const {
 }
 
 void ParamStore::zero_grads() {
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  grads_.fill_zero();
 }
 
 int ParamStore::set_frozen_prefix(const std::string& prefix, bool frozen) {
@@ -87,10 +109,12 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
   ModelParams p;
   // Text model.
   const std::string lm = "model.language_model.";
+  p.text.embed_unit = s.begin_unit("embed_tokens");
   p.text.embed = s.add(lm + "embed_tokens.weight", {t.vocab_size, t.hidden_size});
   const int64_t H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
   for (int64_t i = 0; i < t.num_layers; ++i) {
     const std::string l = lm + "layers." + std::to_string(i) + ".";
+    p.text.layer_units.push_back(s.begin_unit("layers." + std::to_string(i)));
     TextLayerParams L;
     L.input_norm = s.add(l + "input_layernorm.weight", {H}, true);
     L.q_proj = s.add(l + "self_attn.q_proj.weight", {q, H});
@@ -105,18 +129,26 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
     L.down = s.add(l + "mlp.down_proj.weight", {H, t.intermediate_size});
     p.text.layers.push_back(L);
   }
+  p.text.norm_unit = s.begin_unit("norm");
   p.text.norm = s.add(lm + "norm.weight", {H}, true);
-  p.text.lm_head =
-      config.tie_word_embeddings ? p.text.embed : s.add("lm_head.weight", {t.vocab_size, H});
+  if (config.tie_word_embeddings) {
+    p.text.lm_head_unit = p.text.embed_unit;
+    p.text.lm_head = p.text.embed;
+  } else {
+    p.text.lm_head_unit = s.begin_unit("lm_head");
+    p.text.lm_head = s.add("lm_head.weight", {t.vocab_size, H});
+  }
   // Vision tower.
   const std::string vp = "model.visual.";
   const int64_t D = v.hidden_size;
+  p.vision.stem_unit = s.begin_unit("visual.stem");
   p.vision.patch_w = s.add(vp + "patch_embed.proj.weight",
                            {D, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size});
   p.vision.patch_b = s.add(vp + "patch_embed.proj.bias", {D});
   p.vision.pos_embed = s.add(vp + "pos_embed.weight", {v.num_position_embeddings, D});
   for (int64_t i = 0; i < v.depth; ++i) {
     const std::string b = vp + "blocks." + std::to_string(i) + ".";
+    p.vision.block_units.push_back(s.begin_unit("visual.blocks." + std::to_string(i)));
     VisionBlockParams B;
     B.norm1_w = s.add(b + "norm1.weight", {D}, true);
     B.norm1_b = s.add(b + "norm1.bias", {D});
@@ -132,10 +164,14 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
     B.fc2_b = s.add(b + "mlp.linear_fc2.bias", {D});
     p.vision.blocks.push_back(B);
   }
+  p.vision.merger_unit = s.begin_unit("visual.merger");
   p.vision.merger = add_merger(s, vp + "merger", v, false);
-  for (size_t k = 0; k < v.deepstack_visual_indexes.size(); ++k)
+  for (size_t k = 0; k < v.deepstack_visual_indexes.size(); ++k) {
+    p.vision.deepstack_units.push_back(
+        s.begin_unit("visual.deepstack_merger_list." + std::to_string(k)));
     p.vision.deepstack.push_back(
         add_merger(s, vp + "deepstack_merger_list." + std::to_string(k), v, true));
+  }
   return p;
 }
 

@@ -1,12 +1,15 @@
 // Parameters live in one flat float buffer (and gradients in a second, same layout), with named
 // views carrying Hugging Face names and shapes. One buffer makes the optimizer one loop and
-// gradient communication one call per bucket.
+// gradient communication one call per bucket. Parameters are grouped into units (a decoder
+// layer, a vision block, the embedding, ...): contiguous, aligned ranges that sharded training
+// gathers, frees and reduces as a whole.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "core/page_buffer.h"
 #include "core/tensor.h"
 #include "model/config.h"
 
@@ -28,25 +31,39 @@ struct ParamEntry {
   bool is_norm_weight = false;
 };
 
+// A contiguous range [begin, end) of the flat buffers holding whole parameters; begin and end
+// are multiples of the store's unit alignment.
+struct ParamUnit {
+  std::string name;
+  int64_t begin = 0, end = 0;
+  std::vector<size_t> entries;  // indices into ParamStore::entries()
+};
+
 class ParamStore {
  public:
+  // unit_align: units start and end at multiples of this many floats (a multiple of 16).
+  explicit ParamStore(int64_t unit_align = 16);
+  // Starts a new unit; parameters added next belong to it. Returns its index.
+  int begin_unit(const std::string& name);
   ParamRef add(const std::string& name, Shape shape, bool is_norm_weight = false);
-  void allocate();  // sizes values() and grads() once the layout is complete
-  // Grows both buffers (zeros past total()) to a multiple of m, so they split evenly into shards.
-  void pad_to_multiple(int64_t m);
-  int64_t padded_total() const { return static_cast<int64_t>(values_.size()); }
+  void allocate();  // closes the last unit and maps values() and grads() (zeros)
 
   float* value(ParamRef r) { return values_.data() + r.offset; }
   const float* value(ParamRef r) const { return values_.data() + r.offset; }
   // Gradient slot, or nullptr when the parameter is frozen (its gradient is not computed).
   float* grad(ParamRef r) { return frozen_[index_of(r)] ? nullptr : grads_.data() + r.offset; }
 
-  std::vector<float>& values() { return values_; }
-  const std::vector<float>& values() const { return values_; }
-  std::vector<float>& grads() { return grads_; }
+  PageBuffer& values() { return values_; }
+  const PageBuffer& values() const { return values_; }
+  PageBuffer& grads() { return grads_; }
+  const PageBuffer& grads() const { return grads_; }
   const std::vector<ParamEntry>& entries() const { return entries_; }
+  const std::vector<ParamUnit>& units() const { return units_; }
+  int64_t unit_align() const { return unit_align_; }
   const ParamEntry* find(const std::string& name) const;
-  int64_t total() const { return total_; }
+  int64_t total() const { return total_; }  // floats in each buffer, padding included
+  // Copies values and frozen flags of every parameter of `other` by name (layouts may differ).
+  void copy_from(const ParamStore& other);
 
   void zero_grads();
   // Freezes every parameter whose name starts with the prefix; returns how many were frozen.
@@ -59,7 +76,9 @@ class ParamStore {
   std::map<std::string, size_t> by_name_;
   std::map<int64_t, size_t> by_offset_;
   std::vector<uint8_t> frozen_;
-  std::vector<float> values_, grads_;
+  std::vector<ParamUnit> units_;
+  PageBuffer values_, grads_;
+  int64_t unit_align_ = 16;
   int64_t total_ = 0;
 };
 
@@ -69,7 +88,10 @@ struct TextLayerParams {
   ParamRef input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_norm, gate, up, down;
 };
 
+// Unit indices (ParamStore::units()) sit next to the parameters they group.
 struct TextParams {
+  int embed_unit = -1, norm_unit = -1, lm_head_unit = -1;  // lm_head_unit = embed_unit when tied
+  std::vector<int> layer_units;
   ParamRef embed;
   std::vector<TextLayerParams> layers;
   ParamRef norm;
@@ -86,6 +108,8 @@ struct MergerParams {
 };
 
 struct VisionParams {
+  int stem_unit = -1, merger_unit = -1;  // stem: patch embedding + position table
+  std::vector<int> block_units, deepstack_units;
   ParamRef patch_w, patch_b, pos_embed;
   std::vector<VisionBlockParams> blocks;
   MergerParams merger;

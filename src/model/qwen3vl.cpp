@@ -41,7 +41,8 @@ struct Qwen3VLModel::State {
   PoolVector<uint8_t> is_visual;
   DecoderContext ctx;
   PoolVector<DecoderLayerActs> layers;
-  PoolVector<uint8_t> recompute;  // layers whose activations were dropped after forward
+  PoolVector<uint8_t> recompute;   // layers whose activations were dropped after forward
+  int64_t idle_vision_passes = 0;  // see ForwardOptions::vision_passes
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
   PoolVector<int64_t> targets, loss_rows, chunk_targets;  // classifier scratch
@@ -73,10 +74,21 @@ void shifted_targets_into(const ModelInputs& in, PoolVector<int64_t>& t) {
     }
 }
 
-Qwen3VLModel::Qwen3VLModel(const ModelConfig& config) : config_(config) {
+Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, int64_t unit_align)
+    : config_(config), store_(unit_align) {
   config_.validate();
   params_ = layout_params(config_, store_);
   store_.allocate();
+}
+
+void Qwen3VLModel::relayout(int64_t unit_align) {
+  ParamStore fresh(unit_align);
+  ModelParams p = layout_params(config_, fresh);
+  fresh.allocate();
+  fresh.copy_from(store_);
+  store_ = std::move(fresh);
+  params_ = std::move(p);
+  state_.reset();
 }
 
 Qwen3VLModel::~Qwen3VLModel() = default;
@@ -183,7 +195,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
 
   auto clock = std::chrono::steady_clock::now();
   // Vision towers (images and videos are separate calls, as in HF).
-  VisionEncoder encoder(config_.vision, params_.vision);
+  VisionEncoder encoder(config_.vision, params_.vision, hooks_);
   VisionOutputs img, vid;
   if (st->has_images) {
     img = encoder.forward(store_, in.pixel_values.data<float>(), in.image_grids, st->image_acts,
@@ -203,6 +215,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
         record("video_deepstack." + std::to_string(d), vid.deepstack[d], {st->video_rows, H});
     }
   }
+  st->idle_vision_passes =
+      std::max<int64_t>(0, opt.vision_passes - st->has_images - st->has_videos);
+  for (int64_t p = 0; p < st->idle_vision_passes; ++p) encoder.idle_forward();
   auto merged_row = [&](const VisionOutputs& i_out, const VisionOutputs& v_out, int64_t d,
                         int64_t src) -> const float* {
     const bool from_image = src < st->image_rows;
@@ -215,7 +230,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   lap(clock, timings_.vision_forward);
   // Embeddings with the vision features scattered into the placeholder positions.
   Buffer x(N * H);
+  gather(params_.text.embed_unit);
   k::embedding_forward(in.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
+  release(params_.text.embed_unit);
   for (size_t j = 0; j < st->visual_pos.size(); ++j)
     std::memcpy(&x[st->visual_pos[j] * H], merged_row(img, vid, -1, st->visual_src[j]),
                 H * sizeof(float));
@@ -266,7 +283,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     if (opt.record) record("layer_input." + std::to_string(l), x, {B, S, H});
     DecoderLayer layer(tc, params_.text.layers[l]);
     Buffer out;
+    gather(params_.text.layer_units[l]);
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
+    release(params_.text.layer_units[l]);
     if (opt.kv_cache) {
       if (opt.kv_cache->layers.size() != static_cast<size_t>(tc.num_layers))
         opt.kv_cache->layers.assign(tc.num_layers, {});
@@ -302,8 +321,10 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   lap(clock, timings_.decoder_forward);
   Buffer hN(N * H);
   st->final_rstd.resize(N);
+  gather(params_.text.norm_unit);
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(), N,
                      H, static_cast<float>(tc.rms_norm_eps));
+  release(params_.text.norm_unit);
   st->final_in = std::move(x);
   if (opt.record) record("final_norm", hN, {B, S, H});
 
@@ -322,6 +343,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     if (opt.want_logits || targets[i] != k::kIgnoreIndex) rows.push_back(i);
   if (opt.want_logits) res.logits = Tensor(DType::kF32, {B, S, V});
   if (opt.backward) st->d_final_out.assign(N * H, 0.0f);
+  gather(params_.text.lm_head_unit);
   const float* W = store_.value(params_.text.lm_head);
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
@@ -354,6 +376,11 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
         std::memcpy(&st->d_final_out[rows[r0 + r] * H], &dh_chunk[r * H], H * sizeof(float));
     }
   }
+  // An untied LM head's gradient is complete here; a tied one also gets the embedding's in
+  // backward().
+  if (opt.backward && params_.text.lm_head_unit != params_.text.embed_unit && hooks_)
+    hooks_->grads_ready(params_.text.lm_head_unit);
+  release(params_.text.lm_head_unit);
   lap(clock, timings_.classifier);
   res.loss = res.kept_tokens > 0 ? res.loss_sum / static_cast<double>(res.kept_tokens)
                                  : std::numeric_limits<double>::quiet_NaN();
@@ -400,8 +427,11 @@ void Qwen3VLModel::backward() {
   const int64_t N = st.tokens, H = tc.hidden_size;
   auto clock = std::chrono::steady_clock::now();
   Buffer d(N * H);
+  gather(params_.text.norm_unit);
   k::rmsnorm_backward(st.final_in.data(), store_.value(params_.text.norm), st.final_rstd.data(),
                       st.d_final_out.data(), d.data(), store_.grad(params_.text.norm), N, H);
+  grads_ready(params_.text.norm_unit);
+  release(params_.text.norm_unit);
   const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
   const int64_t total_rows = st.image_rows + st.video_rows;
   PoolVector<Buffer> d_deepstack(n_deepstack, Buffer(total_rows * H, 0.0f));
@@ -412,22 +442,26 @@ void Qwen3VLModel::backward() {
         std::memcpy(&d_deepstack[l][st.visual_src[j] * H], &d[st.visual_pos[j] * H],
                     H * sizeof(float));
     DecoderLayer layer(tc, params_.text.layers[l]);
+    gather(params_.text.layer_units[l]);
     if (st.recompute[l]) {  // activation checkpointing: rebuild this layer's activations
       Buffer input = st.layers[l].x_in, unused;
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
     layer.backward(store_, st.ctx, st.layers[l], d, d_in);
+    grads_ready(params_.text.layer_units[l]);
+    release(params_.text.layer_units[l]);
     std::swap(d, d_in);
     st.layers[l] = {};  // free as we go
   }
   lap(clock, timings_.decoder_backward);
-  // d is the gradient of the embeddings after the vision scatter.
+  // d is the gradient of the embeddings after the vision scatter (no parameter is read).
   if (float* g = store_.grad(params_.text.embed))
     k::embedding_backward(st.input_ids.data(), d.data(), g, N, H, st.is_visual.data());
+  grads_ready(params_.text.embed_unit);
   Buffer d_merged(total_rows * H, 0.0f);
   for (size_t j = 0; j < st.visual_pos.size(); ++j)
     std::memcpy(&d_merged[st.visual_src[j] * H], &d[st.visual_pos[j] * H], H * sizeof(float));
-  VisionEncoder encoder(config_.vision, params_.vision);
+  VisionEncoder encoder(config_.vision, params_.vision, hooks_);
   auto slice = [&](const Buffer& b, int64_t row0, int64_t rows) {
     return Buffer(b.begin() + row0 * H, b.begin() + (row0 + rows) * H);
   };
@@ -438,6 +472,7 @@ void Qwen3VLModel::backward() {
   };
   if (st.has_images) run(st.image_acts, 0, st.image_rows);
   if (st.has_videos) run(st.video_acts, st.image_rows, st.video_rows);
+  for (int64_t p = 0; p < st.idle_vision_passes; ++p) encoder.idle_backward();
   lap(clock, timings_.vision_backward);
   st.release();
 }

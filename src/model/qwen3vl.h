@@ -13,6 +13,7 @@
 #include "model/params.h"
 #include "model/positions.h"
 #include "model/text_decoder.h"
+#include "model/unit_hooks.h"
 #include "model/vision_encoder.h"
 
 namespace qv::model {
@@ -38,6 +39,10 @@ struct ForwardOptions {
   std::string activation_checkpoint = "none";
   // When set (batch of one, no padding), every layer's keys and values are stored for decode().
   KvCache* kv_cache = nullptr;
+  // Sharded training: the most vision-tower passes (images, videos) any rank runs for this
+  // micro-batch. A rank with fewer makes up the difference with idle passes, so that every rank
+  // makes the same unit-hook calls (each one is a collective).
+  int64_t vision_passes = 0;
 };
 
 struct ForwardResult {
@@ -61,7 +66,8 @@ struct ModelTimings {
 
 class Qwen3VLModel {
  public:
-  explicit Qwen3VLModel(const ModelConfig& config);  // parameters allocated, zero
+  // Parameters allocated, zero; parameter units aligned to unit_align floats (see ParamStore).
+  explicit Qwen3VLModel(const ModelConfig& config, int64_t unit_align = 16);
   Qwen3VLModel(const Qwen3VLModel&) = delete;
   Qwen3VLModel& operator=(const Qwen3VLModel&) = delete;
 
@@ -72,6 +78,10 @@ class Qwen3VLModel {
   ParamStore& store() { return store_; }
   const ParamStore& store() const { return store_; }
   const ModelParams& params() const { return params_; }
+  // Moves the parameters into a store whose units are aligned to unit_align floats.
+  void relayout(int64_t unit_align);
+  // Hooks called around every parameter unit (nullptr: none). Not owned.
+  void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
 
   ForwardResult forward(const ModelInputs& inputs, const ForwardOptions& options = {});
   // Accumulates parameter gradients of the last forward(options.backward = true).
@@ -86,12 +96,22 @@ class Qwen3VLModel {
  private:
   struct State;
   void validate(const ModelInputs& in) const;
+  void gather(int unit) {
+    if (hooks_) hooks_->gather(unit);
+  }
+  void release(int unit) {
+    if (hooks_) hooks_->release(unit);
+  }
+  void grads_ready(int unit) {
+    if (hooks_) hooks_->grads_ready(unit);
+  }
   ModelConfig config_;
   ParamStore store_;
   ModelParams params_;
   std::unique_ptr<State> state_;
   bool used_vision_ = false;
   ModelTimings timings_;
+  UnitHooks* hooks_ = nullptr;
 };
 
 }  // namespace qv::model

@@ -101,10 +101,12 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
 
   // Patch embedding (Conv3d with stride = kernel is a matrix product), then the position table.
   Buffer x(N * D), pos(N * D);
+  gather(p_.stem_unit);
   k::linear_forward(pixels, s.value(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
                     D);
   k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(), s.value(p_.pos_embed),
                              pos.data(), N, 4, D);
+  release(p_.stem_unit);
   if (record) {
     (*record)[prefix + "patch_embed"] = to_tensor(x, {N, D});
     (*record)[prefix + "pos_embeds"] = to_tensor(pos, {N, D});
@@ -123,6 +125,7 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   for (int64_t b = 0; b < c.depth; ++b) {
     const VisionBlockParams& P = p_.blocks[b];
     VisionBlockActs& A = a.blocks[b];
+    gather(p_.block_units[b]);
     A.x_in = std::move(x);
     A.ln1.resize(N * D);
     A.ln1_mean.resize(N);
@@ -153,13 +156,19 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
     x.resize(N * D);
     k::linear_forward(A.act.data(), s.value(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
     k::add_inplace(x.data(), A.x_mid.data(), N * D);
+    release(p_.block_units[b]);
     a.block_out[b] = x;
     if (record) (*record)[prefix + "block_output." + std::to_string(b)] = to_tensor(x, {N, D});
     for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d)
-      if (c.deepstack_visual_indexes[d] == b)
+      if (c.deepstack_visual_indexes[d] == b) {
+        gather(p_.deepstack_units[d]);
         merger_forward(s, p_.deepstack[d], true, x, N, a.deepstack[d], out.deepstack[d]);
+        release(p_.deepstack_units[d]);
+      }
   }
+  gather(p_.merger_unit);
   merger_forward(s, p_.merger, false, x, N, a.merger, out.embeds);
+  release(p_.merger_unit);
   return out;
 }
 
@@ -172,19 +181,26 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
   const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
 
   Buffer dx;  // gradient w.r.t. the current block output
+  gather(p_.merger_unit);
   merger_backward(s, p_.merger, false, a.block_out[c.depth - 1], N, a.merger, d_embeds, dx);
+  grads_ready(p_.merger_unit);
+  release(p_.merger_unit);
   Buffer d_fc1(N * I), d_act(N * I), d_mid(N * D), d_ln(N * D);
   Buffer dq(N * D), dk(N * D), dv(N * D), dqkv(N * 3 * D), d_attn(N * D);
   for (int64_t b = c.depth - 1; b >= 0; --b) {
     for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d) {
       if (c.deepstack_visual_indexes[d] != b) continue;
       Buffer d_from_merger;
+      gather(p_.deepstack_units[d]);
       merger_backward(s, p_.deepstack[d], true, a.block_out[b], N, a.deepstack[d], d_deepstack[d],
                       d_from_merger);
+      grads_ready(p_.deepstack_units[d]);
+      release(p_.deepstack_units[d]);
       k::add_inplace(dx.data(), d_from_merger.data(), N * D);
     }
     const VisionBlockParams& P = p_.blocks[b];
     const VisionBlockActs& A = a.blocks[b];
+    gather(p_.block_units[b]);
     // MLP branch: x = x_mid + fc2(gelu(fc1(ln2(x_mid)))).
     k::linear_backward(A.act.data(), s.value(P.fc2_w), dx.data(), d_act.data(), s.grad(P.fc2_w),
                        s.grad(P.fc2_b), N, I, D);
@@ -214,13 +230,50 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
     k::layernorm_backward(A.x_in.data(), s.value(P.norm1_w), A.ln1_mean.data(), A.ln1_rstd.data(),
                           d_ln.data(), dx.data(), s.grad(P.norm1_w), s.grad(P.norm1_b), N, D);
     k::add_inplace(dx.data(), d_mid.data(), N * D);
+    grads_ready(p_.block_units[b]);
+    release(p_.block_units[b]);
   }
-  // dx is now the gradient of (patch embedding + position table).
+  // dx is now the gradient of (patch embedding + position table). Neither backward reads the
+  // stem's parameters (no input gradient is needed), so the stem is not gathered.
   if (float* g = s.grad(p_.pos_embed))
     k::weighted_gather_backward(a.pos.pos_index.data(), a.pos.pos_weight.data(), dx.data(), g, N, 4,
                                 D);
   k::linear_backward(a.pixels, s.value(p_.patch_w), dx.data(), static_cast<float*>(nullptr),
                      s.grad(p_.patch_w), s.grad(p_.patch_b), N, c.patch_dim(), D);
+  grads_ready(p_.stem_unit);
+}
+
+void VisionEncoder::idle_forward() const {
+  const VisionConfig& c = config_;
+  gather(p_.stem_unit);
+  release(p_.stem_unit);
+  for (int64_t b = 0; b < c.depth; ++b) {
+    gather(p_.block_units[b]);
+    release(p_.block_units[b]);
+    for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d)
+      if (c.deepstack_visual_indexes[d] == b) {
+        gather(p_.deepstack_units[d]);
+        release(p_.deepstack_units[d]);
+      }
+  }
+  gather(p_.merger_unit);
+  release(p_.merger_unit);
+}
+
+void VisionEncoder::idle_backward() const {
+  const VisionConfig& c = config_;
+  auto unit_backward = [&](int u) {
+    gather(u);
+    grads_ready(u);
+    release(u);
+  };
+  unit_backward(p_.merger_unit);
+  for (int64_t b = c.depth - 1; b >= 0; --b) {
+    for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d)
+      if (c.deepstack_visual_indexes[d] == b) unit_backward(p_.deepstack_units[d]);
+    unit_backward(p_.block_units[b]);
+  }
+  grads_ready(p_.stem_unit);
 }
 
 }  // namespace qv::model

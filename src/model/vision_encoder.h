@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
+#include "model/unit_hooks.h"
 
 namespace qv::model {
 
@@ -43,8 +44,8 @@ struct VisionOutputs {
 
 class VisionEncoder {
  public:
-  VisionEncoder(const VisionConfig& config, const VisionParams& params)
-      : config_(config), p_(params) {}
+  VisionEncoder(const VisionConfig& config, const VisionParams& params, UnitHooks* hooks = nullptr)
+      : config_(config), p_(params), hooks_(hooks) {}
 
   // pixels: [patches, patch_dim]. When `record` is non-null it receives debug tensors
   // (patch_embed, pos_embeds, rotary_angles, block_output.i) under `prefix`.
@@ -56,13 +57,28 @@ class VisionEncoder {
   void backward(ParamStore& store, const VisionActs& acts, const Buffer& d_embeds,
                 const PoolVector<Buffer>& d_deepstack) const;
 
+  // The hook calls of one forward / backward pass without any computation: a rank with no
+  // images joins the unit collectives of ranks that have some.
+  void idle_forward() const;
+  void idle_backward() const;
+
  private:
   void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
                       int64_t patches, MergerActs& a, Buffer& out) const;
   void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
                        int64_t patches, const MergerActs& a, const Buffer& dout, Buffer& dx) const;
+  void gather(int unit) const {
+    if (hooks_) hooks_->gather(unit);
+  }
+  void release(int unit) const {
+    if (hooks_) hooks_->release(unit);
+  }
+  void grads_ready(int unit) const {
+    if (hooks_) hooks_->grads_ready(unit);
+  }
   const VisionConfig& config_;
   const VisionParams& p_;
+  UnitHooks* hooks_;
 };
 
 }  // namespace qv::model

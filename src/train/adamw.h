@@ -19,17 +19,22 @@ struct ParamSpan {
   int64_t offset = 0, numel = 0;
 };
 
+// Flat-buffer elements [begin, end).
+struct FlatRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+
 class AdamW {
  public:
-  // The optimizer owns state for flat-buffer elements [begin, end) only (its shard under ZeRO
-  // sharding; the whole buffer otherwise). Spans are clipped to that range.
-  AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, int64_t begin, int64_t end);
-  int64_t begin() const { return begin_; }
-  int64_t end() const { return end_; }
+  // The optimizer owns state for the flat-buffer elements of `owned` only (ascending, disjoint:
+  // this rank's shards under sharding; the whole buffer otherwise). Spans are clipped to them.
+  AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, std::vector<FlatRange> owned);
+  const std::vector<FlatRange>& owned() const { return owned_; }
   // One update of every span whose active[i] is set, with learning rate lr.
   void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
 
-  // Moments for elements [begin(), end()).
+  // Moments of the owned elements, range after range.
   std::vector<float>& exp_avg() { return m_; }
   std::vector<float>& exp_avg_sq() { return v_; }
   std::vector<int64_t>& steps() { return steps_; }  // per span
@@ -38,8 +43,9 @@ class AdamW {
  private:
   AdamWConfig c_;
   std::vector<ParamSpan> spans_;
-  int64_t begin_ = 0, end_ = 0;
-  std::vector<float> m_, v_;  // indexed by flat offset - begin_
+  std::vector<FlatRange> owned_;
+  std::vector<int64_t> state_base_;  // where each owned range starts in m_ / v_
+  std::vector<float> m_, v_;
   std::vector<int64_t> steps_;
 };
 

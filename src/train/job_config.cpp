@@ -179,6 +179,8 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"metrics.enable_jsonl", bool_field(c.enable_jsonl)},
       {"parallelism.data_parallel_replicate_degree", int_field(c.dp_replicate)},
       {"parallelism.data_parallel_shard_degree", int_field(c.dp_shard)},
+      {"parallelism.overlap_grad_reduce", bool_field(c.overlap_grad_reduce)},
+      {"comm.train_timeout_seconds", double_field(c.comm_timeout_seconds)},
   };
 }
 
@@ -191,6 +193,7 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.checkpoint_interval > 0, "checkpoint.interval must be positive");
   QV_CHECK(c.keep_latest_k >= 0, "checkpoint.keep_latest_k must be >= 0 (0 keeps all)");
   QV_CHECK(c.adamw.lr >= 0, "optimizer.lr must be >= 0");
+  QV_CHECK(c.comm_timeout_seconds > 0, "comm.train_timeout_seconds must be positive");
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
@@ -232,7 +235,7 @@ JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
              same_section.empty() ? std::string(": none in this section; sections are job, "
                                                 "model, optimizer, lr_scheduler, training, data, "
                                                 "checkpoint, activation_checkpoint, metrics, "
-                                                "parallelism")
+                                                "parallelism, comm")
                                   : " in [" + sec + "]: " + join(same_section),
              ")");
       }

@@ -62,6 +62,10 @@ struct JobConfig {
   bool enable_jsonl = true;
   // [parallelism]
   int64_t dp_replicate = 1, dp_shard = -1;
+  // Replicated mode: all-reduce gradient buckets while backward still runs.
+  bool overlap_grad_reduce = true;
+  // [comm]
+  double comm_timeout_seconds = 300;  // a collective slower than this aborts the job
 
   // Reads a TOML file, then applies overrides such as {"training.steps", "20"}.
   static JobConfig load(const std::string& path,

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
+#include "train/fault_injection.h"
 #include "train/metrics.h"
 
 namespace qv::train {
@@ -27,7 +28,7 @@ struct Trainer::Metrics {
   std::unique_ptr<MetricsLogger> logger;
 };
 
-std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c) {
+std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t unit_align) {
   model::ModelConfig mc;
   if (!c.hf_config.empty()) {
     const fs::path p(c.hf_config);
@@ -35,7 +36,7 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c) {
   } else {
     mc = model::ModelConfig::flavor(c.flavor);
   }
-  auto m = std::make_unique<model::Qwen3VLModel>(mc);
+  auto m = std::make_unique<model::Qwen3VLModel>(mc, unit_align);
   if (!c.initial_load_path.empty()) {
     model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
@@ -53,41 +54,34 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       comm_(std::move(comm)),
       schedule_(config_.lr_scheduler, config_.steps) {
   const int64_t world = comm_->size();
-  int64_t replicate = config_.dp_replicate, shard = config_.dp_shard;
-  QV_CHECK(replicate >= 1 || replicate == -1,
-           "parallelism.data_parallel_replicate_degree must be >= 1 or -1");
-  if (shard == -1) shard = world / std::max<int64_t>(1, replicate);
-  if (replicate == -1) replicate = world / std::max<int64_t>(1, shard);
-  QV_CHECK(replicate >= 1 && shard >= 1 && replicate * shard == world,
-           "parallelism: data_parallel_replicate_degree (", config_.dp_replicate,
-           ") x data_parallel_shard_degree (", config_.dp_shard,
-           ") must equal the number of ranks (", world, ")");
-  QV_CHECK(replicate == 1 || shard == 1, "parallelism: hybrid replicate x shard (", replicate,
-           " x ", shard, ") is not supported yet; use one of the two degrees");
-  sharded_ = shard > 1;
+  dims_ = resolve_parallel_dims(config_, world);
   const int64_t per_step = config_.local_batch_size * world;
   const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
   QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
            ") must be a multiple of local_batch_size x data-parallel ranks (", per_step, ")");
   accumulation_ = global / per_step;
+  const int64_t align = unit_alignment(dims_);
+  if (model_->store().unit_align() % align != 0) model_->relayout(align);
   std::vector<ParamSpan> spans;
   for (const auto& e : model_->store().entries()) {
     spans.push_back({e.ref.offset, e.ref.numel});
     vision_span_.push_back(e.is_vision);
   }
-  model_->store().pad_to_multiple(16 * world);
-  const int64_t chunk = model_->store().padded_total() / world;
-  shard_begin_ = sharded_ ? chunk * comm_->rank() : 0;
-  shard_end_ = sharded_ ? shard_begin_ + chunk : model_->store().padded_total();
-  optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, shard_begin_, shard_end_);
   // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
   // covers weights loaded from different files).
-  comm_->broadcast(model_->store().values().data(), model_->store().padded_total(), 0);
+  comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
   apply_freeze();
+  dp_ = make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
+  optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
+  dp_->release_all();
+  model_->set_unit_hooks(dp_.get());
+  log::info("data parallel: " + dp_->describe());
   metrics_ = std::make_unique<Metrics>();
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() {
+  if (model_) model_->set_unit_hooks(nullptr);
+}
 
 void Trainer::apply_freeze() {
   auto& s = model_->store();
@@ -109,6 +103,7 @@ StepRecord Trainer::train_step() {
   auto& store = model_->store();
   StepRecord rec;
   rec.step = step_ + 1;
+  maybe_inject_fault(rec.step, comm_->rank());
   const auto t0 = Clock::now();
   // Fetch every micro-batch first: the loss is a mean over the kept tokens of the whole global
   // batch, so each token's gradient weight 1/total is known before any backward.
@@ -131,28 +126,24 @@ StepRecord Trainer::train_step() {
   rec.processed_tokens = static_cast<int64_t>(shape_counts[0]);
   rec.vision_patches = static_cast<int64_t>(shape_counts[1]);
   rec.tokens = static_cast<int64_t>(kept);
-  store.zero_grads();
+  const std::vector<int64_t> passes = vision_passes(micro);
+  dp_->begin_step();
   double loss_sum = 0, used_vision = 0;
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
   opt.activation_checkpoint = config_.ac_mode;
-  for (const auto& mb : micro) {
-    const model::ForwardResult r = model_->forward(mb, opt);
+  for (size_t i = 0; i < micro.size(); ++i) {
+    dp_->begin_micro_batch(i + 1 == micro.size());
+    opt.vision_passes = passes[i];
+    const model::ForwardResult r = model_->forward(micro[i], opt);
     loss_sum += r.loss_sum;
     if (model_->used_vision()) used_vision = 1;
     model_->backward();
   }
+  dp_->finish_grads();
   double reduce[2] = {loss_sum, used_vision};
   comm_->all_reduce_sum(reduce, 2);
-  if (sharded_) {
-    // Each rank keeps the summed gradient of its own shard only.
-    std::vector<float> mine(shard_end_ - shard_begin_);
-    comm_->reduce_scatter_sum(store.grads().data(), mine.data(), shard_end_ - shard_begin_);
-    std::copy(mine.begin(), mine.end(), store.grads().begin() + shard_begin_);
-  } else {
-    comm_->all_reduce_sum(store.grads().data(), store.padded_total());
-  }
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");
   // Parameters that took no part (the vision tower on a text-only step; frozen ones) get no
   // update, no decay and do not count in the gradient norm, as with torch's grad = None.
@@ -160,7 +151,7 @@ StepRecord Trainer::train_step() {
   for (size_t i = 0; i < active.size(); ++i)
     active[i] = !frozen_span_[i] && (!vision_span_[i] || reduce[1] > 0);
   double sq = local_grad_sq(active);
-  if (sharded_) comm_->all_reduce_sum(&sq, 1);
+  dp_->sum_over_shards(&sq, 1);
   rec.grad_norm = std::sqrt(sq);
   rec.lr = config_.adamw.lr * schedule_.factor(step_);
   if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
@@ -176,13 +167,10 @@ StepRecord Trainer::train_step() {
       const float coef = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
       if (coef < 1.0f)
-        for (int64_t j = shard_begin_; j < shard_end_; ++j) store.grads()[j] *= coef;
+        for (const FlatRange& r : dp_->owned())
+          for (int64_t j = r.begin; j < r.end; ++j) store.grads()[j] *= coef;
     }
     optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
-    if (sharded_) {
-      const int64_t n = shard_end_ - shard_begin_;
-      comm_->all_gather(store.values().data() + shard_begin_, store.values().data(), n);
-    }
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
@@ -197,11 +185,24 @@ double Trainer::local_grad_sq(const std::vector<uint8_t>& active) const {
   double sq = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     if (!active[i]) continue;
-    const int64_t lo = std::max(entries[i].ref.offset, shard_begin_);
-    const int64_t hi = std::min(entries[i].ref.offset + entries[i].ref.numel, shard_end_);
-    for (int64_t j = lo; j < hi; ++j) sq += static_cast<double>(g[j]) * g[j];
+    for (const FlatRange& r : dp_->owned()) {
+      const int64_t lo = std::max(entries[i].ref.offset, r.begin);
+      const int64_t hi = std::min(entries[i].ref.offset + entries[i].ref.numel, r.end);
+      for (int64_t j = lo; j < hi; ++j) sq += static_cast<double>(g[j]) * g[j];
+    }
   }
   return sq;
+}
+
+std::vector<int64_t> Trainer::vision_passes(const std::vector<model::ModelInputs>& micro) {
+  std::vector<int64_t> out(micro.size(), 0);
+  if (!dims_.sharded()) return out;  // only sharded mode has collectives inside the tower
+  std::vector<double> n;
+  for (const auto& mb : micro)
+    n.push_back(static_cast<double>(mb.pixel_values.defined() + mb.pixel_values_videos.defined()));
+  dp_->max_over_shards(n.data(), static_cast<int64_t>(n.size()));
+  for (size_t i = 0; i < n.size(); ++i) out[i] = static_cast<int64_t>(n[i]);
+  return out;
 }
 
 void Trainer::save(bool final_save) {
@@ -214,24 +215,17 @@ void Trainer::save(bool final_save) {
   const bool model_only = final_save && config_.last_save_model_only;
   OptimizerState full;
   if (!model_only) {
-    const int64_t total = model_->store().padded_total();
-    full.exp_avg.assign(total, 0.0f);
-    full.exp_avg_sq.assign(total, 0.0f);
-    if (sharded_) {
-      const int64_t n = shard_end_ - shard_begin_;
-      comm_->all_gather(optimizer_->exp_avg().data(), full.exp_avg.data(), n);
-      comm_->all_gather(optimizer_->exp_avg_sq().data(), full.exp_avg_sq.data(), n);
-    } else {
-      full.exp_avg = optimizer_->exp_avg();
-      full.exp_avg_sq = optimizer_->exp_avg_sq();
-    }
+    dp_->gather_state(optimizer_->exp_avg(), full.exp_avg);
+    dp_->gather_state(optimizer_->exp_avg_sq(), full.exp_avg_sq);
     full.steps = optimizer_->steps();
   }
+  dp_->gather_all();
   if (comm_->rank() == 0) {
     const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
                                              st, config_.keep_latest_k);
     log::info("saved checkpoint " + path);
   }
+  dp_->release_all();
   comm_->barrier();
 }
 
@@ -242,14 +236,15 @@ void Trainer::resume_if_possible() {
   if (!latest) return;
   OptimizerState full;
   const TrainState st = load_checkpoint(*latest, model_->store(), &full);
-  // Checkpoints hold unsharded state, so any number of ranks can take this rank's slice.
-  const int64_t n = shard_end_ - shard_begin_;
+  // Checkpoints hold unsharded state, so any number of ranks can take this rank's chunks.
   const int64_t have = static_cast<int64_t>(full.exp_avg.size());
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t src = shard_begin_ + j;
-    optimizer_->exp_avg()[j] = src < have ? full.exp_avg[src] : 0.0f;
-    optimizer_->exp_avg_sq()[j] = src < have ? full.exp_avg_sq[src] : 0.0f;
-  }
+  int64_t j = 0;
+  for (const FlatRange& r : dp_->owned())
+    for (int64_t src = r.begin; src < r.end; ++src, ++j) {
+      optimizer_->exp_avg()[j] = src < have ? full.exp_avg[src] : 0.0f;
+      optimizer_->exp_avg_sq()[j] = src < have ? full.exp_avg_sq[src] : 0.0f;
+    }
+  dp_->release_all();
   optimizer_->steps() = full.steps;
   step_ = st.step;
   data_->restore(st.data_state);
@@ -274,16 +269,31 @@ std::vector<StepRecord> Trainer::run() {
       break;
     }
   }
-  if (step_ == config_.steps && config_.checkpoint_enable && comm_->rank() == 0) {
-    const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
-    model::save_hf_checkpoint(dir, model_->config(), model_->store(),
-                              config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32);
-    if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
-      fs::copy_file(config_.tokenizer_path, fs::path(dir) / "tokenizer.json",
-                    fs::copy_options::overwrite_existing);
-    log::info("exported Hugging Face checkpoint to " + dir);
+  if (step_ == config_.steps && config_.checkpoint_enable) {
+    dp_->gather_all();
+    if (comm_->rank() == 0) {
+      const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
+      model::save_hf_checkpoint(dir, model_->config(), model_->store(),
+                                config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32);
+      if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
+        fs::copy_file(config_.tokenizer_path, fs::path(dir) / "tokenizer.json",
+                      fs::copy_options::overwrite_existing);
+      log::info("exported Hugging Face checkpoint to " + dir);
+    }
+    dp_->release_all();
   }
+  report_memory();
   return history;
+}
+
+void Trainer::report_memory() {
+  int64_t owned = 0;
+  for (const FlatRange& r : dp_->owned()) owned += r.size();
+  // Parameters, gradients and the two AdamW moments of the elements this rank owns.
+  double mib[3] = {4.0 * owned * sizeof(float) / (1 << 20), rss_mib(), peak_rss_mib()};
+  comm_->all_reduce_max(mib, 3);
+  log::info(cat("memory per rank (max over ranks): training state ", std::lround(mib[0]),
+                " MiB, RSS ", std::lround(mib[1]), " MiB, peak RSS ", std::lround(mib[2]), " MiB"));
 }
 
 }  // namespace qv::train

@@ -9,6 +9,7 @@
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
 #include "train/batch_source.h"
+#include "train/data_parallel.h"
 #include "train/job_config.h"
 #include "train/lr_schedule.h"
 
@@ -44,26 +45,31 @@ class Trainer {
   void save(bool final_save);
   void resume_if_possible();
   void apply_freeze();
-  // Sum of squared gradients over active spans within the owned range.
+  // Logs the training state held per rank and the resident memory (max over ranks).
+  void report_memory();
+  // Sum of squared gradients over active spans within the owned ranges.
   double local_grad_sq(const std::vector<uint8_t>& active) const;
+  // Per micro-batch, the most vision-tower passes any rank of the shard group runs.
+  std::vector<int64_t> vision_passes(const std::vector<model::ModelInputs>& micro);
 
   JobConfig config_;
   std::unique_ptr<model::Qwen3VLModel> model_;
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<dist::Communicator> comm_;
+  ParallelDims dims_;
+  std::unique_ptr<DataParallel> dp_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::vector<uint8_t> vision_span_, frozen_span_;
   int64_t step_ = 0;
   int64_t accumulation_ = 1;
-  bool sharded_ = false;  // ZeRO-style: gradients reduce-scattered, optimizer sharded
-  int64_t shard_begin_ = 0, shard_end_ = 0;  // this rank's range of the flat buffers
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
 };
 
 // Builds the model a job config describes: HF config or flavor, then weights from
-// checkpoint.initial_load_path or a seeded init.
-std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& config);
+// checkpoint.initial_load_path or a seeded init. unit_align: see unit_alignment() (the trainer
+// re-lays out a model built with another alignment, at the cost of a copy).
+std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& config, int64_t unit_align = 16);
 
 }  // namespace qv::train
