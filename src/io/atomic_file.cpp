@@ -10,15 +10,18 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/write_faults.h"
 
 namespace qv::io {
 
 namespace {
 void write_all(int fd, const char* p, size_t n, const std::string& path) {
   while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
+    ssize_t w = write_with_faults(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) fail("cannot write ", path, ": ", std::strerror(errno));
+    // A 0-byte write for a non-empty request would loop forever; the device is full.
+    if (w == 0) fail("cannot write ", path, ": ", std::strerror(ENOSPC));
     p += w;
     n -= static_cast<size_t>(w);
   }
@@ -26,10 +29,14 @@ void write_all(int fd, const char* p, size_t n, const std::string& path) {
 }  // namespace
 
 void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return;
-  ::fsync(fd);
+  const std::string d = dir.empty() ? "." : dir;
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) fail("cannot open folder ", d, " to fsync it: ", std::strerror(errno));
+  // Some file systems cannot fsync a folder (EINVAL); a rename there is as durable as they allow.
+  const int rc = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
+  if (rc != 0 && err != EINVAL) fail("cannot fsync folder ", d, ": ", std::strerror(err));
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
@@ -47,13 +54,39 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     ::unlink(tmp.c_str());
     throw;
   }
-  ::close(fd);
+  // close() can report a delayed write error (NFS, quota): the file is then not complete.
+  if (::close(fd) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail("cannot close ", tmp.string(), ": ", std::strerror(err));
+  }
   if (::rename(tmp.c_str(), target.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
     fail("cannot rename ", tmp.string(), " to ", path, ": ", std::strerror(err));
   }
   fsync_dir(target.parent_path().string());
+}
+
+std::string temp_sibling(const std::string& path, const std::string& what) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (".tmp-" + what + (what.empty() ? "" : "-") + p.filename().string() +
+                             "-" + std::to_string(::getpid())))
+      .string();
+}
+
+void publish_dir(const std::string& tmp, const std::string& target) {
+  namespace fs = std::filesystem;
+  fsync_dir(tmp);
+  const fs::path parent = fs::path(target).parent_path();
+  std::string old;
+  if (fs::exists(target)) {
+    old = temp_sibling(target, "old");
+    fs::rename(target, old);
+  }
+  fs::rename(tmp, target);
+  fsync_dir(parent.string());
+  if (!old.empty()) fs::remove_all(old);
 }
 
 std::string read_file(const std::string& path) {

@@ -1,13 +1,17 @@
 #include "train/checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
 #include "io/safetensors.h"
@@ -53,18 +57,42 @@ std::vector<fs::path> complete_checkpoints(const std::string& folder) {
   return out;
 }
 
+// Every folder this module writes or deletes goes through a ".tmp-...-PID" name that readers
+// never list, so a kill at any moment leaves each checkpoint complete or invisible.
+void remove_checkpoint_dir(const fs::path& dir) {
+  const std::string trash = io::temp_sibling(dir.string(), "deleting");
+  fs::rename(dir, trash);
+  fs::remove_all(trash);
+}
+
+// Temporary folders left by a writer that was killed: their process is gone, or is this one (a
+// restarted job in a container can get the same PID). Resume never reads them; they are removed
+// only so that the disk does not fill up.
+void remove_stale_temp_dirs(const std::string& folder) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(folder, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(".tmp-", 0) != 0) continue;
+    const pid_t pid = static_cast<pid_t>(std::atoll(name.c_str() + name.rfind('-') + 1));
+    const bool gone = pid <= 0 || pid == ::getpid() || (::kill(pid, 0) != 0 && errno == ESRCH);
+    if (!gone) continue;
+    std::error_code rm;
+    fs::remove_all(e.path(), rm);
+    if (!rm) log::info(cat("removed the unfinished checkpoint folder ", e.path().string()));
+  }
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
                             const OptimizerState* opt, const TrainState& state,
                             int64_t keep_latest_k) {
-  fs::create_directories(folder);
   const fs::path final_dir = fs::path(folder) / step_name(state.step);
-  const fs::path tmp_dir =
-      fs::path(folder) / (".tmp-" + step_name(state.step) + "-" + std::to_string(::getpid()));
-  fs::remove_all(tmp_dir);
-  fs::create_directories(tmp_dir);
+  const fs::path tmp_dir = io::temp_sibling(final_dir.string(), "");
   try {
+    fs::create_directories(folder);
+    remove_stale_temp_dirs(folder);
+    fs::create_directories(tmp_dir);
     io::TensorMap model, optim;
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
@@ -89,10 +117,7 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
               {"extra", state.extra},
               {"crc32c", files}};
     io::write_file_atomic((tmp_dir / "state.json").string(), j.dump(2) + "\n");
-    io::fsync_dir(tmp_dir.string());
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);
-    fs::rename(tmp_dir, final_dir);
-    io::fsync_dir(folder);
+    io::publish_dir(tmp_dir.string(), final_dir.string());
   } catch (const std::exception& e) {
     std::error_code ec;
     fs::remove_all(tmp_dir, ec);
@@ -100,8 +125,13 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
          " failed (previous checkpoints kept): ", e.what());
   }
   if (keep_latest_k > 0) {
-    auto all = complete_checkpoints(folder);
-    for (size_t i = 0; i + keep_latest_k < all.size(); ++i) fs::remove_all(all[i]);
+    // The new checkpoint is complete; failing to prune older ones only costs disk space.
+    try {
+      auto all = complete_checkpoints(folder);
+      for (size_t i = 0; i + keep_latest_k < all.size(); ++i) remove_checkpoint_dir(all[i]);
+    } catch (const std::exception& e) {
+      log::warn(cat("could not remove old checkpoints in ", folder, ": ", e.what()));
+    }
   }
   return final_dir.string();
 }

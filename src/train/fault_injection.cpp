@@ -20,13 +20,17 @@ struct Fault {
 Fault parse_fault() {
   const char* env = std::getenv("QWEN3VL_FAULT");
   if (!env || !*env) return {};
+  char io_kind[16] = {0};
+  unsigned long long bytes = 0;
+  // Write faults (io/write_faults.h) share the variable; they are not this module's.
+  if (std::sscanf(env, "%15[a-z]@bytes:%llu", io_kind, &bytes) == 2) return {};
   Fault f;
   char kind[16] = {0};
   long long step = 0;
   int rank = 0;
   QV_CHECK(std::sscanf(env, "%15[a-z]@step:%lld,rank:%d", kind, &step, &rank) == 3 &&
                (std::string(kind) == "exit" || std::string(kind) == "stall"),
-           "QWEN3VL_FAULT='", env, "' is not exit|stall@step:N,rank:R");
+           "QWEN3VL_FAULT='", env, "' is not exit|stall@step:N,rank:R or pause|enospc@bytes:K");
   f.kind = kind;
   f.step = step;
   f.rank = rank;

@@ -3,7 +3,8 @@
 // hanging:
 //   QWEN3VL_FAULT=exit@step:3,rank:1    rank 1 exits abruptly (code 17, no MPI_Finalize)
 //   QWEN3VL_FAULT=stall@step:3,rank:1   rank 1 sleeps forever (the others' collectives time out)
-// Not meant for production jobs; unset, it does nothing.
+// Not meant for production jobs; unset, it does nothing. io/write_faults.h reads the same
+// variable for faults inside file writes (pause|enospc@bytes:K).
 #pragma once
 #include <cstdint>
 
