@@ -50,11 +50,12 @@ void load_hf_weights(const std::string& dir, ParamStore& store) {
   }
 }
 
-void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
-                        DType dtype, int64_t max_shard_bytes) {
-  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "export dtype must be F32 or BF16");
-  fs::create_directories(dir);
-  io::write_file_atomic((fs::path(dir) / "config.json").string(), config.to_json_text());
+namespace {
+
+// The export's files, written into `dir` (an empty folder).
+void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamStore& store,
+                    DType dtype, int64_t max_shard_bytes) {
+  io::write_file_atomic((dir / "config.json").string(), config.to_json_text());
   std::vector<io::TensorMap> shards(1);
   int64_t shard_bytes = 0;
   for (const ParamEntry& e : store.entries()) {
@@ -69,8 +70,7 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
     shard_bytes += out.nbytes();
   }
   if (shards.size() == 1) {
-    io::save_safetensors((fs::path(dir) / "model.safetensors").string(), shards[0]);
-    fs::remove(fs::path(dir) / "model.safetensors.index.json");
+    io::save_safetensors((dir / "model.safetensors").string(), shards[0]);
     return;
   }
   nlohmann::json weight_map = nlohmann::json::object();
@@ -78,15 +78,38 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
     std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    io::save_safetensors((fs::path(dir) / name).string(), shards[i]);
+    io::save_safetensors((dir / name).string(), shards[i]);
     for (const auto& [tensor, t] : shards[i]) {
       weight_map[tensor] = name;
       total += t.nbytes();
     }
   }
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-  io::write_file_atomic((fs::path(dir) / "model.safetensors.index.json").string(),
-                        index.dump(2) + "\n");
+  io::write_file_atomic((dir / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+}
+
+}  // namespace
+
+void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
+                        DType dtype, int64_t max_shard_bytes,
+                        const std::vector<std::pair<std::string, std::string>>& extra_files) {
+  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "export dtype must be F32 or BF16");
+  fs::path target = fs::absolute(dir).lexically_normal();
+  if (!target.has_filename()) target = target.parent_path();  // "out/"
+  const fs::path tmp = io::temp_sibling(target.string(), "");
+  try {
+    fs::create_directories(target.parent_path());
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    write_hf_files(tmp, config, store, dtype, max_shard_bytes);
+    for (const auto& [name, source] : extra_files)
+      io::write_file_atomic((tmp / name).string(), io::read_file(source));
+    io::publish_dir(tmp.string(), target.string());
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fail("export to ", dir, " failed (the folder is left as it was): ", e.what());
+  }
 }
 
 }  // namespace qv::model

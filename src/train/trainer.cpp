@@ -220,13 +220,43 @@ void Trainer::save(bool final_save) {
     full.steps = optimizer_->steps();
   }
   dp_->gather_all();
-  if (comm_->rank() == 0) {
+  run_on_rank0([&] {
     const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
                                              st, config_.keep_latest_k);
     log::info("saved checkpoint " + path);
+  });
+}
+
+void Trainer::export_hf() {
+  const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
+  dp_->gather_all();
+  run_on_rank0([&] {
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
+      extra.emplace_back("tokenizer.json", config_.tokenizer_path);
+    model::save_hf_checkpoint(dir, model_->config(), model_->store(),
+                              config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32,
+                              4ll << 30, extra);
+    log::info("exported Hugging Face checkpoint to " + dir);
+  });
+}
+
+void Trainer::run_on_rank0(const std::function<void()>& write) {
+  std::string error;
+  if (comm_->rank() == 0) {
+    try {
+      write();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
   }
   dp_->release_all();
-  comm_->barrier();
+  // Every rank learns whether rank 0's write worked (this also stands for a barrier), so a full
+  // disk ends the whole job with its message instead of leaving the other ranks at a collective.
+  double failed = error.empty() ? 0.0 : 1.0;
+  comm_->all_reduce_max(&failed, 1);
+  if (failed > 0)
+    fail(comm_->rank() == 0 ? error : "writing a checkpoint failed on rank 0 (see its error)");
 }
 
 void Trainer::resume_if_possible() {
@@ -269,19 +299,7 @@ std::vector<StepRecord> Trainer::run() {
       break;
     }
   }
-  if (step_ == config_.steps && config_.checkpoint_enable) {
-    dp_->gather_all();
-    if (comm_->rank() == 0) {
-      const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
-      model::save_hf_checkpoint(dir, model_->config(), model_->store(),
-                                config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32);
-      if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
-        fs::copy_file(config_.tokenizer_path, fs::path(dir) / "tokenizer.json",
-                      fs::copy_options::overwrite_existing);
-      log::info("exported Hugging Face checkpoint to " + dir);
-    }
-    dp_->release_all();
-  }
+  if (step_ == config_.steps && config_.checkpoint_enable) export_hf();
   report_memory();
   return history;
 }

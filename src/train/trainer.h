@@ -2,6 +2,7 @@
 // batch, gradient all-reduce, global-norm clipping, AdamW, schedules, metrics, checkpoints.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -43,6 +44,9 @@ class Trainer {
  private:
   StepRecord train_step();
   void save(bool final_save);
+  void export_hf();  // the final model as a Hugging Face folder
+  // Runs `write` (a save) on rank 0 only; if it throws, every rank throws, rank 0 with its error.
+  void run_on_rank0(const std::function<void()>& write);
   void resume_if_possible();
   void apply_freeze();
   // Logs the training state held per rank and the resident memory (max over ranks).
