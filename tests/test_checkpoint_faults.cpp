@@ -12,8 +12,10 @@
 #include <cctype>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
+#include "io/atomic_file.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
 #include "train/job_config.h"
@@ -226,6 +228,28 @@ TEST(CheckpointFaults, SigintSavesAtAStepBoundaryAndExitsZero) {
   std::snprintf(name, sizeof(name), "step-%08zu", steps);
   EXPECT_TRUE(fs::exists(dump + "/checkpoint/" + name + "/state.json")) << name;
   EXPECT_TRUE(temp_entries(dump + "/checkpoint").empty());
+}
+
+// The weights files have CRCs in state.json (TrainResume.CorruptCheckpointIsDetected); state.json
+// has one over its own content, so a flipped byte that still parses is caught too.
+TEST(CheckpointFaults, FlippedByteInStateJsonIsDetected) {
+  const std::string dump = fresh("state_flip");
+  const std::string cfg = fixed_batch_config("hf-tiny-text", dump, 1, 1);
+  auto r = testing::run_shell(train_command(cfg));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = dump + "/checkpoint/step-00000001";
+  EXPECT_EQ(load_step(cfg, ckpt), 1);
+  std::string text = io::read_file(ckpt + "/state.json");
+  const size_t at = text.find("\"step\": 1");
+  ASSERT_NE(at, std::string::npos) << text;
+  text[at + 8] ^= 0x02;  // '1' -> '3': still valid JSON
+  std::ofstream(ckpt + "/state.json", std::ios::binary | std::ios::trunc) << text;
+  try {
+    load_step(cfg, ckpt);
+    FAIL() << "a corrupt state.json was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("state.json is corrupt"), std::string::npos) << e.what();
+  }
 }
 
 // The final Hugging Face export is written the same way: a failed export leaves the folder as

@@ -57,6 +57,14 @@ std::vector<fs::path> complete_checkpoints(const std::string& folder) {
   return out;
 }
 
+// CRC-32C of state.json's content without its own checksum field, over the compact dump: a
+// flipped byte that still parses (a digit of the step, a data position) changes it.
+uint32_t state_crc(json j) {
+  j.erase("state_crc32c");
+  const std::string text = j.dump();
+  return io::crc32c(text.data(), text.size());
+}
+
 // Every folder this module writes or deletes goes through a ".tmp-...-PID" name that readers
 // never list, so a kill at any moment leaves each checkpoint complete or invisible.
 void remove_checkpoint_dir(const fs::path& dir) {
@@ -116,6 +124,7 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
               {"data_state", state.data_state},
               {"extra", state.extra},
               {"crc32c", files}};
+    j["state_crc32c"] = state_crc(j);
     io::write_file_atomic((tmp_dir / "state.json").string(), j.dump(2) + "\n");
     io::publish_dir(tmp_dir.string(), final_dir.string());
   } catch (const std::exception& e) {
@@ -150,8 +159,14 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store, Op
   } catch (const json::exception& e) {
     fail(path, ": state.json is not valid JSON: ", e.what());
   }
-  QV_CHECK(j.value("format", "") == "qwen3vl-checkpoint-v1", path,
+  QV_CHECK(j.is_object() && j.value("format", "") == "qwen3vl-checkpoint-v1", path,
            ": not a qwen3vl checkpoint (state.json format field)");
+  // Checkpoints written before the field existed have none.
+  if (j.contains("state_crc32c")) {
+    QV_CHECK(
+        j["state_crc32c"].is_number_unsigned() && j["state_crc32c"].get<uint32_t>() == state_crc(j),
+        path, ": state.json is corrupt (CRC-32C of its content does not match)");
+  }
   const json files = j.value("crc32c", json::object());
   for (auto it = files.begin(); it != files.end(); ++it) {
     const std::string file = (dir / it.key()).string();
