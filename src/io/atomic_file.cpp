@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/checksum.h"
 #include "io/write_faults.h"
 
 namespace qv::io {
@@ -39,33 +40,44 @@ void fsync_dir(const std::string& dir) {
   if (rc != 0 && err != EINVAL) fail("cannot fsync folder ", d, ": ", std::strerror(err));
 }
 
-void write_file_atomic(const std::string& path, const std::string& contents) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path tmp = target.parent_path() /
-                       (".tmp." + target.filename().string() + "." + std::to_string(::getpid()));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail("cannot create ", tmp.string(), ": ", std::strerror(errno));
-  try {
-    write_all(fd, contents.data(), contents.size(), tmp.string());
-    if (::fsync(fd) != 0) fail("cannot fsync ", tmp.string(), ": ", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+  const std::filesystem::path target(path);
+  tmp_ = (target.parent_path() /
+          (".tmp." + target.filename().string() + "." + std::to_string(::getpid())))
+             .string();
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd_ < 0) fail("cannot create ", tmp_, ": ", std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::write(const void* p, size_t n) {
+  QV_CHECK(fd_ >= 0 && !committed_, "AtomicFile::write after commit: ", path_);
+  write_all(fd_, static_cast<const char*>(p), n, tmp_);
+  crc_ = io::crc32c(p, n, crc_);
+  bytes_ += n;
+}
+
+void AtomicFile::commit() {
+  QV_CHECK(fd_ >= 0 && !committed_, "AtomicFile::commit twice: ", path_);
+  if (::fsync(fd_) != 0) fail("cannot fsync ", tmp_, ": ", std::strerror(errno));
   // close() can report a delayed write error (NFS, quota): the file is then not complete.
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot close ", tmp.string(), ": ", std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename ", tmp.string(), " to ", path, ": ", std::strerror(err));
-  }
-  fsync_dir(target.parent_path().string());
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) fail("cannot close ", tmp_, ": ", std::strerror(errno));
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0)
+    fail("cannot rename ", tmp_, " to ", path_, ": ", std::strerror(errno));
+  committed_ = true;
+  fsync_dir(std::filesystem::path(path_).parent_path().string());
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  AtomicFile f(path);
+  f.write(contents.data(), contents.size());
+  f.commit();
 }
 
 std::string temp_sibling(const std::string& path, const std::string& what) {

@@ -1,14 +1,38 @@
 // Writing files so that a reader sees either the old content or the complete new one, never a
 // half-written file: write to a temporary name in the same folder, fsync, rename, fsync the folder.
 #pragma once
-#include <functional>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace qv::io {
 
-// Writes `contents` to a temporary file next to `path`, then renames it over `path`. Every
-// write, fsync, close and rename is checked; on failure the temporary file is removed and the
-// error names the file and the reason (e.g. "No space left on device").
+// A file written under a temporary name next to `path` (".tmp.NAME.PID") and renamed over `path`
+// by commit(). Every write, fsync, close and rename is checked, and an error names the file and
+// the reason (e.g. "No space left on device"). Destroyed without commit() (an error on the way),
+// it removes the temporary file. Keeps the CRC-32C of what was written, so callers need not read
+// the file back.
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* p, size_t n);
+  void commit();  // fsync, close, rename, fsync the folder
+  uint32_t crc32c() const { return crc_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+  uint32_t crc_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+// An AtomicFile holding `contents`.
 void write_file_atomic(const std::string& path, const std::string& contents);
 
 // Makes the finished folder `tmp` appear as `target` in one rename (after fsyncing it), so a

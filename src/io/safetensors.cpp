@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -142,26 +143,60 @@ TensorMap load_safetensors(const std::string& path) {
   return out;
 }
 
-void save_safetensors(const std::string& path, const TensorMap& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+size_t TensorSource::nbytes() const {
+  return static_cast<size_t>(numel(shape)) * dtype_size(dtype);
+}
+
+uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> tensors,
+                           const std::map<std::string, std::string>& metadata) {
+  std::sort(tensors.begin(), tensors.end(),
+            [](const TensorSource& a, const TensorSource& b) { return a.name < b.name; });
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    header[name] = {{"dtype", dtype_name(t.dtype())},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
+  for (const TensorSource& t : tensors) {
+    QV_CHECK(
+        t.source_dtype == t.dtype || (t.source_dtype == DType::kF32 && t.dtype == DType::kBF16),
+        path, ": cannot store tensor '", t.name, "' of ", dtype_name(t.source_dtype), " as ",
+        dtype_name(t.dtype));
+    QV_CHECK(!header.contains(t.name), path, ": tensor '", t.name, "' given twice");
+    header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
   }
   std::string h = header.dump();
   while ((h.size() % 8) != 0) h.push_back(' ');
-  std::string out;
-  out.reserve(8 + h.size() + offset);
-  uint64_t len = h.size();
-  out.append(reinterpret_cast<const char*>(&len), 8);
-  out += h;
-  for (const auto& [name, t] : tensors) out.append(static_cast<const char*>(t.raw()), t.nbytes());
-  write_file_atomic(path, out);
+  AtomicFile file(path);
+  const uint64_t len = h.size();
+  file.write(&len, 8);
+  file.write(h.data(), h.size());
+  std::vector<uint16_t> chunk;
+  for (const TensorSource& t : tensors) {
+    if (t.source_dtype == t.dtype) {
+      file.write(t.data, t.nbytes());
+      continue;
+    }
+    const auto* src = static_cast<const float*>(t.data);
+    const int64_t n = numel(t.shape);
+    constexpr int64_t kChunk = 1 << 16;
+    chunk.resize(kChunk);
+    for (int64_t i = 0; i < n; i += kChunk) {
+      const int64_t m = std::min(kChunk, n - i);
+      for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
+      file.write(chunk.data(), m * sizeof(uint16_t));
+    }
+  }
+  file.commit();
+  return file.crc32c();
+}
+
+void save_safetensors(const std::string& path, const TensorMap& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSource> sources;
+  for (const auto& [name, t] : tensors)
+    sources.push_back({name, t.dtype(), t.shape(), t.raw(), t.dtype()});
+  write_safetensors(path, std::move(sources), metadata);
 }
 
 std::map<std::string, std::string> parse_checkpoint_index(const std::string& text,

@@ -58,6 +58,24 @@ using TensorMap = std::map<std::string, Tensor>;
 // Reads every tensor of one file.
 TensorMap load_safetensors(const std::string& path);
 
+// A tensor to write straight from memory the caller owns (no copy is made): `shape` values of
+// `source_dtype` at `data`, stored as `dtype`. The two dtypes are equal, or F32 -> BF16 (rounded
+// to nearest even, as Tensor::to does), converted in small chunks on the way out.
+struct TensorSource {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  const void* data = nullptr;
+  DType source_dtype = DType::kF32;
+  size_t nbytes() const;  // stored size
+};
+
+// Writes tensors (sorted by name, header padded to 8 bytes) atomically (io::AtomicFile) and
+// returns the CRC-32C of the file's bytes. Memory use stays at the header plus one small
+// conversion buffer, whatever the tensors' total size.
+uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> tensors,
+                           const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
 // Writes tensors (keys sorted, header padded to 8 bytes) atomically.
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});

@@ -56,21 +56,22 @@ namespace {
 void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamStore& store,
                     DType dtype, int64_t max_shard_bytes) {
   io::write_file_atomic((dir / "config.json").string(), config.to_json_text());
-  std::vector<io::TensorMap> shards(1);
+  // Tensors go straight from the parameter store (converted on the way for BF16): no copy of
+  // the model is made.
+  std::vector<std::vector<io::TensorSource>> shards(1);
   int64_t shard_bytes = 0;
   for (const ParamEntry& e : store.entries()) {
-    Tensor t(DType::kF32, e.shape);
-    std::memcpy(t.data<float>(), store.value(e.ref), e.ref.numel * sizeof(float));
-    Tensor out = t.to(dtype);
-    if (shard_bytes > 0 && shard_bytes + static_cast<int64_t>(out.nbytes()) > max_shard_bytes) {
+    io::TensorSource t{e.name, dtype, e.shape, store.value(e.ref), DType::kF32};
+    const auto bytes = static_cast<int64_t>(t.nbytes());
+    if (shard_bytes > 0 && shard_bytes + bytes > max_shard_bytes) {
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back()[e.name] = out;
-    shard_bytes += out.nbytes();
+    shards.back().push_back(std::move(t));
+    shard_bytes += bytes;
   }
   if (shards.size() == 1) {
-    io::save_safetensors((dir / "model.safetensors").string(), shards[0]);
+    io::write_safetensors((dir / "model.safetensors").string(), std::move(shards[0]));
     return;
   }
   nlohmann::json weight_map = nlohmann::json::object();
@@ -78,11 +79,11 @@ void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamS
   for (size_t i = 0; i < shards.size(); ++i) {
     char name[64];
     std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    io::save_safetensors((dir / name).string(), shards[i]);
-    for (const auto& [tensor, t] : shards[i]) {
-      weight_map[tensor] = name;
-      total += t.nbytes();
+    for (const io::TensorSource& t : shards[i]) {
+      weight_map[t.name] = name;
+      total += static_cast<int64_t>(t.nbytes());
     }
+    io::write_safetensors((dir / name).string(), std::move(shards[i]));
   }
   nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
   io::write_file_atomic((dir / "model.safetensors.index.json").string(), index.dump(2) + "\n");

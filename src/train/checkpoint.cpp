@@ -31,10 +31,8 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
-Tensor copy_out(const float* p, const Shape& shape) {
-  Tensor t(DType::kF32, shape);
-  std::memcpy(t.raw(), p, t.nbytes());
-  return t;
+io::TensorSource f32_source(const std::string& name, const float* p, const Shape& shape) {
+  return {name, DType::kF32, shape, p, DType::kF32};
 }
 
 void copy_in(const io::SafetensorsFile& f, const std::string& name, float* dst, int64_t n) {
@@ -101,24 +99,28 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
     fs::create_directories(folder);
     remove_stale_temp_dirs(folder);
     fs::create_directories(tmp_dir);
-    io::TensorMap model, optim;
+    // Written straight from the parameter store and the optimizer's buffers: saving adds no
+    // copy of the training state to the process's memory.
+    std::vector<io::TensorSource> model, optim;
+    std::vector<int64_t> steps;
+    if (opt) steps.assign(opt->steps.begin(), opt->steps.end());
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
-      model[e.name] = copy_out(store.value(e.ref), e.shape);
+      model.push_back(f32_source(e.name, store.value(e.ref), e.shape));
       if (opt) {
-        optim["exp_avg." + e.name] = copy_out(opt->exp_avg.data() + e.ref.offset, e.shape);
-        optim["exp_avg_sq." + e.name] = copy_out(opt->exp_avg_sq.data() + e.ref.offset, e.shape);
-        optim["step." + e.name] = Tensor::from_i64({opt->steps[i]}, {1});
+        optim.push_back(
+            f32_source("exp_avg." + e.name, opt->exp_avg.data() + e.ref.offset, e.shape));
+        optim.push_back(
+            f32_source("exp_avg_sq." + e.name, opt->exp_avg_sq.data() + e.ref.offset, e.shape));
+        optim.push_back({"step." + e.name, DType::kI64, {1}, &steps[i], DType::kI64});
       }
     }
-    io::save_safetensors((tmp_dir / "model.safetensors").string(), model);
     json files = json::object();
-    files["model.safetensors"] = io::crc32c_file((tmp_dir / "model.safetensors").string());
-    if (opt) {
-      io::save_safetensors((tmp_dir / "optimizer.safetensors").string(), optim);
+    files["model.safetensors"] =
+        io::write_safetensors((tmp_dir / "model.safetensors").string(), std::move(model));
+    if (opt)
       files["optimizer.safetensors"] =
-          io::crc32c_file((tmp_dir / "optimizer.safetensors").string());
-    }
+          io::write_safetensors((tmp_dir / "optimizer.safetensors").string(), std::move(optim));
     json j = {{"format", "qwen3vl-checkpoint-v1"},
               {"step", state.step},
               {"data_state", state.data_state},
