@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -221,9 +222,17 @@ void Trainer::save(bool final_save) {
   }
   dp_->gather_all();
   run_on_rank0([&] {
+    const auto t0 = Clock::now();
     const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
                                              st, config_.keep_latest_k);
-    log::info("saved checkpoint " + path);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    int64_t bytes = 0;
+    for (const auto& e : fs::directory_iterator(path))
+      if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
+    char stats[96];
+    std::snprintf(stats, sizeof(stats), " (%.0f MiB in %.2f s, %.0f MiB/s)", bytes / 1048576.0,
+                  seconds, bytes / 1048576.0 / std::max(seconds, 1e-9));
+    log::info("saved checkpoint " + path + stats);
   });
 }
 
