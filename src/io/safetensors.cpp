@@ -136,6 +136,10 @@ Tensor SafetensorsFile::read(const std::string& name) const {
   return t;
 }
 
+const std::byte* SafetensorsFile::bytes(const std::string& name) const {
+  return map_ + data_start_ + info(name).begin;
+}
+
 TensorMap load_safetensors(const std::string& path) {
   SafetensorsFile file(path);
   TensorMap out;

@@ -43,6 +43,8 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // A copy of the tensor in its stored dtype.
   Tensor read(const std::string& name) const;
+  // The tensor's stored bytes, in place in the mapped file (valid while this object lives).
+  const std::byte* bytes(const std::string& name) const;
 
  private:
   std::string path_;

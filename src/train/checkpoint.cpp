@@ -35,12 +35,26 @@ io::TensorSource f32_source(const std::string& name, const float* p, const Shape
   return {name, DType::kF32, shape, p, DType::kF32};
 }
 
-void copy_in(const io::SafetensorsFile& f, const std::string& name, float* dst, int64_t n) {
+// The stored F32 data of tensor `name`, checked to hold `n` values; in place in the mapped file.
+const float* f32_data(const io::SafetensorsFile& f, const std::string& name, int64_t n) {
   QV_CHECK(f.has(name), f.path(), ": missing tensor '", name, "'");
-  Tensor t = f.read(name);
-  QV_CHECK(t.dtype() == DType::kF32 && t.numel() == n, f.path(), ": tensor '", name, "' has dtype ",
-           dtype_name(t.dtype()), " and ", t.numel(), " elements, expected F32 x ", n);
-  std::memcpy(dst, t.raw(), n * sizeof(float));
+  const io::TensorInfo& i = f.info(name);
+  QV_CHECK(i.dtype == DType::kF32 && numel(i.shape) == n, f.path(), ": tensor '", name,
+           "' has dtype ", dtype_name(i.dtype), " and ", numel(i.shape),
+           " elements, expected F32 x ", n);
+  return reinterpret_cast<const float*>(f.bytes(name));
+}
+
+// Copies the elements of the parameter buffer's [base, base + n) that `t.owned` covers from
+// `src` to where they live in `dst` (owned ranges stored one after another).
+void copy_owned(const float* src, int64_t base, int64_t n, const OptimizerTarget& t,
+                std::span<float> dst) {
+  int64_t at = 0;
+  for (const FlatRange& r : t.owned) {
+    const int64_t lo = std::max(r.begin, base), hi = std::min(r.end, base + n);
+    if (lo < hi) std::memcpy(dst.data() + at + (lo - r.begin), src + (lo - base), (hi - lo) * 4);
+    at += r.size();
+  }
 }
 
 std::vector<fs::path> complete_checkpoints(const std::string& folder) {
@@ -153,7 +167,18 @@ std::optional<std::string> latest_checkpoint(const std::string& folder) {
   return all.back().string();
 }
 
-TrainState load_checkpoint(const std::string& path, model::ParamStore& store, OptimizerState* opt) {
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           OptimizerState* optimizer) {
+  if (!optimizer) return load_checkpoint(path, store, static_cast<const OptimizerTarget*>(nullptr));
+  optimizer->exp_avg.resize(store.total());
+  optimizer->exp_avg_sq.resize(store.total());
+  OptimizerTarget whole{
+      optimizer->exp_avg, optimizer->exp_avg_sq, {{0, store.total()}}, &optimizer->steps};
+  return load_checkpoint(path, store, &whole);
+}
+
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           const OptimizerTarget* opt) {
   const fs::path dir(path);
   json j;
   try {
@@ -180,21 +205,28 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store, Op
   }
   io::SafetensorsFile model((dir / "model.safetensors").string());
   for (const model::ParamEntry& e : store.entries())
-    copy_in(model, e.name, store.value(e.ref), e.ref.numel);
+    std::memcpy(store.value(e.ref), f32_data(model, e.name, e.ref.numel), e.ref.numel * 4);
   if (opt) {
     QV_CHECK(files.contains("optimizer.safetensors"), path,
              ": has no optimizer state (saved model-only); cannot resume training from it");
+    int64_t owned = 0;
+    for (const FlatRange& r : opt->owned) owned += r.size();
+    QV_CHECK(static_cast<int64_t>(opt->exp_avg.size()) == owned &&
+                 static_cast<int64_t>(opt->exp_avg_sq.size()) == owned,
+             "load_checkpoint: optimizer buffers do not match the owned ranges");
+    // Elements outside every parameter (alignment padding between units) stay zero.
+    std::fill(opt->exp_avg.begin(), opt->exp_avg.end(), 0.0f);
+    std::fill(opt->exp_avg_sq.begin(), opt->exp_avg_sq.end(), 0.0f);
     io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
-    opt->exp_avg.assign(store.total(), 0.0f);
-    opt->exp_avg_sq.assign(store.total(), 0.0f);
-    opt->steps.assign(store.entries().size(), 0);
+    opt->steps->assign(store.entries().size(), 0);
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
-      copy_in(optim, "exp_avg." + e.name, opt->exp_avg.data() + e.ref.offset, e.ref.numel);
-      copy_in(optim, "exp_avg_sq." + e.name, opt->exp_avg_sq.data() + e.ref.offset, e.ref.numel);
+      const int64_t base = e.ref.offset, n = e.ref.numel;
+      copy_owned(f32_data(optim, "exp_avg." + e.name, n), base, n, *opt, opt->exp_avg);
+      copy_owned(f32_data(optim, "exp_avg_sq." + e.name, n), base, n, *opt, opt->exp_avg_sq);
       Tensor s = optim.read("step." + e.name);
       QV_CHECK(s.dtype() == DType::kI64 && s.numel() == 1, path, ": bad step tensor for ", e.name);
-      opt->steps[i] = s.data<int64_t>()[0];
+      (*opt->steps)[i] = s.data<int64_t>()[0];
     }
   }
   TrainState st;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "model/params.h"
@@ -34,8 +35,20 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
 // Newest complete checkpoint in the folder, if any.
 std::optional<std::string> latest_checkpoint(const std::string& folder);
 
+// Where load_checkpoint puts the optimizer state: the elements of the flat parameter buffer in
+// `owned` (ranges in order) go one after another into exp_avg / exp_avg_sq, straight from the
+// mapped file, so a sharded optimizer loads its share without holding the whole state.
+struct OptimizerTarget {
+  std::span<float> exp_avg, exp_avg_sq;  // sum of owned sizes each
+  std::vector<FlatRange> owned;
+  std::vector<int64_t>* steps = nullptr;  // per parameter entry
+};
+
 // Loads a checkpoint written by save_checkpoint, verifying checksums; the optimizer state is
 // filled when requested (and is then required to be present). Returns the saved state.
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           const OptimizerTarget* optimizer);
+// The same with the whole optimizer state (`optimizer` resized to store.total()).
 TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
                            OptimizerState* optimizer);
 

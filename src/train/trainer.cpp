@@ -273,18 +273,11 @@ void Trainer::resume_if_possible() {
   const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
   auto latest = latest_checkpoint(folder);
   if (!latest) return;
-  OptimizerState full;
-  const TrainState st = load_checkpoint(*latest, model_->store(), &full);
-  // Checkpoints hold unsharded state, so any number of ranks can take this rank's chunks.
-  const int64_t have = static_cast<int64_t>(full.exp_avg.size());
-  int64_t j = 0;
-  for (const FlatRange& r : dp_->owned())
-    for (int64_t src = r.begin; src < r.end; ++src, ++j) {
-      optimizer_->exp_avg()[j] = src < have ? full.exp_avg[src] : 0.0f;
-      optimizer_->exp_avg_sq()[j] = src < have ? full.exp_avg_sq[src] : 0.0f;
-    }
+  // Checkpoints hold unsharded state, so any number of ranks can load this rank's share.
+  OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
+                         &optimizer_->steps()};
+  const TrainState st = load_checkpoint(*latest, model_->store(), &target);
   dp_->release_all();
-  optimizer_->steps() = full.steps;
   step_ = st.step;
   data_->restore(st.data_state);
   log::info(cat("resumed from ", *latest, " at step ", step_));
