@@ -7,6 +7,7 @@
 // pipeline and replays it to that point (replay decodes again, so it costs as much as reading
 // those samples did).
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -34,6 +35,13 @@ struct LoaderConfig {
   int64_t batch_size = 1;  // rows per batch
   int64_t packing_buffer_size = 100;
   int64_t max_images_per_row = 64;
+  // Per-sample limits. A sample longer than max_tokens_per_sample (0: seq_len; capped at seq_len)
+  // is cut without splitting an image block, or with truncate_long_samples = false is a counted
+  // skip "too many tokens". A sample with more images than max_images_per_sample (0: the per-row
+  // limit; at most that) is a counted skip "too many images", found before any image is decoded.
+  int64_t max_tokens_per_sample = 0;
+  bool truncate_long_samples = true;
+  int64_t max_images_per_sample = 0;
   int64_t shuffle_buffer = 64;  // raw samples; 0 keeps shard order
   uint64_t seed = 42;
   int rank = 0, world_size = 1;
@@ -64,11 +72,16 @@ class DataLoader {
   const SkipStats& skips() const { return *skips_; }
   int64_t epoch() const;
   const LoaderConfig& config() const { return c_; }
+  // Samples handed to the builders (images decoded, text tokenized) so far: shows that a sample
+  // skipped for its image count never reached a decoder.
+  int64_t samples_built() const { return samples_built_.load(); }
 
  private:
   void start();
   void stop();
   void produce();  // background thread body
+  // The sample limits after building: truncation or a counted skip (false).
+  bool within_token_limit(Sample& s);
   LoaderConfig c_;
   Tokenizer tokenizer_;
   TokenIds tokens_;
@@ -81,6 +94,7 @@ class DataLoader {
   bool done_ = false, stopping_ = false;
   int64_t handed_out_ = 0;
   int64_t epoch_ = 0;
+  std::atomic<int64_t> samples_built_{0};
 };
 
 }  // namespace qv::data

@@ -160,6 +160,9 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"data.max_patches_per_image", int_field(c.max_patches_per_image)},
       {"data.max_images_per_batch", int_field(c.max_images_per_batch)},
       {"data.packing_buffer_size", int_field(c.packing_buffer_size)},
+      {"data.max_tokens_per_sample", int_field(c.max_tokens_per_sample)},
+      {"data.overlong_samples", string_field(c.overlong_samples, {"truncate", "skip"})},
+      {"data.max_images_per_sample", int_field(c.max_images_per_sample)},
       {"data.min_pixels", int_field(c.min_pixels)},
       {"data.max_pixels", int_field(c.max_pixels)},
       {"data.num_workers", int_field(c.num_workers)},
@@ -188,6 +191,9 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.local_batch_size > 0, "training.local_batch_size must be positive");
   QV_CHECK(c.seq_len > 1, "training.seq_len must be at least 2");
   QV_CHECK(c.steps > 0, "training.steps must be positive");
+  QV_CHECK(c.max_tokens_per_sample >= 0, "data.max_tokens_per_sample must be >= 0 (0: seq_len)");
+  QV_CHECK(c.max_images_per_sample >= 0,
+           "data.max_images_per_sample must be >= 0 (0: max_images_per_batch / local_batch_size)");
   QV_CHECK(c.max_norm >= 0, "training.max_norm must be >= 0 (0 disables clipping)");
   QV_CHECK(c.log_freq > 0, "metrics.log_freq must be positive");
   QV_CHECK(c.checkpoint_interval > 0, "checkpoint.interval must be positive");

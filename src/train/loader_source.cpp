@@ -68,6 +68,9 @@ data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m
   l.batch_size = c.local_batch_size;
   l.packing_buffer_size = c.packing_buffer_size;
   l.max_images_per_row = std::max<int64_t>(1, c.max_images_per_batch / c.local_batch_size);
+  l.max_tokens_per_sample = c.max_tokens_per_sample;
+  l.truncate_long_samples = c.overlong_samples == "truncate";
+  l.max_images_per_sample = c.max_images_per_sample;
   l.seed = static_cast<uint64_t>(c.seed);
   l.rank = rank;
   l.world_size = world;
