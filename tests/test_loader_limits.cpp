@@ -1,6 +1,6 @@
 // Per-sample limits in the loader: tokens (truncate by default, counted skip when configured),
-// images per sample (counted skip, checked before decoding), and the decoder's pixel limit
-// (checked on the header, before any pixel is decoded).
+// images per sample (counted skip, checked before any image is read), the decoder's pixel limit
+// (checked on the header, before any pixel is decoded), and the job config keys that set them.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -9,7 +9,10 @@
 #include "data/caption_sample.h"
 #include "data/loader.h"
 #include "data/webdataset.h"
+#include "data_test_utils.h"
 #include "loader_test_utils.h"
+#include "model/config.h"
+#include "train/data_source.h"
 #include "train/job_config.h"
 
 namespace qv {
@@ -99,6 +102,77 @@ TEST(LoaderLimits, SamplesWithTooManyImagesAreSkippedBeforeDecoding) {
   EXPECT_EQ(l.samples_built(), 2);  // documents 1 and 3: document 2 was never decoded
 }
 
+TEST(LoaderLimits, ImageCountIsCheckedBeforeAnyImageIsRead) {
+  // Both images are missing: had the reader tried to load them, the skip would say so.
+  testing::TempDir dir;
+  const std::string path = dir.file("docs.jsonl");
+  testing::write_bytes(path,
+                       R"({"texts": ["a", null, null], "images": [null, "gone1.png", "gone2.png"]})"
+                       "\n");
+  data::SkipStats skips;
+  data::ObelicsOptions o;
+  o.max_images = 1;
+  data::ObelicsReader reader({path}, o, &skips);
+  data::Document doc;
+  EXPECT_FALSE(reader.next(doc));
+  EXPECT_EQ(skips.count("too many images"), 1);
+  EXPECT_EQ(skips.count("missing image file"), 0);
+  ASSERT_EQ(skips.records().size(), 1u);
+  EXPECT_EQ(skips.records()[0].origin, path + ":1");
+  EXPECT_EQ(skips.records()[0].detail, "2 images, limit 1");
+}
+
+TEST(LoaderLimits, ImageLimitAbovePerRowLimitIsAnError) {
+  auto c = small_config();
+  c.max_images_per_row = 2;
+  c.max_images_per_sample = 3;
+  try {
+    data::DataLoader l(c);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_images_per_sample is 3"), std::string::npos)
+        << e.what();
+  }
+}
+
+train::JobConfig job_with(const std::string& data_keys) {
+  return train::JobConfig::parse(
+      "[model]\nflavor = \"debugmodel\"\ntokenizer_path = \"" + testing::kTokenizer +
+          "\"\n[training]\nlocal_batch_size = 2\ndataset_path = \"" + kRoot +
+          "/data/cc12m-train-0000.tar\"\n[data]\npatch_size = 14\nmax_images_per_batch = 8\n" +
+          data_keys,
+      "job.toml");
+}
+
+TEST(LoaderLimits, JobConfigKeysReachTheLoader) {
+  const auto mc = model::ModelConfig::flavor("debugmodel");
+  auto l = train::loader_config(job_with("max_tokens_per_sample = 90\noverlong_samples = \"skip\"\n"
+                                         "max_images_per_sample = 3\n"),
+                                mc, 0, 1);
+  EXPECT_EQ(l.max_tokens_per_sample, 90);
+  EXPECT_FALSE(l.truncate_long_samples);
+  EXPECT_EQ(l.max_images_per_sample, 3);
+  EXPECT_TRUE(train::loader_config(job_with(""), mc, 0, 1).truncate_long_samples);
+
+  auto error_of = [&](const std::string& keys) -> std::string {
+    try {
+      train::loader_config(job_with(keys), mc, 0, 1);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("overlong_samples = \"drop\"\n").find("not one of: truncate, skip"),
+            std::string::npos)
+      << error_of("overlong_samples = \"drop\"\n");
+  EXPECT_NE(error_of("max_tokens_per_sample = -1\n").find("max_tokens_per_sample must be >= 0"),
+            std::string::npos);
+  // 8 images per batch over 2 rows: 4 per row.
+  const std::string too_many = error_of("max_images_per_sample = 5\n");
+  EXPECT_NE(too_many.find("max_images_per_sample (5) exceeds"), std::string::npos) << too_many;
+  EXPECT_NE(too_many.find("hold (4 = max_images_per_batch"), std::string::npos) << too_many;
+}
+
 TEST(LoaderLimits, PixelLimitIsAppliedToTheHeaderBeforeDecoding) {
   data::WebDatasetReader reader({kRoot + "/data/cc12m-train-0000.tar"});
   data::RawSample raw;
@@ -117,27 +191,6 @@ TEST(LoaderLimits, PixelLimitIsAppliedToTheHeaderBeforeDecoding) {
   EXPECT_EQ(records[0].origin, raw.origin());
   EXPECT_NE(records[0].detail.find("100000x100000"), std::string::npos) << records[0].detail;
   EXPECT_NE(records[0].detail.find("exceeds the limit"), std::string::npos) << records[0].detail;
-}
-
-TEST(LoaderLimits, BadLimitSettingsAreClearErrors) {
-  auto c = small_config();
-  c.max_images_per_row = 4;
-  c.max_images_per_sample = 5;  // could never fit in a row
-  try {
-    data::DataLoader l(c);
-    FAIL() << "accepted max_images_per_sample above the per-row limit";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("max_images_per_sample is 5"), std::string::npos)
-        << e.what();
-  }
-  try {
-    train::JobConfig::parse("[data]\noverlong_samples = \"drop\"\n", "job.toml");
-    FAIL() << "accepted overlong_samples = drop";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("overlong_samples"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("truncate"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(train::JobConfig::parse("[data]\nmax_tokens_per_sample = -1\n", "job.toml"), Error);
 }
 
 }  // namespace

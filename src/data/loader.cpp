@@ -11,21 +11,14 @@
 
 namespace qv::data {
 
-namespace {
-
 // One unprocessed sample: a WebDataset group (cc12m) or an interleaved document (OBELICS).
 struct RawItem {
   RawSample wds;
   Document doc;
   bool is_doc = false;
-  std::string origin() const { return is_doc ? doc.origin() : wds.origin(); }
-  int64_t image_count() const {
-    if (!is_doc) return 1;  // an image-caption pair
-    int64_t n = 0;
-    for (const DocItem& item : doc.items) n += item.is_image;
-    return n;
-  }
 };
+
+namespace {
 
 // Raw samples of one epoch for this rank, shuffled through a seeded buffer.
 class RawStream {
@@ -83,12 +76,15 @@ DataLoader::DataLoader(LoaderConfig config)
   QV_CHECK(c_.dataset == "cc12m" || c_.dataset == "obelics", "dataset '", c_.dataset,
            "' is not supported by the loader (valid: cc12m, obelics)");
   QV_CHECK(c_.batch_size > 0 && c_.seq_len > 1, "loader: batch_size and seq_len must be positive");
-  QV_CHECK(c_.max_tokens_per_sample >= 0,
-           "loader: max_tokens_per_sample must be >= 0 (0: seq_len)");
+  QV_CHECK(c_.max_tokens_per_sample >= 0, "loader: max_tokens_per_sample is ",
+           c_.max_tokens_per_sample, "; it must be >= 0 (0: seq_len)");
   QV_CHECK(c_.max_images_per_sample >= 0 && c_.max_images_per_sample <= c_.max_images_per_row,
            "loader: max_images_per_sample is ", c_.max_images_per_sample,
            "; it must be between 0 (the per-row limit) and the per-row limit ",
            c_.max_images_per_row, " (a sample has to fit in one row)");
+  // A caption sample has one image; documents are counted by the reader, before loading images.
+  c_.obelics.max_images =
+      c_.max_images_per_sample > 0 ? c_.max_images_per_sample : c_.max_images_per_row;
   c_.sample.image.validate();
   expand_shards(c_.path);  // fail early on a bad path
   start();
@@ -119,15 +115,36 @@ int64_t DataLoader::epoch() const {
   return epoch_;
 }
 
-bool DataLoader::within_token_limit(Sample& s) {
+std::vector<std::optional<Sample>> DataLoader::build_all(const std::vector<RawItem>& items) {
+  std::vector<std::optional<Sample>> samples(items.size());
+  const int workers = std::max(1, c_.num_workers);
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      for (size_t i = w; i < items.size(); i += workers) {
+        const RawItem& item = items[i];
+        samples_built_.fetch_add(1);
+        samples[i] =
+            item.is_doc
+                ? build_interleaved_sample(item.doc, tokenizer_, tokens_, c_.sample, *skips_)
+                : build_caption_sample(item.wds, tokenizer_, tokens_, c_.sample, *skips_);
+      }
+    });
+  for (auto& t : pool) t.join();
+  return samples;
+}
+
+bool DataLoader::within_limits(Sample& s) {
   const int64_t limit =
       c_.max_tokens_per_sample > 0 ? std::min(c_.max_tokens_per_sample, c_.seq_len) : c_.seq_len;
   if (s.length() > limit && !c_.truncate_long_samples) {
     skips_->add(skip::kTooManyTokens, s.origin, cat(s.length(), " tokens, limit ", limit));
     return false;
   }
+  const int64_t length = s.length();
   if (!fit_to_length(s, limit, tokens_)) {
-    skips_->add(skip::kTooLongForSeqLen, s.origin, cat("limit ", limit));
+    skips_->add(skip::kTooLongForSeqLen, s.origin,
+                cat(length, " tokens, limit ", limit, ": nothing to train on before the image"));
     return false;
   }
   return true;
@@ -142,8 +159,6 @@ void DataLoader::produce() {
     Packer packer(pc, tokens_);
     std::vector<PackedRow> rows;
     const int workers = std::max(1, c_.num_workers);
-    const int64_t max_images =
-        c_.max_images_per_sample > 0 ? c_.max_images_per_sample : c_.max_images_per_row;
     for (int64_t epoch = 0;; ++epoch) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -158,28 +173,8 @@ void DataLoader::produce() {
         RawItem raw;
         while (static_cast<int>(chunk.size()) < workers * 4 && (more = stream.next(raw)))
           chunk.push_back(std::move(raw));
-        std::vector<std::optional<Sample>> samples(chunk.size());
-        std::vector<std::thread> pool;
-        for (int w = 0; w < workers; ++w)
-          pool.emplace_back([&, w] {
-            for (size_t i = w; i < chunk.size(); i += workers) {
-              const RawItem& item = chunk[i];
-              // Checked on the raw item, so an image-heavy document costs no decoding.
-              if (item.image_count() > max_images) {
-                skips_->add(skip::kTooManyImages, item.origin(),
-                            cat(item.image_count(), " images, limit ", max_images));
-                continue;
-              }
-              samples_built_.fetch_add(1);
-              samples[i] =
-                  item.is_doc
-                      ? build_interleaved_sample(item.doc, tokenizer_, tokens_, c_.sample, *skips_)
-                      : build_caption_sample(item.wds, tokenizer_, tokens_, c_.sample, *skips_);
-            }
-          });
-        for (auto& t : pool) t.join();
-        for (auto& s : samples) {
-          if (!s || !within_token_limit(*s)) continue;
+        for (auto& s : build_all(chunk)) {
+          if (!s || !within_limits(*s)) continue;
           ++built;
           packer.add(std::move(*s));
         }

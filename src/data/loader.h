@@ -14,11 +14,13 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "data/caption_sample.h"
+#include "data/loader_config.h"
 #include "data/obelics.h"
 #include "data/packing.h"
 #include "data/skip_stats.h"
@@ -27,36 +29,7 @@
 
 namespace qv::data {
 
-struct LoaderConfig {
-  std::string dataset = "cc12m";  // cc12m (WebDataset shards) | obelics (JSONL documents)
-  std::string path;               // file pattern: globs and {0000..0099} ranges
-  std::string tokenizer_path;
-  int64_t seq_len = 2048;
-  int64_t batch_size = 1;  // rows per batch
-  int64_t packing_buffer_size = 100;
-  int64_t max_images_per_row = 64;
-  // Per-sample limits. A sample longer than max_tokens_per_sample (0: seq_len; capped at seq_len)
-  // is cut without splitting an image block, or with truncate_long_samples = false is a counted
-  // skip "too many tokens". A sample with more images than max_images_per_sample (0: the per-row
-  // limit; at most that) is a counted skip "too many images", found before any image is decoded.
-  int64_t max_tokens_per_sample = 0;
-  bool truncate_long_samples = true;
-  int64_t max_images_per_sample = 0;
-  int64_t shuffle_buffer = 64;  // raw samples; 0 keeps shard order
-  uint64_t seed = 42;
-  int rank = 0, world_size = 1;
-  int num_workers = 2;
-  int64_t prefetch = 4;  // batches
-  bool infinite = true;  // start a new (reshuffled) epoch at the end of the data
-  CaptionSampleConfig sample;
-  ReaderLimits webdataset;  // cc12m shards: member size limit, kept extensions
-  // OBELICS rows and images; downloaded images are cached under .cache/qwen3vl-images.
-  ObelicsOptions obelics = [] {
-    ObelicsOptions o;
-    o.http.cache_dir = ".cache/qwen3vl-images";
-    return o;
-  }();
-};
+struct RawItem;
 
 class DataLoader {
  public:
@@ -72,16 +45,18 @@ class DataLoader {
   const SkipStats& skips() const { return *skips_; }
   int64_t epoch() const;
   const LoaderConfig& config() const { return c_; }
-  // Samples handed to the builders (images decoded, text tokenized) so far: shows that a sample
-  // skipped for its image count never reached a decoder.
+  // Samples handed to the builders (images decoded, text tokenized) so far: shows that a skipped
+  // sample never reached a decoder.
   int64_t samples_built() const { return samples_built_.load(); }
 
  private:
   void start();
   void stop();
   void produce();  // background thread body
-  // The sample limits after building: truncation or a counted skip (false).
-  bool within_token_limit(Sample& s);
+  // Builds raw items into samples on the worker threads, in order; nullopt where skipped.
+  std::vector<std::optional<Sample>> build_all(const std::vector<RawItem>& items);
+  // Applies the per-sample token limit (truncation or a counted skip); false when skipped.
+  bool within_limits(Sample& s);
   LoaderConfig c_;
   Tokenizer tokenizer_;
   TokenIds tokens_;

@@ -225,6 +225,15 @@ bool ObelicsReader::next(Document& doc) {
       skips_->add(row.skip_reason, cat(file, ":", line_no), row.detail);
       continue;
     }
+    if (options_.max_images > 0) {
+      int64_t images = 0;
+      for (const DocItem& item : row.doc.items) images += item.is_image;
+      if (images > options_.max_images) {
+        skips_->add(skip::kTooManyImages, row.doc.origin(),
+                    cat(images, " images, limit ", options_.max_images));
+        continue;
+      }
+    }
     if (!load_images(row.doc)) continue;
     doc = std::move(row.doc);
     return true;

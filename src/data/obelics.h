@@ -40,6 +40,9 @@ struct ObelicsOptions {
   int64_t max_image_bytes = 32ll << 20;  // local files and downloads (overrides http.max_bytes)
   bool fetch_remote = true;              // false: http(s) images are counted skips
   bool drop_unavailable_images = false;  // false: skip the whole document
+  // A row with more images is a counted skip, found before any image is read or fetched
+  // (0: no limit; the loader sets its per-sample limit here).
+  int64_t max_images = 0;
   HttpFetchOptions http;
 };
 

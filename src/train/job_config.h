@@ -42,9 +42,10 @@ struct JobConfig {
   int64_t max_patches_per_image = 1024;  // merged tokens per image
   int64_t max_images_per_batch = 64;
   int64_t packing_buffer_size = 100;
-  // A sample longer than max_tokens_per_sample (0: seq_len) is cut without splitting an image
-  // block, or with overlong_samples = "skip" a counted skip. A sample with more images than
-  // max_images_per_sample (0: max_images_per_batch / local_batch_size) is a counted skip.
+  // A sample longer than max_tokens_per_sample (0: seq_len) is truncated without cutting an image
+  // block or, with overlong_samples = "skip", is a counted skip. A sample with more images than
+  // max_images_per_sample (0: max_images_per_batch / local_batch_size, also its upper bound) is a
+  // counted skip, found before its images are read.
   int64_t max_tokens_per_sample = 0;
   std::string overlong_samples = "truncate";  // truncate | skip
   int64_t max_images_per_sample = 0;

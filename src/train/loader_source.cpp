@@ -68,6 +68,9 @@ data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m
   l.batch_size = c.local_batch_size;
   l.packing_buffer_size = c.packing_buffer_size;
   l.max_images_per_row = std::max<int64_t>(1, c.max_images_per_batch / c.local_batch_size);
+  QV_CHECK(c.max_images_per_sample <= l.max_images_per_row, "[data] max_images_per_sample (",
+           c.max_images_per_sample, ") exceeds the images one row may hold (", l.max_images_per_row,
+           " = max_images_per_batch / local_batch_size): a sample has to fit in one row");
   l.max_tokens_per_sample = c.max_tokens_per_sample;
   l.truncate_long_samples = c.overlong_samples == "truncate";
   l.max_images_per_sample = c.max_images_per_sample;
