@@ -1,72 +1,14 @@
 #include "data/loader.h"
 
 #include <algorithm>
-#include <random>
+#include <utility>
 
 #include "core/error.h"
 #include "core/log.h"
-#include "data/obelics.h"
+#include "data/raw_stream.h"
 #include "data/shard_list.h"
-#include "data/webdataset.h"
 
 namespace qv::data {
-
-// One unprocessed sample: a WebDataset group (cc12m) or an interleaved document (OBELICS).
-struct RawItem {
-  RawSample wds;
-  Document doc;
-  bool is_doc = false;
-};
-
-namespace {
-
-// Raw samples of one epoch for this rank, shuffled through a seeded buffer.
-class RawStream {
- public:
-  RawStream(const LoaderConfig& c, int64_t epoch, SkipStats& skips)
-      : c_(c), rng_(c.seed * 1000003ull + static_cast<uint64_t>(epoch) * 7919ull + c.rank) {
-    RankShare share = share_for_rank(expand_shards(c.path), c.rank, c.world_size);
-    stride_ = share.sample_stride;
-    offset_ = share.sample_offset;
-    if (c.dataset == "obelics")
-      docs_ = std::make_unique<ObelicsReader>(std::move(share.shards), c.obelics, &skips);
-    else
-      reader_ = std::make_unique<WebDatasetReader>(std::move(share.shards), c.webdataset, &skips);
-  }
-
-  bool next(RawItem& out) {
-    while (static_cast<int64_t>(buffer_.size()) < std::max<int64_t>(1, c_.shuffle_buffer) &&
-           !exhausted_) {
-      RawItem s;
-      s.is_doc = docs_ != nullptr;
-      if (!(s.is_doc ? docs_->next(s.doc) : reader_->next(s.wds))) {
-        exhausted_ = true;
-        break;
-      }
-      if (index_++ % stride_ != offset_) continue;
-      buffer_.push_back(std::move(s));
-    }
-    if (buffer_.empty()) return false;
-    size_t pick = 0;
-    if (c_.shuffle_buffer > 0)
-      pick = std::uniform_int_distribution<size_t>(0, buffer_.size() - 1)(rng_);
-    out = std::move(buffer_[pick]);
-    buffer_[pick] = std::move(buffer_.back());
-    buffer_.pop_back();
-    return true;
-  }
-
- private:
-  const LoaderConfig& c_;
-  std::mt19937_64 rng_;
-  std::unique_ptr<WebDatasetReader> reader_;
-  std::unique_ptr<ObelicsReader> docs_;
-  std::vector<RawItem> buffer_;
-  int64_t index_ = 0, stride_ = 1, offset_ = 0;
-  bool exhausted_ = false;
-};
-
-}  // namespace
 
 DataLoader::DataLoader(LoaderConfig config)
     : c_(std::move(config)),
@@ -128,6 +70,7 @@ std::vector<std::optional<Sample>> DataLoader::build_all(const std::vector<RawIt
             item.is_doc
                 ? build_interleaved_sample(item.doc, tokenizer_, tokens_, c_.sample, *skips_)
                 : build_caption_sample(item.wds, tokenizer_, tokens_, c_.sample, *skips_);
+        if (samples[i]) samples[i]->source = item.pos;
       }
     });
   for (auto& t : pool) t.join();
@@ -150,6 +93,50 @@ bool DataLoader::within_limits(Sample& s) {
   return true;
 }
 
+namespace {
+
+nlohmann::json positions(const std::vector<Sample>& samples) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Sample& s : samples) out.push_back(to_json(s.source));
+  return out;
+}
+
+// Everything the producer needs to continue after the batch just made: the stream, the packer's
+// samples as positions, and the counters.
+nlohmann::json pipeline_state(int64_t epoch, int64_t built, const RawStream& stream,
+                              const Packer& packer, const SkipStats& skips) {
+  nlohmann::json ready = nlohmann::json::array();
+  for (const PackedRow& r : packer.ready()) ready.push_back(positions(r.docs));
+  return {{"epoch", epoch},
+          {"built", built},
+          {"stream", stream.state()},
+          {"packer", {{"buffer", positions(packer.buffer())}, {"ready", ready}}},
+          {"skips", skips.to_json()}};
+}
+
+}  // namespace
+
+void DataLoader::resume(const nlohmann::json& pipeline, RawStream& stream, Packer& packer) {
+  stream.restore(pipeline.at("stream"));
+  // Only the samples that sat in the packer are read and built again.
+  auto rebuild = [&](const nlohmann::json& list) {
+    std::vector<RawItem> items;
+    for (const auto& p : list) items.push_back(stream.read_at(source_pos_from_json(p)));
+    std::vector<Sample> out;
+    for (auto& s : build_all(items)) {
+      QV_CHECK(s && within_limits(*s), "loader state: the buffered sample at ", s ? s->origin : "?",
+               " can no longer be built (did the data or config change?)");
+      out.push_back(std::move(*s));
+    }
+    return out;
+  };
+  std::deque<PackedRow> ready;
+  for (const auto& row : pipeline.at("packer").at("ready")) ready.push_back({rebuild(row)});
+  packer.restore(rebuild(pipeline.at("packer").at("buffer")), std::move(ready));
+  // Last: rebuilding may have counted skips again.
+  skips_->reset(pipeline.at("skips"));
+}
+
 void DataLoader::produce() {
   try {
     PackingConfig pc;
@@ -159,13 +146,19 @@ void DataLoader::produce() {
     Packer packer(pc, tokens_);
     std::vector<PackedRow> rows;
     const int workers = std::max(1, c_.num_workers);
-    for (int64_t epoch = 0;; ++epoch) {
+    const nlohmann::json pipeline = std::exchange(resume_, nullptr);
+    const int64_t first_epoch = pipeline.is_null() ? 0 : pipeline.at("epoch").get<int64_t>();
+    for (int64_t epoch = first_epoch;; ++epoch) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         epoch_ = epoch;
       }
       RawStream stream(c_, epoch, *skips_);
       int64_t built = 0;
+      if (epoch == first_epoch && !pipeline.is_null()) {
+        resume(pipeline, stream, packer);
+        built = pipeline.at("built").get<int64_t>();
+      }
       bool more = true;
       while (more) {
         // A chunk of raw samples, built in parallel, consumed in order.
@@ -182,13 +175,15 @@ void DataLoader::produce() {
         while (packer.has_row()) {
           rows.push_back(packer.pop_row());
           if (static_cast<int64_t>(rows.size()) < c_.batch_size) continue;
-          Batch b = collate(std::move(rows), c_.seq_len, c_.sample.image.patch_dim(), tokens_);
+          Produced p;
+          p.batch = collate(std::move(rows), c_.seq_len, c_.sample.image.patch_dim(), tokens_);
           rows.clear();
+          p.pipeline = pipeline_state(epoch, built, stream, packer, *skips_);
           std::unique_lock<std::mutex> lock(mu_);
           cv_.wait(lock,
                    [&] { return stopping_ || static_cast<int64_t>(queue_.size()) < c_.prefetch; });
           if (stopping_) return;
-          queue_.push_back(std::move(b));
+          queue_.push_back(std::move(p));
           cv_.notify_all();
         }
         std::lock_guard<std::mutex> lock(mu_);
@@ -215,16 +210,20 @@ Batch DataLoader::next() {
     QV_CHECK(error_.empty(), "data loader: ", error_);
     fail("data loader: end of data after ", handed_out_, " batches");
   }
-  Batch b = std::move(queue_.front());
+  Produced p = std::move(queue_.front());
   queue_.pop_front();
   ++handed_out_;
+  pipeline_ = std::move(p.pipeline);
   cv_.notify_all();
-  return b;
+  return std::move(p.batch);
 }
 
 nlohmann::json DataLoader::state() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return {{"batches", handed_out_}, {"seed", c_.seed}, {"rank", c_.rank}, {"world", c_.world_size}};
+  nlohmann::json s = {
+      {"batches", handed_out_}, {"seed", c_.seed}, {"rank", c_.rank}, {"world", c_.world_size}};
+  if (!pipeline_.is_null()) s["pipeline"] = pipeline_;
+  return s;
 }
 
 void DataLoader::restore(const nlohmann::json& s) {
@@ -233,12 +232,26 @@ void DataLoader::restore(const nlohmann::json& s) {
            s.value("seed", c_.seed), ", this run uses ", c_.seed);
   stop();
   handed_out_ = 0;
-  start();
-  // Resharding (another world size) cannot replay the same stream: start fresh then.
+  samples_built_ = 0;
+  pipeline_ = nullptr;
+  skips_->reset(nlohmann::json::object());
+  // Resharding (another world size) cannot continue the same stream: start fresh then.
   if (s.value("world", c_.world_size) != c_.world_size) {
+    start();
     log::warn("data loader: world size changed since the checkpoint; data order restarts");
     return;
   }
+  // The pipeline describes the saving rank's own stream. Another rank (a multi-rank job's
+  // checkpoint holds rank 0's state), or a state from before seek-resume existed, replays its
+  // stream to the same batch count instead.
+  if (s.contains("pipeline") && s.value("rank", -1) == c_.rank) {
+    resume_ = s.at("pipeline");
+    handed_out_ = target;
+    pipeline_ = resume_;
+    start();
+    return;
+  }
+  start();
   while (handed_out_ < target) next();
 }
 

@@ -1,11 +1,14 @@
 // The data loader: shards -> raw samples (this rank's share, shuffled in a seeded buffer) ->
-// samples built by worker threads (image decode + preprocessing + tokenization) -> buffered
-// packing into rows of seq_len -> batches, prefetched on a background thread.
+// samples built by worker threads (image decode + preprocessing + tokenization) -> per-sample
+// limits -> buffered packing into rows of seq_len -> batches, prefetched on a background thread.
 //
 // Deterministic for a seed: the same config gives the same batches whatever the thread count.
-// Resumable exactly: state() is the number of batches handed out; restore() rebuilds the
-// pipeline and replays it to that point (replay decodes again, so it costs as much as reading
-// those samples did).
+// Resumable exactly: state() holds the pipeline as it stood after the last batch handed out (the
+// reader's byte position, the positions of the samples in the shuffle and packing buffers, the
+// RNG, the skip counts); restore() seeks the reader there and re-reads and rebuilds only those
+// buffered samples. A state without a pipeline of this rank (older checkpoints; a multi-rank
+// checkpoint, which holds rank 0's state) is restored by replaying the stream to the saved batch
+// count, which costs as much as reading those samples did.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -30,6 +33,7 @@
 namespace qv::data {
 
 struct RawItem;
+class RawStream;
 
 class DataLoader {
  public:
@@ -45,8 +49,8 @@ class DataLoader {
   const SkipStats& skips() const { return *skips_; }
   int64_t epoch() const;
   const LoaderConfig& config() const { return c_; }
-  // Samples handed to the builders (images decoded, text tokenized) so far: shows that a skipped
-  // sample never reached a decoder.
+  // Samples handed to the builders (images decoded, text tokenized) since construction or the
+  // last restore(): shows that a skipped sample never reached a decoder, and what a resume costs.
   int64_t samples_built() const { return samples_built_.load(); }
 
  private:
@@ -57,6 +61,12 @@ class DataLoader {
   std::vector<std::optional<Sample>> build_all(const std::vector<RawItem>& items);
   // Applies the per-sample token limit (truncation or a counted skip); false when skipped.
   bool within_limits(Sample& s);
+  // Puts the stream and packer where `pipeline` (a state()'s "pipeline") says.
+  void resume(const nlohmann::json& pipeline, RawStream& stream, Packer& packer);
+  struct Produced {
+    Batch batch;
+    nlohmann::json pipeline;  // the state after this batch
+  };
   LoaderConfig c_;
   Tokenizer tokenizer_;
   TokenIds tokens_;
@@ -64,7 +74,9 @@ class DataLoader {
   std::thread thread_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Batch> queue_;
+  std::deque<Produced> queue_;
+  nlohmann::json resume_;    // pipeline the next start() continues from (null: from the start)
+  nlohmann::json pipeline_;  // pipeline after the last batch handed out
   std::string error_;
   bool done_ = false, stopping_ = false;
   int64_t handed_out_ = 0;

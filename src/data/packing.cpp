@@ -78,6 +78,18 @@ void Packer::pack(bool keep_last_open) {
   }
 }
 
+void Packer::restore(std::vector<Sample> buffer, std::deque<PackedRow> ready) {
+  for (PackedRow& r : ready) {
+    r.tokens = r.images = 0;
+    for (const Sample& s : r.docs) {
+      r.tokens += s.length();
+      r.images += static_cast<int64_t>(s.vision.size());
+    }
+  }
+  buffer_ = std::move(buffer);
+  ready_ = std::move(ready);
+}
+
 PackedRow Packer::pop_row() {
   QV_CHECK(!ready_.empty(), "Packer::pop_row on an empty queue");
   PackedRow r = std::move(ready_.front());

@@ -35,6 +35,11 @@ class Packer {
   bool has_row() const { return !ready_.empty(); }
   PackedRow pop_row();
   int64_t buffered() const { return static_cast<int64_t>(buffer_.size()); }
+  // Contents, for loader checkpoints: samples waiting to be packed, in buffer order, and packed
+  // rows not yet popped. restore() puts such contents back (row sizes are recomputed).
+  const std::vector<Sample>& buffer() const { return buffer_; }
+  const std::deque<PackedRow>& ready() const { return ready_; }
+  void restore(std::vector<Sample> buffer, std::deque<PackedRow> ready);
 
  private:
   void pack(bool keep_last_open);

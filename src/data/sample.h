@@ -17,11 +17,23 @@ struct VisionItem {
   bool is_video = false;
 };
 
+// Where a sample's raw data starts in the rank's file list (the reader's state just before it),
+// so a resumed loader can re-read that one sample instead of replaying the epoch. `check` is a
+// CRC-32C of the sample's origin ("shard:key", "file:line"): a re-read that finds another sample
+// there (the data changed) is an error, not silently different data.
+struct SourcePos {
+  int64_t file_index = 0, offset = 0;
+  int64_t member_index = 0;  // tar members before it (WebDataset); 0 for OBELICS
+  int64_t sample_index = 0;  // samples before it in the shard (WebDataset), lines (OBELICS)
+  uint32_t check = 0;
+};
+
 struct Sample {
   std::vector<int32_t> ids;
   std::vector<int32_t> labels;     // -100 where no loss is taken
   std::vector<VisionItem> vision;  // in placeholder order
   std::string origin;              // "shard:key" or "file:line", for messages
+  SourcePos source;                // set by the loader
   int64_t length() const { return static_cast<int64_t>(ids.size()); }
 };
 

@@ -57,6 +57,15 @@ nlohmann::json SkipStats::to_json() const {
   return j;
 }
 
+void SkipStats::reset(const nlohmann::json& counts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  counts_.clear();
+  records_.clear();
+  if (!counts.is_object()) return;
+  for (auto it = counts.begin(); it != counts.end(); ++it)
+    if (it->is_number_integer()) counts_[it.key()] = it->get<int64_t>();
+}
+
 std::string SkipStats::summary() const {
   std::string s;
   for (const auto& [reason, c] : by_reason()) {

@@ -67,7 +67,9 @@ class SkipStats {
   std::map<std::string, int64_t> by_reason() const;
   std::vector<SkipRecord> records() const;  // the logged ones, in order
   nlohmann::json to_json() const;           // {"reason": count, ...}
-  std::string summary() const;              // "no caption: 3, truncated shard: 1" or "none"
+  // Replaces the counts with to_json()'s output (a resumed loader continues the saved counts).
+  void reset(const nlohmann::json& counts);
+  std::string summary() const;  // "no caption: 3, truncated shard: 1" or "none"
 
  private:
   mutable std::mutex mu_;
