@@ -29,14 +29,14 @@ struct Trainer::Metrics {
   std::unique_ptr<MetricsLogger> logger;
 };
 
+model::ModelConfig model_config(const JobConfig& c) {
+  if (c.hf_config.empty()) return model::ModelConfig::flavor(c.flavor);
+  const fs::path p(c.hf_config);
+  return model::ModelConfig::from_json_file((fs::is_directory(p) ? p / "config.json" : p).string());
+}
+
 std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t unit_align) {
-  model::ModelConfig mc;
-  if (!c.hf_config.empty()) {
-    const fs::path p(c.hf_config);
-    mc = model::ModelConfig::from_json_file((fs::is_directory(p) ? p / "config.json" : p).string());
-  } else {
-    mc = model::ModelConfig::flavor(c.flavor);
-  }
+  const model::ModelConfig mc = model_config(c);
   auto m = std::make_unique<model::Qwen3VLModel>(mc, unit_align);
   if (!c.initial_load_path.empty()) {
     model::load_hf_weights(c.initial_load_path, m->store());

@@ -71,6 +71,9 @@ class Trainer {
   std::unique_ptr<Metrics> metrics_;
 };
 
+// The model config a job names: [model] hf_config when set, else the flavor.
+model::ModelConfig model_config(const JobConfig& config);
+
 // Builds the model a job config describes: HF config or flavor, then weights from
 // checkpoint.initial_load_path or a seeded init. unit_align: see unit_alignment() (the trainer
 // re-lays out a model built with another alignment, at the cost of a copy).
