@@ -40,11 +40,7 @@ void fsync_dir(const std::string& dir) {
   if (rc != 0 && err != EINVAL) fail("cannot fsync folder ", d, ": ", std::strerror(err));
 }
 
-AtomicFile::AtomicFile(const std::string& path) : path_(path) {
-  const std::filesystem::path target(path);
-  tmp_ = (target.parent_path() /
-          (".tmp." + target.filename().string() + "." + std::to_string(::getpid())))
-             .string();
+AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(temp_sibling(path, "")) {
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd_ < 0) fail("cannot create ", tmp_, ": ", std::strerror(errno));
 }

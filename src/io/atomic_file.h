@@ -7,7 +7,7 @@
 
 namespace qv::io {
 
-// A file written under a temporary name next to `path` (".tmp.NAME.PID") and renamed over `path`
+// A file written under a temporary name next to `path` (temp_sibling) and renamed over `path`
 // by commit(). Every write, fsync, close and rename is checked, and an error names the file and
 // the reason (e.g. "No space left on device"). Destroyed without commit() (an error on the way),
 // it removes the temporary file. Keeps the CRC-32C of what was written, so callers need not read

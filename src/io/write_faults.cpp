@@ -21,13 +21,16 @@ struct Plan {
   size_t after = 0;
 };
 
+// Splits "kind@bytes:K"; false for any other form.
+bool split_spec(const char* spec, char (&kind)[16], unsigned long long& after) {
+  return spec && std::sscanf(spec, "%15[a-z]@bytes:%llu", kind, &after) == 2;
+}
+
 Plan parse_plan() {
   Plan p;
-  const char* env = std::getenv("QWEN3VL_FAULT");
-  if (!env) return p;
   char kind[16] = {0};
   unsigned long long after = 0;
-  if (std::sscanf(env, "%15[a-z]@bytes:%llu", kind, &after) != 2) return p;  // not a write fault
+  if (!split_spec(std::getenv("QWEN3VL_FAULT"), kind, after)) return p;
   if (std::strcmp(kind, "pause") == 0)
     p.kind = Kind::kPause;
   else if (std::strcmp(kind, "enospc") == 0)
@@ -53,6 +56,12 @@ std::atomic<size_t> written{0};
 }
 
 }  // namespace
+
+bool is_write_fault_spec(const char* spec) {
+  char kind[16] = {0};
+  unsigned long long after = 0;
+  return split_spec(spec, kind, after);
+}
 
 ssize_t write_with_faults(int fd, const void* p, size_t n) {
   const Plan& f = plan();

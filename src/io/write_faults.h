@@ -19,4 +19,8 @@ namespace qv::io {
 // at the fault point), pause forever, or return -1 with errno = ENOSPC.
 ssize_t write_with_faults(int fd, const void* p, size_t n);
 
+// Whether a QWEN3VL_FAULT value names a write fault (kind@bytes:K), so that the other readers of
+// the variable (train/fault_injection.h) can leave it alone.
+bool is_write_fault_spec(const char* spec);
+
 }  // namespace qv::io

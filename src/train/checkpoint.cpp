@@ -116,8 +116,6 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
     // Written straight from the parameter store and the optimizer's buffers: saving adds no
     // copy of the training state to the process's memory.
     std::vector<io::TensorSource> model, optim;
-    std::vector<int64_t> steps;
-    if (opt) steps.assign(opt->steps.begin(), opt->steps.end());
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
       model.push_back(f32_source(e.name, store.value(e.ref), e.shape));
@@ -126,7 +124,7 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
             f32_source("exp_avg." + e.name, opt->exp_avg.data() + e.ref.offset, e.shape));
         optim.push_back(
             f32_source("exp_avg_sq." + e.name, opt->exp_avg_sq.data() + e.ref.offset, e.shape));
-        optim.push_back({"step." + e.name, DType::kI64, {1}, &steps[i], DType::kI64});
+        optim.push_back({"step." + e.name, DType::kI64, {1}, &opt->steps[i], DType::kI64});
       }
     }
     json files = json::object();

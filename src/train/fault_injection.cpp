@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "io/write_faults.h"
 
 namespace qv::train {
 namespace {
@@ -20,10 +21,7 @@ struct Fault {
 Fault parse_fault() {
   const char* env = std::getenv("QWEN3VL_FAULT");
   if (!env || !*env) return {};
-  char io_kind[16] = {0};
-  unsigned long long bytes = 0;
-  // Write faults (io/write_faults.h) share the variable; they are not this module's.
-  if (std::sscanf(env, "%15[a-z]@bytes:%llu", io_kind, &bytes) == 2) return {};
+  if (io::is_write_fault_spec(env)) return {};  // io/write_faults.h's, not this module's
   Fault f;
   char kind[16] = {0};
   long long step = 0;
