@@ -4,7 +4,6 @@
 // where the machine allows it, a real small tmpfs.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,8 +21,6 @@
 #include "train/trainer.h"
 #include "train_test_utils.h"
 
-extern char** environ;
-
 namespace qv {
 namespace {
 
@@ -32,9 +29,7 @@ using testing::fixed_batch_config;
 using testing::read_metrics;
 
 std::string fresh(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("qwen3vl_ckptfault_" + name);
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_dir("ckptfault", name);
 }
 
 int64_t folder_bytes(const std::string& dir) {
@@ -60,20 +55,8 @@ std::string train_command(const std::string& cfg) {
   return std::string(QWEN3VL_BINARY) + " train --config " + cfg;
 }
 
-// Starts `qwen3vl train --config cfg` with extra environment variables.
 pid_t spawn_train(const std::string& cfg, const std::vector<std::string>& extra_env) {
-  std::string bin = QWEN3VL_BINARY;
-  std::vector<std::string> args = {bin, "train", "--config", cfg};
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env(extra_env);
-  for (char** e = environ; *e; ++e) env.emplace_back(*e);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) return -1;
-  return pid;
+  return testing::spawn_qwen3vl({"train", "--config", cfg}, extra_env);
 }
 
 int64_t load_step(const std::string& cfg, const std::string& checkpoint) {

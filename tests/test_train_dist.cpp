@@ -19,9 +19,7 @@ using testing::fixed_batch_config;
 using testing::read_metrics;
 
 std::string fresh(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("qwen3vl_dist_" + name);
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_dir("dist", name);
 }
 
 std::string fixture(const std::string& name) {

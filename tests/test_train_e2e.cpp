@@ -15,9 +15,7 @@ using testing::fixed_batch_config;
 using testing::read_metrics;
 
 std::string fresh(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("qwen3vl_e2e_" + name);
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_dir("e2e", name);
 }
 
 std::string binary() {

@@ -1,7 +1,6 @@
 // Faults during training: non-finite loss or gradients, and preemption by SIGTERM.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,17 +13,13 @@
 #include "train/trainer.h"
 #include "train_test_utils.h"
 
-extern char** environ;
-
 namespace qv {
 namespace {
 
 namespace fs = std::filesystem;
 
 std::string fresh(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("qwen3vl_fault_" + name);
-  fs::remove_all(p);
-  return p.string();
+  return testing::fresh_dir("fault", name);
 }
 
 std::unique_ptr<train::Trainer> poisoned_trainer(const std::string& dump, const std::string& mode) {
@@ -67,13 +62,8 @@ TEST(TrainFaults, NonFiniteStepsCanBeSkippedLeavingWeightsUntouched) {
 TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExitsZero) {
   const std::string dump = fresh("sigterm");
   const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
-  std::string bin = QWEN3VL_BINARY;
-  std::vector<std::string> argv_s = {bin, "train", "--config", cfg};
-  std::vector<char*> argv;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid;
-  ASSERT_EQ(posix_spawn(&pid, bin.c_str(), nullptr, nullptr, argv.data(), environ), 0);
+  const pid_t pid = testing::spawn_qwen3vl({"train", "--config", cfg});
+  ASSERT_GT(pid, 0);
   // Wait until a few steps are logged, then preempt.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)

@@ -12,6 +12,13 @@
 
 namespace qv::testing {
 
+// An empty folder for one test: <temp dir>/qwen3vl_<suite>_<name>, emptied first.
+inline std::string fresh_dir(const std::string& suite, const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() / ("qwen3vl_" + suite + "_" + name);
+  std::filesystem::remove_all(p);
+  return p.string();
+}
+
 inline std::vector<nlohmann::json> read_metrics(const std::string& dump) {
   std::vector<nlohmann::json> out;
   std::ifstream in(dump + "/metrics.jsonl");
@@ -56,18 +63,6 @@ inline std::string mpirun(int np) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   return "mpirun -np " + std::to_string(np) + " --oversubscribe ";
-}
-
-inline CommandResult run_shell(const std::string& cmd) {
-  CommandResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
 }
 
 }  // namespace qv::testing
