@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "data/image_decode.h"
-#include "data/image_preprocess.h"
-#include "data/image_resize.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_preprocess.h"
+#include "data/image/image_resize.h"
 
 namespace {
 

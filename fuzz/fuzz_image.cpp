@@ -2,8 +2,8 @@
 // bound small enough for fuzzing speed, then the whole Qwen3-VL preprocessing (smart resize,
 // bicubic resize, patchify) to a bounded size.
 #include "core/error.h"
-#include "data/image_decode.h"
-#include "data/image_preprocess.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_preprocess.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

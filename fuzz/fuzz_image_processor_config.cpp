@@ -1,6 +1,6 @@
 // preprocessor_config.json of a model folder.
 #include "core/error.h"
-#include "data/image_processor_config.h"
+#include "data/image/image_processor_config.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

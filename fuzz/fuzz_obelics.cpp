@@ -1,7 +1,7 @@
 // OBELICS JSONL: the input is a whole file read by ObelicsReader (line bound, row parsing,
 // image references resolved but never fetched), every row also parsed on its own.
 #include "core/error.h"
-#include "data/obelics.h"
+#include "data/sources/obelics.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,8 +1,8 @@
 // A tar shard read entry by entry (TarReader), then as a WebDataset shard: damage must be
 // reported, never crash, and reading must always end.
 #include "core/error.h"
-#include "data/tar_reader.h"
-#include "data/webdataset.h"
+#include "data/sources/tar_reader.h"
+#include "data/sources/webdataset.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,6 +1,6 @@
 // tokenizer.json: load, then encode and decode a fixed multilingual text with the result.
 #include "core/error.h"
-#include "data/tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
 #include "fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "data/rgb_image.h"
+#include "data/image/rgb_image.h"
 #include "io/atomic_file.h"
 
 namespace qv::testing {

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "data/loader.h"
+#include "data/pipeline/loader.h"
 
 namespace qv::testing {
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data/caption_sample.h"
-#include "data/shard_list.h"
-#include "data/webdataset.h"
+#include "data/pipeline/caption_sample.h"
+#include "data/sources/shard_list.h"
+#include "data/sources/webdataset.h"
 #include "train_test_utils.h"
 
 namespace qv {

@@ -9,11 +9,11 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/image_decode.h"
-#include "data/image_processor_config.h"
-#include "data/obelics.h"
-#include "data/tar_reader.h"
-#include "data/tokenizer.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_processor_config.h"
+#include "data/sources/obelics.h"
+#include "data/sources/tar_reader.h"
+#include "data/tokenizer/tokenizer.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/config.h"

@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "data/http_fetch.h"
+#include "data/sources/http_fetch.h"
 #include "data_test_utils.h"
 
 namespace qv::data {

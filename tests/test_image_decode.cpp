@@ -5,7 +5,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "data/image_decode.h"
+#include "data/image/image_decode.h"
 #include "image_test_encoders.h"
 #include "image_test_utils.h"
 #include "io/safetensors.h"

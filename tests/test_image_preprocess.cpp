@@ -11,8 +11,8 @@
 
 #include "cli_test_utils.h"
 #include "core/error.h"
-#include "data/image_decode.h"
-#include "data/image_preprocess.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_preprocess.h"
 #include "image_test_utils.h"
 #include "io/safetensors.h"
 

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "data/image_resize.h"
+#include "data/image/image_resize.h"
 #include "image_test_utils.h"
 #include "io/safetensors.h"
 

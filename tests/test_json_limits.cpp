@@ -8,9 +8,9 @@
 #include <string>
 
 #include "core/error.h"
-#include "data/image_processor_config.h"
-#include "data/obelics.h"
-#include "data/tokenizer.h"
+#include "data/image/image_processor_config.h"
+#include "data/sources/obelics.h"
+#include "data/tokenizer/tokenizer.h"
 #include "io/json_depth.h"
 #include "io/json_number.h"
 #include "io/safetensors.h"

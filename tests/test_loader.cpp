@@ -6,7 +6,7 @@
 #include <fstream>
 #include <set>
 
-#include "data/loader.h"
+#include "data/pipeline/loader.h"
 #include "loader_test_utils.h"
 #include "model/config.h"
 #include "train_test_utils.h"

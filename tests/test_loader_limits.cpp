@@ -6,9 +6,9 @@
 #include <map>
 
 #include "core/error.h"
-#include "data/caption_sample.h"
-#include "data/loader.h"
-#include "data/webdataset.h"
+#include "data/pipeline/caption_sample.h"
+#include "data/pipeline/loader.h"
+#include "data/sources/webdataset.h"
 #include "data_test_utils.h"
 #include "loader_test_utils.h"
 #include "model/config.h"

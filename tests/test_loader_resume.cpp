@@ -6,7 +6,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/loader.h"
+#include "data/pipeline/loader.h"
 #include "data_test_utils.h"
 #include "loader_test_utils.h"
 

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "data/image_decode.h"
-#include "data/obelics.h"
+#include "data/image/image_decode.h"
+#include "data/sources/obelics.h"
 #include "data_test_utils.h"
 
 namespace qv::data {

@@ -3,7 +3,7 @@
 
 #include <numeric>
 
-#include "data/packing.h"
+#include "data/pipeline/packing.h"
 
 namespace qv {
 namespace {

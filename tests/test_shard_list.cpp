@@ -4,7 +4,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/shard_list.h"
+#include "data/sources/shard_list.h"
 #include "data_test_utils.h"
 
 namespace qv::data {

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "data/image_preprocess.h"
-#include "data/smart_resize.h"
+#include "data/image/image_preprocess.h"
+#include "data/image/smart_resize.h"
 #include "image_test_utils.h"
 
 namespace qv::data {

@@ -10,10 +10,10 @@
 #include <thread>
 
 #include "core/error.h"
-#include "data/byte_level.h"
-#include "data/pretokenize.h"
-#include "data/tokenizer.h"
-#include "data/unicode.h"
+#include "data/tokenizer/byte_level.h"
+#include "data/tokenizer/pretokenize.h"
+#include "data/tokenizer/tokenizer.h"
+#include "data/tokenizer/unicode.h"
 #include "data/utf8.h"
 #include "tokenizer_test_data.h"
 

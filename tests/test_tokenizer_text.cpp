@@ -7,8 +7,8 @@
 #include <random>
 #include <set>
 
-#include "data/byte_level.h"
-#include "data/unicode.h"
+#include "data/tokenizer/byte_level.h"
+#include "data/tokenizer/unicode.h"
 #include "data/utf8.h"
 
 namespace qv::data {

@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
 #include "tokenizer_test_data.h"
 
 namespace qv::data {

@@ -5,10 +5,10 @@
 #include <set>
 
 #include "core/error.h"
-#include "data/cc12m.h"
-#include "data/image_decode.h"
-#include "data/tar_reader.h"
-#include "data/webdataset.h"
+#include "data/image/image_decode.h"
+#include "data/sources/cc12m.h"
+#include "data/sources/tar_reader.h"
+#include "data/sources/webdataset.h"
 #include "data_test_utils.h"
 
 namespace qv::data {

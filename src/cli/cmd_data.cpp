@@ -11,7 +11,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
-#include "data/loader.h"
+#include "data/pipeline/loader.h"
 #include "train/data_source.h"
 #include "train/job_config.h"
 #include "train/trainer.h"

@@ -6,9 +6,9 @@
 
 #include "cli/command.h"
 #include "core/error.h"
-#include "data/image_decode.h"
-#include "data/image_preprocess.h"
-#include "data/tokenizer.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_preprocess.h"
+#include "data/tokenizer/tokenizer.h"
 #include "infer/chat_template.h"
 #include "infer/sampler.h"
 #include "io/atomic_file.h"

@@ -6,8 +6,8 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/tensor.h"
-#include "data/image_decode.h"
-#include "data/image_preprocess.h"
+#include "data/image/image_decode.h"
+#include "data/image/image_preprocess.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 

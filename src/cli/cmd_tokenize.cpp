@@ -8,7 +8,7 @@
 
 #include "cli/command.h"
 #include "core/error.h"
-#include "data/tokenizer.h"
+#include "data/tokenizer/tokenizer.h"
 
 namespace qv::cli {
 namespace {

@@ -5,9 +5,9 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "dist/parallel_dims.h"
 #include "train/batch_source.h"
 #include "train/data_source.h"
-#include "train/parallel_dims.h"
 #include "train/trainer.h"
 
 namespace qv::cli {
@@ -45,8 +45,8 @@ int run_train(const Args& args) {
   auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)
                                          : dist::make_local_communicator();
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
-  const auto dims = train::resolve_parallel_dims(config, comm->size());
-  auto model = train::build_model(config, train::unit_alignment(dims));
+  const auto dims = dist::resolve_parallel_dims(config.dp_replicate, config.dp_shard, comm->size());
+  auto model = train::build_model(config, dist::unit_alignment(dims));
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());
   log::info("data: " + data->describe());
   train::Trainer trainer(config, std::move(model), std::move(data), std::move(comm));

@@ -43,7 +43,7 @@ inline constexpr std::string_view kImageTooLarge = "image too large";
 inline constexpr std::string_view kImageUrlNotAllowed = "image URL scheme not allowed";
 inline constexpr std::string_view kImageFetchFailed = "image fetch failed";
 inline constexpr std::string_view kRemoteImagesDisabled = "remote images disabled";
-// Per-sample limits (data/loader_config.h).
+// Per-sample limits (data/pipeline/loader_config.h).
 inline constexpr std::string_view kTooManyTokens = "too many tokens";
 inline constexpr std::string_view kTooManyImages = "too many images";
 inline constexpr std::string_view kTooLongForSeqLen = "too long to fit seq_len with its image";

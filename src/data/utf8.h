@@ -1,5 +1,6 @@
-// UTF-8 helpers for the tokenizer: strict validation, code point decoding and encoding, and the
-// lossy conversion that decoding token ids needs (byte-level BPE can yield partial characters).
+// UTF-8 helpers shared by the data path: strict validation (the tokenizer, caption checks),
+// code point decoding and encoding, and the lossy conversion that decoding token ids needs
+// (byte-level BPE can yield partial characters).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "dist/flat_range.h"
+
 namespace qv::train {
 
 struct AdamWConfig {
@@ -19,11 +21,7 @@ struct ParamSpan {
   int64_t offset = 0, numel = 0;
 };
 
-// Flat-buffer elements [begin, end).
-struct FlatRange {
-  int64_t begin = 0, end = 0;
-  int64_t size() const { return end - begin; }
-};
+using dist::FlatRange;
 
 class AdamW {
  public:

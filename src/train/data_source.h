@@ -2,7 +2,7 @@
 #pragma once
 #include <memory>
 
-#include "data/loader_config.h"
+#include "data/pipeline/loader_config.h"
 #include "model/config.h"
 #include "train/batch_source.h"
 #include "train/job_config.h"

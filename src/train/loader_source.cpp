@@ -2,7 +2,7 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "data/loader.h"
+#include "data/pipeline/loader.h"
 #include "train/data_source.h"
 
 namespace qv::train {

@@ -55,13 +55,13 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       comm_(std::move(comm)),
       schedule_(config_.lr_scheduler, config_.steps) {
   const int64_t world = comm_->size();
-  dims_ = resolve_parallel_dims(config_, world);
+  dims_ = dist::resolve_parallel_dims(config_.dp_replicate, config_.dp_shard, world);
   const int64_t per_step = config_.local_batch_size * world;
   const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
   QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
            ") must be a multiple of local_batch_size x data-parallel ranks (", per_step, ")");
   accumulation_ = global / per_step;
-  const int64_t align = unit_alignment(dims_);
+  const int64_t align = dist::unit_alignment(dims_);
   if (model_->store().unit_align() % align != 0) model_->relayout(align);
   std::vector<ParamSpan> spans;
   for (const auto& e : model_->store().entries()) {
@@ -72,7 +72,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   // covers weights loaded from different files).
   comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
   apply_freeze();
-  dp_ = make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
+  dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());

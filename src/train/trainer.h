@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
 #include "train/batch_source.h"
-#include "train/data_parallel.h"
 #include "train/job_config.h"
 #include "train/lr_schedule.h"
 
@@ -60,8 +60,8 @@ class Trainer {
   std::unique_ptr<model::Qwen3VLModel> model_;
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<dist::Communicator> comm_;
-  ParallelDims dims_;
-  std::unique_ptr<DataParallel> dp_;
+  dist::ParallelDims dims_;
+  std::unique_ptr<dist::DataParallel> dp_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::vector<uint8_t> vision_span_, frozen_span_;
@@ -75,8 +75,8 @@ class Trainer {
 model::ModelConfig model_config(const JobConfig& config);
 
 // Builds the model a job config describes: HF config or flavor, then weights from
-// checkpoint.initial_load_path or a seeded init. unit_align: see unit_alignment() (the trainer
-// re-lays out a model built with another alignment, at the cost of a copy).
+// checkpoint.initial_load_path or a seeded init. unit_align: see dist::unit_alignment() (the
+// trainer re-lays out a model built with another alignment, at the cost of a copy).
 std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& config, int64_t unit_align = 16);
 
 }  // namespace qv::train

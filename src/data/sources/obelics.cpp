@@ -1,0 +1,266 @@
+#include "data/sources/obelics.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/json_depth.h"
+
+namespace qv::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+HttpFetchOptions with_size_limit(HttpFetchOptions http, int64_t max_bytes) {
+  http.max_bytes = max_bytes;
+  return http;
+}
+
+bool is_blank(std::string_view s) {
+  return s.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+ObelicsRow bad_row(std::string_view reason, std::string detail) {
+  ObelicsRow r;
+  r.skip_reason = reason;
+  r.detail = std::move(detail);
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json ObelicsState::to_json() const {
+  return {{"file_index", file_index}, {"file", file}, {"offset", offset}, {"line", line}};
+}
+
+ObelicsState ObelicsState::from_json(const nlohmann::json& j) {
+  try {
+    ObelicsState s;
+    s.file_index = j.at("file_index").get<int64_t>();
+    s.file = j.at("file").get<std::string>();
+    s.offset = j.at("offset").get<int64_t>();
+    s.line = j.at("line").get<int64_t>();
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    fail("bad OBELICS reader state ", j.dump(), ": ", e.what());
+  }
+}
+
+ObelicsRow parse_obelics_row(std::string_view line, const std::string& source, int64_t line_no) {
+  if (const size_t at = io::json_depth_violation(line); at != std::string_view::npos)
+    return bad_row(skip::kMalformedJson, cat("line ", line_no, ": JSON nested deeper than ",
+                                             io::kMaxJsonDepth, " levels (at byte ", at, ")"));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    return bad_row(skip::kMalformedJson, cat("line ", line_no, ": ", e.what()));
+  }
+  if (!j.is_object()) return bad_row(skip::kMalformedDocument, "the row is not a JSON object");
+  const auto texts = j.find("texts"), images = j.find("images");
+  if (texts == j.end() || images == j.end() || !texts->is_array() || !images->is_array())
+    return bad_row(skip::kMalformedDocument, "'texts' and 'images' must both be lists");
+  if (texts->size() != images->size())
+    return bad_row(skip::kLengthMismatch,
+                   cat("'texts' has ", texts->size(), " entries, 'images' has ", images->size()));
+  ObelicsRow row;
+  row.doc.source = source;
+  row.doc.line = line_no;
+  for (size_t i = 0; i < texts->size(); ++i) {
+    const auto& t = (*texts)[i];
+    const auto& im = (*images)[i];
+    if (t.is_null() && im.is_null())
+      return bad_row(skip::kNeitherTextNorImage, cat("position ", i));
+    if (!t.is_null() && !im.is_null()) return bad_row(skip::kBothTextAndImage, cat("position ", i));
+    DocItem item;
+    if (!t.is_null()) {
+      if (!t.is_string())
+        return bad_row(skip::kMalformedDocument, cat("texts[", i, "] is not a string"));
+      item.text = t.get<std::string>();
+    } else {
+      if (!im.is_string())
+        return bad_row(skip::kMalformedDocument, cat("images[", i, "] is not a string"));
+      item.is_image = true;
+      item.image_ref = im.get<std::string>();
+    }
+    row.doc.items.push_back(std::move(item));
+  }
+  if (row.doc.items.empty()) return bad_row(skip::kEmptyDocument, "no texts and no images");
+  return row;
+}
+
+ObelicsReader::ObelicsReader(std::vector<std::string> files, ObelicsOptions options,
+                             SkipStats* skips)
+    : files_(std::move(files)),
+      options_(std::move(options)),
+      fetcher_(with_size_limit(options_.http, options_.max_image_bytes)) {
+  QV_CHECK(options_.max_image_bytes > 0 && options_.max_line_bytes > 0,
+           "OBELICS reader limits must be positive");
+  for (const auto& f : files_) {
+    struct stat st {};
+    QV_CHECK(::stat(f.c_str(), &st) == 0, "OBELICS file ", f, " does not exist");
+    QV_CHECK(S_ISREG(st.st_mode), "OBELICS file ", f, " is not a regular file");
+  }
+  if (!skips) own_skips_ = std::make_unique<SkipStats>();
+  skips_ = skips ? skips : own_skips_.get();
+}
+
+ObelicsReader::~ObelicsReader() = default;
+
+bool ObelicsReader::open_file() {
+  if (file_index_ >= files_.size()) return false;
+  lines_ = std::make_unique<LineReader>(files_[file_index_], options_.max_line_bytes);
+  if (next_offset_ > 0 || next_line_ > 0) lines_->seek(next_offset_, next_line_);
+  return true;
+}
+
+void ObelicsReader::close_file() {
+  lines_.reset();
+  ++file_index_;
+  next_offset_ = next_line_ = 0;
+}
+
+std::string_view ObelicsReader::load_image(DocItem& item, const Document& doc,
+                                           std::string& detail) {
+  const std::string& ref = item.image_ref;
+  if (is_http_url(ref)) {
+    if (!options_.fetch_remote) return skip::kRemoteImagesDisabled;
+    FetchResult r = fetcher_.fetch(ref);
+    detail = r.message;
+    switch (r.error) {
+      case FetchError::kNone:
+        break;
+      case FetchError::kNotAllowed:
+        return skip::kImageUrlNotAllowed;
+      case FetchError::kTooLarge:
+        return skip::kImageTooLarge;
+      case FetchError::kFailed:
+        return skip::kImageFetchFailed;
+    }
+    item.image_bytes = std::move(r.bytes);
+  } else if (has_url_scheme(ref)) {
+    detail = "only local paths and http(s) URLs are allowed";
+    return skip::kImageUrlNotAllowed;
+  } else {
+    if (ref.empty()) return skip::kMissingImageFile;
+    const fs::path p =
+        fs::path(ref).is_absolute() ? fs::path(ref) : fs::path(doc.source).parent_path() / ref;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) {
+      detail = cat(p.string(), ": ", std::strerror(errno));
+      return errno == ENOENT ? skip::kMissingImageFile : skip::kUnreadableImageFile;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      detail = cat(p.string(), " is not a regular file");
+      return skip::kUnreadableImageFile;
+    }
+    if (st.st_size > options_.max_image_bytes) {
+      detail = cat(p.string(), " has ", st.st_size, " bytes, limit ", options_.max_image_bytes);
+      return skip::kImageTooLarge;
+    }
+    std::ifstream in(p, std::ios::binary);
+    item.image_bytes.resize(static_cast<size_t>(st.st_size));
+    if (!in || !in.read(item.image_bytes.data(), st.st_size)) {
+      item.image_bytes.clear();
+      detail = cat(p.string(), ": read failed");
+      return skip::kUnreadableImageFile;
+    }
+  }
+  if (item.image_bytes.empty()) return skip::kEmptyImage;
+  return {};
+}
+
+bool ObelicsReader::load_images(Document& doc) {
+  std::vector<DocItem> kept;
+  kept.reserve(doc.items.size());
+  for (size_t i = 0; i < doc.items.size(); ++i) {
+    DocItem& item = doc.items[i];
+    if (item.is_image) {
+      std::string detail;
+      const std::string_view reason = load_image(item, doc, detail);
+      if (!reason.empty()) {
+        skips_->add(
+            reason, doc.origin(),
+            cat("images[", i, "] '", item.image_ref, "'", detail.empty() ? "" : ": ", detail));
+        if (!options_.drop_unavailable_images) return false;
+        continue;
+      }
+    }
+    kept.push_back(std::move(item));
+  }
+  doc.items = std::move(kept);
+  if (doc.items.empty()) {
+    skips_->add(skip::kEmptyDocument, doc.origin(), "no item left after dropping images");
+    return false;
+  }
+  return true;
+}
+
+bool ObelicsReader::next(Document& doc) {
+  std::string line;
+  while (true) {
+    if (!lines_ && !open_file()) return false;
+    const LineReader::Result r = lines_->next(line);
+    if (r == LineReader::Result::kEnd) {
+      close_file();
+      continue;
+    }
+    next_offset_ = lines_->offset();
+    next_line_ = lines_->line_number();
+    const std::string& file = files_[file_index_];
+    const int64_t line_no = lines_->line_number();
+    if (r == LineReader::Result::kTooLong) {
+      skips_->add(skip::kLineTooLong, cat(file, ":", line_no),
+                  cat("longer than ", options_.max_line_bytes, " bytes"));
+      continue;
+    }
+    if (is_blank(line)) continue;
+    ObelicsRow row = parse_obelics_row(line, file, line_no);
+    if (!row.skip_reason.empty()) {
+      skips_->add(row.skip_reason, cat(file, ":", line_no), row.detail);
+      continue;
+    }
+    if (options_.max_images > 0) {
+      int64_t images = 0;
+      for (const DocItem& item : row.doc.items) images += item.is_image;
+      if (images > options_.max_images) {
+        skips_->add(skip::kTooManyImages, row.doc.origin(),
+                    cat(images, " images, limit ", options_.max_images));
+        continue;
+      }
+    }
+    if (!load_images(row.doc)) continue;
+    doc = std::move(row.doc);
+    return true;
+  }
+}
+
+ObelicsState ObelicsReader::state() const {
+  ObelicsState s;
+  s.file_index = static_cast<int64_t>(file_index_);
+  if (file_index_ < files_.size()) s.file = files_[file_index_];
+  s.offset = next_offset_;
+  s.line = next_line_;
+  return s;
+}
+
+void ObelicsReader::restore(const ObelicsState& s) {
+  const auto n = static_cast<int64_t>(files_.size());
+  QV_CHECK(s.file_index >= 0 && s.file_index <= n, "OBELICS reader state points at file ",
+           s.file_index, " but the list has ", n, " files");
+  QV_CHECK(s.file_index == n || files_[s.file_index] == s.file, "OBELICS reader state names '",
+           s.file, "' at index ", s.file_index, " but the list has '",
+           s.file_index < n ? files_[s.file_index] : std::string(), "' there");
+  lines_.reset();
+  file_index_ = static_cast<size_t>(s.file_index);
+  next_offset_ = s.offset;
+  next_line_ = s.line;
+  if (file_index_ < files_.size()) open_file();  // now, so that a bad offset fails here
+}
+
+}  // namespace qv::data

@@ -1,0 +1,105 @@
+// OBELICS interleaved documents: JSONL rows whose `texts` and `images` lists have equal length
+// and exactly one non-null entry at each position. Images are local paths (relative to the JSONL
+// file, or absolute) or http(s) URLs fetched through HttpFetcher (timeouts, bounded retries,
+// on-disk cache); other URL schemes (file://, ftp://, ...) are refused.
+//
+// Robustness: a malformed row (bad JSON, wrong schema) is a counted skip naming file and line; so
+// is an unavailable image (missing file, failed fetch, too large): by default the whole document
+// is skipped, since its text refers to the image; with drop_unavailable_images the image alone
+// is dropped. A file that cannot be opened is a qv::Error. Not thread-safe: one reader per thread.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "data/skip_stats.h"
+#include "data/sources/http_fetch.h"
+#include "data/sources/line_reader.h"
+
+namespace qv::data {
+
+struct DocItem {
+  bool is_image = false;
+  std::string text;         // text items
+  std::string image_bytes;  // image items, as stored (not decoded)
+  std::string image_ref;    // image items: the path or URL from the row
+};
+
+struct Document {
+  std::string source;  // the JSONL file
+  int64_t line = 0;    // 1-based
+  std::vector<DocItem> items;
+  std::string origin() const { return source + ":" + std::to_string(line); }
+};
+
+struct ObelicsOptions {
+  int64_t max_line_bytes = 64ll << 20;
+  int64_t max_image_bytes = 32ll << 20;  // local files and downloads (overrides http.max_bytes)
+  bool fetch_remote = true;              // false: http(s) images are counted skips
+  bool drop_unavailable_images = false;  // false: skip the whole document
+  // A row with more images is a counted skip, found before any image is read or fetched
+  // (0: no limit; the loader sets its per-sample limit here).
+  int64_t max_images = 0;
+  HttpFetchOptions http;
+};
+
+// Where a reader stands: enough to continue exactly at the next row.
+struct ObelicsState {
+  int64_t file_index = 0;
+  std::string file;    // checked on restore; empty when all files are done
+  int64_t offset = 0;  // byte offset of the next row
+  int64_t line = 0;    // lines before it
+  nlohmann::json to_json() const;
+  static ObelicsState from_json(const nlohmann::json& j);  // throws qv::Error on a bad state
+  bool operator==(const ObelicsState&) const = default;
+};
+
+// One row parsed (images not loaded). `skip_reason` is empty when the row is well formed, else a
+// skip:: reason with `detail` saying what is wrong where.
+struct ObelicsRow {
+  Document doc;
+  std::string_view skip_reason;
+  std::string detail;
+};
+ObelicsRow parse_obelics_row(std::string_view line, const std::string& source, int64_t line_no);
+
+class ObelicsReader {
+ public:
+  // Throws qv::Error when a file does not exist. Skips are counted in `skips` when given (it
+  // must outlive the reader), else in the reader's own SkipStats.
+  explicit ObelicsReader(std::vector<std::string> files, ObelicsOptions options = {},
+                         SkipStats* skips = nullptr);
+  ~ObelicsReader();
+
+  // Next document with its image bytes loaded; false after the last file.
+  bool next(Document& doc);
+
+  // state() after n documents, restored into a reader over the same files, continues with
+  // document n + 1 (a direct seek).
+  ObelicsState state() const;
+  void restore(const ObelicsState& state);
+
+  const SkipStats& skips() const { return *skips_; }
+  const HttpFetcher& fetcher() const { return fetcher_; }
+
+ private:
+  bool load_images(Document& doc);
+  // Fills item.image_bytes; on failure returns a skip reason and sets `detail`.
+  std::string_view load_image(DocItem& item, const Document& doc, std::string& detail);
+  bool open_file();
+  void close_file();
+
+  std::vector<std::string> files_;
+  ObelicsOptions options_;
+  std::unique_ptr<SkipStats> own_skips_;
+  SkipStats* skips_;
+  HttpFetcher fetcher_;
+  size_t file_index_ = 0;
+  std::unique_ptr<LineReader> lines_;
+  int64_t next_offset_ = 0, next_line_ = 0;  // resume point in files_[file_index_]
+};
+
+}  // namespace qv::data
