@@ -91,46 +91,50 @@ std::vector<bf16> to_bf16_vector(const std::vector<double>& v) {
   return out;
 }
 
+using BF16Gemm = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const bf16*, int64_t,
+                          const bf16*, int64_t, float, float*, int64_t);
+
 // The bf16 GEMM computes exact products of its bf16 inputs (8 x 8 significant bits fit in a
 // float) and sums them in float: against a float64 sum of the same products, each output may
 // differ by at most K * 2^-24 * sum_k |a_k b_k| (float accumulation, any order); we allow 2x.
 TEST(GemmBF16, MatchesFloat64OverTheSameInputsForEveryLayout) {
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
-                         {7, 13, 5},
-                         {33, 70, 45},
-                         {64, 256, 64},
-                         {130, 96, 300}})
-    for (bool ta : {false, true})
-      for (bool tb : {false, true})
-        for (float beta : {0.0f, 1.0f})
-          for (float alpha : {1.0f, 0.5f}) {
-            const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
-            const auto A = to_bf16_vector(random_vector((ta ? K : M) * lda, 1));
-            const auto B = to_bf16_vector(random_vector((tb ? N : K) * ldb, 2));
-            const auto C0 = random_vector(M * ldc, 3);
-            std::vector<float> C(C0.begin(), C0.end());
-            kernels::gemm_bf16(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(),
-                               ldc);
-            for (int64_t i = 0; i < M; ++i)
-              for (int64_t j = 0; j < N; ++j) {
-                double s = 0, s_abs = 0;
-                for (int64_t k = 0; k < K; ++k) {
-                  const double a = to_float(ta ? A[k * lda + i] : A[i * lda + k]);
-                  const double b = to_float(tb ? B[j * ldb + k] : B[k * ldb + j]);
-                  s += a * b;
-                  s_abs += std::fabs(a * b);
+  // The engine's path on this processor, and the widened-float path of processors without bf16.
+  for (BF16Gemm gemm : {&kernels::gemm_bf16, &kernels::gemm_bf16_widened})
+    for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
+                           {7, 13, 5},
+                           {33, 70, 45},
+                           {64, 256, 64},
+                           {130, 96, 300}})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          for (float beta : {0.0f, 1.0f})
+            for (float alpha : {1.0f, 0.5f}) {
+              const int64_t lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+              const auto A = to_bf16_vector(random_vector((ta ? K : M) * lda, 1));
+              const auto B = to_bf16_vector(random_vector((tb ? N : K) * ldb, 2));
+              const auto C0 = random_vector(M * ldc, 3);
+              std::vector<float> C(C0.begin(), C0.end());
+              gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+              for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = 0; j < N; ++j) {
+                  double s = 0, s_abs = 0;
+                  for (int64_t k = 0; k < K; ++k) {
+                    const double a = to_float(ta ? A[k * lda + i] : A[i * lda + k]);
+                    const double b = to_float(tb ? B[j * ldb + k] : B[k * ldb + j]);
+                    s += a * b;
+                    s_abs += std::fabs(a * b);
+                  }
+                  const double want = alpha * s + beta * static_cast<float>(C0[i * ldc + j]);
+                  const double bound = 2.0 * K * std::ldexp(1.0, -24) * (s_abs + std::fabs(want));
+                  ASSERT_NEAR(C[i * ldc + j], want, bound + 1e-30)
+                      << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " beta "
+                      << beta << " alpha " << alpha << " at " << i << "," << j;
                 }
-                const double want = alpha * s + beta * static_cast<float>(C0[i * ldc + j]);
-                const double bound = 2.0 * K * std::ldexp(1.0, -24) * (s_abs + std::fabs(want));
-                ASSERT_NEAR(C[i * ldc + j], want, bound + 1e-30)
-                    << M << "x" << N << "x" << K << " ta " << ta << " tb " << tb << " beta " << beta
-                    << " alpha " << alpha << " at " << i << "," << j;
-              }
-            // Padding columns of C are untouched.
-            for (int64_t i = 0; i < M; ++i)
-              for (int64_t j = N; j < ldc; ++j)
-                ASSERT_EQ(C[i * ldc + j], static_cast<float>(C0[i * ldc + j]));
-          }
+              // Padding columns of C are untouched.
+              for (int64_t i = 0; i < M; ++i)
+                for (int64_t j = N; j < ldc; ++j)
+                  ASSERT_EQ(C[i * ldc + j], static_cast<float>(C0[i * ldc + j]));
+            }
 }
 
 TEST(GemmBF16, EmptyInnerDimensionScalesOrClears) {

@@ -185,18 +185,6 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
         "sgemm");
 }
 
-// bf16 product through the float engine: widen both operands (their stored extents) and multiply.
-void gemm_bf16_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                       const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
-                       int64_t ldc) {
-  const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
-  const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
-  PoolVector<float> a((a_rows - 1) * lda + a_cols), b((b_rows - 1) * ldb + b_cols);
-  to_float(A, a.data(), static_cast<int64_t>(a.size()));
-  to_float(B, b.data(), static_cast<int64_t>(b.size()));
-  sgemm(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
-}
-
 }  // namespace
 
 std::string GemmInfo::describe() const {
@@ -225,6 +213,20 @@ void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alph
   if (K <= 0) return fill_beta(M, N, beta, C, ldc);
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
               K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16_widened(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                       const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return fill_beta(M, N, beta, C, ldc);
+  // Widen the stored extents of both operands, then multiply in float.
+  const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K;
+  const int64_t b_rows = tb ? N : K, b_cols = tb ? K : N;
+  PoolVector<float> a((a_rows - 1) * lda + a_cols), b((b_rows - 1) * ldb + b_cols);
+  to_float(A, a.data(), static_cast<int64_t>(a.size()));
+  to_float(B, b.data(), static_cast<int64_t>(b.size()));
+  sgemm(ta, tb, M, N, K, alpha, a.data(), lda, b.data(), ldb, beta, C, ldc);
 }
 
 void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const bf16* A,

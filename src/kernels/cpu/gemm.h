@@ -40,6 +40,12 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// The path gemm_bf16 takes where the processor has no bf16 kernels: both operands widened to
+// float (exactly), then the float engine. Public so that tests check it on every machine.
+void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc);
+
 // The engine's rate on a large square product (n = 2048), best of several runs, for `dtype`
 // kF32 or kBF16: the peak that MFU is measured against. Measured once per process.
 double measure_peak_gflops(DType dtype);
