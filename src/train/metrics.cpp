@@ -39,12 +39,13 @@ MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel&
   if (config.enable_jsonl) jsonl_.open(config.dump_folder + "/metrics.jsonl", std::ios::app);
   if (config.enable_tensorboard)
     tb_ = std::make_unique<TensorBoardWriter>(config.dump_folder + "/" + config.save_tb_folder);
-  std::printf(
-      "MFU below is the model FLOP rate over the %s GEMM peak (%s product, 2048^3): %.1f "
-      "GFLOP/s%s\n",
-      config.mixed_precision_param == "bfloat16" ? "bf16" : "float32",
-      config.mixed_precision_param == "bfloat16" ? "bf16" : "sgemm", peak_gflops_total,
-      ranks > 1 ? cat(" over ", ranks, " ranks (", peak_gflops_rank, " on rank 0)").c_str() : "");
+  char per_rank[64] = "";
+  if (ranks > 1)
+    std::snprintf(per_rank, sizeof(per_rank), " over %d ranks (%.1f on rank 0)", ranks,
+                  peak_gflops_rank);
+  const bool bf16 = config.mixed_precision_param == "bfloat16";
+  std::printf("MFU below: the model FLOP rate over the %s GEMM peak (2048^3): %.1f GFLOP/s%s\n",
+              bf16 ? "bf16" : "float32", peak_gflops_total, per_rank);
 }
 
 void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skipped_samples) {

@@ -314,11 +314,11 @@ std::vector<StepRecord> Trainer::run() {
   // MFU compares the job's FLOP rate with the sum of every rank's GEMM peak for the precision in
   // use (each rank measures its own, at the same time as the others, as it will train).
   const DType dtype = config_.mixed_precision_param == "bfloat16" ? DType::kBF16 : DType::kF32;
-  double peak[2] = {kernels::measure_peak_gflops(dtype), 0};
-  peak[1] = peak[0];
-  comm_->all_reduce_sum(peak, 1);
-  metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0, peak[0],
-                                                     peak[1], comm_->size());
+  const double peak_rank = kernels::measure_peak_gflops(dtype);
+  double peak_total = peak_rank;
+  comm_->all_reduce_sum(&peak_total, 1);
+  metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0,
+                                                     peak_rank, peak_total, comm_->size());
   std::vector<StepRecord> history;
   while (step_ < config_.steps) {
     StepRecord rec = train_step();
