@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(
   build-essential cmake pkg-config git clang-format
-  libopenblas-openmp-dev nlohmann-json3-dev libtomlplusplus-dev
+  libopenblas-openmp-dev libdnnl-dev nlohmann-json3-dev libtomlplusplus-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libarchive-dev libutf8proc-dev libcurl4-openssl-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev googletest libbenchmark-dev

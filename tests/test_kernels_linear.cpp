@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "kernel_test_utils.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/linear.h"
 
 namespace qv {

@@ -123,6 +123,8 @@ INSTANTIATE_TEST_SUITE_P(
                       DistCase{"zero3_selective_ac", "hf-tiny-text", 2,
                                " --activation_checkpoint.mode selective", kShard2, false},
                       DistCase{"zero3_image_on_one_rank", "hf-tiny-image", 2, "", kShard2, true},
+                      DistCase{"zero3_bf16", "hf-tiny-image", 2,
+                               " --training.mixed_precision_param bfloat16", kShard2, true},
                       DistCase{"zero3_frozen_vision", "hf-tiny-image", 2, " --model.freeze visual",
                                kShard2, true},
                       DistCase{"hybrid_2x2", "hf-tiny-text", 4, "",

@@ -1,5 +1,6 @@
 // qwen3vl bench train|forward: full training steps (or prefill forwards) on synthetic data of a
-// given shape, with FLOP rates against the in-process sgemm rate and a time split by part.
+// given shape, with the model FLOP rate against the machine's GEMM peak for the precision in use
+// (MFU) and a time split by part.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -7,6 +8,7 @@
 #include "cli/command.h"
 #include "core/buffer_pool.h"
 #include "core/error.h"
+#include "kernels/cpu/gemm.h"
 #include "model/activation_memory.h"
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
@@ -61,11 +63,16 @@ model::ModelInputs synthetic_batch(const model::ModelConfig& c, const Shape& s, 
 int run_bench(const Args& args) {
   QV_CHECK(!args.empty() && (args[0] == "train" || args[0] == "forward"),
            "usage: qwen3vl bench train|forward --flavor F --seq-len S --batch B --images K "
-           "--image-size WxH [--steps N] [--ac none|selective|full] [--classifier-chunk ROWS]");
+           "--image-size WxH [--steps N] [--ac none|selective|full] [--classifier-chunk ROWS] "
+           "[--mixed-precision float32|bfloat16]");
   const bool train = args[0] == "train";
   Flags f(Args(args.begin() + 1, args.end()));
   f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac",
-                "classifier-chunk"});
+                "classifier-chunk", "mixed-precision"});
+  const std::string precision = f.get("mixed-precision", "float32");
+  QV_CHECK(precision == "float32" || precision == "bfloat16",
+           "--mixed-precision must be float32 or bfloat16, got '", precision, "'");
+  const bool bf16 = precision == "bfloat16";
   const model::ModelConfig c =
       f.has("model") ? model::ModelConfig::from_json_file(f.get("model") + "/config.json")
                      : model::ModelConfig::flavor(f.get("flavor", "debugmodel"));
@@ -80,6 +87,7 @@ int run_bench(const Args& args) {
   }
   model::Qwen3VLModel m(c);
   model::init_params(c, m.store(), 1);
+  if (bf16) m.store().enable_bf16_copies();
   int64_t patches = 0;
   const model::ModelInputs in = synthetic_batch(c, s, patches);
   std::vector<train::ParamSpan> spans;
@@ -90,7 +98,8 @@ int run_bench(const Args& args) {
   o.backward = train;
   o.activation_checkpoint = f.get("ac", "none");
   o.classifier_chunk = f.get_int("classifier-chunk", o.classifier_chunk);
-  const double sgemm = train::measure_sgemm_gflops();
+  std::printf("%s\n", kernels::gemm_info().describe().c_str());
+  const double peak = kernels::measure_peak_gflops(bf16 ? DType::kBF16 : DType::kF32);
   double total = 0, optim = 0;
   for (int64_t step = -1; step < s.steps; ++step) {  // step -1 warms up
     if (step == 0) m.timings() = {};
@@ -99,7 +108,9 @@ int run_bench(const Args& args) {
     m.forward(in, o);
     if (train) m.backward();
     const auto t1 = std::chrono::steady_clock::now();
-    if (train) opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5);
+    if (train)
+      opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5,
+               bf16 ? m.store().values_bf16().data() : nullptr);
     const auto t2 = std::chrono::steady_clock::now();
     BufferPool::instance().end_step();
     if (step >= 0) {
@@ -120,17 +131,18 @@ int run_bench(const Args& args) {
   const auto& t = m.timings();
   const BufferPoolStats arena = BufferPool::instance().stats();
   const double mib = 1.0 / (1024.0 * 1024.0);
-  // Parameters, gradients and the two AdamW moments, all fp32.
-  const double state_mib = 4.0 * 4.0 * static_cast<double>(m.store().total()) * mib;
-  std::printf("bench %s: flavor %s, batch %lld x seq %lld, %lld images (%lld patches), ac %s\n",
+  // Parameters, gradients and the two AdamW moments, all fp32, and the bf16 weight copies.
+  const double state_mib =
+      (16.0 + (bf16 ? 2.0 : 0.0)) * static_cast<double>(m.store().total()) * mib;
+  std::printf("bench %s: flavor %s, batch %lld x seq %lld, %lld images (%lld patches), ac %s, %s\n",
               train ? "train" : "forward", f.get("flavor", "debugmodel").c_str(),
               (long long)s.batch, (long long)s.seq, (long long)(s.images * s.batch),
-              (long long)patches, o.activation_checkpoint.c_str());
+              (long long)patches, o.activation_checkpoint.c_str(), precision.c_str());
   std::printf(
-      "step %.3f s | %.1f tokens/s | %.3g GFLOP/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s "
-      "| ratio %.2f | peak RSS %.0f MiB\n",
-      per_step, tokens / per_step, flops / 1e9, flops / per_step / 1e9, sgemm,
-      flops / per_step / 1e9 / sgemm, train::peak_rss_mib());
+      "step %.3f s | %.1f tokens/s | %.3g GFLOP/step | %.1f GFLOP/s | %s GEMM peak %.1f GFLOP/s "
+      "| MFU %.1f%% | peak RSS %.0f MiB\n",
+      per_step, tokens / per_step, flops / 1e9, flops / per_step / 1e9, bf16 ? "bf16" : "float32",
+      peak, 100 * flops / per_step / 1e9 / peak, train::peak_rss_mib());
   const double n = static_cast<double>(s.steps);
   std::printf(
       "split per step: vision fwd %.3f s, decoder fwd %.3f s, classifier+loss %.3f s, "

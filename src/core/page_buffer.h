@@ -1,51 +1,65 @@
-// A float array in its own anonymous memory mapping: page-aligned, zero-filled, and its address
-// never changes. Whole pages can be handed back to the operating system (they then read as
-// zeros and cost no memory until written), which is how sharded training frees the parts of the
-// parameter and gradient buffers that another rank owns.
+// An array in its own anonymous memory mapping: page-aligned, zero-filled, and its address never
+// changes. Whole pages can be handed back to the operating system (they then read as zeros and
+// cost no memory until written), which is how sharded training frees the parts of the parameter
+// and gradient buffers that another rank owns. PageBuffer holds floats (parameters, gradients);
+// PageArray<bf16> holds the bf16 copies of parameters that bf16 matrix products read.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "core/bf16.h"
+
 namespace qv {
 
-class PageBuffer {
+template <class T>
+class PageArray {
  public:
-  PageBuffer() = default;
-  explicit PageBuffer(int64_t n) { allocate(n); }
-  ~PageBuffer();
-  PageBuffer(const PageBuffer&) = delete;
-  PageBuffer& operator=(const PageBuffer&) = delete;
-  PageBuffer(PageBuffer&& o) noexcept { swap(o); }
-  PageBuffer& operator=(PageBuffer&& o) noexcept {
+  PageArray() = default;
+  explicit PageArray(int64_t n) { allocate(n); }
+  ~PageArray();
+  PageArray(const PageArray&) = delete;
+  PageArray& operator=(const PageArray&) = delete;
+  PageArray(PageArray&& o) noexcept { swap(o); }
+  PageArray& operator=(PageArray&& o) noexcept {
     swap(o);
     return *this;
   }
 
-  // Maps n zero floats (any previous contents are released).
+  // Maps n zero elements (any previous contents are released).
   void allocate(int64_t n);
-  // Returns floats [offset, offset + n) to the OS; both must be multiples of floats_per_page().
+  // Returns elements [offset, offset + n) to the OS; both must be multiples of per_page().
   void discard(int64_t offset, int64_t n);
+  // Returns the whole pages inside [offset, offset + n) to the OS (any offsets).
+  void discard_inside(int64_t offset, int64_t n);
   void fill_zero();  // writes zeros (keeps the pages)
 
-  float* data() { return data_; }
-  const float* data() const { return data_; }
+  T* data() { return data_; }
+  const T* data() const { return data_; }
   int64_t size() const { return size_; }
-  float& operator[](int64_t i) { return data_[i]; }
-  const float& operator[](int64_t i) const { return data_[i]; }
-  float* begin() { return data_; }
-  float* end() { return data_ + size_; }
-  const float* begin() const { return data_; }
-  const float* end() const { return data_ + size_; }
-  std::vector<float> to_vector() const { return std::vector<float>(begin(), end()); }
+  bool empty() const { return size_ == 0; }
+  T& operator[](int64_t i) { return data_[i]; }
+  const T& operator[](int64_t i) const { return data_[i]; }
+  T* begin() { return data_; }
+  T* end() { return data_ + size_; }
+  const T* begin() const { return data_; }
+  const T* end() const { return data_ + size_; }
+  std::vector<T> to_vector() const { return std::vector<T>(begin(), end()); }
 
+  static int64_t per_page();  // elements in one page
+  // Floats in one page: the alignment of parameter units, whatever the element type.
   static int64_t floats_per_page();
 
  private:
-  void swap(PageBuffer& o) noexcept;
-  float* data_ = nullptr;
+  void swap(PageArray& o) noexcept;
+  T* data_ = nullptr;
   int64_t size_ = 0;
   size_t mapped_bytes_ = 0;
 };
+
+using PageBuffer = PageArray<float>;
+
+extern template class PageArray<float>;
+extern template class PageArray<bf16>;
 
 }  // namespace qv

@@ -53,10 +53,19 @@ class ShardedDataParallel final : public DataParallel {
     const FlatRange& r = owned_[unit];
     float* v = store_.values().data();
     shard_->all_gather(v + r.begin, v + u.begin, r.size());
+    // bf16 products read the gathered values' copies (the float values travel: norms and
+    // biases are read in float; gathering bf16 alone would halve the bytes, see PERFORMANCE.md).
+    store_.sync_bf16(u.begin, u.end);
     gathered_[unit] = 1;
   }
   void release(int unit) override {
     discard_others(store_.values(), unit);
+    if (store_.has_bf16_copies()) {
+      const auto& u = store_.units()[unit];
+      const FlatRange& r = owned_[unit];
+      store_.values_bf16().discard_inside(u.begin, r.begin - u.begin);
+      store_.values_bf16().discard_inside(r.end, u.end - r.end);
+    }
     gathered_[unit] = 0;
   }
   void grads_ready(int unit) override {

@@ -49,6 +49,18 @@ void ParamStore::allocate() {
   grads_.allocate(total_);
 }
 
+void ParamStore::enable_bf16_copies() {
+  QV_CHECK(values_.size() > 0, "enable_bf16_copies() before allocate()");
+  if (values_bf16_.empty()) values_bf16_.allocate(total_);
+  sync_bf16();
+}
+
+void ParamStore::sync_bf16(int64_t begin, int64_t end) {
+  if (values_bf16_.empty()) return;
+  QV_CHECK(0 <= begin && begin <= end && end <= total_, "sync_bf16: bad range");
+  to_bf16(values_.data() + begin, values_bf16_.data() + begin, end - begin);
+}
+
 void ParamStore::copy_from(const ParamStore& other) {
   for (size_t i = 0; i < other.entries_.size(); ++i) {
     const ParamEntry& src = other.entries_[i];
@@ -58,6 +70,7 @@ void ParamStore::copy_from(const ParamStore& other) {
     std::copy_n(other.value(src.ref), src.ref.numel, value(entries_[it->second].ref));
     frozen_[it->second] = other.frozen_[i];
   }
+  sync_bf16();
 }
 
 const ParamEntry* ParamStore::find(const std::string& name) const {

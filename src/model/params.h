@@ -9,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/page_buffer.h"
 #include "core/tensor.h"
+#include "kernels/cpu/linear.h"
 #include "model/config.h"
 
 namespace qv::model {
@@ -53,6 +55,20 @@ class ParamStore {
   // Gradient slot, or nullptr when the parameter is frozen (its gradient is not computed).
   float* grad(ParamRef r) { return frozen_[index_of(r)] ? nullptr : grads_.data() + r.offset; }
 
+  // bf16 copies of every parameter, read by bf16 matrix products (mixed precision); off until
+  // enable_bf16_copies(). Whoever changes values() refreshes the copies of what it changed:
+  // the optimizer as it updates, loaders and sharded gathers through sync_bf16().
+  void enable_bf16_copies();  // allocates the copies and fills them from values()
+  bool has_bf16_copies() const { return !values_bf16_.empty(); }
+  const bf16* value_bf16(ParamRef r) const {
+    return values_bf16_.empty() ? nullptr : values_bf16_.data() + r.offset;
+  }
+  PageArray<bf16>& values_bf16() { return values_bf16_; }
+  void sync_bf16(int64_t begin, int64_t end);  // flat elements [begin, end); no-op when off
+  void sync_bf16() { sync_bf16(0, total_); }
+  // The parameter as a matrix operand: its values and, when enabled, its bf16 copy.
+  kernels::Weight weight(ParamRef r) const { return {value(r), value_bf16(r)}; }
+
   PageBuffer& values() { return values_; }
   const PageBuffer& values() const { return values_; }
   PageBuffer& grads() { return grads_; }
@@ -78,6 +94,7 @@ class ParamStore {
   std::vector<uint8_t> frozen_;
   std::vector<ParamUnit> units_;
   PageBuffer values_, grads_;
+  PageArray<bf16> values_bf16_;
   int64_t unit_align_ = 16;
   int64_t total_ = 0;
 };

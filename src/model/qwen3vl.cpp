@@ -344,7 +344,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   if (opt.want_logits) res.logits = Tensor(DType::kF32, {B, S, V});
   if (opt.backward) st->d_final_out.assign(N * H, 0.0f);
   gather(params_.text.lm_head_unit);
-  const float* W = store_.value(params_.text.lm_head);
+  const k::Weight W = store_.weight(params_.text.lm_head);
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
   Buffer h_chunk, logits_chunk, dh_chunk;
@@ -414,7 +414,7 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
                      static_cast<float>(tc.rms_norm_eps));
   std::vector<float> logits(V);
-  k::linear_forward(h.data(), store_.value(params_.text.lm_head),
+  k::linear_forward(h.data(), store_.weight(params_.text.lm_head),
                     static_cast<const float*>(nullptr), logits.data(), 1, H, V);
   return logits;
 }

@@ -38,12 +38,12 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.q_raw.resize(N * nh * hd);
   A.k_raw.resize(N * nkv * hd);
   A.v.resize(N * nkv * hd);
-  k::linear_forward(A.h1.data(), s.value(p_.q_proj), static_cast<const float*>(nullptr),
+  k::linear_forward(A.h1.data(), s.weight(p_.q_proj), static_cast<const float*>(nullptr),
                     A.q_raw.data(), N, H, nh * hd);
-  k::linear_forward(A.h1.data(), s.value(p_.k_proj), static_cast<const float*>(nullptr),
+  k::linear_forward(A.h1.data(), s.weight(p_.k_proj), static_cast<const float*>(nullptr),
                     A.k_raw.data(), N, H, nkv * hd);
-  k::linear_forward(A.h1.data(), s.value(p_.v_proj), static_cast<const float*>(nullptr), A.v.data(),
-                    N, H, nkv * hd);
+  k::linear_forward(A.h1.data(), s.weight(p_.v_proj), static_cast<const float*>(nullptr),
+                    A.v.data(), N, H, nkv * hd);
   // Per-head RMSNorm over head_dim (one weight shared by all heads), then rotary.
   A.q.resize(N * nh * hd);
   A.k.resize(N * nkv * hd);
@@ -62,7 +62,7 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                        attention_dims(c, N),
                        ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
   A.x_mid.resize(N * H);
-  k::linear_forward(A.attn.data(), s.value(p_.o_proj), static_cast<const float*>(nullptr),
+  k::linear_forward(A.attn.data(), s.weight(p_.o_proj), static_cast<const float*>(nullptr),
                     A.x_mid.data(), N, nh * hd, H);
   k::add_inplace(A.x_mid.data(), A.x_in.data(), N * H);
   A.h2.resize(N * H);
@@ -71,13 +71,13 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.gate.resize(N * I);
   A.up.resize(N * I);
   A.act.resize(N * I);
-  k::linear_forward(A.h2.data(), s.value(p_.gate), static_cast<const float*>(nullptr),
+  k::linear_forward(A.h2.data(), s.weight(p_.gate), static_cast<const float*>(nullptr),
                     A.gate.data(), N, H, I);
-  k::linear_forward(A.h2.data(), s.value(p_.up), static_cast<const float*>(nullptr), A.up.data(), N,
-                    H, I);
+  k::linear_forward(A.h2.data(), s.weight(p_.up), static_cast<const float*>(nullptr), A.up.data(),
+                    N, H, I);
   k::swiglu_forward(A.gate.data(), A.up.data(), A.act.data(), N * I);
   out.resize(N * H);
-  k::linear_forward(A.act.data(), s.value(p_.down), static_cast<const float*>(nullptr), out.data(),
+  k::linear_forward(A.act.data(), s.weight(p_.down), static_cast<const float*>(nullptr), out.data(),
                     N, I, H);
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
 }
@@ -91,9 +91,9 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   const float* none = nullptr;
   Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
   k::rmsnorm_forward(x.data(), s.value(p_.input_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.value(p_.q_proj), none, q.data(), 1, H, nh * hd);
-  k::linear_forward(h.data(), s.value(p_.k_proj), none, k.data(), 1, H, nkv * hd);
-  k::linear_forward(h.data(), s.value(p_.v_proj), none, v.data(), 1, H, nkv * hd);
+  k::linear_forward(h.data(), s.weight(p_.q_proj), none, q.data(), 1, H, nh * hd);
+  k::linear_forward(h.data(), s.weight(p_.k_proj), none, k.data(), 1, H, nkv * hd);
+  k::linear_forward(h.data(), s.weight(p_.v_proj), none, v.data(), 1, H, nkv * hd);
   k::rmsnorm_forward(q.data(), s.value(p_.q_norm), q.data(), rs.data(), nh, hd, eps);
   k::rmsnorm_forward(k.data(), s.value(p_.k_norm), k.data(), rs.data(), nkv, hd, eps);
   k::rope_forward(q.data(), cos, sin, q.data(), 1, nh, hd);
@@ -104,14 +104,14 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   Buffer attn(nh * hd), o(H);
   k::attention_decode(q.data(), cache.k.data(), cache.v.data(), attn.data(), length,
                       attention_dims(c, length));
-  k::linear_forward(attn.data(), s.value(p_.o_proj), none, o.data(), 1, nh * hd, H);
+  k::linear_forward(attn.data(), s.weight(p_.o_proj), none, o.data(), 1, nh * hd, H);
   k::add_inplace(x.data(), o.data(), H);
   Buffer gate(I), up(I), act(I), down(H);
   k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.value(p_.gate), none, gate.data(), 1, H, I);
-  k::linear_forward(h.data(), s.value(p_.up), none, up.data(), 1, H, I);
+  k::linear_forward(h.data(), s.weight(p_.gate), none, gate.data(), 1, H, I);
+  k::linear_forward(h.data(), s.weight(p_.up), none, up.data(), 1, H, I);
   k::swiglu_forward(gate.data(), up.data(), act.data(), I);
-  k::linear_forward(act.data(), s.value(p_.down), none, down.data(), 1, I, H);
+  k::linear_forward(act.data(), s.weight(p_.down), none, down.data(), 1, I, H);
   k::add_inplace(x.data(), down.data(), H);
 }
 
@@ -122,19 +122,19 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                 hd = c.head_dim, I = c.intermediate_size;
   // MLP branch.
   Buffer d_act(N * I), d_gate(N * I), d_up(N * I), d_h(N * H), d_mid(N * H);
-  k::linear_backward(A.act.data(), s.value(p_.down), d_out.data(), d_act.data(), s.grad(p_.down),
+  k::linear_backward(A.act.data(), s.weight(p_.down), d_out.data(), d_act.data(), s.grad(p_.down),
                      static_cast<float*>(nullptr), N, I, H);
   k::swiglu_backward(A.gate.data(), A.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
-  k::linear_backward(A.h2.data(), s.value(p_.gate), d_gate.data(), d_h.data(), s.grad(p_.gate),
+  k::linear_backward(A.h2.data(), s.weight(p_.gate), d_gate.data(), d_h.data(), s.grad(p_.gate),
                      static_cast<float*>(nullptr), N, H, I);
-  k::linear_backward(A.h2.data(), s.value(p_.up), d_up.data(), d_h.data(), s.grad(p_.up),
+  k::linear_backward(A.h2.data(), s.weight(p_.up), d_up.data(), d_h.data(), s.grad(p_.up),
                      static_cast<float*>(nullptr), N, H, I, /*accumulate_dx=*/true);
   k::rmsnorm_backward(A.x_mid.data(), s.value(p_.post_norm), A.rstd2.data(), d_h.data(),
                       d_mid.data(), s.grad(p_.post_norm), N, H);
   k::add_inplace(d_mid.data(), d_out.data(), N * H);
   // Attention branch.
   Buffer d_attn(N * nh * hd), dq(N * nh * hd), dk(N * nkv * hd), dv(N * nkv * hd);
-  k::linear_backward(A.attn.data(), s.value(p_.o_proj), d_mid.data(), d_attn.data(),
+  k::linear_backward(A.attn.data(), s.weight(p_.o_proj), d_mid.data(), d_attn.data(),
                      s.grad(p_.o_proj), static_cast<float*>(nullptr), N, nh * hd, H);
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), ctx.cu_seqlens.data(),
@@ -147,11 +147,11 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                       s.grad(p_.q_norm), N * nh, hd);
   k::rmsnorm_backward(A.k_raw.data(), s.value(p_.k_norm), A.rstd_k.data(), dk.data(), dk_raw.data(),
                       s.grad(p_.k_norm), N * nkv, hd);
-  k::linear_backward(A.h1.data(), s.value(p_.q_proj), dq_raw.data(), d_h.data(), s.grad(p_.q_proj),
+  k::linear_backward(A.h1.data(), s.weight(p_.q_proj), dq_raw.data(), d_h.data(), s.grad(p_.q_proj),
                      static_cast<float*>(nullptr), N, H, nh * hd);
-  k::linear_backward(A.h1.data(), s.value(p_.k_proj), dk_raw.data(), d_h.data(), s.grad(p_.k_proj),
+  k::linear_backward(A.h1.data(), s.weight(p_.k_proj), dk_raw.data(), d_h.data(), s.grad(p_.k_proj),
                      static_cast<float*>(nullptr), N, H, nkv * hd, true);
-  k::linear_backward(A.h1.data(), s.value(p_.v_proj), dv.data(), d_h.data(), s.grad(p_.v_proj),
+  k::linear_backward(A.h1.data(), s.weight(p_.v_proj), dv.data(), d_h.data(), s.grad(p_.v_proj),
                      static_cast<float*>(nullptr), N, H, nkv * hd, true);
   d_in.resize(N * H);
   k::rmsnorm_backward(A.x_in.data(), s.value(p_.input_norm), A.rstd1.data(), d_h.data(),

@@ -62,11 +62,11 @@ void VisionEncoder::merger_forward(ParamStore& s, const MergerParams& m, bool po
   k::layernorm_forward(x.data(), s.value(m.norm_w), s.value(m.norm_b), a.ln.data(),
                        a.ln_mean.data(), a.ln_rstd.data(), norm_rows, norm_dim, kLayerNormEps);
   a.fc1.resize(rows * M);
-  k::linear_forward(a.ln.data(), s.value(m.fc1_w), s.value(m.fc1_b), a.fc1.data(), rows, M, M);
+  k::linear_forward(a.ln.data(), s.weight(m.fc1_w), s.value(m.fc1_b), a.fc1.data(), rows, M, M);
   a.act.resize(rows * M);
   k::gelu_erf_forward(a.fc1.data(), a.act.data(), rows * M);
   out.resize(rows * config_.out_hidden_size);
-  k::linear_forward(a.act.data(), s.value(m.fc2_w), s.value(m.fc2_b), out.data(), rows, M,
+  k::linear_forward(a.act.data(), s.weight(m.fc2_w), s.value(m.fc2_b), out.data(), rows, M,
                     config_.out_hidden_size);
 }
 
@@ -77,10 +77,10 @@ void VisionEncoder::merger_backward(ParamStore& s, const MergerParams& m, bool p
   const int64_t rows = patches / config_.merge_unit();
   const int64_t norm_rows = postshuffle ? rows : patches, norm_dim = postshuffle ? M : D;
   Buffer d_act(rows * M), d_fc1(rows * M), d_ln(rows * M);
-  k::linear_backward(a.act.data(), s.value(m.fc2_w), dout.data(), d_act.data(), s.grad(m.fc2_w),
+  k::linear_backward(a.act.data(), s.weight(m.fc2_w), dout.data(), d_act.data(), s.grad(m.fc2_w),
                      s.grad(m.fc2_b), rows, M, config_.out_hidden_size);
   k::gelu_erf_backward(a.fc1.data(), d_act.data(), d_fc1.data(), rows * M);
-  k::linear_backward(a.ln.data(), s.value(m.fc1_w), d_fc1.data(), d_ln.data(), s.grad(m.fc1_w),
+  k::linear_backward(a.ln.data(), s.weight(m.fc1_w), d_fc1.data(), d_ln.data(), s.grad(m.fc1_w),
                      s.grad(m.fc1_b), rows, M, M);
   dx.resize(patches * D);
   k::layernorm_backward(x.data(), s.value(m.norm_w), a.ln_mean.data(), a.ln_rstd.data(),
@@ -102,7 +102,7 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   // Patch embedding (Conv3d with stride = kernel is a matrix product), then the position table.
   Buffer x(N * D), pos(N * D);
   gather(p_.stem_unit);
-  k::linear_forward(pixels, s.value(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
+  k::linear_forward(pixels, s.weight(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
                     D);
   k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(), s.value(p_.pos_embed),
                              pos.data(), N, 4, D);
@@ -133,7 +133,7 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
     k::layernorm_forward(A.x_in.data(), s.value(P.norm1_w), s.value(P.norm1_b), A.ln1.data(),
                          A.ln1_mean.data(), A.ln1_rstd.data(), N, D, kLayerNormEps);
     Buffer qkv(N * 3 * D);
-    k::linear_forward(A.ln1.data(), s.value(P.qkv_w), s.value(P.qkv_b), qkv.data(), N, D, 3 * D);
+    k::linear_forward(A.ln1.data(), s.weight(P.qkv_w), s.value(P.qkv_b), qkv.data(), N, D, 3 * D);
     split_qkv(qkv, N, D, A.q, A.k, A.v);
     k::rope_forward(A.q.data(), a.pos.cos.data(), a.pos.sin.data(), A.q.data(), N, H, hd);
     k::rope_forward(A.k.data(), a.pos.cos.data(), a.pos.sin.data(), A.k.data(), N, H, hd);
@@ -142,7 +142,8 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
     k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                          a.pos.cu_seqlens.data(), n_seqs, dims);
     A.x_mid.resize(N * D);
-    k::linear_forward(A.attn.data(), s.value(P.proj_w), s.value(P.proj_b), A.x_mid.data(), N, D, D);
+    k::linear_forward(A.attn.data(), s.weight(P.proj_w), s.value(P.proj_b), A.x_mid.data(), N, D,
+                      D);
     k::add_inplace(A.x_mid.data(), A.x_in.data(), N * D);
     A.ln2.resize(N * D);
     A.ln2_mean.resize(N);
@@ -150,11 +151,11 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
     k::layernorm_forward(A.x_mid.data(), s.value(P.norm2_w), s.value(P.norm2_b), A.ln2.data(),
                          A.ln2_mean.data(), A.ln2_rstd.data(), N, D, kLayerNormEps);
     A.fc1.resize(N * I);
-    k::linear_forward(A.ln2.data(), s.value(P.fc1_w), s.value(P.fc1_b), A.fc1.data(), N, D, I);
+    k::linear_forward(A.ln2.data(), s.weight(P.fc1_w), s.value(P.fc1_b), A.fc1.data(), N, D, I);
     A.act.resize(N * I);
     k::gelu_tanh_forward(A.fc1.data(), A.act.data(), N * I);
     x.resize(N * D);
-    k::linear_forward(A.act.data(), s.value(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
+    k::linear_forward(A.act.data(), s.weight(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
     k::add_inplace(x.data(), A.x_mid.data(), N * D);
     release(p_.block_units[b]);
     a.block_out[b] = x;
@@ -202,16 +203,16 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
     const VisionBlockActs& A = a.blocks[b];
     gather(p_.block_units[b]);
     // MLP branch: x = x_mid + fc2(gelu(fc1(ln2(x_mid)))).
-    k::linear_backward(A.act.data(), s.value(P.fc2_w), dx.data(), d_act.data(), s.grad(P.fc2_w),
+    k::linear_backward(A.act.data(), s.weight(P.fc2_w), dx.data(), d_act.data(), s.grad(P.fc2_w),
                        s.grad(P.fc2_b), N, I, D);
     k::gelu_tanh_backward(A.fc1.data(), d_act.data(), d_fc1.data(), N * I);
-    k::linear_backward(A.ln2.data(), s.value(P.fc1_w), d_fc1.data(), d_ln.data(), s.grad(P.fc1_w),
+    k::linear_backward(A.ln2.data(), s.weight(P.fc1_w), d_fc1.data(), d_ln.data(), s.grad(P.fc1_w),
                        s.grad(P.fc1_b), N, D, I);
     k::layernorm_backward(A.x_mid.data(), s.value(P.norm2_w), A.ln2_mean.data(), A.ln2_rstd.data(),
                           d_ln.data(), d_mid.data(), s.grad(P.norm2_w), s.grad(P.norm2_b), N, D);
     k::add_inplace(d_mid.data(), dx.data(), N * D);
     // Attention branch: x_mid = x_in + proj(attn(rope(q), rope(k), v)).
-    k::linear_backward(A.attn.data(), s.value(P.proj_w), d_mid.data(), d_attn.data(),
+    k::linear_backward(A.attn.data(), s.weight(P.proj_w), d_mid.data(), d_attn.data(),
                        s.grad(P.proj_w), s.grad(P.proj_b), N, D, D);
     k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                           d_attn.data(), dq.data(), dk.data(), dv.data(), a.pos.cu_seqlens.data(),
@@ -224,7 +225,7 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
       std::memcpy(&dqkv[i * 3 * D + D], &dk[i * D], D * sizeof(float));
       std::memcpy(&dqkv[i * 3 * D + 2 * D], &dv[i * D], D * sizeof(float));
     }
-    k::linear_backward(A.ln1.data(), s.value(P.qkv_w), dqkv.data(), d_ln.data(), s.grad(P.qkv_w),
+    k::linear_backward(A.ln1.data(), s.weight(P.qkv_w), dqkv.data(), d_ln.data(), s.grad(P.qkv_w),
                        s.grad(P.qkv_b), N, D, 3 * D);
     dx.resize(N * D);
     k::layernorm_backward(A.x_in.data(), s.value(P.norm1_w), A.ln1_mean.data(), A.ln1_rstd.data(),
@@ -238,7 +239,7 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
   if (float* g = s.grad(p_.pos_embed))
     k::weighted_gather_backward(a.pos.pos_index.data(), a.pos.pos_weight.data(), dx.data(), g, N, 4,
                                 D);
-  k::linear_backward(a.pixels, s.value(p_.patch_w), dx.data(), static_cast<float*>(nullptr),
+  k::linear_backward(a.pixels, s.weight(p_.patch_w), dx.data(), static_cast<float*>(nullptr),
                      s.grad(p_.patch_w), s.grad(p_.patch_b), N, c.patch_dim(), D);
   grads_ready(p_.stem_unit);
 }

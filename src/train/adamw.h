@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/bf16.h"
 #include "dist/flat_range.h"
 
 namespace qv::train {
@@ -29,8 +30,11 @@ class AdamW {
   // this rank's shards under sharding; the whole buffer otherwise). Spans are clipped to them.
   AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, std::vector<FlatRange> owned);
   const std::vector<FlatRange>& owned() const { return owned_; }
-  // One update of every span whose active[i] is set, with learning rate lr.
-  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
+  // One update of every span whose active[i] is set, with learning rate lr. When params_bf16 is
+  // non-null (bf16 mixed precision) each updated parameter's bf16 copy is written there too
+  // (same flat layout), in the same pass.
+  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
+            bf16* params_bf16 = nullptr);
 
   // Moments of the owned elements, range after range.
   std::vector<float>& exp_avg() { return m_; }

@@ -154,6 +154,8 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"training.dataset_path", string_field(c.dataset_path)},
       {"training.seed", int_field(c.seed)},
       {"training.on_nonfinite", string_field(c.on_nonfinite, {"stop", "skip"})},
+      {"training.mixed_precision_param",
+       string_field(c.mixed_precision_param, {"float32", "bfloat16"})},
       {"data.patch_size", int_field(c.patch_size)},
       {"data.temporal_patch_size", int_field(c.temporal_patch_size)},
       {"data.spatial_merge_size", int_field(c.spatial_merge_size)},

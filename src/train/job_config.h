@@ -37,6 +37,10 @@ struct JobConfig {
   std::string dataset_path;
   int64_t seed = 42;
   std::string on_nonfinite = "stop";  // stop | skip
+  // Matrix products in bfloat16 (fp32 master weights, gradients and optimizer state; bf16 copies
+  // of weights and GEMM inputs, fp32 accumulation; norms, softmax, RoPE and loss in fp32), or
+  // everything in float32.
+  std::string mixed_precision_param = "float32";  // float32 | bfloat16
   // [data]
   int64_t patch_size = 16, temporal_patch_size = 2, spatial_merge_size = 2;
   int64_t max_patches_per_image = 1024;  // merged tokens per image

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cpu/linear.h"
+#include "core/error.h"
 #include "train/trainer.h"
 
 namespace qv::train {
@@ -31,32 +31,21 @@ double peak_rss_mib() {
   return proc_status_kib("VmHWM:") / 1024.0;
 }
 
-double measure_sgemm_gflops() {
-  // A 1024^3 product, best of five: the rate this process's BLAS reaches on a decoder-like shape.
-  const int64_t n = 1024;
-  std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
-  const float* none = nullptr;
-  kernels::linear_forward(a.data(), b.data(), none, c.data(), n, n, n);  // warm-up
-  double best = 1e30;
-  for (int r = 0; r < 5; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    kernels::linear_forward(a.data(), b.data(), none, c.data(), n, n, n);
-    best = std::min(best,
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return 2.0 * n * n * n / best / 1e9;
-}
-
-MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer)
-    : config_(config), model_(model), writer_(writer) {
+MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer,
+                             double peak_gflops_rank, double peak_gflops_total, int ranks)
+    : config_(config), model_(model), writer_(writer), peak_gflops_(peak_gflops_total) {
   if (!writer_) return;
   std::filesystem::create_directories(config.dump_folder);
   if (config.enable_jsonl) jsonl_.open(config.dump_folder + "/metrics.jsonl", std::ios::app);
   if (config.enable_tensorboard)
     tb_ = std::make_unique<TensorBoardWriter>(config.dump_folder + "/" + config.save_tb_folder);
-  peak_gflops_ = measure_sgemm_gflops();
-  std::printf("MFU below is measured against this process's sgemm rate: %.1f GFLOP/s\n",
-              peak_gflops_);
+  char per_rank[64] = "";
+  if (ranks > 1)
+    std::snprintf(per_rank, sizeof(per_rank), " over %d ranks (%.1f on rank 0)", ranks,
+                  peak_gflops_rank);
+  const bool bf16 = config.mixed_precision_param == "bfloat16";
+  std::printf("MFU below: the model FLOP rate over the %s GEMM peak (2048^3): %.1f GFLOP/s%s\n",
+              bf16 ? "bf16" : "float32", peak_gflops_total, per_rank);
 }
 
 void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skipped_samples) {

@@ -13,8 +13,10 @@ struct StepRecord;
 
 class MetricsLogger {
  public:
-  // Only the writer rank creates files and prints.
-  MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer);
+  // Only the writer rank creates files and prints. peak_gflops_rank: this rank's GEMM peak for
+  // the precision in use; peak_gflops_total: the sum over all `ranks` (MFU's denominator).
+  MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer,
+                double peak_gflops_rank, double peak_gflops_total, int ranks);
   void log(const StepRecord& rec, int64_t total_steps, int64_t skipped_samples);
 
  private:
@@ -31,7 +33,5 @@ class MetricsLogger {
 // Resident memory now and at peak, in MiB (from /proc/self/status).
 double rss_mib();
 double peak_rss_mib();
-// GFLOP/s of a representative in-process sgemm: the stated peak for MFU.
-double measure_sgemm_gflops();
 
 }  // namespace qv::train

@@ -10,6 +10,7 @@
 #include "core/buffer_pool.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "kernels/cpu/gemm.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
 #include "train/fault_injection.h"
@@ -71,12 +72,18 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
   // covers weights loaded from different files).
   comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
+  if (config_.mixed_precision_param == "bfloat16") model_->store().enable_bf16_copies();
   apply_freeze();
   dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());
   log::info("data parallel: " + dp_->describe());
+  log::info("GEMM: " + kernels::gemm_info().describe());
+  log::info(cat("matrix products in ", config_.mixed_precision_param,
+                config_.mixed_precision_param == "bfloat16" && !kernels::gemm_info().bf16_native
+                    ? " (this CPU has no bf16 GEMM path: bf16 inputs are widened to float)"
+                    : ""));
   metrics_ = std::make_unique<Metrics>();
 }
 
@@ -168,10 +175,14 @@ StepRecord Trainer::train_step() {
       const float coef = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
       if (coef < 1.0f)
-        for (const FlatRange& r : dp_->owned())
-          for (int64_t j = r.begin; j < r.end; ++j) store.grads()[j] *= coef;
+        for (const FlatRange& r : dp_->owned()) {
+          float* g = store.grads().data();
+#pragma omp parallel for schedule(static) if (r.size() > (1 << 16))
+          for (int64_t j = r.begin; j < r.end; ++j) g[j] *= coef;
+        }
     }
-    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
+    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr,
+                     store.has_bf16_copies() ? store.values_bf16().data() : nullptr);
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
@@ -180,18 +191,32 @@ StepRecord Trainer::train_step() {
 }
 
 double Trainer::local_grad_sq(const std::vector<uint8_t>& active) const {
-  const auto& store = model_->store();
-  const auto& entries = store.entries();
+  const auto& entries = model_->store().entries();
   const float* g = model_->store().grads().data();
-  double sq = 0;
+  // The owned, active pieces of the flat buffer, summed in fixed blocks (each block's sum in
+  // double, then the blocks in order), so the result does not depend on the thread count.
+  struct Piece {
+    int64_t lo, hi;
+  };
+  std::vector<Piece> pieces;
+  constexpr int64_t kBlock = 1 << 15;
   for (size_t i = 0; i < entries.size(); ++i) {
     if (!active[i]) continue;
     for (const FlatRange& r : dp_->owned()) {
       const int64_t lo = std::max(entries[i].ref.offset, r.begin);
       const int64_t hi = std::min(entries[i].ref.offset + entries[i].ref.numel, r.end);
-      for (int64_t j = lo; j < hi; ++j) sq += static_cast<double>(g[j]) * g[j];
+      for (int64_t b = lo; b < hi; b += kBlock) pieces.push_back({b, std::min(hi, b + kBlock)});
     }
   }
+  std::vector<double> sums(pieces.size(), 0.0);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (size_t p = 0; p < pieces.size(); ++p) {
+    double sq = 0;
+    for (int64_t j = pieces[p].lo; j < pieces[p].hi; ++j) sq += static_cast<double>(g[j]) * g[j];
+    sums[p] = sq;
+  }
+  double sq = 0;
+  for (double s : sums) sq += s;
   return sq;
 }
 
@@ -277,6 +302,7 @@ void Trainer::resume_if_possible() {
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
                          &optimizer_->steps()};
   const TrainState st = load_checkpoint(*latest, model_->store(), &target);
+  model_->store().sync_bf16();
   dp_->release_all();
   step_ = st.step;
   data_->restore(st.data_state);
@@ -285,7 +311,14 @@ void Trainer::resume_if_possible() {
 
 std::vector<StepRecord> Trainer::run() {
   resume_if_possible();
-  metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0);
+  // MFU compares the job's FLOP rate with the sum of every rank's GEMM peak for the precision in
+  // use (each rank measures its own, at the same time as the others, as it will train).
+  const DType dtype = config_.mixed_precision_param == "bfloat16" ? DType::kBF16 : DType::kF32;
+  const double peak_rank = kernels::measure_peak_gflops(dtype);
+  double peak_total = peak_rank;
+  comm_->all_reduce_sum(&peak_total, 1);
+  metrics_->logger = std::make_unique<MetricsLogger>(config_, *model_, comm_->rank() == 0,
+                                                     peak_rank, peak_total, comm_->size());
   std::vector<StepRecord> history;
   while (step_ < config_.steps) {
     StepRecord rec = train_step();

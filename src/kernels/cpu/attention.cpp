@@ -20,7 +20,7 @@
 #include "core/error.h"
 #include "kernels/cpu/attention_tuning.h"
 #include "kernels/cpu/fast_exp.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/cpu/gemm.h"
 
 namespace qv::kernels {
 namespace {

@@ -1,0 +1,53 @@
+// The matrix-product engine behind every GEMM of the model (dense layers, attention tiles, the
+// classifier). The path is chosen once from the processor's features (core/cpu_features.h):
+//  - float: oneDNN's JIT sgemm, which generates AVX-512, AVX2 or SSE4.1 code for the processor it
+//    runs on; QWEN3VL_GEMM=openblas selects OpenBLAS instead (for comparisons);
+//  - bfloat16 inputs with float accumulation: oneDNN's matmul primitive where the processor has
+//    AVX-512 (native VDPBF16PS with AVX512-BF16, AMX tiles with AMX-BF16, emulated otherwise);
+//    elsewhere the bf16 inputs are widened to float and multiplied by the float engine (exact
+//    same products, at the float rate), which gemm_info() says.
+//  - double (finite-difference tests only): OpenBLAS.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/bf16.h"
+#include "core/tensor.h"
+
+namespace qv::kernels {
+
+enum class GemmEngine { kOneDnn, kOpenBlas };
+
+struct GemmInfo {
+  GemmEngine f32_engine = GemmEngine::kOneDnn;
+  bool bf16_native = false;      // bf16 products on bf16 hardware paths (false: widened to float)
+  std::string f32_kernel;        // e.g. "oneDNN sgemm (JIT, AVX-512)"
+  std::string bf16_kernel;       // e.g. "oneDNN matmul brg:avx512_core_bf16"
+  std::string describe() const;  // one line for logs: CPU, ISA, engines
+};
+
+// Chosen on first use; thread-safe.
+const GemmInfo& gemm_info();
+
+// Row-major C[M,N] = alpha * op(A) . op(B) + beta * C (beta == 0 overwrites C, as in BLAS).
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The same product with bf16 A and B and float C; accumulation in float. Not to be called from
+// inside a parallel region (the engine parallelises itself).
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+
+// The path gemm_bf16 takes where the processor has no bf16 kernels: both operands widened to
+// float (exactly), then the float engine. Public so that tests check it on every machine.
+void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc);
+
+// The engine's rate on a large square product (n = 2048), best of several runs, for `dtype`
+// kF32 or kBF16: the peak that MFU is measured against. Measured once per process.
+double measure_peak_gflops(DType dtype);
+
+}  // namespace qv::kernels
