@@ -19,6 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_page_header_bytes = 1 << 16;
   limits.max_row_bytes = 1 << 16;
   limits.max_row_items = 1 << 12;
+  limits.max_page_values = 1 << 12;
   try {
     qv::data::ObelicsParquetFile reader(file.path(), limits);
     qv::data::ObelicsRow row;

@@ -264,6 +264,17 @@ class MemFile {
   int fd_;
 };
 
+TEST(ObelicsParquet, UnsupportedFilesAreRefusedByName) {
+  // Written by the same independent writer: valid Parquet that is not what we read.
+  const std::string gzip = kDir + "/bad-gzip.parquet", no_texts = kDir + "/bad-no-texts.parquet";
+  std::string what = error_of(gzip);
+  for (const char* part : {"row group 0", "column '", "compression GZIP is not supported"})
+    EXPECT_NE(what.find(part), std::string::npos) << what;
+  EXPECT_NE(what.find(gzip), std::string::npos) << what;
+  what = error_of(no_texts);
+  EXPECT_NE(what.find(no_texts + ": no column 'texts'"), std::string::npos) << what;
+}
+
 TEST(ObelicsParquet, EveryTruncationAndByteFlipIsAnErrorOrGoodData) {
   // Every corruption of a small file either reads (at most its rows, some perhaps counted
   // skips) or throws qv::Error naming the file; under the sanitizer build this also proves

@@ -665,8 +665,13 @@ size_t v1_levels(const std::string& body, size_t at, int32_t encoding, int max_l
   return at + 4 + n;
 }
 
+void ColumnReader::check_value_count(int64_t n) const {
+  QV_CHECK(n >= 0 && n <= file_.limits().max_page_values, "data page of ", n, " values (limit ",
+           file_.limits().max_page_values, ")");
+}
+
 void ColumnReader::start_data_page_v1(std::string raw, const PageHeader& h) {
-  QV_CHECK(h.num_values >= 0, "data page with ", h.num_values, " values");
+  check_value_count(h.num_values);
   page_ = std::make_unique<Page>();
   page_->body = decompress(std::move(raw), h.uncompressed);
   size_t at = v1_levels(page_->body, 0, h.rep_encoding, column_.max_rep, "repetition", page_->rep);
@@ -676,8 +681,8 @@ void ColumnReader::start_data_page_v1(std::string raw, const PageHeader& h) {
 }
 
 void ColumnReader::start_data_page_v2(std::string raw, const PageHeader& h) {
-  QV_CHECK(h.num_values >= 0 && h.rep_bytes >= 0 && h.def_bytes >= 0,
-           "data page v2 without valid counts");
+  check_value_count(h.num_values);
+  QV_CHECK(h.rep_bytes >= 0 && h.def_bytes >= 0, "data page v2 without valid level sizes");
   const int64_t levels = int64_t{h.rep_bytes} + h.def_bytes;
   QV_CHECK(levels <= static_cast<int64_t>(raw.size()) && levels <= h.uncompressed,
            "data page v2 levels of ", levels, " bytes exceed the page");

@@ -43,6 +43,7 @@ struct Limits {
   int64_t max_footer_bytes = 16ll << 20;
   int64_t max_page_bytes = 256ll << 20;        // one page, compressed or not
   int64_t max_page_header_bytes = 16ll << 20;  // page headers may carry statistics
+  int64_t max_page_values = 1ll << 26;         // levels of one page (RLE runs cost no bytes)
   int64_t max_row_bytes = 64ll << 20;          // a row's strings together, 16 bytes per element
   int64_t max_row_items = 1 << 20;             // list elements of one row
 };
@@ -144,7 +145,8 @@ class ColumnReader {
   bool load_page();
   void start_data_page_v1(std::string raw, const PageHeader& h);
   void start_data_page_v2(std::string raw, const PageHeader& h);
-  void start_values(size_t at, int32_t encoding);  // page_->body[at..] holds the values
+  void start_values(size_t at, int32_t encoding);
+  void check_value_count(int64_t n) const;  // page_->body[at..] holds the values
   void read_dictionary(std::string body, int32_t encoding, int64_t count);
   std::string decompress(std::string compressed, int64_t uncompressed_size) const;
   std::string_view next_value();

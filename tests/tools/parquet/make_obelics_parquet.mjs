@@ -45,7 +45,7 @@ function docRows() {
   return rows;
 }
 
-function table(rows) {
+function table(rows, withTexts = true) {
   const strList = new arrow.List(new arrow.Field('element', new arrow.Utf8(), true));
   const schema = new arrow.Schema([
     new arrow.Field('images', strList, true),
@@ -53,7 +53,7 @@ function table(rows) {
     new arrow.Field('general_metadata', new arrow.Utf8(), true),
     new arrow.Field('num_tokens', new arrow.Int64(), true),
     new arrow.Field('tags', new arrow.List(new arrow.Field('element', new arrow.Int32(), true)), true),
-    new arrow.Field('texts', strList, true),
+    ...(withTexts ? [new arrow.Field('texts', strList, true)] : []),
   ]);
   const col = (name, type, values) => arrow.vectorFromArray(values, type);
   const data = {
@@ -63,13 +63,13 @@ function table(rows) {
       rows.map((r, i) => (i % 2 ? `{"warc": "crawl-${i}"}` : null))),
     num_tokens: col('num_tokens', new arrow.Int64(), rows.map((r, i) => BigInt(i * 17))),
     tags: col('tags', schema.fields[4].type, rows.map((r, i) => (i % 3 ? [i, i + 1] : null))),
-    texts: col('texts', strList, rows.map((r) => r.texts)),
   };
+  if (withTexts) data.texts = col('texts', strList, rows.map((r) => r.texts));
   return new arrow.Table(schema, data);
 }
 
-function write(name, rows, { compression, dictionary, v2, rowGroup, pageBytes, dictBytes }) {
-  const ipc = arrow.tableToIPC(table(rows), 'stream');
+function write(name, rows, { compression, dictionary, v2, rowGroup, pageBytes, dictBytes, withTexts }) {
+  const ipc = arrow.tableToIPC(table(rows, withTexts ?? true), 'stream');
   const wasmTable = pq.Table.fromIPCStream(ipc);
   let props = new pq.WriterPropertiesBuilder()
     .setCompression(compression)
@@ -115,6 +115,10 @@ const files = [
   write('docs-uncompressed-dict-v1.parquet', docRows(),
     { compression: C.UNCOMPRESSED, dictionary: true, v2: false, rowGroup: 8 }),
 ];
+// Files our reader must refuse with a named error (no expected JSON: not OBELICS as we read it).
+write('bad-gzip.parquet', sampleRows, { compression: C.GZIP, dictionary: true, v2: false, rowGroup: 3 });
+write('bad-no-texts.parquet', sampleRows,
+  { compression: C.SNAPPY, dictionary: true, v2: false, rowGroup: 3, withTexts: false });
 fs.writeFileSync(path.join(out, 'docs.jsonl'),
   docRows().map((r) => JSON.stringify({ texts: r.texts, images: r.images, metadata: r.metadata })).join('\n') + '\n');
 for (const f of files) {
