@@ -68,6 +68,7 @@ void expect_same_items(const Document& a, const Document& b) {
 
 TEST(Parquet, EveryFileMatchesTheIndependentReader) {
   parquet::PageCounts total;
+  bool mixed_chunk = false, multi_page_chunk = false;
   std::vector<std::string> files = kDocFiles;
   files.push_back("sample.parquet");
   for (const auto& name : files) {
@@ -93,6 +94,8 @@ TEST(Parquet, EveryFileMatchesTheIndependentReader) {
         }
         EXPECT_EQ(rows, groups[g]) << column << ", row group " << g;
         const auto& p = reader.pages();
+        mixed_chunk |= p.dictionary_encoded > 0 && p.plain > 0;
+        multi_page_chunk |= p.data_v1 + p.data_v2 > 1;
         total.data_v1 += p.data_v1;
         total.data_v2 += p.data_v2;
         total.dictionary += p.dictionary;
@@ -108,6 +111,8 @@ TEST(Parquet, EveryFileMatchesTheIndependentReader) {
   EXPECT_GT(total.dictionary, 0);
   EXPECT_GT(total.dictionary_encoded, 0);
   EXPECT_GT(total.plain, 0);
+  EXPECT_TRUE(mixed_chunk) << "no chunk falls back from dictionary to plain pages";
+  EXPECT_TRUE(multi_page_chunk) << "no chunk has several data pages";
 }
 
 TEST(Parquet, OtherColumnsAreSkippedAndSchemaIsChecked) {
