@@ -7,7 +7,8 @@
 // Robustness: a malformed row (bad JSON, wrong schema) is a counted skip naming file and line; so
 // is an unavailable image (missing file, failed fetch, too large): by default the whole document
 // is skipped, since its text refers to the image; with drop_unavailable_images the image alone
-// is dropped. A file that cannot be opened is a qv::Error. Not thread-safe: one reader per thread.
+// is dropped. A file that cannot be opened, or a corrupt Parquet file, is a qv::Error (naming the
+// file, and for Parquet the row group, column and reason). Not thread-safe: one reader per thread.
 #pragma once
 #include <cstdint>
 #include <memory>
