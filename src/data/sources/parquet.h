@@ -10,8 +10,9 @@
 // Robustness: every length, offset and count read from the file is checked against the file
 // size and the Limits before it is used; memory is one page per column plus its dictionary and
 // the current row, plus the decoded footer (at most about 25 bytes per footer byte for a hostile
-// footer of empty column chunks, so max_footer_bytes bounds it). Corrupt input throws qv::Error naming the file, the row group and column
-// where it applies, and the reason; nothing read from the file can crash the reader.
+// footer of empty column chunks, so max_footer_bytes bounds it). Corrupt input throws qv::Error
+// naming the file, the row group and column where it applies, and the reason; nothing read from the
+// file can crash the reader.
 #pragma once
 #include <cstdint>
 #include <memory>
