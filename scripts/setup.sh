@@ -11,6 +11,7 @@ PACKAGES=(
   build-essential cmake pkg-config git clang-format
   libopenblas-openmp-dev libdnnl-dev nlohmann-json3-dev libtomlplusplus-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libarchive-dev libutf8proc-dev libcurl4-openssl-dev
+  libsnappy-dev libzstd-dev  # OBELICS Parquet pages (src/data/sources/parquet.cpp)
   libopenmpi-dev openmpi-bin
   libgtest-dev googletest libbenchmark-dev
   clang-14 libclang-rt-14-dev libomp-14-dev  # the libFuzzer build (scripts/fuzz.sh)

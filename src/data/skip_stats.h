@@ -31,6 +31,7 @@ inline constexpr std::string_view kEmptyCaption = "empty caption";
 inline constexpr std::string_view kInvalidUtf8Caption = "caption is not valid UTF-8";
 // OBELICS documents.
 inline constexpr std::string_view kLineTooLong = "line too long";
+inline constexpr std::string_view kRowTooLarge = "row too large";  // a Parquet row over the limits
 inline constexpr std::string_view kMalformedJson = "malformed JSON";
 inline constexpr std::string_view kMalformedDocument = "malformed document";
 inline constexpr std::string_view kLengthMismatch = "texts/images length mismatch";

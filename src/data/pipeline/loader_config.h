@@ -10,7 +10,7 @@
 namespace qv::data {
 
 struct LoaderConfig {
-  std::string dataset = "cc12m";  // cc12m (WebDataset shards) | obelics (JSONL documents)
+  std::string dataset = "cc12m";  // cc12m (WebDataset shards) | obelics (JSONL or Parquet)
   std::string path;               // file pattern: globs and {0000..0099} ranges
   std::string tokenizer_path;
   int64_t seq_len = 2048;

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "data/sources/obelics_parquet.h"
 #include "io/json_depth.h"
 
 namespace qv::data {
@@ -65,28 +66,41 @@ ObelicsRow parse_obelics_row(std::string_view line, const std::string& source, i
   const auto texts = j.find("texts"), images = j.find("images");
   if (texts == j.end() || images == j.end() || !texts->is_array() || !images->is_array())
     return bad_row(skip::kMalformedDocument, "'texts' and 'images' must both be lists");
-  if (texts->size() != images->size())
+  std::vector<ObelicsCell> text_cells(texts->size()), image_cells(images->size());
+  for (size_t i = 0; i < texts->size(); ++i) {
+    auto& t = (*texts)[i];
+    if (t.is_null()) continue;
+    if (!t.is_string())
+      return bad_row(skip::kMalformedDocument, cat("texts[", i, "] is not a string"));
+    text_cells[i] = std::move(t.get_ref<std::string&>());
+  }
+  for (size_t i = 0; i < images->size(); ++i) {
+    auto& im = (*images)[i];
+    if (im.is_null()) continue;
+    if (!im.is_string())
+      return bad_row(skip::kMalformedDocument, cat("images[", i, "] is not a string"));
+    image_cells[i] = std::move(im.get_ref<std::string&>());
+  }
+  return obelics_row_from_lists(std::move(text_cells), std::move(image_cells), source, line_no);
+}
+
+ObelicsRow obelics_row_from_lists(std::vector<ObelicsCell> texts, std::vector<ObelicsCell> images,
+                                  const std::string& source, int64_t line_no) {
+  if (texts.size() != images.size())
     return bad_row(skip::kLengthMismatch,
-                   cat("'texts' has ", texts->size(), " entries, 'images' has ", images->size()));
+                   cat("'texts' has ", texts.size(), " entries, 'images' has ", images.size()));
   ObelicsRow row;
   row.doc.source = source;
   row.doc.line = line_no;
-  for (size_t i = 0; i < texts->size(); ++i) {
-    const auto& t = (*texts)[i];
-    const auto& im = (*images)[i];
-    if (t.is_null() && im.is_null())
-      return bad_row(skip::kNeitherTextNorImage, cat("position ", i));
-    if (!t.is_null() && !im.is_null()) return bad_row(skip::kBothTextAndImage, cat("position ", i));
+  for (size_t i = 0; i < texts.size(); ++i) {
+    if (!texts[i] && !images[i]) return bad_row(skip::kNeitherTextNorImage, cat("position ", i));
+    if (texts[i] && images[i]) return bad_row(skip::kBothTextAndImage, cat("position ", i));
     DocItem item;
-    if (!t.is_null()) {
-      if (!t.is_string())
-        return bad_row(skip::kMalformedDocument, cat("texts[", i, "] is not a string"));
-      item.text = t.get<std::string>();
+    if (texts[i]) {
+      item.text = std::move(*texts[i]);
     } else {
-      if (!im.is_string())
-        return bad_row(skip::kMalformedDocument, cat("images[", i, "] is not a string"));
       item.is_image = true;
-      item.image_ref = im.get<std::string>();
+      item.image_ref = std::move(*images[i]);
     }
     row.doc.items.push_back(std::move(item));
   }
@@ -114,13 +128,20 @@ ObelicsReader::~ObelicsReader() = default;
 
 bool ObelicsReader::open_file() {
   if (file_index_ >= files_.size()) return false;
-  lines_ = std::make_unique<LineReader>(files_[file_index_], options_.max_line_bytes);
+  const std::string& file = files_[file_index_];
+  if (is_parquet_path(file)) {
+    if (!parquet_) parquet_ = std::make_unique<ObelicsParquetFile>(file, parquet_limits(options_));
+    parquet_->seek(next_offset_, next_line_);
+    return true;
+  }
+  lines_ = std::make_unique<LineReader>(file, options_.max_line_bytes);
   if (next_offset_ > 0 || next_line_ > 0) lines_->seek(next_offset_, next_line_);
   return true;
 }
 
 void ObelicsReader::close_file() {
   lines_.reset();
+  parquet_.reset();
   ++file_index_;
   next_offset_ = next_line_ = 0;
 }
@@ -201,28 +222,44 @@ bool ObelicsReader::load_images(Document& doc) {
   return true;
 }
 
-bool ObelicsReader::next(Document& doc) {
+bool ObelicsReader::read_row(ObelicsRow& row) {
+  if (parquet_) {
+    if (!parquet_->next(row)) return false;
+    next_offset_ = parquet_->row_group();
+    next_line_ = parquet_->row();
+    return true;
+  }
   std::string line;
   while (true) {
-    if (!lines_ && !open_file()) return false;
     const LineReader::Result r = lines_->next(line);
-    if (r == LineReader::Result::kEnd) {
-      close_file();
-      continue;
-    }
+    if (r == LineReader::Result::kEnd) return false;
     next_offset_ = lines_->offset();
     next_line_ = lines_->line_number();
     const std::string& file = files_[file_index_];
-    const int64_t line_no = lines_->line_number();
     if (r == LineReader::Result::kTooLong) {
-      skips_->add(skip::kLineTooLong, cat(file, ":", line_no),
-                  cat("longer than ", options_.max_line_bytes, " bytes"));
+      row.skip_reason = skip::kLineTooLong;
+      row.detail = cat("longer than ", options_.max_line_bytes, " bytes");
+    } else if (is_blank(line)) {
+      continue;
+    } else {
+      row = parse_obelics_row(line, file, next_line_);
+    }
+    row.doc.source = file;
+    row.doc.line = next_line_;
+    return true;
+  }
+}
+
+bool ObelicsReader::next(Document& doc) {
+  while (true) {
+    if (!lines_ && !parquet_ && !open_file()) return false;
+    ObelicsRow row;
+    if (!read_row(row)) {
+      close_file();
       continue;
     }
-    if (is_blank(line)) continue;
-    ObelicsRow row = parse_obelics_row(line, file, line_no);
     if (!row.skip_reason.empty()) {
-      skips_->add(row.skip_reason, cat(file, ":", line_no), row.detail);
+      skips_->add(row.skip_reason, row.doc.origin(), row.detail);
       continue;
     }
     if (options_.max_images > 0) {
@@ -257,6 +294,7 @@ void ObelicsReader::restore(const ObelicsState& s) {
            s.file, "' at index ", s.file_index, " but the list has '",
            s.file_index < n ? files_[s.file_index] : std::string(), "' there");
   lines_.reset();
+  if (s.file_index != static_cast<int64_t>(file_index_)) parquet_.reset();  // else seek it
   file_index_ = static_cast<size_t>(s.file_index);
   next_offset_ = s.offset;
   next_line_ = s.line;

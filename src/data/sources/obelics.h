@@ -1,16 +1,19 @@
-// OBELICS interleaved documents: JSONL rows whose `texts` and `images` lists have equal length
-// and exactly one non-null entry at each position. Images are local paths (relative to the JSONL
-// file, or absolute) or http(s) URLs fetched through HttpFetcher (timeouts, bounded retries,
-// on-disk cache); other URL schemes (file://, ftp://, ...) are refused.
+// OBELICS interleaved documents: JSONL rows (or rows of Parquet shards, *.parquet, read by
+// data/sources/obelics_parquet.h with the same rules and skips) whose `texts` and `images` lists
+// have equal length and exactly one non-null entry at each position. Images are local paths
+// (relative to the JSONL file, or absolute) or http(s) URLs fetched through HttpFetcher (timeouts,
+// bounded retries, on-disk cache); other URL schemes (file://, ftp://, ...) are refused.
 //
 // Robustness: a malformed row (bad JSON, wrong schema) is a counted skip naming file and line; so
 // is an unavailable image (missing file, failed fetch, too large): by default the whole document
 // is skipped, since its text refers to the image; with drop_unavailable_images the image alone
-// is dropped. A file that cannot be opened is a qv::Error. Not thread-safe: one reader per thread.
+// is dropped. A file that cannot be opened, or a corrupt Parquet file, is a qv::Error (naming the
+// file, and for Parquet the row group, column and reason). Not thread-safe: one reader per thread.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +24,8 @@
 
 namespace qv::data {
 
+class ObelicsParquetFile;  // data/sources/obelics_parquet.h
+
 struct DocItem {
   bool is_image = false;
   std::string text;         // text items
@@ -29,8 +34,8 @@ struct DocItem {
 };
 
 struct Document {
-  std::string source;  // the JSONL file
-  int64_t line = 0;    // 1-based
+  std::string source;  // the JSONL or Parquet file
+  int64_t line = 0;    // 1-based (Parquet: the row in the file)
   std::vector<DocItem> items;
   std::string origin() const { return source + ":" + std::to_string(line); }
 };
@@ -50,8 +55,8 @@ struct ObelicsOptions {
 struct ObelicsState {
   int64_t file_index = 0;
   std::string file;    // checked on restore; empty when all files are done
-  int64_t offset = 0;  // byte offset of the next row
-  int64_t line = 0;    // lines before it
+  int64_t offset = 0;  // byte offset of the next row (Parquet: its row group)
+  int64_t line = 0;    // lines before it (Parquet: rows before it in the file)
   nlohmann::json to_json() const;
   static ObelicsState from_json(const nlohmann::json& j);  // throws qv::Error on a bad state
   bool operator==(const ObelicsState&) const = default;
@@ -65,6 +70,12 @@ struct ObelicsRow {
   std::string detail;
 };
 ObelicsRow parse_obelics_row(std::string_view line, const std::string& source, int64_t line_no);
+
+// The row rules above over lists already read (a Parquet row; nullopt is a null entry): equal
+// lengths, exactly one non-null entry per position, not empty.
+using ObelicsCell = std::optional<std::string>;
+ObelicsRow obelics_row_from_lists(std::vector<ObelicsCell> texts, std::vector<ObelicsCell> images,
+                                  const std::string& source, int64_t line_no);
 
 class ObelicsReader {
  public:
@@ -89,6 +100,7 @@ class ObelicsReader {
   bool load_images(Document& doc);
   // Fills item.image_bytes; on failure returns a skip reason and sets `detail`.
   std::string_view load_image(DocItem& item, const Document& doc, std::string& detail);
+  bool read_row(ObelicsRow& row);  // the current file's next row, parsed; false at its end
   bool open_file();
   void close_file();
 
@@ -99,7 +111,8 @@ class ObelicsReader {
   HttpFetcher fetcher_;
   size_t file_index_ = 0;
   std::unique_ptr<LineReader> lines_;
-  int64_t next_offset_ = 0, next_line_ = 0;  // resume point in files_[file_index_]
+  std::unique_ptr<ObelicsParquetFile> parquet_;  // instead of lines_ for *.parquet files
+  int64_t next_offset_ = 0, next_line_ = 0;      // resume point in files_[file_index_]
 };
 
 }  // namespace qv::data
