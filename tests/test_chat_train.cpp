@@ -63,7 +63,8 @@ TEST(ChatTrain, DebugModelLossFallsOnAChatSetFromCc12m) {
     first += m[i]["loss"].get<double>() / 4;
     last += m[m.size() - 1 - i]["loss"].get<double>() / 4;
   }
-  // Measured: about 10.4 -> 6 (the untrained debug model starts near ln(vocab) = 11.9).
+  // Measured: 11.87 -> 8.86 (means of the first / last 4 of 24 steps); the untrained debug
+  // model starts near ln(vocab) = 11.9. The 1.0 margin is a third of the measured drop.
   EXPECT_LT(last, first - 1.0) << "first 4 steps " << first << ", last 4 " << last;
 }
 
