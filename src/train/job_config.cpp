@@ -150,7 +150,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"training.seq_len", int_field(c.seq_len)},
       {"training.max_norm", double_field(c.max_norm)},
       {"training.steps", int_field(c.steps)},
-      {"training.dataset", string_field(c.dataset, {"cc12m", "obelics", "fixed"})},
+      {"training.dataset", string_field(c.dataset, {"cc12m", "obelics", "chat", "fixed"})},
       {"training.dataset_path", string_field(c.dataset_path)},
       {"training.seed", int_field(c.seed)},
       {"training.on_nonfinite", string_field(c.on_nonfinite, {"stop", "skip"})},

@@ -33,7 +33,7 @@ struct JobConfig {
   int64_t seq_len = 2048;
   double max_norm = 1.0;
   int64_t steps = 10;
-  std::string dataset = "cc12m";  // cc12m | obelics | fixed
+  std::string dataset = "cc12m";  // cc12m | obelics | chat | fixed
   std::string dataset_path;
   int64_t seed = 42;
   std::string on_nonfinite = "stop";  // stop | skip

@@ -1,10 +1,12 @@
 #include "data/pipeline/loader.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <utility>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "data/pipeline/chat_sample.h"
 #include "data/pipeline/raw_stream.h"
 #include "data/sources/shard_list.h"
 
@@ -15,8 +17,13 @@ DataLoader::DataLoader(LoaderConfig config)
       tokenizer_(Tokenizer::load(c_.tokenizer_path)),
       tokens_(token_ids(tokenizer_)),
       skips_(std::make_shared<SkipStats>()) {
-  QV_CHECK(c_.dataset == "cc12m" || c_.dataset == "obelics", "dataset '", c_.dataset,
-           "' is not supported by the loader (valid: cc12m, obelics)");
+  QV_CHECK(c_.dataset == "cc12m" || c_.dataset == "obelics" || c_.dataset == "chat", "dataset '",
+           c_.dataset, "' is not supported by the loader (valid: cc12m, obelics, chat)");
+  if (c_.dataset == "chat")
+    if (const std::string m =
+            chat_template_mismatch(std::filesystem::path(c_.tokenizer_path).parent_path().string());
+        !m.empty())
+      log::warn(m);
   QV_CHECK(c_.batch_size > 0 && c_.seq_len > 1, "loader: batch_size and seq_len must be positive");
   QV_CHECK(c_.max_tokens_per_sample >= 0, "loader: max_tokens_per_sample is ",
            c_.max_tokens_per_sample, "; it must be >= 0 (0: seq_len)");
@@ -67,7 +74,8 @@ std::vector<std::optional<Sample>> DataLoader::build_all(const std::vector<RawIt
         const RawItem& item = items[i];
         samples_built_.fetch_add(1);
         samples[i] =
-            item.is_doc
+            item.is_chat ? build_chat_sample(item.chat, tokenizer_, tokens_, c_.sample, *skips_)
+            : item.is_doc
                 ? build_interleaved_sample(item.doc, tokenizer_, tokens_, c_.sample, *skips_)
                 : build_caption_sample(item.wds, tokenizer_, tokens_, c_.sample, *skips_);
         if (samples[i]) samples[i]->source = item.pos;

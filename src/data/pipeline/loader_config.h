@@ -10,8 +10,9 @@
 namespace qv::data {
 
 struct LoaderConfig {
-  std::string dataset = "cc12m";  // cc12m (WebDataset shards) | obelics (JSONL or Parquet)
-  std::string path;               // file pattern: globs and {0000..0099} ranges
+  // cc12m (WebDataset shards) | obelics (JSONL or Parquet documents) | chat (JSONL conversations)
+  std::string dataset = "cc12m";
+  std::string path;  // file pattern: globs and {0000..0099} ranges
   std::string tokenizer_path;
   int64_t seq_len = 2048;
   int64_t batch_size = 1;  // rows per batch
@@ -34,7 +35,7 @@ struct LoaderConfig {
   bool infinite = true;  // start a new (reshuffled) epoch at the end of the data
   CaptionSampleConfig sample;
   ReaderLimits webdataset;  // cc12m shards: member size limit, kept extensions
-  // OBELICS rows and images; downloaded images are cached under .cache/qwen3vl-images.
+  // OBELICS and chat rows and images; downloaded images are cached under .cache/qwen3vl-images.
   ObelicsOptions obelics = [] {
     ObelicsOptions o;
     o.http.cache_dir = ".cache/qwen3vl-images";

@@ -7,7 +7,15 @@
 namespace qv::data {
 
 bool fit_to_length(Sample& s, int64_t seq_len, const TokenIds& t) {
-  if (s.length() > seq_len) {
+  if (s.length() > seq_len && !s.cut_points.empty()) {
+    // At the last turn boundary that fits; none fits: nothing to train on.
+    CutPoint cut;
+    while (!s.cut_points.empty() && s.cut_points.back().length > seq_len) s.cut_points.pop_back();
+    if (!s.cut_points.empty()) cut = s.cut_points.back();
+    s.ids.resize(cut.length);
+    s.labels.resize(cut.length);
+    s.vision.resize(cut.vision_items);
+  } else if (s.length() > seq_len) {
     // Find the last cut point <= seq_len that is not inside a vision block, and how many vision
     // items lie wholly before it.
     int64_t cut = seq_len, items = 0, open = -1;

@@ -22,7 +22,8 @@ struct PackedRow {
 };
 
 // Shortens a sample to at most seq_len tokens without cutting an image block: a block that
-// would be cut is dropped with everything after it. Returns false when nothing trainable is left.
+// would be cut is dropped with everything after it; a sample with cut points (chat) is cut at the
+// last one that fits. Returns false when nothing trainable is left.
 bool fit_to_length(Sample& s, int64_t seq_len, const TokenIds& tokens);
 
 class Packer {

@@ -73,7 +73,9 @@ RawStream::RawStream(const LoaderConfig& c, int64_t epoch, SkipStats& skips)
   stride_ = share.sample_stride;
   offset_ = share.sample_offset;
   files_ = share.shards;
-  if (c.dataset == "obelics")
+  if (c.dataset == "chat")
+    chats_ = std::make_unique<ChatReader>(std::move(share.shards), c.obelics, &skips);
+  else if (c.dataset == "obelics")
     docs_ = std::make_unique<ObelicsReader>(std::move(share.shards), c.obelics, &skips);
   else
     reader_ = std::make_unique<WebDatasetReader>(std::move(share.shards), c.webdataset, &skips);
@@ -82,6 +84,13 @@ RawStream::RawStream(const LoaderConfig& c, int64_t epoch, SkipStats& skips)
 RawStream::~RawStream() = default;
 
 bool RawStream::read_next(RawItem& s) {
+  if (chats_) {
+    s.is_chat = true;
+    s.pos = to_pos(chats_->state());
+    if (!chats_->next(s.chat)) return false;
+    s.pos.check = origin_check(s.origin());
+    return true;
+  }
   s.is_doc = docs_ != nullptr;
   s.pos = s.is_doc ? to_pos(docs_->state()) : to_pos(reader_->state());
   if (!(s.is_doc ? docs_->next(s.doc) : reader_->next(s.wds))) return false;
@@ -115,7 +124,10 @@ nlohmann::json RawStream::state() const {
   rng << rng_;
   nlohmann::json buffered = nlohmann::json::array();
   for (const RawItem& item : buffer_) buffered.push_back(to_json(item.pos));
-  return {{"reader", docs_ ? docs_->state().to_json() : reader_->state().to_json()},
+  const nlohmann::json reader = chats_  ? chats_->state().to_json()
+                                : docs_ ? docs_->state().to_json()
+                                        : reader_->state().to_json();
+  return {{"reader", reader},
           {"buffer", buffered},
           {"rng", rng.str()},
           {"index", index_},
@@ -124,7 +136,9 @@ nlohmann::json RawStream::state() const {
 
 void RawStream::restore(const nlohmann::json& s) {
   try {
-    if (docs_)
+    if (chats_)
+      chats_->restore(ObelicsState::from_json(s.at("reader")));
+    else if (docs_)
       docs_->restore(ObelicsState::from_json(s.at("reader")));
     else
       reader_->restore(ReaderState::from_json(s.at("reader")));
@@ -145,7 +159,13 @@ RawItem RawStream::read_at(const SourcePos& pos) {
   item.is_doc = docs_ != nullptr;
   item.pos = pos;
   bool ok = false;
-  if (item.is_doc) {
+  item.is_chat = chats_ != nullptr;
+  if (item.is_chat) {
+    if (!reread_chats_)
+      reread_chats_ = std::make_unique<ChatReader>(files_, c_.obelics, &reread_skips_);
+    reread_chats_->restore(obelics_state(pos, files_));
+    ok = reread_chats_->next(item.chat);
+  } else if (item.is_doc) {
     if (!reread_docs_)
       reread_docs_ = std::make_unique<ObelicsReader>(files_, c_.obelics, &reread_skips_);
     reread_docs_->restore(obelics_state(pos, files_));

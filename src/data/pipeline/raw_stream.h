@@ -13,18 +13,23 @@
 #include "data/pipeline/loader_config.h"
 #include "data/pipeline/sample.h"
 #include "data/skip_stats.h"
+#include "data/sources/chat_jsonl.h"
 #include "data/sources/obelics.h"
 #include "data/sources/webdataset.h"
 
 namespace qv::data {
 
-// One unprocessed sample: a WebDataset group (cc12m) or an interleaved document (OBELICS).
+// One unprocessed sample: a WebDataset group (cc12m), an interleaved document (OBELICS) or a
+// conversation (chat).
 struct RawItem {
   RawSample wds;
   Document doc;
-  bool is_doc = false;
+  Conversation chat;
+  bool is_doc = false, is_chat = false;
   SourcePos pos;
-  std::string origin() const { return is_doc ? doc.origin() : wds.origin(); }
+  std::string origin() const {
+    return is_chat ? chat.origin() : is_doc ? doc.origin() : wds.origin();
+  }
 };
 
 nlohmann::json to_json(const SourcePos& p);
@@ -55,9 +60,11 @@ class RawStream {
   std::mt19937_64 rng_;
   std::unique_ptr<WebDatasetReader> reader_;
   std::unique_ptr<ObelicsReader> docs_;
+  std::unique_ptr<ChatReader> chats_;
   SkipStats reread_skips_{/*log_limit=*/0};  // throwaway counts of read_at()
   std::unique_ptr<WebDatasetReader> reread_reader_;
   std::unique_ptr<ObelicsReader> reread_docs_;
+  std::unique_ptr<ChatReader> reread_chats_;
   std::vector<RawItem> buffer_;
   int64_t index_ = 0, stride_ = 1, offset_ = 0;
   bool exhausted_ = false;

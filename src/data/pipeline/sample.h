@@ -19,12 +19,20 @@ struct SourcePos {
   uint32_t check = 0;
 };
 
+// A length a sample may be cut to, and the vision items wholly before it.
+struct CutPoint {
+  int64_t length = 0, vision_items = 0;
+};
+
 struct Sample {
   std::vector<int32_t> ids;
   std::vector<int32_t> labels;     // -100 where no loss is taken
   std::vector<VisionItem> vision;  // in placeholder order
   std::string origin;              // "shard:key" or "file:line", for messages
   SourcePos source;                // set by the loader
+  // Chat samples: the only places it may be cut (after each assistant turn). Empty: anywhere
+  // outside a vision block.
+  std::vector<CutPoint> cut_points;
   int64_t length() const { return static_cast<int64_t>(ids.size()); }
 };
 
