@@ -3,6 +3,7 @@
 // training used (dtype, pixel limits, tokenizer, special tokens, chat template); our own loaders
 // read it back. Also: `generate` prints text on such an export when asked for a minimum length.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -129,69 +130,70 @@ void expect_keys_within(const json& j, const std::set<std::string>& allowed,
   for (const auto& [k, _] : j.items()) EXPECT_TRUE(allowed.count(k)) << what << ": " << k;
 }
 
-// One short bf16-exporting run of the debug config on the bundled shard, shared by the tests.
-class HfExport : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dump_ = testing::fresh_dir("export", "debug");
-    // --checkpoint.enable is a bare boolean override.
-    const std::string args = "train --config " + testing::kRoot + "/configs/debug_model.toml" +
-                             " --job.dump_folder " + dump_ + " --model.tokenizer_path " +
-                             testing::kTokenizer + " --training.dataset_path " + testing::kRoot +
-                             "/data/cc12m-train-0000.tar" +
-                             " --training.steps 2 --training.seq_len 256 --checkpoint.enable" +
-                             " --checkpoint.export_dtype bfloat16";
-    run_ = testing::run_qwen3vl(args);
-    config_ = train::JobConfig::load(
-        testing::kRoot + "/configs/debug_model.toml",
-        {{"training.dataset_path", testing::kRoot + "/data/cc12m-train-0000.tar"},
-         {"model.tokenizer_path", testing::kTokenizer}});
-  }
-  static fs::path dir() { return fs::path(dump_) / "hf_export"; }
-  static inline std::string dump_;
-  static inline testing::CommandResult run_;
-  static inline train::JobConfig config_;
+// One short bf16-exporting run of the debug config on the bundled shard (one test, as CTest runs
+// each test in a process of its own, and the checks below share the run).
+struct ExportRun {
+  std::string dump;
+  testing::CommandResult result;
+  train::JobConfig config;
+  fs::path dir() const { return fs::path(dump) / "hf_export"; }
 };
 
-TEST_F(HfExport, RunSucceedsWithTimestampedLogLines) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
+ExportRun train_debug_export() {
+  ExportRun run;
+  run.dump = testing::fresh_dir("export", "debug_" + std::to_string(getpid()));
+  // --checkpoint.enable is a bare boolean override.
+  const std::string args = "train --config " + testing::kRoot + "/configs/debug_model.toml" +
+                           " --job.dump_folder " + run.dump + " --model.tokenizer_path " +
+                           testing::kTokenizer + " --training.dataset_path " + testing::kRoot +
+                           "/data/cc12m-train-0000.tar" +
+                           " --training.steps 2 --training.seq_len 256 --checkpoint.enable" +
+                           " --checkpoint.export_dtype bfloat16";
+  run.result = testing::run_qwen3vl(args);
+  run.config = train::JobConfig::load(
+      testing::kRoot + "/configs/debug_model.toml",
+      {{"training.dataset_path", testing::kRoot + "/data/cc12m-train-0000.tar"},
+       {"model.tokenizer_path", testing::kTokenizer}});
+  return run;
+}
+
+void check_RunSucceedsWithTimestampedLogLines(const ExportRun& run) {
   // "YYYY-MM-DD HH:MM:SS.mmm [info] ..."
-  const size_t at = run_.output.find(" [info] ");
-  ASSERT_NE(at, std::string::npos) << run_.output;
+  const size_t at = run.result.output.find(" [info] ");
+  ASSERT_NE(at, std::string::npos) << run.result.output;
   ASSERT_GE(at, 23u);
-  const std::string stamp = run_.output.substr(at - 23, 23);
+  const std::string stamp = run.result.output.substr(at - 23, 23);
   EXPECT_EQ(stamp[4], '-');
   EXPECT_EQ(stamp[10], ' ');
   EXPECT_EQ(stamp[13], ':');
   EXPECT_EQ(stamp[19], '.');
 }
 
-TEST_F(HfExport, ConfigSaysBfloat16AndOurLoaderReadsTheModelBack) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
-  const json cfg = read_json(dir() / "config.json");
+void check_ConfigSaysBfloat16AndOurLoaderReadsTheModelBack(const ExportRun& run) {
+  const json cfg = read_json(run.dir() / "config.json");
   EXPECT_EQ(cfg["dtype"], "bfloat16");
   EXPECT_EQ(cfg["torch_dtype"], "bfloat16");
   expect_keys_within(cfg, kConfigKeys, "config.json");
   expect_keys_within(cfg["text_config"], kTextConfigKeys, "config.json text_config");
   expect_keys_within(cfg["vision_config"], kVisionConfigKeys, "config.json vision_config");
-  io::SafetensorsFile weights((dir() / "model.safetensors").string());
+  io::SafetensorsFile weights((run.dir() / "model.safetensors").string());
   EXPECT_EQ(weights.info("model.language_model.embed_tokens.weight").dtype, DType::kBF16);
-  auto model = model::Qwen3VLModel::from_pretrained(dir().string());
-  EXPECT_EQ(model->config().to_json_text(), train::model_config(config_).to_json_text());
+  auto model = model::Qwen3VLModel::from_pretrained(run.dir().string());
+  EXPECT_EQ(model->config().to_json_text(), train::model_config(run.config).to_json_text());
 }
 
-TEST_F(HfExport, ProcessorConfigsHoldThePixelLimitsTrainedWith) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
-  const json pre = read_json(dir() / "preprocessor_config.json");
+void check_ProcessorConfigsHoldThePixelLimitsTrainedWith(const ExportRun& run) {
+  const json pre = read_json(run.dir() / "preprocessor_config.json");
   expect_keys_within(pre, kPreprocessorKeys, "preprocessor_config.json");
-  expect_keys_within(read_json(dir() / "video_preprocessor_config.json"), kVideoPreprocessorKeys,
-                     "video_preprocessor_config.json");
+  expect_keys_within(read_json(run.dir() / "video_preprocessor_config.json"),
+                     kVideoPreprocessorKeys, "video_preprocessor_config.json");
   const data::ImageProcessorConfig trained =
-      train::trained_image_config(config_, train::model_config(config_));
+      train::trained_image_config(run.config, train::model_config(run.config));
   // debug_model.toml: min_pixels 3136, max_pixels min(50176, 64 merged tokens x 28 x 28).
   EXPECT_EQ(trained.min_pixels, 3136);
   EXPECT_EQ(trained.max_pixels, 50176);
-  const data::ImageProcessorConfig back = data::image_processor_config_for_model(dir().string());
+  const data::ImageProcessorConfig back =
+      data::image_processor_config_for_model(run.dir().string());
   EXPECT_EQ(back.min_pixels, trained.min_pixels);
   EXPECT_EQ(back.max_pixels, trained.max_pixels);
   EXPECT_EQ(back.patch_size, 14);
@@ -200,12 +202,12 @@ TEST_F(HfExport, ProcessorConfigsHoldThePixelLimitsTrainedWith) {
   EXPECT_EQ(pre["min_pixels"], trained.min_pixels);  // the key transformers 4.57 honours
 }
 
-TEST_F(HfExport, TokenizerFilesAndSpecialTokensMatchTheTokenizerTrainedWith) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
-  EXPECT_EQ(io::read_file((dir() / "tokenizer.json").string()), io::read_file(testing::kTokenizer));
-  const data::Tokenizer tok = data::Tokenizer::load((dir() / "tokenizer.json").string());
+void check_TokenizerFilesAndSpecialTokensMatchTheTokenizerTrainedWith(const ExportRun& run) {
+  EXPECT_EQ(io::read_file((run.dir() / "tokenizer.json").string()),
+            io::read_file(testing::kTokenizer));
+  const data::Tokenizer tok = data::Tokenizer::load((run.dir() / "tokenizer.json").string());
   const data::SpecialTokens special = data::SpecialTokens::lookup(tok);
-  const json tc = read_json(dir() / "tokenizer_config.json");
+  const json tc = read_json(run.dir() / "tokenizer_config.json");
   expect_keys_within(tc, kTokenizerConfigKeys, "tokenizer_config.json");
   EXPECT_EQ(tok.token_id(tc["eos_token"].get<std::string>()), special.im_end);
   EXPECT_EQ(tok.token_id(tc["pad_token"].get<std::string>()), special.endoftext);
@@ -214,25 +216,25 @@ TEST_F(HfExport, TokenizerFilesAndSpecialTokensMatchTheTokenizerTrainedWith) {
   for (const auto& [id, entry] : tc["added_tokens_decoder"].items())
     EXPECT_EQ(tok.token_id(entry["content"].get<std::string>()), std::stoi(id)) << entry;
   EXPECT_EQ(tc["chat_template"], train::export_chat_template());
-  EXPECT_EQ(io::read_file((dir() / "chat_template.jinja").string()), train::export_chat_template());
-  const json gen = read_json(dir() / "generation_config.json");
+  EXPECT_EQ(io::read_file((run.dir() / "chat_template.jinja").string()),
+            train::export_chat_template());
+  const json gen = read_json(run.dir() / "generation_config.json");
   expect_keys_within(gen, kGenerationKeys, "generation_config.json");
   EXPECT_EQ(gen["eos_token_id"], json({special.im_end, special.endoftext}));
   EXPECT_EQ(gen["pad_token_id"], special.endoftext);
   // The slow tokenizer's files: every vocabulary entry with its id, every merge in order.
-  const json vocab = read_json(dir() / "vocab.json");
+  const json vocab = read_json(run.dir() / "vocab.json");
   const json src = json::parse(io::read_file(testing::kTokenizer));
   EXPECT_EQ(vocab, src["model"]["vocab"]);
-  const std::string merges = io::read_file((dir() / "merges.txt").string());
+  const std::string merges = io::read_file((run.dir() / "merges.txt").string());
   EXPECT_EQ(static_cast<size_t>(std::count(merges.begin(), merges.end(), '\n')),
             src["model"]["merges"].size() + 1);  // + the "#version" line
 }
 
 // TensorBoard scalars carry torchtitan's tag names (torchtitan/components/metrics.py).
-TEST_F(HfExport, TensorboardTagsAreTorchtitans) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
+void check_TensorboardTagsAreTorchtitans(const ExportRun& run) {
   std::string events;
-  for (const auto& e : fs::directory_iterator(fs::path(dump_) / "tb"))
+  for (const auto& e : fs::directory_iterator(fs::path(run.dump) / "tb"))
     events += io::read_file(e.path().string());
   for (const std::string tag :
        {"loss_metrics/global_avg_loss", "grad_norm", "lr", "throughput(tps)", "tflops", "mfu(%)",
@@ -242,9 +244,8 @@ TEST_F(HfExport, TensorboardTagsAreTorchtitans) {
 }
 
 // The debug model ends its answer at once after two steps; --min-new-tokens makes it write.
-TEST_F(HfExport, GenerateWithMinNewTokensPrintsText) {
-  ASSERT_EQ(run_.exit_code, 0) << run_.output;
-  const std::string base = "generate --model " + dir().string() + " --prompt 'Describe this.'";
+void check_GenerateWithMinNewTokensPrintsText(const ExportRun& run) {
+  const std::string base = "generate --model " + run.dir().string() + " --prompt 'Describe this.'";
   auto r = testing::run_shell(std::string(QWEN3VL_BINARY) + " " + base +
                               " --min-new-tokens 4 --max-new-tokens 4 2>/dev/null");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -254,6 +255,36 @@ TEST_F(HfExport, GenerateWithMinNewTokensPrintsText) {
   if (r.output.find("0 new tokens") != std::string::npos) {
     EXPECT_NE(r.output.find("--min-new-tokens"), std::string::npos) << r.output;
   }
+}
+
+TEST(HfExport, ExportIsCompleteAndReadsBack) {
+  const ExportRun run = train_debug_export();
+  ASSERT_EQ(run.result.exit_code, 0) << run.result.output;
+  {
+    SCOPED_TRACE("RunSucceedsWithTimestampedLogLines");
+    check_RunSucceedsWithTimestampedLogLines(run);
+  }
+  {
+    SCOPED_TRACE("ConfigSaysBfloat16AndOurLoaderReadsTheModelBack");
+    check_ConfigSaysBfloat16AndOurLoaderReadsTheModelBack(run);
+  }
+  {
+    SCOPED_TRACE("ProcessorConfigsHoldThePixelLimitsTrainedWith");
+    check_ProcessorConfigsHoldThePixelLimitsTrainedWith(run);
+  }
+  {
+    SCOPED_TRACE("TokenizerFilesAndSpecialTokensMatchTheTokenizerTrainedWith");
+    check_TokenizerFilesAndSpecialTokensMatchTheTokenizerTrainedWith(run);
+  }
+  {
+    SCOPED_TRACE("TensorboardTagsAreTorchtitans");
+    check_TensorboardTagsAreTorchtitans(run);
+  }
+  {
+    SCOPED_TRACE("GenerateWithMinNewTokensPrintsText");
+    check_GenerateWithMinNewTokensPrintsText(run);
+  }
+  fs::remove_all(run.dump);
 }
 
 }  // namespace

@@ -181,6 +181,36 @@ TEST(TorchtitanConfig, ToTomlRoundTrips) {
         << key;
 }
 
+// torchtitan's checkpoint options: a save after step 1, resuming at a given step, and
+// load-only runs that never save.
+TEST(TorchtitanConfig, FirstStepCheckpointLoadStepAndLoadOnly) {
+  const std::string dump = testing::fresh_dir("tt", "ckpt");
+  const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, 4, 10,
+                                                      "enable_first_step_checkpoint = true\n");
+  const std::string train = std::string(QWEN3VL_BINARY) + " train --config " + cfg;
+  auto r = testing::run_shell(train);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = dump + "/checkpoint/";
+  EXPECT_TRUE(fs::exists(ckpt + "step-00000001/state.json"));
+  EXPECT_FALSE(fs::exists(ckpt + "step-00000002"));
+  EXPECT_TRUE(fs::exists(ckpt + "step-00000004/state.json"));
+  // load_step picks the step-1 checkpoint although step 4 is newer.
+  r = testing::run_shell(train + " --checkpoint.load_step 1 --checkpoint.load_only");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + ckpt + "step-00000001 at step 1"), std::string::npos)
+      << r.output;
+  // A step with no checkpoint names the ones there.
+  r = testing::run_shell(train + " --checkpoint.load_step 3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("steps there: 1, 4"), std::string::npos) << r.output;
+  // load_only: resumes from step 4, trains to 6, saves nothing.
+  r = testing::run_shell(train + " --checkpoint.load_only --training.steps 6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("at step 4"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(ckpt + "step-00000006"));
+  EXPECT_EQ(testing::read_metrics(dump).size(), 4u + 3u + 2u);
+}
+
 // The debug config runs unmodified apart from what a torchtitan user adds on one machine; the
 // warning line lists the keys that had no effect.
 TEST(TorchtitanConfig, DebugConfigTrainsWithOnlyMachineOverrides) {

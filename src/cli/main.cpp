@@ -31,7 +31,8 @@ void check_subcommand(const std::string& command, const qv::cli::Args& args) {
     return;
   std::string subs;
   for (const auto& s : doc->subcommands) subs += (subs.empty() ? "" : "|") + s;
-  qv::cli::usage_fail("qwen3vl ", command, " needs a subcommand first: ", subs);
+  qv::cli::usage_fail("qwen3vl ", command, " needs a subcommand first: ", subs, "\nusage: qwen3vl ",
+                      doc->usage);
 }
 
 }  // namespace
