@@ -193,7 +193,7 @@ TEST(CheckpointFaultsMpi, FullDiskOnRankZeroEndsEveryRankPromptly) {
   EXPECT_FALSE(train::latest_checkpoint(dump + "/checkpoint").has_value());
 }
 
-TEST(CheckpointFaults, SigintSavesAtAStepBoundaryAndExitsZero) {
+TEST(CheckpointFaults, SigintSavesAtAStepBoundaryAndExits130) {
   const std::string dump = fresh("sigint");
   const pid_t pid = spawn_train(fixed_batch_config("hf-tiny-text", dump, 100000, 100000), {});
   ASSERT_GT(pid, 0);
@@ -204,7 +204,7 @@ TEST(CheckpointFaults, SigintSavesAtAStepBoundaryAndExitsZero) {
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
   const auto steps = read_metrics(dump).size();
   ASSERT_GE(steps, 2u);
   char name[32];

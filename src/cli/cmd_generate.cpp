@@ -34,8 +34,8 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 int run_generate(const Args& args) {
   Flags f(args, {"raw"});
-  f.allow_only({"model", "tokenizer", "prompt", "image", "max-new-tokens", "temperature", "top-k",
-                "top-p", "seed", "raw"});
+  f.allow_only({"model", "tokenizer", "prompt", "image", "max-new-tokens", "min-new-tokens",
+                "temperature", "top-k", "top-p", "seed", "raw"});
   const std::string dir = f.require("model");
   auto model = model::Qwen3VLModel::from_pretrained(dir);
   const auto& mc = model->config();
@@ -77,6 +77,8 @@ int run_generate(const Args& args) {
   sc.top_k = f.get_int("top-k", 0);
   sc.top_p = f.get_double("top-p", 1.0);
   sc.seed = static_cast<uint64_t>(f.get_int("seed", 0));
+  sc.min_new_tokens = f.get_int("min-new-tokens", 0);
+  sc.end_ids = {special.im_end, special.endoftext};
   infer::Sampler sampler(sc);
   const int64_t max_new = f.get_int("max-new-tokens", 64);
 
@@ -116,6 +118,10 @@ int run_generate(const Args& args) {
                "(%.1f tok/s)\n",
                static_cast<long long>(in.seq), prefill, in.seq / prefill, out.size(), gen,
                out.empty() ? 0.0 : out.size() / gen);
+  if (out.empty())
+    std::fprintf(stderr,
+                 "[generate] the model ended its answer at once (its first token was an end "
+                 "token); --min-new-tokens N makes it write N tokens first\n");
   std::printf("\n");
   return 0;
 }
@@ -123,7 +129,7 @@ int run_generate(const Args& args) {
 const Registration kRegistration(
     {"generate",
      "generate text (--model DIR --prompt TEXT [--image A.jpg,B.png] "
-     "[--max-new-tokens N] [--temperature T --top-k K --top-p P --seed S])",
+     "[--max-new-tokens N] [--min-new-tokens N] [--temperature T --top-k K --top-p P --seed S])",
      run_generate});
 
 }  // namespace

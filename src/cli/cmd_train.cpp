@@ -1,4 +1,7 @@
 // qwen3vl train --config FILE [--section.key value ...]: the training job.
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 
@@ -13,45 +16,74 @@
 namespace qv::cli {
 namespace {
 
-void on_signal(int) {
+// The first SIGTERM / SIGINT asks the trainer to checkpoint at the next step boundary and stop
+// (the exit code is then 128 + the signal); a second one ends the process at once.
+std::atomic<int> g_signal{0};
+
+void on_signal(int sig) {
+  if (g_signal.exchange(sig) != 0) _exit(128 + sig);
   train::stop_requested().store(true);
 }
 
-int run_train(const Args& args) {
+struct TrainArgs {
   std::string config_path;
   std::vector<std::pair<std::string, std::string>> overrides;
+};
+
+// --config FILE (or torchtitan's --job.config_file), then --section.key value overrides; a key
+// with no value (last, or followed by another --flag) is a boolean set to true.
+TrainArgs parse_train_args(const Args& args) {
+  TrainArgs t;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
-    QV_CHECK(a.rfind("--", 0) == 0, "unexpected argument '", a, "'");
+    if (a.rfind("--", 0) != 0 || a.size() <= 2)
+      usage_fail("unexpected argument '", a, "' (flags look like --section.key value)");
     a = a.substr(2);
     std::string value;
     const size_t eq = a.find('=');
     if (eq != std::string::npos) {
       value = a.substr(eq + 1);
       a = a.substr(0, eq);
-    } else {
-      QV_CHECK(i + 1 < args.size(), "flag --", a, " needs a value");
+    } else if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
       value = args[++i];
+    } else {
+      value = "true";
     }
-    if (a == "config")
-      config_path = value;
-    else
-      overrides.emplace_back(a, value);
+    if (a == "config" || a == "job.config_file") {
+      t.config_path = value;
+    } else {
+      if (!train::JobConfig::is_known_key(a))
+        usage_fail("unknown config key --", a, " (qwen3vl train --help lists every key)");
+      t.overrides.emplace_back(a, value);
+    }
   }
-  QV_CHECK(!config_path.empty(), "missing --config FILE");
-  train::JobConfig config = train::JobConfig::load(config_path, overrides);
+  if (t.config_path.empty()) usage_fail("missing --config FILE (or --job.config_file FILE)");
+  return t;
+}
+
+int run_train(const Args& args) {
+  const TrainArgs ta = parse_train_args(args);
+  train::JobConfig config = train::JobConfig::load(ta.config_path, ta.overrides);
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)
                                          : dist::make_local_communicator();
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
+  if (comm->rank() == 0 && !config.accepted_torchtitan_keys.empty()) {
+    std::string keys;
+    for (const auto& k : config.accepted_torchtitan_keys) keys += (keys.empty() ? "" : ", ") + k;
+    log::warn("torchtitan keys accepted with no effect here (qwen3vl train --help says why): " +
+              keys);
+  }
+  if (config.print_config) log::info("job config:\n" + config.to_toml());
   const auto dims = dist::resolve_parallel_dims(config.dp_replicate, config.dp_shard, comm->size());
   auto model = train::build_model(config, dist::unit_alignment(dims));
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());
   log::info("data: " + data->describe());
   train::Trainer trainer(config, std::move(model), std::move(data), std::move(comm));
   trainer.run();
-  return 0;
+  const int sig = g_signal.load();
+  return sig != 0 ? 128 + sig : 0;
 }
 
 const Registration kRegistration({"train",

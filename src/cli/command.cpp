@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "core/error.h"
-
 namespace qv::cli {
 
 std::map<std::string, Command>& registry() {
@@ -14,8 +12,8 @@ std::map<std::string, Command>& registry() {
 Flags::Flags(const Args& args, const std::vector<std::string>& boolean_flags) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    QV_CHECK(a.rfind("--", 0) == 0 && a.size() > 2, "unexpected argument '", a,
-             "' (flags look like --name value)");
+    if (a.rfind("--", 0) != 0 || a.size() <= 2)
+      usage_fail("unexpected argument '", a, "' (flags look like --name value)");
     std::string name = a.substr(2), value;
     const size_t eq = name.find('=');
     if (eq != std::string::npos) {
@@ -24,7 +22,7 @@ Flags::Flags(const Args& args, const std::vector<std::string>& boolean_flags) {
     } else if (std::find(boolean_flags.begin(), boolean_flags.end(), name) != boolean_flags.end()) {
       value = "true";
     } else {
-      QV_CHECK(i + 1 < args.size(), "flag --", name, " needs a value");
+      if (i + 1 >= args.size()) usage_fail("flag --", name, " needs a value");
       value = args[++i];
     }
     values_[name] = value;
@@ -38,7 +36,7 @@ std::string Flags::get(const std::string& name, const std::string& fallback) con
 
 std::string Flags::require(const std::string& name) const {
   auto it = values_.find(name);
-  QV_CHECK(it != values_.end(), "missing required flag --", name);
+  if (it == values_.end()) usage_fail("missing required flag --", name);
   return it->second;
 }
 
@@ -51,7 +49,7 @@ long long Flags::get_int(const std::string& name, long long fallback) const {
     QV_CHECK(used == v.size(), "");
     return x;
   } catch (...) {
-    fail("flag --", name, " expects an integer, got '", v, "'");
+    usage_fail("flag --", name, " expects an integer, got '", v, "'");
   }
 }
 
@@ -64,7 +62,7 @@ double Flags::get_double(const std::string& name, double fallback) const {
     QV_CHECK(used == v.size(), "");
     return x;
   } catch (...) {
-    fail("flag --", name, " expects a number, got '", v, "'");
+    usage_fail("flag --", name, " expects a number, got '", v, "'");
   }
 }
 
@@ -73,7 +71,7 @@ void Flags::allow_only(const std::vector<std::string>& known) const {
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
     std::string list;
     for (const auto& k : known) list += " --" + k;
-    fail("unknown flag --", name, " (valid:", list, ")");
+    usage_fail("unknown flag --", name, " (valid:", list, ")");
   }
 }
 

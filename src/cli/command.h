@@ -5,7 +5,20 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace qv::cli {
+
+// A malformed command line (unknown or missing flag, a value of the wrong kind): main() prints
+// it with a pointer to --help and exits 2, where other errors exit 1.
+struct UsageError : Error {
+  using Error::Error;
+};
+
+template <typename... Args>
+[[noreturn]] void usage_fail(const Args&... args) {
+  throw UsageError(cat(args...));
+}
 
 using Args = std::vector<std::string>;
 
@@ -22,6 +35,7 @@ struct Registration {
 };
 
 // Small flag parser: --name value / --name=value / --flag; positional arguments are rejected.
+// Its errors are UsageErrors.
 class Flags {
  public:
   Flags(const Args& args, const std::vector<std::string>& boolean_flags = {});

@@ -1,4 +1,4 @@
-// Minimal leveled logging to stderr.
+// Minimal leveled logging to stderr: "YYYY-MM-DD HH:MM:SS.mmm [level] message" (local time).
 #pragma once
 #include <string>
 

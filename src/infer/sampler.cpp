@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "core/error.h"
@@ -10,6 +11,15 @@ namespace qv::infer {
 
 int64_t Sampler::next(const std::vector<float>& logits) {
   QV_CHECK(!logits.empty(), "sampler: empty logits");
+  if (calls_++ >= c_.min_new_tokens || c_.end_ids.empty()) return choose(logits);
+  std::vector<float> masked = logits;
+  for (int64_t id : c_.end_ids)
+    if (id >= 0 && id < static_cast<int64_t>(masked.size()))
+      masked[id] = -std::numeric_limits<float>::infinity();
+  return choose(masked);
+}
+
+int64_t Sampler::choose(const std::vector<float>& logits) {
   if (c_.temperature <= 0) {
     return std::max_element(logits.begin(), logits.end()) - logits.begin();
   }

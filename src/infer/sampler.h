@@ -12,6 +12,10 @@ struct SamplingConfig {
   int64_t top_k = 0;         // 0 = no limit
   double top_p = 1.0;
   uint64_t seed = 0;
+  // The first min_new_tokens calls of next() never return an id in end_ids (their logits are
+  // set to -inf first), like transformers' MinNewTokensLengthLogitsProcessor.
+  int64_t min_new_tokens = 0;
+  std::vector<int64_t> end_ids;
 };
 
 class Sampler {
@@ -20,7 +24,9 @@ class Sampler {
   int64_t next(const std::vector<float>& logits);
 
  private:
+  int64_t choose(const std::vector<float>& logits);
   SamplingConfig c_;
+  int64_t calls_ = 0;
   std::mt19937_64 rng_;
 };
 

@@ -159,10 +159,10 @@ uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> te
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
   for (const TensorSource& t : tensors) {
-    QV_CHECK(
-        t.source_dtype == t.dtype || (t.source_dtype == DType::kF32 && t.dtype == DType::kBF16),
-        path, ": cannot store tensor '", t.name, "' of ", dtype_name(t.source_dtype), " as ",
-        dtype_name(t.dtype));
+    QV_CHECK(t.source_dtype == t.dtype || (t.source_dtype == DType::kF32 &&
+                                           (t.dtype == DType::kBF16 || t.dtype == DType::kF16)),
+             path, ": cannot store tensor '", t.name, "' of ", dtype_name(t.source_dtype), " as ",
+             dtype_name(t.dtype));
     QV_CHECK(!header.contains(t.name), path, ": tensor '", t.name, "' given twice");
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
@@ -187,7 +187,10 @@ uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> te
     chunk.resize(kChunk);
     for (int64_t i = 0; i < n; i += kChunk) {
       const int64_t m = std::min(kChunk, n - i);
-      for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
+      if (t.dtype == DType::kBF16)
+        for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
+      else
+        for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_f16(src[i + k]);
       file.write(chunk.data(), m * sizeof(uint16_t));
     }
   }

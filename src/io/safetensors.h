@@ -61,8 +61,8 @@ using TensorMap = std::map<std::string, Tensor>;
 TensorMap load_safetensors(const std::string& path);
 
 // A tensor to write straight from memory the caller owns (no copy is made): `shape` values of
-// `source_dtype` at `data`, stored as `dtype`. The two dtypes are equal, or F32 -> BF16 (rounded
-// to nearest even, as Tensor::to does), converted in small chunks on the way out.
+// `source_dtype` at `data`, stored as `dtype`. The two dtypes are equal, or F32 -> BF16 / F16
+// (rounded to nearest even, as Tensor::to does), converted in small chunks on the way out.
 struct TensorSource {
   std::string name;
   DType dtype = DType::kF32;

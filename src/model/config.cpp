@@ -206,7 +206,7 @@ void ModelConfig::validate() const {
            ") than decoder layers (", t.num_layers, ")");
 }
 
-std::string ModelConfig::to_json_text() const {
+std::string ModelConfig::to_json_text(const std::string& dtype) const {
   json tc = {
       {"model_type", "qwen3_vl_text"},
       {"vocab_size", text.vocab_size},
@@ -245,7 +245,8 @@ std::string ModelConfig::to_json_text() const {
              {"initializer_range", vision.initializer_range}};
   json j = {{"architectures", {"Qwen3VLForConditionalGeneration"}},
             {"model_type", "qwen3_vl"},
-            {"dtype", "float32"},
+            {"dtype", dtype},
+            {"torch_dtype", dtype},  // the name transformers < 4.56 reads
             {"image_token_id", image_token_id},
             {"video_token_id", video_token_id},
             {"vision_start_token_id", vision_start_token_id},

@@ -58,8 +58,9 @@ struct ModelConfig {
   // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B (see flavor_names()).
   static ModelConfig flavor(const std::string& name);
   static std::vector<std::string> flavor_names();
-  // A config.json that Hugging Face transformers reads back as this model.
-  std::string to_json_text() const;
+  // A config.json that Hugging Face transformers reads back as this model; `dtype` is the
+  // weights' dtype as torch spells it ("float32", "bfloat16", "float16").
+  std::string to_json_text(const std::string& dtype = "float32") const;
   // Throws qv::Error on inconsistent values (heads not dividing, odd head_dim, ...).
   void validate() const;
 };

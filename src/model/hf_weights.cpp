@@ -55,7 +55,10 @@ namespace {
 // The export's files, written into `dir` (an empty folder).
 void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamStore& store,
                     DType dtype, int64_t max_shard_bytes) {
-  io::write_file_atomic((dir / "config.json").string(), config.to_json_text());
+  const char* torch_dtype = dtype == DType::kBF16  ? "bfloat16"
+                            : dtype == DType::kF16 ? "float16"
+                                                   : "float32";
+  io::write_file_atomic((dir / "config.json").string(), config.to_json_text(torch_dtype));
   // Tensors go straight from the parameter store (converted on the way for BF16): no copy of
   // the model is made.
   std::vector<std::vector<io::TensorSource>> shards(1);
@@ -93,8 +96,10 @@ void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamS
 
 void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
                         DType dtype, int64_t max_shard_bytes,
-                        const std::vector<std::pair<std::string, std::string>>& extra_files) {
-  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16, "export dtype must be F32 or BF16");
+                        const std::vector<std::pair<std::string, std::string>>& extra_files,
+                        const std::vector<std::pair<std::string, std::string>>& extra_texts) {
+  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+           "export dtype must be F32, BF16 or F16");
   fs::path target = fs::absolute(dir).lexically_normal();
   if (!target.has_filename()) target = target.parent_path();  // "out/"
   const fs::path tmp = io::temp_sibling(target.string(), "");
@@ -105,6 +110,7 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
     write_hf_files(tmp, config, store, dtype, max_shard_bytes);
     for (const auto& [name, source] : extra_files)
       io::write_file_atomic((tmp / name).string(), io::read_file(source));
+    for (const auto& [name, text] : extra_texts) io::write_file_atomic((tmp / name).string(), text);
     io::publish_dir(tmp.string(), target.string());
   } catch (const std::exception& e) {
     std::error_code ec;

@@ -16,12 +16,13 @@ namespace qv::model {
 void load_hf_weights(const std::string& dir, ParamStore& store);
 
 // Writes config.json and model.safetensors (sharded above max_shard_bytes, with an index) in
-// `dtype` (F32 or BF16), plus copies of `extra_files` ({name in the folder, source path}, e.g.
-// the tokenizer). The folder is
+// `dtype` (F32, BF16 or F16), plus copies of `extra_files` ({name in the folder, source path},
+// e.g. the tokenizer) and `extra_texts` ({name in the folder, content}). The folder is
 // written under a temporary name and renamed into place, so `dir` is never half-written; an
 // existing `dir` is replaced.
 void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
                         DType dtype = DType::kF32, int64_t max_shard_bytes = 4ll << 30,
-                        const std::vector<std::pair<std::string, std::string>>& extra_files = {});
+                        const std::vector<std::pair<std::string, std::string>>& extra_files = {},
+                        const std::vector<std::pair<std::string, std::string>>& extra_texts = {});
 
 }  // namespace qv::model

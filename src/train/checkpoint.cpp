@@ -165,6 +165,20 @@ std::optional<std::string> latest_checkpoint(const std::string& folder) {
   return all.back().string();
 }
 
+std::string checkpoint_at_step(const std::string& folder, int64_t step) {
+  std::vector<std::string> steps;
+  for (const fs::path& p : complete_checkpoints(folder)) {
+    const std::string name = p.filename().string();
+    const long long s = std::strtoll(name.c_str() + std::strlen(kPrefix), nullptr, 10);
+    if (s == step) return p.string();
+    steps.push_back(std::to_string(s));
+  }
+  std::string have;
+  for (const auto& s : steps) have += (have.empty() ? "" : ", ") + s;
+  fail("checkpoint.load_step = ", step, ": no complete checkpoint of that step in ", folder,
+       " (steps there: ", have.empty() ? "none" : have, ")");
+}
+
 TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
                            OptimizerState* optimizer) {
   if (!optimizer) return load_checkpoint(path, store, static_cast<const OptimizerTarget*>(nullptr));

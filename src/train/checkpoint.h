@@ -34,6 +34,8 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
 
 // Newest complete checkpoint in the folder, if any.
 std::optional<std::string> latest_checkpoint(const std::string& folder);
+// The complete checkpoint of `step` in the folder; throws naming the steps there when absent.
+std::string checkpoint_at_step(const std::string& folder, int64_t step);
 
 // Where load_checkpoint puts the optimizer state: the elements of the flat parameter buffer in
 // `owned` (ranges in order) go one after another into exp_avg / exp_avg_sq, straight from the

@@ -2,21 +2,47 @@
 
 #include <toml++/toml.h>
 
+#include <filesystem>
 #include <functional>
 #include <sstream>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "train/torchtitan_keys.h"
 
 namespace qv::train {
 
 namespace {
 
-// One accepted key: how to set it from a TOML node and from a command-line string.
+// One accepted key: how to set it from a TOML node and from a command-line string, and how to
+// show its value (TOML syntax).
 struct Field {
   std::function<void(const toml::node&, const std::string&)> from_toml;
   std::function<void(const std::string&, const std::string&)> from_string;
+  std::function<std::string()> show;
+  bool is_bool = false;
 };
+
+std::string toml_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '\n') {
+      out += "\\n";
+      continue;
+    }
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
+std::string show_double(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.10g", v);
+  std::string s = buf;
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // stays a TOML float
+  return s;
+}
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -39,7 +65,8 @@ Field int_field(int64_t& out) {
             } catch (...) {
               fail(k, " must be an integer, got '", s, "'");
             }
-          }};
+          },
+          [&out] { return std::to_string(out); }};
 }
 
 Field double_field(double& out) {
@@ -57,7 +84,8 @@ Field double_field(double& out) {
             } catch (...) {
               fail(k, " must be a number, got '", s, "'");
             }
-          }};
+          },
+          [&out] { return show_double(out); }};
 }
 
 Field bool_field(bool& out) {
@@ -68,7 +96,8 @@ Field bool_field(bool& out) {
           [&out](const std::string& s, const std::string& k) {
             QV_CHECK(s == "true" || s == "false", k, " must be true or false, got '", s, "'");
             out = s == "true";
-          }};
+          },
+          [&out] { return std::string(out ? "true" : "false"); }, true};
 }
 
 Field string_field(std::string& out, std::vector<std::string> choices = {}) {
@@ -86,7 +115,8 @@ Field string_field(std::string& out, std::vector<std::string> choices = {}) {
           [&out, check](const std::string& s, const std::string& k) {
             out = s;
             check(out, k);
-          }};
+          },
+          [&out] { return toml_quoted(out); }};
 }
 
 Field string_list_field(std::vector<std::string>& out) {
@@ -104,6 +134,11 @@ Field string_list_field(std::vector<std::string>& out) {
             std::string item;
             while (std::getline(ss, item, ','))
               if (!item.empty()) out.push_back(item);
+          },
+          [&out] {
+            std::string s;
+            for (const auto& x : out) s += (s.empty() ? "" : ", ") + toml_quoted(x);
+            return "[" + s + "]";
           }};
 }
 
@@ -119,6 +154,14 @@ Field betas_field(AdamWConfig& a) {
           [&a](const std::string& s, const std::string& k) {
             QV_CHECK(std::sscanf(s.c_str(), "%lf,%lf", &a.beta1, &a.beta2) == 2, k,
                      " must be two numbers 'b1,b2', got '", s, "'");
+          },
+          [&a] {
+            // Appends, not "[" + rvalue: GCC 12 warns falsely (-Wrestrict) on the latter.
+            std::string s = "[";
+            s += show_double(a.beta1);
+            s += ", ";
+            s += show_double(a.beta2);
+            return s + "]";
           }};
 }
 
@@ -126,10 +169,12 @@ std::map<std::string, Field> schema(JobConfig& c) {
   return {
       {"job.dump_folder", string_field(c.dump_folder)},
       {"job.description", string_field(c.description)},
+      {"job.print_config", bool_field(c.print_config)},
       {"model.name", string_field(c.model_name, {"qwen3_vl"})},
       {"model.flavor", string_field(c.flavor)},
       {"model.hf_config", string_field(c.hf_config)},
       {"model.tokenizer_path", string_field(c.tokenizer_path)},
+      {"model.hf_assets_path", string_field(c.hf_assets_path)},
       {"model.freeze", string_list_field(c.freeze)},
       {"optimizer.name", string_field(c.optimizer, {"AdamW"})},
       {"optimizer.lr", double_field(c.adamw.lr)},
@@ -145,6 +190,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"lr_scheduler.decay_type",
        string_field(c.lr_scheduler.decay_type, {"linear", "sqrt", "cosine"})},
       {"lr_scheduler.min_lr_factor", double_field(c.lr_scheduler.min_lr_factor)},
+      {"lr_scheduler.total_steps", int_field(c.lr_total_steps)},
       {"training.local_batch_size", int_field(c.local_batch_size)},
       {"training.global_batch_size", int_field(c.global_batch_size)},
       {"training.seq_len", int_field(c.seq_len)},
@@ -153,6 +199,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"training.dataset", string_field(c.dataset, {"cc12m", "obelics", "chat", "fixed"})},
       {"training.dataset_path", string_field(c.dataset_path)},
       {"training.seed", int_field(c.seed)},
+      {"debug.seed", int_field(c.seed)},  // torchtitan's name for it
       {"training.on_nonfinite", string_field(c.on_nonfinite, {"stop", "skip"})},
       {"training.mixed_precision_param",
        string_field(c.mixed_precision_param, {"float32", "bfloat16"})},
@@ -174,8 +221,12 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"checkpoint.interval", int_field(c.checkpoint_interval)},
       {"checkpoint.keep_latest_k", int_field(c.keep_latest_k)},
       {"checkpoint.initial_load_path", string_field(c.initial_load_path)},
+      {"checkpoint.initial_load_in_hf", bool_field(c.initial_load_in_hf)},
+      {"checkpoint.load_step", int_field(c.load_step)},
+      {"checkpoint.enable_first_step_checkpoint", bool_field(c.enable_first_step_checkpoint)},
+      {"checkpoint.load_only", bool_field(c.load_only)},
       {"checkpoint.last_save_model_only", bool_field(c.last_save_model_only)},
-      {"checkpoint.export_dtype", string_field(c.export_dtype, {"float32", "bfloat16"})},
+      {"checkpoint.export_dtype", string_field(c.export_dtype, {"float32", "bfloat16", "float16"})},
       {"checkpoint.export_folder", string_field(c.export_folder)},
       {"activation_checkpoint.mode", string_field(c.ac_mode, {"none", "selective", "full"})},
       {"metrics.log_freq", int_field(c.log_freq)},
@@ -202,12 +253,95 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.keep_latest_k >= 0, "checkpoint.keep_latest_k must be >= 0 (0 keeps all)");
   QV_CHECK(c.adamw.lr >= 0, "optimizer.lr must be >= 0");
   QV_CHECK(c.comm_timeout_seconds > 0, "comm.train_timeout_seconds must be positive");
+  QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
+  QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
              "model.freeze entry '", f,
              "' is not one of: visual, merger, deepstack, language_model, lm_head, embeddings");
   }
+}
+
+// A TOML value as one string, the form torchtitan_keys.h's accepted values are written in.
+std::string canonical_value(const toml::node& n) {
+  if (const auto* b = n.as_boolean()) return b->get() ? "true" : "false";
+  if (const auto* i = n.as_integer()) return std::to_string(i->get());
+  if (const auto* f = n.as_floating_point()) return show_double(f->get());
+  if (const auto* str = n.as_string()) return str->get();
+  if (const auto* arr = n.as_array()) {
+    std::string out;
+    for (const auto& e : *arr) out += (out.empty() ? "" : ", ") + canonical_value(e);
+    return "[" + out + "]";
+  }
+  return "{table}";
+}
+
+const char* const kSections =
+    "job, model, optimizer, lr_scheduler, training, data, checkpoint, activation_checkpoint, "
+    "metrics, parallelism, comm, debug, and torchtitan's profiling, compile, quantize, "
+    "memory_estimation, fault_tolerance, experimental, validation";
+
+// Sets the fields of one TOML table (`prefix` is "section." or "section.sub."), recursing into
+// sub-tables such as [training.dataloader].
+void apply_table(const toml::table& table, const std::string& prefix,
+                 std::map<std::string, Field>& fields, const std::string& origin, JobConfig& c) {
+  for (const auto& [key, value] : table) {
+    const std::string full = prefix + std::string(key.str());
+    auto it = fields.find(full);
+    if (it != fields.end()) {
+      try {
+        it->second.from_toml(value, full);
+      } catch (const Error& e) {
+        fail(origin, ": ", e.what());
+      }
+    } else if (const TorchtitanKey* tk = find_torchtitan_key(full)) {
+      check_torchtitan_value(*tk, canonical_value(value), origin);
+      c.accepted_torchtitan_keys.push_back(full);
+    } else if (value.is_table()) {
+      apply_table(*value.as_table(), full + ".", fields, origin, c);
+    } else {
+      const std::string sec = prefix.substr(0, prefix.find('.') + 1);
+      std::vector<std::string> same_section;
+      for (const auto& [k, _] : fields)
+        if (k.rfind(sec, 0) == 0) same_section.push_back(k);
+      fail(origin, ": unknown key '", full, "' (valid keys",
+           same_section.empty()
+               ? std::string(": none in this section; sections are ") + kSections
+               : " in [" + sec.substr(0, sec.size() - 1) + "]: " + join(same_section),
+           ")");
+    }
+  }
+}
+
+// "--section.no_key" / "--section.no-key" for a boolean key: the key's name, else "".
+std::string negated_bool_key(const std::string& key, const std::map<std::string, Field>& fields) {
+  const size_t dot = key.rfind('.');
+  if (dot == std::string::npos) return "";
+  const std::string name = key.substr(dot + 1);
+  if (name.rfind("no_", 0) != 0 && name.rfind("no-", 0) != 0) return "";
+  const std::string plain = key.substr(0, dot + 1) + name.substr(3);
+  auto it = fields.find(plain);
+  return it != fields.end() && it->second.is_bool ? plain : "";
+}
+
+// torchtitan's aliases that name files: the tokenizer and initial weights from hf_assets_path.
+void resolve_paths(JobConfig& c) {
+  namespace fs = std::filesystem;
+  if (c.tokenizer_path.empty() && !c.hf_assets_path.empty())
+    c.tokenizer_path = (fs::path(c.hf_assets_path) / "tokenizer.json").string();
+  if (!c.tokenizer_path.empty() && fs::is_directory(c.tokenizer_path))
+    c.tokenizer_path = (fs::path(c.tokenizer_path) / "tokenizer.json").string();
+  if (c.initial_load_in_hf && c.initial_load_path.empty()) {
+    QV_CHECK(!c.hf_assets_path.empty(),
+             "checkpoint.initial_load_in_hf = true needs checkpoint.initial_load_path or "
+             "model.hf_assets_path (the folder to load the weights from)");
+    c.initial_load_path = c.hf_assets_path;
+  }
+  // HF weights come with their config.json: the model is built from it unless hf_config says.
+  if (c.initial_load_in_hf && c.hf_config.empty() &&
+      fs::exists(fs::path(c.initial_load_path) / "config.json"))
+    c.hf_config = c.initial_load_path;
 }
 
 }  // namespace
@@ -217,6 +351,28 @@ std::vector<std::string> JobConfig::known_keys() {
   std::vector<std::string> keys;
   for (const auto& [k, _] : schema(c)) keys.push_back(k);
   return keys;
+}
+
+bool JobConfig::is_known_key(const std::string& key) {
+  JobConfig c;
+  const auto fields = schema(c);
+  return fields.count(key) != 0 || find_torchtitan_key(key) != nullptr ||
+         !negated_bool_key(key, fields).empty();
+}
+
+std::string JobConfig::to_toml() const {
+  JobConfig copy = *this;
+  const auto fields = schema(copy);
+  std::string out, section;
+  for (const auto& [key, field] : fields) {
+    const size_t dot = key.find('.');
+    if (key.substr(0, dot) != section) {
+      section = key.substr(0, dot);
+      out += (out.empty() ? "[" : "\n[") + section + "]\n";
+    }
+    out += key.substr(dot + 1) + " = " + field.show() + "\n";
+  }
+  return out;
 }
 
 JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
@@ -232,34 +388,24 @@ JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
   for (const auto& [section, node] : root) {
     const std::string sec(section.str());
     QV_CHECK(node.is_table(), origin, ": top-level key '", sec, "' must be a [section]");
-    for (const auto& [key, value] : *node.as_table()) {
-      const std::string full = sec + "." + std::string(key.str());
-      auto it = fields.find(full);
-      if (it == fields.end()) {
-        std::vector<std::string> same_section;
-        for (const auto& [k, _] : fields)
-          if (k.rfind(sec + ".", 0) == 0) same_section.push_back(k);
-        fail(origin, ": unknown key '", full, "' (valid keys",
-             same_section.empty() ? std::string(": none in this section; sections are job, "
-                                                "model, optimizer, lr_scheduler, training, data, "
-                                                "checkpoint, activation_checkpoint, metrics, "
-                                                "parallelism, comm")
-                                  : " in [" + sec + "]: " + join(same_section),
-             ")");
-      }
-      try {
-        it->second.from_toml(value, full);
-      } catch (const Error& e) {
-        fail(origin, ": ", e.what());
-      }
-    }
+    apply_table(*node.as_table(), sec + ".", fields, origin, c);
   }
   for (const auto& [key, value] : overrides) {
     auto it = fields.find(key);
-    QV_CHECK(it != fields.end(), "unknown override --", key, " (valid: --", join(known_keys()),
-             ")");
-    it->second.from_string(value, key);
+    if (it != fields.end()) {
+      it->second.from_string(value, key);
+    } else if (const TorchtitanKey* tk = find_torchtitan_key(key)) {
+      check_torchtitan_value(*tk, value, "--" + key);
+      c.accepted_torchtitan_keys.push_back(key);
+    } else if (const std::string plain = negated_bool_key(key, fields); !plain.empty()) {
+      QV_CHECK(value == "true", "--", key, " takes no value");
+      fields.at(plain).from_string("false", plain);
+    } else {
+      fail("unknown override --", key, " (valid: --", join(known_keys()),
+           "; `qwen3vl train --help` lists them with their defaults)");
+    }
   }
+  resolve_paths(c);
   validate(c);
   return c;
 }

@@ -1,6 +1,8 @@
 // The training job's configuration: a TOML file with torchtitan's section names, plus
-// command-line overrides (--section.key value). Unknown keys and bad values are errors that name
-// the key and list the valid choices.
+// command-line overrides (--section.key value). torchtitan keys this system does not implement
+// are accepted when their value is the default or means nothing here (see torchtitan_keys.h),
+// and listed in `accepted_torchtitan_keys`; other unknown keys and bad values are errors that
+// name the key and list the valid choices.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -16,17 +18,22 @@ struct JobConfig {
   // [job]
   std::string dump_folder = "./outputs";
   std::string description;
+  bool print_config = false;  // log every key's value at start
   // [model]
   std::string model_name = "qwen3_vl";
   std::string flavor = "debugmodel";
-  std::string hf_config;  // a model folder or config.json; overrides flavor when set
-  std::string tokenizer_path;
+  std::string hf_config;       // a model folder or config.json; overrides flavor when set
+  std::string tokenizer_path;  // tokenizer.json, or a folder holding one
+  // torchtitan's HF assets folder: the tokenizer when tokenizer_path is unset, and the initial
+  // weights (with their config.json) when checkpoint.initial_load_in_hf is set without a path.
+  std::string hf_assets_path;
   std::vector<std::string> freeze;  // "visual", "merger", "deepstack", "language_model", "lm_head"
   // [optimizer]
   std::string optimizer = "AdamW";
   AdamWConfig adamw;
   // [lr_scheduler]
   LrScheduleConfig lr_scheduler;
+  int64_t lr_total_steps = 0;  // steps the schedule spans; 0: training.steps
   // [training]
   int64_t local_batch_size = 1;
   int64_t global_batch_size = -1;  // -1 = local_batch_size x data-parallel degree (no accumulation)
@@ -60,9 +67,13 @@ struct JobConfig {
   std::string checkpoint_folder = "checkpoint";
   int64_t checkpoint_interval = 500;
   int64_t keep_latest_k = 2;
-  std::string initial_load_path;
+  std::string initial_load_path;    // HF folder (or a checkpoint step folder) of initial weights
+  bool initial_load_in_hf = false;  // torchtitan's marker; with no path: hf_assets_path
+  int64_t load_step = -1;           // resume from this step's checkpoint; -1: the newest
+  bool enable_first_step_checkpoint = false;  // also save after step 1
+  bool load_only = false;                     // resume if possible, never save
   bool last_save_model_only = false;
-  std::string export_dtype = "float32";  // float32 | bfloat16
+  std::string export_dtype = "float32";  // float32 | bfloat16 | float16
   std::string export_folder = "hf_export";
   // [activation_checkpoint]
   std::string ac_mode = "none";  // none | selective | full
@@ -78,13 +89,21 @@ struct JobConfig {
   // [comm]
   double comm_timeout_seconds = 300;  // a collective slower than this aborts the job
 
-  // Reads a TOML file, then applies overrides such as {"training.steps", "20"}.
+  // torchtitan keys found that have no effect here (see torchtitan_keys.h), for one warning.
+  std::vector<std::string> accepted_torchtitan_keys;
+
+  // Reads a TOML file, then applies overrides such as {"training.steps", "20"}. A bare boolean
+  // override has the value "true"; "--section.no_key" (or no-key) sets a boolean key to false.
   static JobConfig load(const std::string& path,
                         const std::vector<std::pair<std::string, std::string>>& overrides = {});
   static JobConfig parse(const std::string& toml_text, const std::string& origin,
                          const std::vector<std::pair<std::string, std::string>>& overrides = {});
-  // Every "section.key" the parser accepts.
+  // Every "section.key" this system implements (torchtitan-only keys not included).
   static std::vector<std::string> known_keys();
+  // True when `key` is implemented here or is a torchtitan key accepted in some form.
+  static bool is_known_key(const std::string& key);
+  // Every implemented key with its value in this config, as TOML ("[section]" / "key = value").
+  std::string to_toml() const;
 };
 
 }  // namespace qv::train

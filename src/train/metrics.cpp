@@ -87,11 +87,19 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
     jsonl_.flush();
   }
   if (tb_) {
-    tb_->scalar("loss", r.loss, r.step);
+    // torchtitan's tags (torchtitan/components/metrics.py, MetricsProcessor.log), so its
+    // comparison scripts read these runs; memory is this process's peak RSS, the host
+    // counterpart of torchtitan's peak reserved device memory.
+    tb_->scalar("loss_metrics/global_avg_loss", r.loss, r.step);
     tb_->scalar("grad_norm", r.grad_norm, r.step);
     tb_->scalar("lr", r.lr, r.step);
-    tb_->scalar("tokens_per_s", tokens_per_s, r.step);
-    tb_->scalar("mfu", mfu, r.step);
+    tb_->scalar("throughput(tps)", tokens_per_s, r.step);
+    tb_->scalar("tflops", gflops / 1e3, r.step);
+    tb_->scalar("mfu(%)", 100 * mfu, r.step);
+    tb_->scalar("time_metrics/end_to_end(s)", r.step_seconds, r.step);
+    tb_->scalar("time_metrics/data_loading(s)", r.data_seconds, r.step);
+    tb_->scalar("time_metrics/data_loading(%)", 100 * wait, r.step);
+    tb_->scalar("memory/max_reserved(GiB)", peak_rss_mib() / 1024, r.step);
     tb_->flush();
   }
 }

@@ -10,10 +10,13 @@
 #include "core/buffer_pool.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "io/atomic_file.h"
 #include "kernels/cpu/gemm.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
+#include "train/data_source.h"
 #include "train/fault_injection.h"
+#include "train/hf_export.h"
 #include "train/metrics.h"
 
 namespace qv::train {
@@ -54,7 +57,8 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       model_(std::move(model)),
       data_(std::move(data)),
       comm_(std::move(comm)),
-      schedule_(config_.lr_scheduler, config_.steps) {
+      schedule_(config_.lr_scheduler,
+                config_.lr_total_steps > 0 ? config_.lr_total_steps : config_.steps) {
   const int64_t world = comm_->size();
   dims_ = dist::resolve_parallel_dims(config_.dp_replicate, config_.dp_shard, world);
   const int64_t per_step = config_.local_batch_size * world;
@@ -232,7 +236,7 @@ std::vector<int64_t> Trainer::vision_passes(const std::vector<model::ModelInputs
 }
 
 void Trainer::save(bool final_save) {
-  if (!config_.checkpoint_enable) return;
+  if (!config_.checkpoint_enable || config_.load_only) return;
   const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
   TrainState st;
   st.step = step_;
@@ -261,16 +265,32 @@ void Trainer::save(bool final_save) {
   });
 }
 
+data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model::ModelConfig& m) {
+  // The loader's own settings where it ran; a fixed (pre-processed) dataset gets the [data]
+  // values with the model's patch geometry.
+  if (c.dataset != "fixed") return loader_config(c, m, 0, 1).sample.image;
+  data::ImageProcessorConfig img;
+  img.patch_size = static_cast<int>(m.vision.patch_size);
+  img.temporal_patch_size = static_cast<int>(m.vision.temporal_patch_size);
+  img.merge_size = static_cast<int>(m.vision.spatial_merge_size);
+  img.min_pixels = c.min_pixels;
+  img.max_pixels = c.max_pixels;
+  return img;
+}
+
 void Trainer::export_hf() {
   const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
   dp_->gather_all();
   run_on_rank0([&] {
-    std::vector<std::pair<std::string, std::string>> extra;
-    if (!config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path))
-      extra.emplace_back("tokenizer.json", config_.tokenizer_path);
-    model::save_hf_checkpoint(dir, model_->config(), model_->store(),
-                              config_.export_dtype == "bfloat16" ? DType::kBF16 : DType::kF32,
-                              4ll << 30, extra);
+    const bool has_tokenizer =
+        !config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path);
+    const auto files = hf_export_files(
+        model_->config(), trained_image_config(config_, model_->config()),
+        has_tokenizer ? io::read_file(config_.tokenizer_path) : "", config_.tokenizer_path);
+    const DType dtype = config_.export_dtype == "bfloat16"  ? DType::kBF16
+                        : config_.export_dtype == "float16" ? DType::kF16
+                                                            : DType::kF32;
+    model::save_hf_checkpoint(dir, model_->config(), model_->store(), dtype, 4ll << 30, {}, files);
     log::info("exported Hugging Face checkpoint to " + dir);
   });
 }
@@ -296,7 +316,9 @@ void Trainer::run_on_rank0(const std::function<void()>& write) {
 void Trainer::resume_if_possible() {
   if (!config_.checkpoint_enable) return;
   const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
-  auto latest = latest_checkpoint(folder);
+  auto latest = config_.load_step >= 0
+                    ? std::optional<std::string>(checkpoint_at_step(folder, config_.load_step))
+                    : latest_checkpoint(folder);
   if (!latest) return;
   // Checkpoints hold unsharded state, so any number of ranks can load this rank's share.
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
@@ -327,14 +349,15 @@ std::vector<StepRecord> Trainer::run() {
     history.push_back(rec);
     metrics_->logger->log(rec, config_.steps, data_->skipped());
     const bool stop = stop_requested().load();
-    if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop)
+    if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop ||
+        (step_ == 1 && config_.enable_first_step_checkpoint))
       save(step_ == config_.steps);
     if (stop) {
       log::info(cat("stop requested: checkpoint saved at step ", step_, "; exiting"));
       break;
     }
   }
-  if (step_ == config_.steps && config_.checkpoint_enable) export_hf();
+  if (step_ == config_.steps && config_.checkpoint_enable && !config_.load_only) export_hf();
   report_memory();
   return history;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "data/image/image_processor_config.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
 #include "model/qwen3vl.h"
@@ -70,6 +71,10 @@ class Trainer {
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
 };
+
+// The image preprocessing a job trains with (the export's preprocessor_config.json).
+data::ImageProcessorConfig trained_image_config(const JobConfig& config,
+                                                const model::ModelConfig& model_config);
 
 // The model config a job names: [model] hf_config when set, else the flavor.
 model::ModelConfig model_config(const JobConfig& config);
