@@ -6,16 +6,13 @@ namespace qv::model {
 
 namespace {
 
+// A flavor's own values; every other field keeps its TextConfig / VisionConfig default, and
+// flavor() sets the ones all flavors share (vocabulary, context length, merger width).
 struct Preset {
   const char* name;
-  // text
-  int64_t hidden, layers, heads, kv_heads, head_dim, ffn;
-  double theta;
-  bool tied;
-  // vision
-  int64_t v_depth, v_hidden, v_ffn, v_heads, patch, pos_embeds;
-  std::vector<int64_t> deepstack;
-  std::array<int64_t, 3> mrope;
+  TextConfig text;
+  VisionConfig vision;
+  bool tie_word_embeddings = false;
 };
 
 // debugmodel, 2B and 8B follow torchtitan's Qwen3-VL flavor table; 4B and 32B are the released
@@ -24,108 +21,108 @@ struct Preset {
 // vision tower, as a size for planning and benchmarks.
 const std::vector<Preset>& presets() {
   static const std::vector<Preset> kPresets = {
-      {"debugmodel",
-       256,
-       4,
-       4,
-       2,
-       64,
-       512,
-       1e6,
-       false,
-       4,
-       256,
-       512,
-       4,
-       14,
-       1024,
-       {1, 2, 3},
-       {8, 8, 8}},
-      {"2B",
-       2048,
-       28,
-       16,
-       8,
-       128,
-       6144,
-       5e6,
-       true,
-       24,
-       1024,
-       4096,
-       16,
-       16,
-       2304,
-       {5, 11, 17},
-       {24, 20, 20}},
-      {"4B",
-       2560,
-       36,
-       32,
-       8,
-       128,
-       9728,
-       5e6,
-       true,
-       24,
-       1024,
-       4096,
-       16,
-       16,
-       2304,
-       {5, 11, 17},
-       {24, 20, 20}},
-      {"8B",
-       4096,
-       36,
-       32,
-       8,
-       128,
-       12288,
-       5e6,
-       false,
-       27,
-       1152,
-       4304,
-       16,
-       16,
-       2304,
-       {8, 16, 24},
-       {24, 20, 20}},
-      {"32B",
-       5120,
-       64,
-       64,
-       8,
-       128,
-       25600,
-       5e6,
-       false,
-       27,
-       1152,
-       4304,
-       16,
-       16,
-       2304,
-       {8, 16, 24},
-       {24, 20, 20}},
-      {"72B",
-       8192,
-       80,
-       64,
-       8,
-       128,
-       29568,
-       5e6,
-       false,
-       27,
-       1152,
-       4304,
-       16,
-       16,
-       2304,
-       {8, 16, 24},
-       {24, 20, 20}},
+      {.name = "debugmodel",
+       .text = {.hidden_size = 256,
+                .intermediate_size = 512,
+                .num_layers = 4,
+                .num_heads = 4,
+                .num_kv_heads = 2,
+                .head_dim = 64,
+                .rope_theta = 1e6,
+                .mrope_section = {8, 8, 8}},
+       .vision = {.depth = 4,
+                  .hidden_size = 256,
+                  .intermediate_size = 512,
+                  .num_heads = 4,
+                  .patch_size = 14,
+                  .num_position_embeddings = 1024,
+                  .deepstack_visual_indexes = {1, 2, 3}},
+       .tie_word_embeddings = false},
+      {.name = "2B",
+       .text = {.hidden_size = 2048,
+                .intermediate_size = 6144,
+                .num_layers = 28,
+                .num_heads = 16,
+                .num_kv_heads = 8,
+                .head_dim = 128,
+                .rope_theta = 5e6,
+                .mrope_section = {24, 20, 20}},
+       .vision = {.depth = 24,
+                  .hidden_size = 1024,
+                  .intermediate_size = 4096,
+                  .num_heads = 16,
+                  .patch_size = 16,
+                  .num_position_embeddings = 2304,
+                  .deepstack_visual_indexes = {5, 11, 17}},
+       .tie_word_embeddings = true},
+      {.name = "4B",
+       .text = {.hidden_size = 2560,
+                .intermediate_size = 9728,
+                .num_layers = 36,
+                .num_heads = 32,
+                .num_kv_heads = 8,
+                .head_dim = 128,
+                .rope_theta = 5e6,
+                .mrope_section = {24, 20, 20}},
+       .vision = {.depth = 24,
+                  .hidden_size = 1024,
+                  .intermediate_size = 4096,
+                  .num_heads = 16,
+                  .patch_size = 16,
+                  .num_position_embeddings = 2304,
+                  .deepstack_visual_indexes = {5, 11, 17}},
+       .tie_word_embeddings = true},
+      {.name = "8B",
+       .text = {.hidden_size = 4096,
+                .intermediate_size = 12288,
+                .num_layers = 36,
+                .num_heads = 32,
+                .num_kv_heads = 8,
+                .head_dim = 128,
+                .rope_theta = 5e6,
+                .mrope_section = {24, 20, 20}},
+       .vision = {.depth = 27,
+                  .hidden_size = 1152,
+                  .intermediate_size = 4304,
+                  .num_heads = 16,
+                  .patch_size = 16,
+                  .num_position_embeddings = 2304,
+                  .deepstack_visual_indexes = {8, 16, 24}},
+       .tie_word_embeddings = false},
+      {.name = "32B",
+       .text = {.hidden_size = 5120,
+                .intermediate_size = 25600,
+                .num_layers = 64,
+                .num_heads = 64,
+                .num_kv_heads = 8,
+                .head_dim = 128,
+                .rope_theta = 5e6,
+                .mrope_section = {24, 20, 20}},
+       .vision = {.depth = 27,
+                  .hidden_size = 1152,
+                  .intermediate_size = 4304,
+                  .num_heads = 16,
+                  .patch_size = 16,
+                  .num_position_embeddings = 2304,
+                  .deepstack_visual_indexes = {8, 16, 24}},
+       .tie_word_embeddings = false},
+      {.name = "72B",
+       .text = {.hidden_size = 8192,
+                .intermediate_size = 29568,
+                .num_layers = 80,
+                .num_heads = 64,
+                .num_kv_heads = 8,
+                .head_dim = 128,
+                .rope_theta = 5e6,
+                .mrope_section = {24, 20, 20}},
+       .vision = {.depth = 27,
+                  .hidden_size = 1152,
+                  .intermediate_size = 4304,
+                  .num_heads = 16,
+                  .patch_size = 16,
+                  .num_position_embeddings = 2304,
+                  .deepstack_visual_indexes = {8, 16, 24}},
+       .tie_word_embeddings = false},
   };
   return kPresets;
 }
@@ -142,25 +139,12 @@ ModelConfig ModelConfig::flavor(const std::string& name) {
   for (const auto& p : presets()) {
     if (name != p.name) continue;
     ModelConfig c;
+    c.text = p.text;
     c.text.vocab_size = 151936;
-    c.text.hidden_size = p.hidden;
-    c.text.num_layers = p.layers;
-    c.text.num_heads = p.heads;
-    c.text.num_kv_heads = p.kv_heads;
-    c.text.head_dim = p.head_dim;
-    c.text.intermediate_size = p.ffn;
-    c.text.rope_theta = p.theta;
-    c.text.mrope_section = p.mrope;
     c.text.max_position_embeddings = 262144;
-    c.tie_word_embeddings = p.tied;
-    c.vision.depth = p.v_depth;
-    c.vision.hidden_size = p.v_hidden;
-    c.vision.intermediate_size = p.v_ffn;
-    c.vision.num_heads = p.v_heads;
-    c.vision.patch_size = p.patch;
-    c.vision.num_position_embeddings = p.pos_embeds;
-    c.vision.deepstack_visual_indexes = p.deepstack;
-    c.vision.out_hidden_size = p.hidden;
+    c.vision = p.vision;
+    c.vision.out_hidden_size = p.text.hidden_size;  // the merger projects into the decoder width
+    c.tie_word_embeddings = p.tie_word_embeddings;
     c.validate();
     return c;
   }
