@@ -233,7 +233,8 @@ TEST(TorchtitanConfig, InitAndSelectiveOptions) {
   EXPECT_EQ(c.ac_selective_option, "op");
   EXPECT_TRUE(c.accepted_torchtitan_keys.empty());  // both take effect now
   EXPECT_EQ(JobConfig::parse("", "job.toml", {}).init, "hf");
-  const std::string err = parse_error("[activation_checkpoint]\nselective_ac_option = \"x\"\n");
+  const std::string err =
+      parse_error("[activation_checkpoint]\nmode = \"selective\"\nselective_ac_option = \"x\"\n");
   EXPECT_NE(err.find("'x'"), std::string::npos) << err;
   EXPECT_NE(parse_error("[model]\ninit = \"xavier\"\n"), "");
 }

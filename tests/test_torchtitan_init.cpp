@@ -23,6 +23,7 @@ model::ModelConfig config(bool tied) {
   c.text.intermediate_size = 256;
   c.text.num_layers = 4;
   c.text.head_dim = 32;
+  c.vision.out_hidden_size = 128;
   c.tie_word_embeddings = tied;
   c.image_token_id = 2000;
   c.video_token_id = 2001;
