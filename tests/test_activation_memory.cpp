@@ -20,6 +20,8 @@ model::ModelConfig midsize_config() {
   c.vision.hidden_size = 64;
   c.vision.intermediate_size = 128;
   c.vision.out_hidden_size = 128;
+  c.vision.depth = 6;  // deep enough that vision checkpointing changes the total
+  c.vision.deepstack_visual_indexes = {1, 3};
   c.image_token_id = 2000;
   c.video_token_id = 2001;
   c.vision_start_token_id = 2002;
@@ -27,7 +29,18 @@ model::ModelConfig midsize_config() {
   return c;
 }
 
-class ArenaFormula : public ::testing::TestWithParam<const char*> {};
+// "MODE" or "selective:OPTION" (selective_ac_option).
+class ArenaFormula : public ::testing::TestWithParam<const char*> {
+ protected:
+  std::string mode() const {
+    const std::string p = GetParam();
+    return p.substr(0, p.find(':'));
+  }
+  std::string option() const {
+    const std::string p = GetParam();
+    return p.find(':') == std::string::npos ? "2" : p.substr(p.find(':') + 1);
+  }
+};
 
 TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
   const model::ModelConfig c = midsize_config();
@@ -48,7 +61,8 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
   in.pixel_values = testing::random_pixels(2 * grid.patches(), c.vision.patch_dim(), 3);
   model::ForwardOptions opt;
   opt.backward = true;
-  opt.activation_checkpoint = GetParam();
+  opt.activation_checkpoint = mode();
+  opt.selective_ac_option = option();
   opt.classifier_chunk = 128;
 
   BufferPool& pool = BufferPool::instance();
@@ -64,7 +78,8 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
   shape.tokens = in.tokens();
   shape.loss_tokens = r.kept_tokens;
   shape.patches = 2 * grid.patches();
-  shape.activation_checkpoint = GetParam();
+  shape.activation_checkpoint = mode();
+  shape.selective_ac_option = option();
   shape.classifier_chunk = opt.classifier_chunk;
   const int64_t formula = model::activation_arena_bytes(c, shape).total();
   const double ratio = static_cast<double>(measured) / static_cast<double>(formula);
@@ -73,7 +88,8 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
 }
 
 INSTANTIATE_TEST_SUITE_P(ActivationCheckpoint, ArenaFormula,
-                         ::testing::Values("none", "selective", "full"));
+                         ::testing::Values("none", "selective", "selective:3", "selective:op",
+                                           "full"));
 
 }  // namespace
 }  // namespace qv

@@ -85,7 +85,6 @@ TEST(TorchtitanConfig, ValuesWeCannotHonourAreRefusedWithTheReason) {
       {"[profiling]\nenable_profiling = true\n", "profiler"},
       {"[training]\ndtype = \"bfloat16\"\n", "pure bfloat16"},
       {"[training]\nmixed_precision_reduce = \"bfloat16\"\n", "float32"},
-      {"[activation_checkpoint]\nselective_ac_option = \"op\"\n", "per-op"},
       {"[checkpoint]\ninitial_load_model_only = false\n", "model weights only"},
       {"[validation]\nenable = true\n", "validation"},
       {"[fault_tolerance]\nenable = true\n", "torchft"},
@@ -213,15 +212,43 @@ TEST(TorchtitanConfig, FirstStepCheckpointLoadStepAndLoadOnly) {
 
 // The debug config runs unmodified apart from what a torchtitan user adds on one machine; the
 // warning line lists the keys that had no effect.
+TEST(TorchtitanConfig, SmallLocalDatasetNameResolvesToTheBundledShard) {
+  // torchtitan's qwen3_vl registers obelics, cc12m and cc12m-test (datasets/mm_datasets.py).
+  JobConfig c = JobConfig::parse("[training]\ndataset = \"cc12m-test\"\n", "job.toml", {});
+  EXPECT_EQ(c.dataset, "cc12m");
+  EXPECT_EQ(c.dataset_path, "data/cc12m-train-0000.tar");
+  EXPECT_TRUE(fs::exists(testing::kRoot + "/" + c.dataset_path));
+  // An explicit path wins, as torchtitan's dataset_path does.
+  c = JobConfig::parse("[training]\ndataset = \"cc12m-test\"\ndataset_path = \"x.tar\"\n",
+                       "job.toml", {});
+  EXPECT_EQ(c.dataset_path, "x.tar");
+}
+
+TEST(TorchtitanConfig, InitAndSelectiveOptions) {
+  JobConfig c = JobConfig::parse(
+      "[model]\ninit = \"torchtitan\"\n[activation_checkpoint]\nmode = \"selective\"\n"
+      "selective_ac_option = \"op\"\n",
+      "job.toml", {});
+  EXPECT_EQ(c.init, "torchtitan");
+  EXPECT_EQ(c.ac_selective_option, "op");
+  EXPECT_TRUE(c.accepted_torchtitan_keys.empty());  // both take effect now
+  EXPECT_EQ(JobConfig::parse("", "job.toml", {}).init, "hf");
+  const std::string err =
+      parse_error("[activation_checkpoint]\nmode = \"selective\"\nselective_ac_option = \"x\"\n");
+  EXPECT_NE(err.find("'x'"), std::string::npos) << err;
+  EXPECT_NE(parse_error("[model]\ninit = \"xavier\"\n"), "");
+}
+
 TEST(TorchtitanConfig, DebugConfigTrainsWithOnlyMachineOverrides) {
   const std::string dump = testing::fresh_dir("tt", "debug_run");
   const std::string assets = testing::fresh_dir("tt", "debug_assets");
   fs::create_directories(assets);
   fs::copy_file(testing::kTokenizer, assets + "/tokenizer.json");
-  const auto r = testing::run_qwen3vl(
-      "train --job.config_file " + kDebugToml + " --job.dump_folder " + dump +
-      " --model.hf_assets_path " + assets + " --training.dataset_path " + testing::kRoot +
-      "/data/cc12m-train-0000.tar --parallelism.data_parallel_shard_degree 1" +
+  // torchtitan's small local dataset by name, from the repository root as torchtitan's is.
+  const auto r = testing::run_shell(
+      "cd " + testing::kRoot + " && " + QWEN3VL_BINARY + " train --job.config_file " + kDebugToml +
+      " --job.dump_folder " + dump + " --model.hf_assets_path " + assets +
+      " --training.dataset cc12m-test --parallelism.data_parallel_shard_degree 1" +
       " --training.local_batch_size 1 --training.seq_len 256 --training.steps 2" +
       " --data.max_patches_per_image 16 --data.min_pixels 3136");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "model/activation_checkpoint.h"
+
 namespace qv::model {
 
 namespace {
@@ -23,9 +25,16 @@ int64_t decoder_backward_floats_per_token(const TextConfig& t) {
 }
 
 // Floats per patch of one ViT block: input, two LayerNorms (+ mean, rstd), q, k, v, attention
-// output and log-sum-exp, residual, fc1 and GELU, and the block output kept for the mergers.
+// output and log-sum-exp, residual, fc1 and GELU.
 int64_t vision_block_floats_per_patch(const VisionConfig& v) {
-  return 9 * v.hidden_size + 4 + v.num_heads + 2 * v.intermediate_size;
+  return 8 * v.hidden_size + 4 + v.num_heads + 2 * v.intermediate_size;
+}
+
+// Blocks whose output a merger reads in backward (the DeepStack indexes and the last block).
+int64_t merger_inputs(const VisionConfig& v) {
+  int64_t n = 1;
+  for (int64_t d : v.deepstack_visual_indexes) n += d != v.depth - 1;
+  return n;
 }
 }  // namespace
 
@@ -34,14 +43,13 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
   const VisionConfig& v = c.vision;
   const int64_t N = s.tokens, H = t.hidden_size, L = t.num_layers;
   const int64_t layer = decoder_layer_floats_per_token(t) * N;
-  int64_t kept_layers = L;  // layers whose activations stay until backward
-  if (s.activation_checkpoint == "full") kept_layers = 0;
-  if (s.activation_checkpoint == "selective") kept_layers = L / 2;  // even-numbered layers drop
+  const Checkpointing ac = Checkpointing::parse(s.activation_checkpoint, s.selective_ac_option);
+  int64_t kept_layers = 0;  // layers whose activations stay until backward
+  for (int64_t l = 0; l < L; ++l) kept_layers += !ac.decoder_layer(l);
   // A dropped layer keeps its input; backward rebuilds one layer at a time. Only a rebuild of the
   // last layer adds to the peak: any earlier one happens after a later layer has been freed.
   const int64_t dropped = L - kept_layers;
-  const bool last_dropped =
-      s.activation_checkpoint == "full" || (s.activation_checkpoint == "selective" && L % 2 == 1);
+  const bool last_dropped = L > 0 && ac.decoder_layer(L - 1);
   ActivationBytes b;
   b.decoder_saved = kFloat * (kept_layers * layer + dropped * N * H + (last_dropped ? layer : 0));
 
@@ -51,8 +59,15 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
                   mergers = 1 + static_cast<int64_t>(v.deepstack_visual_indexes.size());
     const int64_t merger = P * (3 * v.hidden_size + 2) + rows * v.out_hidden_size;
     const int64_t tables = P * (2 * v.head_dim() + v.head_dim() / 2 + 8 + 4);
-    b.vision_saved =
-        kFloat * (v.depth * vision_block_floats_per_patch(v) * P + mergers * merger + tables);
+    // A checkpointed block keeps its input. Its rebuild in backward runs after the decoder's
+    // activations are freed, so it is not counted (it fits in what they left, as long as one
+    // ViT block's activations are smaller than the decoder's).
+    int64_t kept_blocks = 0;
+    for (int64_t i = 0; i < v.depth; ++i) kept_blocks += !ac.vision_block(i, L);
+    const int64_t blocks = kept_blocks * vision_block_floats_per_patch(v) +
+                           (v.depth - kept_blocks) * v.hidden_size +
+                           merger_inputs(v) * v.hidden_size;
+    b.vision_saved = kFloat * (blocks * P + mergers * merger + tables);
   }
   // Final-norm input, output, rstd and output gradient; rotary cos / sin; [3, N] int64 positions.
   b.other_saved = kFloat * (3 * N * H + N + 2 * N * t.head_dim + 6 * N);

@@ -14,6 +14,7 @@ struct StepShape {
   int64_t loss_tokens = 0;  // tokens with a target (rows of the classifier)
   int64_t patches = 0;      // vision patches of the batch (all images together)
   std::string activation_checkpoint = "none";
+  std::string selective_ac_option = "2";  // see model/activation_checkpoint.h
   int64_t classifier_chunk = 256;
 };
 

@@ -1,7 +1,9 @@
 #include "model/params.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "core/error.h"
@@ -195,7 +197,66 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
   return p;
 }
 
-void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed) {
+namespace {
+
+// A truncated normal: N(0, std) resampled until it lies in [lo, hi] (the distribution
+// torch.nn.init.trunc_normal_ draws; its inverse-CDF sampler is another way to the same law).
+struct TruncNormal {
+  double std, lo, hi;
+};
+
+// torchtitan's rule for one parameter (matrices and embeddings; norms and biases are 1 / 0).
+// Sources, at torchtitan 4c2285389 (the qwen3_vl experiment) and the Qwen3 model it builds on,
+// torchtitan/models/qwen3/model/model.py as of 9810191bb^ (the experiment calls its
+// init_weights; depth_init = True in Qwen3ModelArgs):
+// - Qwen3Model.init_weights: tok_embeddings ~ N(0, 1) (nn.init.normal_, not truncated); output
+//   (lm_head) ~ trunc N(0, s = dim^-0.5) on [-3s, 3s]. With tied embeddings the two are one
+//   tensor and the output's rule, applied last, is what it holds.
+// - Attention.init_weights: wq, wk, wv (q/k/v_proj) ~ trunc N(0, 0.02); wo (o_proj) ~ trunc
+//   N(0, init_std). FeedForward.init_weights: w1 (gate_proj) ~ trunc N(0, 0.02); w2, w3
+//   (down_proj, up_proj) ~ trunc N(0, init_std). TransformerBlock: init_std =
+//   0.02 / sqrt(2 (layer_id + 1)). These use torchtitan.models.utils.trunc_normal_ with its
+//   default bounds [-2, 2] (absolute: +-100 std at 0.02, so in effect untruncated).
+// - experiments/qwen3_vl/model/vision_encoder.py, the init_weights of PatchEmbed, VisionAttention,
+//   VisionMLP, PatchMerger and Qwen3VLVisionEncoder: patch_embed.proj, pos_embed, attn.qkv,
+//   attn.proj, mlp.linear_fc1/2, merger and deepstack linear_fc1/2 ~ trunc N(0, 0.02) on [-2, 2]
+//   (nn.init.trunc_normal_ defaults).
+TruncNormal torchtitan_rule(const ModelConfig& c, const std::string& name) {
+  auto ends = [&](const std::string& tail) {
+    return name.size() >= tail.size() &&
+           name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  constexpr double kStd = 0.02, kBound = 2.0;
+  if (name.rfind("model.visual.", 0) == 0) return {kStd, -kBound, kBound};
+  const double out_std = 1.0 / std::sqrt(static_cast<double>(c.text.hidden_size));
+  if (name == "lm_head.weight" ||
+      (name == "model.language_model.embed_tokens.weight" && c.tie_word_embeddings))
+    return {out_std, -3 * out_std, 3 * out_std};
+  if (name == "model.language_model.embed_tokens.weight")
+    return {1.0, -std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+  const std::string layers = "model.language_model.layers.";
+  QV_CHECK(name.rfind(layers, 0) == 0, "init = \"torchtitan\": no rule for parameter ", name);
+  const int64_t layer = std::stoll(name.substr(layers.size()));
+  const double depth_std = kStd / std::sqrt(2.0 * static_cast<double>(layer + 1));
+  if (ends(".self_attn.q_proj.weight") || ends(".self_attn.k_proj.weight") ||
+      ends(".self_attn.v_proj.weight") || ends(".mlp.gate_proj.weight"))
+    return {kStd, -kBound, kBound};
+  if (ends(".self_attn.o_proj.weight") || ends(".mlp.up_proj.weight") ||
+      ends(".mlp.down_proj.weight"))
+    return {depth_std, -kBound, kBound};
+  QV_CHECK(false, "init = \"torchtitan\": no rule for parameter ", name);
+  return {};
+}
+
+}  // namespace
+
+InitScheme parse_init_scheme(const std::string& name) {
+  if (name == "hf") return InitScheme::kHf;
+  QV_CHECK(name == "torchtitan", "model init '", name, "' is not one of: hf, torchtitan");
+  return InitScheme::kTorchtitan;
+}
+
+void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed, InitScheme scheme) {
   std::mt19937_64 rng(seed);
   for (const ParamEntry& e : store.entries()) {
     float* w = store.value(e.ref);
@@ -203,11 +264,19 @@ void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed) {
       std::fill(w, w + e.ref.numel, 1.0f);
     } else if (!e.is_matrix) {
       std::fill(w, w + e.ref.numel, 0.0f);
-    } else {
+    } else if (scheme == InitScheme::kHf) {
       const double stddev =
           e.is_vision ? config.vision.initializer_range : config.text.initializer_range;
       std::normal_distribution<float> normal(0.0f, static_cast<float>(stddev));
       for (int64_t i = 0; i < e.ref.numel; ++i) w[i] = normal(rng);
+    } else {
+      const TruncNormal t = torchtitan_rule(config, e.name);
+      std::normal_distribution<double> normal(0.0, t.std);
+      for (int64_t i = 0; i < e.ref.numel; ++i) {
+        double x = normal(rng);
+        while (x < t.lo || x > t.hi) x = normal(rng);
+        w[i] = static_cast<float>(x);
+      }
     }
   }
 }

@@ -150,8 +150,16 @@ struct ModelParams {
 // Registers every parameter of the model in `store` (call store.allocate() afterwards).
 ModelParams layout_params(const ModelConfig& config, ParamStore& store);
 
-// HF-style initialisation: matrices ~ N(0, initializer_range) (vision range for model.visual.*),
-// biases 0, norm weights 1. Deterministic for a seed.
-void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed);
+enum class InitScheme {
+  kHf,          // matrices ~ N(0, initializer_range) (vision range for model.visual.*)
+  kTorchtitan,  // torchtitan's qwen3_vl init_weights: truncated normals, depth-scaled (params.cpp)
+};
+
+// Initialisation from scratch: the scheme's matrices, biases 0, norm weights 1. Deterministic
+// for a seed. kTorchtitan refuses a parameter it has no rule for, naming it.
+void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed,
+                 InitScheme scheme = InitScheme::kHf);
+// "hf" | "torchtitan"; an error names any other value.
+InitScheme parse_init_scheme(const std::string& name);
 
 }  // namespace qv::model

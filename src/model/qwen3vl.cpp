@@ -11,6 +11,7 @@
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/norms.h"
+#include "model/activation_checkpoint.h"
 #include "model/hf_weights.h"
 
 namespace qv::model {
@@ -205,6 +206,13 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   auto clock = std::chrono::steady_clock::now();
   // Vision towers (images and videos are separate calls, as in HF).
   VisionEncoder encoder(config_.vision, params_.vision, hooks_);
+  const Checkpointing ac = Checkpointing::parse(opt.activation_checkpoint, opt.selective_ac_option);
+  if (opt.backward)
+    for (VisionActs* acts : {&st->image_acts, &st->video_acts}) {
+      acts->recompute.resize(config_.vision.depth);
+      for (int64_t b = 0; b < config_.vision.depth; ++b)
+        acts->recompute[b] = ac.vision_block(b, tc.num_layers);
+    }
   VisionOutputs img, vid;
   if (st->has_images) {
     img = encoder.forward(store_, in.pixel_values.data<float>(), in.image_grids, st->image_acts,
@@ -284,10 +292,6 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
   st->layers.assign(tc.num_layers, {});
   st->recompute.assign(tc.num_layers, 0);
-  QV_CHECK(opt.activation_checkpoint == "none" || opt.activation_checkpoint == "full" ||
-               opt.activation_checkpoint == "selective",
-           "activation_checkpoint mode '", opt.activation_checkpoint,
-           "' is not one of: none, selective, full");
   for (int64_t l = 0; l < tc.num_layers; ++l) {
     if (opt.record) record("layer_input." + std::to_string(l), x, {B, S, H});
     DecoderLayer layer(tc, params_.text.layers[l]);
@@ -316,8 +320,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       }
     }
     x = std::move(out);
-    const bool drop = opt.activation_checkpoint == "full" ||
-                      (opt.activation_checkpoint == "selective" && l % 2 == 0);
+    const bool drop = ac.decoder_layer(l);
     if (!opt.backward) {
       st->layers[l] = {};  // inference keeps no activations
     } else if (drop) {

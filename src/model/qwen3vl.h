@@ -33,10 +33,12 @@ struct ForwardOptions {
   bool want_logits = false;  // return the full [batch, seq, vocab] logits (memory: tokens x vocab)
   bool record = false;       // return intermediate tensors under HF fixture names
   int64_t classifier_chunk = 256;  // rows of logits held at once when want_logits is false
-  // Activation checkpointing of decoder layers: "none" keeps every layer's activations,
-  // "full" keeps only each layer's input and recomputes the layer in backward, "selective"
-  // does that for every second layer (torchtitan's selective_ac_option = 2).
+  // Activation checkpointing of decoder layers and vision blocks: "none" keeps every layer's
+  // activations, "full" keeps only each layer's input and recomputes the layer in backward,
+  // "selective" does that for the layers selective_ac_option picks ("2": every second one,
+  // "op": torchtitan's per-op option). model/activation_checkpoint.h says which.
   std::string activation_checkpoint = "none";
+  std::string selective_ac_option = "2";
   // When set (batch of one, no padding), every layer's keys and values are stored for decode().
   KvCache* kv_cache = nullptr;
   // Sharded training: the most vision-tower passes (images, videos) any rank runs for this

@@ -47,6 +47,12 @@ void split_qkv(const Buffer& qkv, int64_t N, int64_t D, Buffer& q, Buffer& kk, B
   }
 }
 
+bool is_deepstack(const VisionConfig& c, int64_t block) {
+  for (int64_t d : c.deepstack_visual_indexes)
+    if (d == block) return true;
+  return false;
+}
+
 }  // namespace
 
 void VisionEncoder::merger_forward(ParamStore& s, const MergerParams& m, bool postshuffle,
@@ -88,12 +94,50 @@ void VisionEncoder::merger_backward(ParamStore& s, const MergerParams& m, bool p
                         norm_dim);
 }
 
+void VisionEncoder::block_forward(ParamStore& s, const VisionBlockParams& P,
+                                  const VisionPositions& pos, VisionBlockActs& A, Buffer& x) const {
+  const VisionConfig& c = config_;
+  const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
+  const int64_t N = pos.patches;
+  const k::AttentionDims dims = attention_dims(c, N);
+  const int64_t n_seqs = static_cast<int64_t>(pos.cu_seqlens.size()) - 1;
+  A.ln1.resize(N * D);
+  A.ln1_mean.resize(N);
+  A.ln1_rstd.resize(N);
+  k::layernorm_forward(A.x_in.data(), s.value(P.norm1_w), s.value(P.norm1_b), A.ln1.data(),
+                       A.ln1_mean.data(), A.ln1_rstd.data(), N, D, kLayerNormEps);
+  Buffer qkv(N * 3 * D);
+  k::linear_forward(A.ln1.data(), s.weight(P.qkv_w), s.value(P.qkv_b), qkv.data(), N, D, 3 * D);
+  split_qkv(qkv, N, D, A.q, A.k, A.v);
+  k::rope_forward(A.q.data(), pos.cos.data(), pos.sin.data(), A.q.data(), N, H, hd);
+  k::rope_forward(A.k.data(), pos.cos.data(), pos.sin.data(), A.k.data(), N, H, hd);
+  A.attn.resize(N * D);
+  A.lse.resize(N * H);
+  k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
+                       pos.cu_seqlens.data(), n_seqs, dims);
+  A.x_mid.resize(N * D);
+  k::linear_forward(A.attn.data(), s.weight(P.proj_w), s.value(P.proj_b), A.x_mid.data(), N, D, D);
+  k::add_inplace(A.x_mid.data(), A.x_in.data(), N * D);
+  A.ln2.resize(N * D);
+  A.ln2_mean.resize(N);
+  A.ln2_rstd.resize(N);
+  k::layernorm_forward(A.x_mid.data(), s.value(P.norm2_w), s.value(P.norm2_b), A.ln2.data(),
+                       A.ln2_mean.data(), A.ln2_rstd.data(), N, D, kLayerNormEps);
+  A.fc1.resize(N * I);
+  k::linear_forward(A.ln2.data(), s.weight(P.fc1_w), s.value(P.fc1_b), A.fc1.data(), N, D, I);
+  A.act.resize(N * I);
+  k::gelu_tanh_forward(A.fc1.data(), A.act.data(), N * I);
+  x.resize(N * D);
+  k::linear_forward(A.act.data(), s.weight(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
+  k::add_inplace(x.data(), A.x_mid.data(), N * D);
+}
+
 VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
                                      const std::vector<Grid>& grids, VisionActs& a,
                                      std::map<std::string, Tensor>* record,
                                      const std::string& prefix) const {
   const VisionConfig& c = config_;
-  const int64_t D = c.hidden_size, H = c.num_heads, hd = c.head_dim(), I = c.intermediate_size;
+  const int64_t D = c.hidden_size, hd = c.head_dim();
   a.pos = vision_positions(c, grids);
   const int64_t N = a.pos.patches;
   a.patches = N;
@@ -114,51 +158,23 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   }
   k::add_inplace(x.data(), pos.data(), N * D);
 
-  const k::AttentionDims dims = attention_dims(c, N);
-  const int64_t n_seqs = static_cast<int64_t>(a.pos.cu_seqlens.size()) - 1;
-
   a.blocks.assign(c.depth, {});
   a.block_out.assign(c.depth, {});
   a.deepstack.assign(c.deepstack_visual_indexes.size(), {});
   VisionOutputs out;
   out.deepstack.resize(c.deepstack_visual_indexes.size());
   for (int64_t b = 0; b < c.depth; ++b) {
-    const VisionBlockParams& P = p_.blocks[b];
     VisionBlockActs& A = a.blocks[b];
     gather(p_.block_units[b]);
     A.x_in = std::move(x);
-    A.ln1.resize(N * D);
-    A.ln1_mean.resize(N);
-    A.ln1_rstd.resize(N);
-    k::layernorm_forward(A.x_in.data(), s.value(P.norm1_w), s.value(P.norm1_b), A.ln1.data(),
-                         A.ln1_mean.data(), A.ln1_rstd.data(), N, D, kLayerNormEps);
-    Buffer qkv(N * 3 * D);
-    k::linear_forward(A.ln1.data(), s.weight(P.qkv_w), s.value(P.qkv_b), qkv.data(), N, D, 3 * D);
-    split_qkv(qkv, N, D, A.q, A.k, A.v);
-    k::rope_forward(A.q.data(), a.pos.cos.data(), a.pos.sin.data(), A.q.data(), N, H, hd);
-    k::rope_forward(A.k.data(), a.pos.cos.data(), a.pos.sin.data(), A.k.data(), N, H, hd);
-    A.attn.resize(N * D);
-    A.lse.resize(N * H);
-    k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
-                         a.pos.cu_seqlens.data(), n_seqs, dims);
-    A.x_mid.resize(N * D);
-    k::linear_forward(A.attn.data(), s.weight(P.proj_w), s.value(P.proj_b), A.x_mid.data(), N, D,
-                      D);
-    k::add_inplace(A.x_mid.data(), A.x_in.data(), N * D);
-    A.ln2.resize(N * D);
-    A.ln2_mean.resize(N);
-    A.ln2_rstd.resize(N);
-    k::layernorm_forward(A.x_mid.data(), s.value(P.norm2_w), s.value(P.norm2_b), A.ln2.data(),
-                         A.ln2_mean.data(), A.ln2_rstd.data(), N, D, kLayerNormEps);
-    A.fc1.resize(N * I);
-    k::linear_forward(A.ln2.data(), s.weight(P.fc1_w), s.value(P.fc1_b), A.fc1.data(), N, D, I);
-    A.act.resize(N * I);
-    k::gelu_tanh_forward(A.fc1.data(), A.act.data(), N * I);
-    x.resize(N * D);
-    k::linear_forward(A.act.data(), s.weight(P.fc2_w), s.value(P.fc2_b), x.data(), N, I, D);
-    k::add_inplace(x.data(), A.x_mid.data(), N * D);
+    block_forward(s, p_.blocks[b], a.pos, A, x);
     release(p_.block_units[b]);
-    a.block_out[b] = x;
+    if (b < static_cast<int64_t>(a.recompute.size()) && a.recompute[b]) {
+      Buffer input = std::move(A.x_in);
+      A = {};
+      A.x_in = std::move(input);
+    }
+    if (b == c.depth - 1 || is_deepstack(c, b)) a.block_out[b] = x;
     if (record) (*record)[prefix + "block_output." + std::to_string(b)] = to_tensor(x, {N, D});
     for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d)
       if (c.deepstack_visual_indexes[d] == b) {
@@ -188,6 +204,8 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
   release(p_.merger_unit);
   Buffer d_fc1(N * I), d_act(N * I), d_mid(N * D), d_ln(N * D);
   Buffer dq(N * D), dk(N * D), dv(N * D), dqkv(N * 3 * D), d_attn(N * D);
+  VisionBlockActs rebuilt;  // a recomputed block's activations
+  Buffer rebuilt_out;
   for (int64_t b = c.depth - 1; b >= 0; --b) {
     for (size_t d = 0; d < c.deepstack_visual_indexes.size(); ++d) {
       if (c.deepstack_visual_indexes[d] != b) continue;
@@ -200,8 +218,13 @@ void VisionEncoder::backward(ParamStore& s, const VisionActs& a, const Buffer& d
       k::add_inplace(dx.data(), d_from_merger.data(), N * D);
     }
     const VisionBlockParams& P = p_.blocks[b];
-    const VisionBlockActs& A = a.blocks[b];
     gather(p_.block_units[b]);
+    const bool rebuild = b < static_cast<int64_t>(a.recompute.size()) && a.recompute[b];
+    if (rebuild) {  // activation checkpointing: the block's forward again, from its saved input
+      rebuilt.x_in = a.blocks[b].x_in;
+      block_forward(s, P, a.pos, rebuilt, rebuilt_out);
+    }
+    const VisionBlockActs& A = rebuild ? rebuilt : a.blocks[b];
     // MLP branch: x = x_mid + fc2(gelu(fc1(ln2(x_mid)))).
     k::linear_backward(A.act.data(), s.weight(P.fc2_w), dx.data(), d_act.data(), s.grad(P.fc2_w),
                        s.grad(P.fc2_b), N, I, D);

@@ -32,7 +32,11 @@ struct VisionActs {
   const float* pixels = nullptr;
   int64_t patches = 0;
   PoolVector<VisionBlockActs> blocks;
-  PoolVector<Buffer> block_out;  // output of each block (input of the next / of a merger)
+  // Output of the blocks a merger reads (DeepStack indexes and the last block); empty otherwise.
+  PoolVector<Buffer> block_out;
+  // Activation checkpointing: set by the caller before forward(); a block marked 1 keeps only its
+  // input, and backward() rebuilds it (bit-identically) before its gradient. Empty: none.
+  PoolVector<uint8_t> recompute;
   MergerActs merger;
   PoolVector<MergerActs> deepstack;
 };
@@ -63,6 +67,9 @@ class VisionEncoder {
   void idle_backward() const;
 
  private:
+  // One ViT block: A.x_in in, A filled, out = the block output.
+  void block_forward(ParamStore& store, const VisionBlockParams& P, const VisionPositions& pos,
+                     VisionBlockActs& A, Buffer& out) const;
   void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
                       int64_t patches, MergerActs& a, Buffer& out) const;
   void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,

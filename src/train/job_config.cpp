@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "model/activation_checkpoint.h"
 #include "train/torchtitan_keys.h"
 
 namespace qv::train {
@@ -175,6 +176,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"model.hf_config", string_field(c.hf_config)},
       {"model.tokenizer_path", string_field(c.tokenizer_path)},
       {"model.hf_assets_path", string_field(c.hf_assets_path)},
+      {"model.init", string_field(c.init, {"hf", "torchtitan"})},
       {"model.freeze", string_list_field(c.freeze)},
       {"optimizer.name", string_field(c.optimizer, {"AdamW"})},
       {"optimizer.lr", double_field(c.adamw.lr)},
@@ -196,7 +198,8 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"training.seq_len", int_field(c.seq_len)},
       {"training.max_norm", double_field(c.max_norm)},
       {"training.steps", int_field(c.steps)},
-      {"training.dataset", string_field(c.dataset, {"cc12m", "obelics", "chat", "fixed"})},
+      {"training.dataset",
+       string_field(c.dataset, {"cc12m", "cc12m-test", "obelics", "chat", "fixed"})},
       {"training.dataset_path", string_field(c.dataset_path)},
       {"training.seed", int_field(c.seed)},
       {"debug.seed", int_field(c.seed)},  // torchtitan's name for it
@@ -229,6 +232,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"checkpoint.export_dtype", string_field(c.export_dtype, {"float32", "bfloat16", "float16"})},
       {"checkpoint.export_folder", string_field(c.export_folder)},
       {"activation_checkpoint.mode", string_field(c.ac_mode, {"none", "selective", "full"})},
+      {"activation_checkpoint.selective_ac_option", string_field(c.ac_selective_option)},
       {"metrics.log_freq", int_field(c.log_freq)},
       {"metrics.enable_tensorboard", bool_field(c.enable_tensorboard)},
       {"metrics.save_tb_folder", string_field(c.save_tb_folder)},
@@ -255,6 +259,7 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.comm_timeout_seconds > 0, "comm.train_timeout_seconds must be positive");
   QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
   QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
+  model::Checkpointing::parse(c.ac_mode, c.ac_selective_option);  // an error names a bad option
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
@@ -325,9 +330,16 @@ std::string negated_bool_key(const std::string& key, const std::map<std::string,
   return it != fields.end() && it->second.is_bool ? plain : "";
 }
 
+// The cc12m shard shipped in the repository (what torchtitan's "cc12m-test" names).
+constexpr const char* kBundledCc12mShard = "data/cc12m-train-0000.tar";
+
 // torchtitan's aliases that name files: the tokenizer and initial weights from hf_assets_path.
 void resolve_paths(JobConfig& c) {
   namespace fs = std::filesystem;
+  if (c.dataset == "cc12m-test") {  // torchtitan's small local dataset: the bundled shard
+    if (c.dataset_path.empty()) c.dataset_path = kBundledCc12mShard;
+    c.dataset = "cc12m";
+  }
   if (c.tokenizer_path.empty() && !c.hf_assets_path.empty())
     c.tokenizer_path = (fs::path(c.hf_assets_path) / "tokenizer.json").string();
   if (!c.tokenizer_path.empty() && fs::is_directory(c.tokenizer_path))

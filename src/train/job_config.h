@@ -27,6 +27,7 @@ struct JobConfig {
   // torchtitan's HF assets folder: the tokenizer when tokenizer_path is unset, and the initial
   // weights (with their config.json) when checkpoint.initial_load_in_hf is set without a path.
   std::string hf_assets_path;
+  std::string init = "hf";          // initialisation from scratch: hf | torchtitan (model/params.h)
   std::vector<std::string> freeze;  // "visual", "merger", "deepstack", "language_model", "lm_head"
   // [optimizer]
   std::string optimizer = "AdamW";
@@ -40,7 +41,10 @@ struct JobConfig {
   int64_t seq_len = 2048;
   double max_norm = 1.0;
   int64_t steps = 10;
-  std::string dataset = "cc12m";  // cc12m | obelics | chat | fixed
+  // cc12m | obelics | chat | fixed, or cc12m-test: torchtitan's name for its bundled cc12m
+  // shard, here data/cc12m-train-0000.tar (relative to the working directory, as torchtitan's
+  // tests/assets/cc12m_test) when dataset_path is unset; it then reads as cc12m.
+  std::string dataset = "cc12m";
   std::string dataset_path;
   int64_t seed = 42;
   std::string on_nonfinite = "stop";  // stop | skip
@@ -77,6 +81,9 @@ struct JobConfig {
   std::string export_folder = "hf_export";
   // [activation_checkpoint]
   std::string ac_mode = "none";  // none | selective | full
+  // selective mode: a layer interval ("2": every second layer) or "op"
+  // (model/activation_checkpoint.h)
+  std::string ac_selective_option = "2";
   // [metrics]
   int64_t log_freq = 1;
   bool enable_tensorboard = false;

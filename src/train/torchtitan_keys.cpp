@@ -109,12 +109,8 @@ std::vector<TorchtitanKey> build() {
        {"false"},
        "seed checkpoints are not needed: initial weights come from training.seed or "
        "checkpoint.initial_load_path"},
-      {"activation_checkpoint.selective_ac_option",
-       {"2"},
-       "selective mode recomputes every second layer; other intervals and per-op ('op') "
-       "selective checkpointing are not implemented"},
       {"activation_checkpoint.per_op_sac_force_recompute_mm_shapes_by_fqns", kAny,
-       "only used by per-op selective checkpointing"},
+       "per-op mode here recomputes whole layers (no matrix product is singled out)"},
       {"activation_checkpoint.early_stop", kAny, "a torch.utils.checkpoint option"},
       {"activation_checkpoint.memory_budget", kAny, "only used with mode = \"memory_budget\""},
       {"activation_checkpoint.visualize_memory_budget_pareto", kAny,

@@ -46,7 +46,8 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
     model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
   } else {
-    model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed));
+    model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed),
+                       model::parse_init_scheme(c.init));
   }
   return m;
 }
@@ -150,6 +151,7 @@ StepRecord Trainer::train_step() {
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
   opt.activation_checkpoint = config_.ac_mode;
+  opt.selective_ac_option = config_.ac_selective_option;
   for (size_t i = 0; i < micro.size(); ++i) {
     dp_->begin_micro_batch(i + 1 == micro.size());
     opt.vision_passes = passes[i];
