@@ -131,6 +131,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"model.hf_config", string_field(c.hf_config)},
       {"model.tokenizer_path", string_field(c.tokenizer_path)},
       {"model.freeze", string_list_field(c.freeze)},
+      {"model.router_aux_loss_coef", double_field(c.router_aux_loss_coef)},
       {"optimizer.name", string_field(c.optimizer, {"AdamW"})},
       {"optimizer.lr", double_field(c.adamw.lr)},
       {"optimizer.betas", betas_field(c.adamw)},

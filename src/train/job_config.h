@@ -22,6 +22,7 @@ struct JobConfig {
   std::string hf_config;  // a model folder or config.json; overrides flavor when set
   std::string tokenizer_path;
   std::vector<std::string> freeze;  // "visual", "merger", "deepstack", "language_model", "lm_head"
+  double router_aux_loss_coef = 0;  // MoE load-balancing loss weight (0 = off, HF's default)
   // [optimizer]
   std::string optimizer = "AdamW";
   AdamWConfig adamw;
