@@ -30,7 +30,7 @@ struct TextConfig {
   int64_t moe_intermediate_size = 0;
   bool norm_topk_prob = true;
   int64_t decoder_sparse_step = 1;
-  std::vector<int64_t> mlp_only_layers;
+  std::vector<int64_t> mlp_only_layers = {};
   double router_aux_loss_coef = 0.001;  // config.json's value, exported as read; training uses
                                         // [model] router_aux_loss_coef (default 0 = off)
 
@@ -75,7 +75,8 @@ struct ModelConfig {
   // Parses a Hugging Face config.json (errors name the file and the field).
   static ModelConfig from_json_file(const std::string& path);
   static ModelConfig from_json_text(const std::string& text, const std::string& origin);
-  // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B (see flavor_names()).
+  // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B, and the MoE debugmodel_moe, 30B-A3B,
+  // 235B-A22B (see flavor_names()).
   static ModelConfig flavor(const std::string& name);
   static std::vector<std::string> flavor_names();
   // A config.json that Hugging Face transformers reads back as this model.
@@ -95,6 +96,7 @@ struct ParamCounts {
 };
 ParamCounts count_params(const ModelConfig& config);
 
+// MoE: only the router and the num_experts_per_tok experts a token uses count (active FLOPs).
 // Training FLOPs (forward + backward = 3x forward matmul FLOPs, attention included) per text
 // token for a causal sequence of length seq_len (decoder layers only), per token that takes a
 // loss (the classifier), and per vision patch for images of n_patches.

@@ -1,6 +1,7 @@
 // Named model presets and derived figures (parameter counts, FLOPs).
 #include "core/error.h"
 #include "model/config.h"
+#include "model/flavors_moe.h"
 
 namespace qv::model {
 
@@ -135,10 +136,12 @@ const std::vector<Preset>& presets() {
 std::vector<std::string> ModelConfig::flavor_names() {
   std::vector<std::string> names;
   for (const auto& p : presets()) names.push_back(p.name);
+  for (const auto& n : moe_flavor_names()) names.push_back(n);
   return names;
 }
 
 ModelConfig ModelConfig::flavor(const std::string& name) {
+  if (auto moe = moe_flavor(name)) return *moe;
   for (const auto& p : presets()) {
     if (name != p.name) continue;
     ModelConfig c;
