@@ -95,6 +95,11 @@ TEST(Golden, TinyImageMatchesHuggingFace) {
 TEST(Golden, TinyTextMatchesHuggingFace) {
   run_golden("hf-tiny-text");
 }
+// Mixture of experts (qwen3_vl_moe): sparse layers 0 and 2, dense layer 1 (mlp_only_layers);
+// also compares aux_loss and loss_with_aux (HF's load-balancing loss).
+TEST(Golden, TinyMoeMatchesHuggingFace) {
+  run_golden("hf-tiny-moe");
+}
 
 }  // namespace
 }  // namespace qv

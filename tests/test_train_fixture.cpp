@@ -117,6 +117,9 @@ TEST(TrainFixture, TinyImageFiveStepsMatchTorch) {
 TEST(TrainFixture, TinyTextFiveStepsMatchTorchAndSkipUnusedVision) {
   reproduce("hf-tiny-text");
 }
+TEST(TrainFixture, TinyMoeFiveStepsMatchTorch) {
+  reproduce("hf-tiny-moe");
+}
 TEST(TrainFixture, TinyImageFiveStepsInBF16FollowTheFloat32Curve) {
   follow_in_bf16("hf-tiny-image", 3e-3, 3e-2);  // measured 7.5e-4 and 8.1e-3
 }

@@ -39,10 +39,19 @@ int run_info(const Args& args) {
   for (int64_t i : c.vision.deepstack_visual_indexes) std::printf(" %lld", (long long)i);
   std::printf("\nparameters: vision %.4gM, text %.4gM, total %.4gM (%lld)\n", n.vision / 1e6,
               n.text / 1e6, n.total() / 1e6, (long long)n.total());
+  if (c.text.is_moe())
+    std::printf(
+        "experts: %lld of width %lld, top-%lld%s, sparse layers %lld of %lld; active parameters "
+        "per token %.4gM (%lld), %.4gM expert parameters idle per token\n",
+        (long long)c.text.num_experts, (long long)c.text.moe_intermediate_size,
+        (long long)c.text.num_experts_per_tok, c.text.norm_topk_prob ? " renormalised" : "",
+        (long long)c.text.sparse_layers(), (long long)c.text.num_layers, n.active() / 1e6,
+        (long long)n.active(), n.inactive_experts / 1e6);
   std::printf(
-      "training FLOPs: %.4g per text token at seq_len %lld, %.4g per vision patch at %lld "
+      "training FLOPs: %.4g per text token at seq_len %lld%s, %.4g per vision patch at %lld "
       "patches per image\n",
       model::text_train_flops_per_token(c, seq), (long long)seq,
+      c.text.is_moe() ? " (active experts only)" : "",
       model::vision_train_flops_per_patch(c, patches), (long long)patches);
   return 0;
 }

@@ -17,11 +17,13 @@ int64_t decoder_layer_floats_per_token(const TextConfig& t) {
          3 * t.intermediate_size;
 }
 
-// Floats one decoder layer's backward holds at once per token (gradients of every tensor above
-// that is not dropped before the next is made, plus the layer's input and output gradients).
+// Floats one decoder layer's backward holds at once per token: the layer's input and output
+// gradients and the two residual-branch gradients, plus the larger of the MLP branch's scratch
+// (gate / up / SiLU gradients, freed before the attention branch starts) and the attention
+// branch's (o_proj input, q / k / v and pre-norm q / k gradients).
 int64_t decoder_backward_floats_per_token(const TextConfig& t) {
   const int64_t q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  return 3 * t.intermediate_size + 4 * t.hidden_size + 2 * q + 2 * kv + q + kv;
+  return 4 * t.hidden_size + std::max(3 * t.intermediate_size, 3 * q + 3 * kv);
 }
 
 // Floats per patch of one ViT block: input, two LayerNorms (+ mean, rstd), q, k, v, attention

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -76,6 +78,21 @@ TextConfig parse_text(const json& t, const std::string& where) {
   return c;
 }
 
+// The sparse block's fields of a qwen3_vl_moe text_config; missing ones take Hugging Face's
+// Qwen3VLMoeTextConfig defaults.
+void parse_moe(const json& t, TextConfig& c, const std::string& where) {
+  c.num_experts = 60;
+  c.num_experts_per_tok = 4;
+  c.moe_intermediate_size = 1408;
+  read_field(t, "num_experts", c.num_experts, where);
+  read_field(t, "num_experts_per_tok", c.num_experts_per_tok, where);
+  read_field(t, "moe_intermediate_size", c.moe_intermediate_size, where);
+  read_field(t, "norm_topk_prob", c.norm_topk_prob, where);
+  read_field(t, "decoder_sparse_step", c.decoder_sparse_step, where);
+  read_field(t, "mlp_only_layers", c.mlp_only_layers, where);
+  read_field(t, "router_aux_loss_coef", c.router_aux_loss_coef, where);
+}
+
 VisionConfig parse_vision(const json& v, const std::string& where) {
   VisionConfig c;
   read_field(v, "depth", c.depth, where);
@@ -109,9 +126,12 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     fail(origin, ": not valid JSON: ", e.what());
   }
   QV_CHECK(j.is_object(), origin, ": config must be a JSON object");
+  bool moe = false;
   if (j.contains("model_type") && j["model_type"].is_string()) {
     const std::string mt = j["model_type"].get<std::string>();
-    QV_CHECK(mt == "qwen3_vl", origin, ": model_type '", mt, "' is not qwen3_vl");
+    QV_CHECK(mt == "qwen3_vl" || mt == "qwen3_vl_moe", origin, ": model_type '", mt,
+             "' is not qwen3_vl or qwen3_vl_moe");
+    moe = mt == "qwen3_vl_moe";
   }
   QV_CHECK(j.contains("text_config") && j["text_config"].is_object(), origin,
            ": missing 'text_config' object");
@@ -119,6 +139,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
            ": missing 'vision_config' object");
   ModelConfig c;
   c.text = parse_text(j["text_config"], origin + ": text_config");
+  if (moe) parse_moe(j["text_config"], c.text, origin + ": text_config");
   c.vision = parse_vision(j["vision_config"], origin + ": vision_config");
   read_field(j, "image_token_id", c.image_token_id, origin);
   read_field(j, "video_token_id", c.video_token_id, origin);
@@ -136,6 +157,51 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
 
 ModelConfig ModelConfig::from_json_file(const std::string& path) {
   return from_json_text(io::read_file(path), path);
+}
+
+namespace {
+
+void validate_moe(const TextConfig& t) {
+  // 512 experts and top-64 are far above released models (235B-A22B: 128 experts, top-8).
+  QV_CHECK(t.num_experts <= 512, "text_config.num_experts = ", t.num_experts,
+           " exceeds the limit of 512");
+  QV_CHECK(t.num_experts_per_tok > 0 && t.num_experts_per_tok <= t.num_experts,
+           "text_config.num_experts_per_tok (", t.num_experts_per_tok, ") must be in [1, ",
+           "num_experts = ", t.num_experts, "]");
+  QV_CHECK(t.moe_intermediate_size > 0 && t.moe_intermediate_size <= (1 << 17),
+           "text_config.moe_intermediate_size (", t.moe_intermediate_size,
+           ") must be in [1, 131072]");
+  QV_CHECK(t.decoder_sparse_step > 0 && t.decoder_sparse_step <= t.num_layers,
+           "text_config.decoder_sparse_step (", t.decoder_sparse_step, ") must be in [1, ",
+           "num_hidden_layers = ", t.num_layers, "]");
+  for (int64_t l : t.mlp_only_layers)
+    QV_CHECK(l >= 0 && l < t.num_layers, "text_config.mlp_only_layers entry ", l,
+             " is outside [0, num_hidden_layers = ", t.num_layers, ")");
+  QV_CHECK(std::isfinite(t.router_aux_loss_coef) && t.router_aux_loss_coef >= 0,
+           "text_config.router_aux_loss_coef must be a finite non-negative number");
+}
+
+}  // namespace
+
+bool TextConfig::is_sparse_layer(int64_t layer) const {
+  if (!is_moe() || (layer + 1) % decoder_sparse_step != 0) return false;
+  return std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) == mlp_only_layers.end();
+}
+
+int64_t TextConfig::sparse_layers() const {
+  int64_t n = 0;
+  for (int64_t l = 0; l < num_layers; ++l) n += is_sparse_layer(l);
+  return n;
+}
+
+int64_t TextConfig::mlp_params(int64_t layer) const {
+  if (!is_sparse_layer(layer)) return 3 * hidden_size * intermediate_size;
+  return hidden_size * num_experts + num_experts * 3 * hidden_size * moe_intermediate_size;
+}
+
+int64_t TextConfig::mlp_active_params(int64_t layer) const {
+  if (!is_sparse_layer(layer)) return mlp_params(layer);
+  return hidden_size * num_experts + num_experts_per_tok * 3 * hidden_size * moe_intermediate_size;
 }
 
 void ModelConfig::validate() const {
@@ -204,7 +270,28 @@ void ModelConfig::validate() const {
   QV_CHECK(static_cast<int64_t>(v.deepstack_visual_indexes.size()) <= t.num_layers,
            "more deepstack features (", v.deepstack_visual_indexes.size(),
            ") than decoder layers (", t.num_layers, ")");
+  if (t.is_moe()) validate_moe(t);
 }
+
+namespace {
+
+// Turns a dense config.json into Hugging Face's qwen3_vl_moe one.
+void add_moe_fields(const TextConfig& t, json& j) {
+  j["architectures"] = {"Qwen3VLMoeForConditionalGeneration"};
+  j["model_type"] = "qwen3_vl_moe";
+  j["vision_config"]["model_type"] = "qwen3_vl_moe";
+  json& tc = j["text_config"];
+  tc["model_type"] = "qwen3_vl_moe_text";
+  tc["num_experts"] = t.num_experts;
+  tc["num_experts_per_tok"] = t.num_experts_per_tok;
+  tc["moe_intermediate_size"] = t.moe_intermediate_size;
+  tc["norm_topk_prob"] = t.norm_topk_prob;
+  tc["decoder_sparse_step"] = t.decoder_sparse_step;
+  tc["mlp_only_layers"] = t.mlp_only_layers;
+  tc["router_aux_loss_coef"] = t.router_aux_loss_coef;
+}
+
+}  // namespace
 
 std::string ModelConfig::to_json_text(const std::string& dtype) const {
   json tc = {
@@ -254,6 +341,7 @@ std::string ModelConfig::to_json_text(const std::string& dtype) const {
             {"tie_word_embeddings", tie_word_embeddings},
             {"text_config", tc},
             {"vision_config", vc}};
+  if (text.is_moe()) add_moe_fields(text, j);
   return j.dump(2) + "\n";
 }
 

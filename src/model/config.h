@@ -21,6 +21,26 @@ struct TextConfig {
   std::array<int64_t, 3> mrope_section = {24, 20, 20};
   int64_t max_position_embeddings = 128000;
   double initializer_range = 0.02;
+  // Mixture of experts (model_type qwen3_vl_moe). num_experts == 0: a dense model, every layer
+  // has the SwiGLU MLP of intermediate_size. Otherwise layer l has the sparse block (router +
+  // num_experts SwiGLU experts of moe_intermediate_size, num_experts_per_tok chosen per token)
+  // when (l + 1) % decoder_sparse_step == 0 and l is not in mlp_only_layers.
+  int64_t num_experts = 0;
+  int64_t num_experts_per_tok = 0;
+  int64_t moe_intermediate_size = 0;
+  bool norm_topk_prob = true;
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers = {};
+  double router_aux_loss_coef = 0.001;  // config.json's value, exported as read; training uses
+                                        // [model] router_aux_loss_coef (default 0 = off)
+
+  bool is_moe() const { return num_experts > 0; }
+  bool is_sparse_layer(int64_t layer) const;
+  int64_t sparse_layers() const;  // how many layers have the sparse block
+  // Parameters of layer l's feed-forward (dense MLP, or router + all experts), and the ones one
+  // token multiplies with (router + its num_experts_per_tok experts).
+  int64_t mlp_params(int64_t layer) const;
+  int64_t mlp_active_params(int64_t layer) const;
 };
 
 struct VisionConfig {
@@ -55,7 +75,8 @@ struct ModelConfig {
   // Parses a Hugging Face config.json (errors name the file and the field).
   static ModelConfig from_json_file(const std::string& path);
   static ModelConfig from_json_text(const std::string& text, const std::string& origin);
-  // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B (see flavor_names()).
+  // Named presets: debugmodel, 2B, 4B, 8B, 32B, 72B, and the MoE debugmodel_moe, 30B-A3B,
+  // 235B-A22B (see flavor_names()).
   static ModelConfig flavor(const std::string& name);
   static std::vector<std::string> flavor_names();
   // A config.json that Hugging Face transformers reads back as this model; `dtype` is the
@@ -68,10 +89,15 @@ struct ModelConfig {
 struct ParamCounts {
   int64_t vision = 0;  // model.visual.* (encoder, merger, deepstack mergers)
   int64_t text = 0;    // model.language_model.* and lm_head (once when tied)
+  // Expert weights a token does not use (MoE: the unchosen experts of every sparse layer); 0
+  // for a dense model.
+  int64_t inactive_experts = 0;
   int64_t total() const { return vision + text; }
+  int64_t active() const { return total() - inactive_experts; }
 };
 ParamCounts count_params(const ModelConfig& config);
 
+// MoE: only the router and the num_experts_per_tok experts a token uses count (active FLOPs).
 // Training FLOPs (forward + backward = 3x forward matmul FLOPs, attention included) per text
 // token for a causal sequence of length seq_len (decoder layers only), per token that takes a
 // loss (the classifier), and per vision patch for images of n_patches.

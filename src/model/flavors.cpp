@@ -1,6 +1,7 @@
 // Named model presets and derived figures (parameter counts, FLOPs).
 #include "core/error.h"
 #include "model/config.h"
+#include "model/flavors_moe.h"
 
 namespace qv::model {
 
@@ -132,10 +133,12 @@ const std::vector<Preset>& presets() {
 std::vector<std::string> ModelConfig::flavor_names() {
   std::vector<std::string> names;
   for (const auto& p : presets()) names.push_back(p.name);
+  for (const auto& n : moe_flavor_names()) names.push_back(n);
   return names;
 }
 
 ModelConfig ModelConfig::flavor(const std::string& name) {
+  if (auto moe = moe_flavor(name)) return *moe;
   for (const auto& p : presets()) {
     if (name != p.name) continue;
     ModelConfig c;
@@ -166,17 +169,20 @@ ParamCounts count_params(const ModelConfig& c) {
              (2 * D + merger_tail) +
              static_cast<int64_t>(v.deepstack_visual_indexes.size()) * (2 * M + merger_tail);
   const int64_t H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  const int64_t layer =
-      2 * H + H * q + 2 * H * kv + q * H + 2 * t.head_dim + 3 * H * t.intermediate_size;
+  const int64_t layer = 2 * H + H * q + 2 * H * kv + q * H + 2 * t.head_dim;
   n.text = t.vocab_size * H * (c.tie_word_embeddings ? 1 : 2) + t.num_layers * layer + H;
+  for (int64_t l = 0; l < t.num_layers; ++l) {
+    n.text += t.mlp_params(l);
+    n.inactive_experts += t.mlp_params(l) - t.mlp_active_params(l);
+  }
   return n;
 }
 
 double decoder_train_flops_per_token(const ModelConfig& c, int64_t seq_len) {
   const TextConfig& t = c.text;
   const double H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  const double matmul_params =
-      t.num_layers * (H * q + 2 * H * kv + q * H + 3 * H * t.intermediate_size);
+  double matmul_params = t.num_layers * (H * q + 2 * H * kv + q * H);
+  for (int64_t l = 0; l < t.num_layers; ++l) matmul_params += t.mlp_active_params(l);
   // Causal attention: QK^T and PV each 2*q*(average context = seq_len/2) per token and layer.
   const double attn = t.num_layers * 2.0 * 2.0 * q * (seq_len / 2.0);
   return 3.0 * (2.0 * matmul_params + attn);

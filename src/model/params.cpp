@@ -123,6 +123,22 @@ MergerParams add_merger(ParamStore& s, const std::string& p, const VisionConfig&
   return m;
 }
 
+// The layer's feed-forward: the dense SwiGLU MLP or the sparse MoE block (HF names).
+void add_mlp(ParamStore& s, const std::string& l, const TextConfig& t, bool sparse,
+             TextLayerParams& L) {
+  const int64_t H = t.hidden_size;
+  if (!sparse) {
+    L.gate = s.add(l + "mlp.gate_proj.weight", {t.intermediate_size, H});
+    L.up = s.add(l + "mlp.up_proj.weight", {t.intermediate_size, H});
+    L.down = s.add(l + "mlp.down_proj.weight", {H, t.intermediate_size});
+    return;
+  }
+  const int64_t E = t.num_experts, I = t.moe_intermediate_size;
+  L.router = s.add(l + "mlp.gate.weight", {E, H});
+  L.experts_gate_up = s.add(l + "mlp.experts.gate_up_proj", {E, H, 2 * I});
+  L.experts_down = s.add(l + "mlp.experts.down_proj", {E, I, H});
+}
+
 }  // namespace
 
 ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
@@ -146,9 +162,7 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
     L.q_norm = s.add(l + "self_attn.q_norm.weight", {t.head_dim}, true);
     L.k_norm = s.add(l + "self_attn.k_norm.weight", {t.head_dim}, true);
     L.post_norm = s.add(l + "post_attention_layernorm.weight", {H}, true);
-    L.gate = s.add(l + "mlp.gate_proj.weight", {t.intermediate_size, H});
-    L.up = s.add(l + "mlp.up_proj.weight", {t.intermediate_size, H});
-    L.down = s.add(l + "mlp.down_proj.weight", {H, t.intermediate_size});
+    add_mlp(s, l, t, t.is_sparse_layer(i), L);
     p.text.layers.push_back(L);
   }
   p.text.norm_unit = s.begin_unit("norm");

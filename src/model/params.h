@@ -111,7 +111,12 @@ class ParamStore {
 // ---- the model's parameter layout, with HF names ----
 
 struct TextLayerParams {
-  ParamRef input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_norm, gate, up, down;
+  ParamRef input_norm, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, post_norm;
+  ParamRef gate, up, down;  // dense MLP (invalid in a sparse layer)
+  // Sparse MoE block: router mlp.gate.weight [E, H], fused experts mlp.experts.gate_up_proj
+  // [E, H, 2I] (gate columns first) and mlp.experts.down_proj [E, I, H].
+  ParamRef router, experts_gate_up, experts_down;
+  bool sparse() const { return router.valid(); }
 };
 
 // Unit indices (ParamStore::units()) sit next to the parameters they group.

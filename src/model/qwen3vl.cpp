@@ -47,6 +47,8 @@ struct Qwen3VLModel::State {
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
   PoolVector<int64_t> targets, loss_rows, chunk_targets;  // classifier scratch
+  RouterStats router;                                     // sparse layers' routing (MoE)
+  std::vector<double> aux_grad;  // d objective / d router probs per expert (empty: off)
 
   // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
   // an empty object frees storage; `v = {}` on a vector would only clear it.
@@ -299,6 +301,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     gather(params_.text.layer_units[l]);
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
     release(params_.text.layer_units[l]);
+    if (params_.text.layers[l].sparse())
+      st->router.add(st->layers[l].moe, N, tc.num_experts_per_tok,
+                     ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
     if (opt.kv_cache) {
       if (opt.kv_cache->layers.size() != static_cast<size_t>(tc.num_layers))
         opt.kv_cache->layers.assign(tc.num_layers, {});
@@ -398,6 +403,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
                                  : std::numeric_limits<double>::quiet_NaN();
   if (opt.record && res.kept_tokens > 0)
     res.recorded["loss"] = Tensor::from_f32({static_cast<float>(res.loss)}, {});
+  if (tc.is_moe()) finish_router(opt, scale * static_cast<double>(res.kept_tokens), res);
   if (opt.backward) {
     st->image_acts.pixels = st->has_images ? in.pixel_values.data<float>() : nullptr;
     st->video_acts.pixels = st->has_videos ? in.pixel_values_videos.data<float>() : nullptr;
@@ -406,6 +412,20 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     st->release();
   }
   return res;
+}
+
+void Qwen3VLModel::finish_router(const ForwardOptions& opt, double batch_share,
+                                 ForwardResult& res) {
+  State* st = state_.get();
+  res.tokens_per_expert = st->router.tokens_per_expert;
+  res.aux_loss = st->router.aux_loss();
+  if (opt.record) {
+    res.recorded["aux_loss"] = Tensor::from_f32({static_cast<float>(res.aux_loss)}, {});
+    const double with_aux = res.loss + config_.text.router_aux_loss_coef * res.aux_loss;
+    res.recorded["loss_with_aux"] = Tensor::from_f32({static_cast<float>(with_aux)}, {});
+  }
+  if (opt.backward && opt.router_aux_loss_coef > 0)
+    st->aux_grad = st->router.aux_grad(opt.router_aux_loss_coef * batch_share);
 }
 
 std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
@@ -459,7 +479,9 @@ void Qwen3VLModel::backward() {
       Buffer input = st.layers[l].x_in, unused;
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
-    layer.backward(store_, st.ctx, st.layers[l], d, d_in);
+    const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
+                         st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data()};
+    layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     grads_ready(params_.text.layer_units[l]);
     release(params_.text.layer_units[l]);
     std::swap(d, d_in);

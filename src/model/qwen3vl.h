@@ -45,6 +45,10 @@ struct ForwardOptions {
   // micro-batch. A rank with fewer makes up the difference with idle passes, so that every rank
   // makes the same unit-hook calls (each one is a collective).
   int64_t vision_passes = 0;
+  // MoE: weight of HF's load-balancing loss in the objective (0 = off). The objective is
+  // loss_grad_scale x (sum of token losses) + coef x aux_loss x (this batch's share of the
+  // global batch's kept tokens), so one micro-batch gives HF's loss + coef x aux_loss.
+  double router_aux_loss_coef = 0;
 };
 
 struct ForwardResult {
@@ -54,6 +58,10 @@ struct ForwardResult {
   Tensor logits;
   RopeIndex rope;
   std::map<std::string, Tensor> recorded;
+  // MoE models: HF's load-balancing loss of this batch (computed whether or not it is trained)
+  // and the slots routed to each expert, summed over the sparse layers (empty when dense).
+  double aux_loss = std::numeric_limits<double>::quiet_NaN();
+  std::vector<int64_t> tokens_per_expert;
 };
 
 // Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).
@@ -102,6 +110,8 @@ class Qwen3VLModel {
  private:
   struct State;
   void validate(const ModelInputs& in) const;
+  // MoE: router statistics and the load-balancing loss (and its gradient) of the last forward.
+  void finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res);
   void gather(int unit) {
     if (hooks_) hooks_->gather(unit);
   }

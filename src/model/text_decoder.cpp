@@ -25,11 +25,41 @@ k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens) {
 }
 }  // namespace
 
+void DecoderLayer::mlp_forward(ParamStore& s, const float* h, int64_t N, DecoderLayerActs& A,
+                               float* out) const {
+  if (p_.sparse()) return MoeBlock(config_, p_).forward(s, h, N, A.moe, out);
+  const int64_t H = config_.hidden_size, I = config_.intermediate_size;
+  const float* none = nullptr;
+  DenseMlpActs& m = A.mlp;
+  m.gate.resize(N * I);
+  m.up.resize(N * I);
+  m.act.resize(N * I);
+  k::linear_forward(h, s.weight(p_.gate), none, m.gate.data(), N, H, I);
+  k::linear_forward(h, s.weight(p_.up), none, m.up.data(), N, H, I);
+  k::swiglu_forward(m.gate.data(), m.up.data(), m.act.data(), N * I);
+  k::linear_forward(m.act.data(), s.weight(p_.down), none, out, N, I, H);
+}
+
+void DecoderLayer::mlp_backward(ParamStore& s, const float* h, int64_t N, const DecoderLayerActs& A,
+                                const float* d_out, const MoeAuxGrad* aux, float* d_h) const {
+  if (p_.sparse()) return MoeBlock(config_, p_).backward(s, h, N, A.moe, d_out, aux, d_h);
+  const int64_t H = config_.hidden_size, I = config_.intermediate_size;
+  float* none = nullptr;
+  const DenseMlpActs& m = A.mlp;
+  Buffer d_act(N * I), d_gate(N * I), d_up(N * I);
+  k::linear_backward(m.act.data(), s.weight(p_.down), d_out, d_act.data(), s.grad(p_.down), none, N,
+                     I, H);
+  k::swiglu_backward(m.gate.data(), m.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
+  k::linear_backward(h, s.weight(p_.gate), d_gate.data(), d_h, s.grad(p_.gate), none, N, H, I);
+  k::linear_backward(h, s.weight(p_.up), d_up.data(), d_h, s.grad(p_.up), none, N, H, I,
+                     /*accumulate_dx=*/true);
+}
+
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
                            DecoderLayerActs& A, Buffer& out) const {
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads,
-                hd = c.head_dim, I = c.intermediate_size;
+                hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   A.x_in = std::move(x_in);
   A.h1.resize(N * H);
@@ -68,25 +98,15 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.h2.resize(N * H);
   A.rstd2.resize(N);
   k::rmsnorm_forward(A.x_mid.data(), s.value(p_.post_norm), A.h2.data(), A.rstd2.data(), N, H, eps);
-  A.gate.resize(N * I);
-  A.up.resize(N * I);
-  A.act.resize(N * I);
-  k::linear_forward(A.h2.data(), s.weight(p_.gate), static_cast<const float*>(nullptr),
-                    A.gate.data(), N, H, I);
-  k::linear_forward(A.h2.data(), s.weight(p_.up), static_cast<const float*>(nullptr), A.up.data(),
-                    N, H, I);
-  k::swiglu_forward(A.gate.data(), A.up.data(), A.act.data(), N * I);
   out.resize(N * H);
-  k::linear_forward(A.act.data(), s.weight(p_.down), static_cast<const float*>(nullptr), out.data(),
-                    N, I, H);
+  mlp_forward(s, A.h2.data(), N, A, out.data());
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
 }
 
 void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvLayer& cache,
                           Buffer& x) const {
   const TextConfig& c = config_;
-  const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim,
-                I = c.intermediate_size;
+  const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float* none = nullptr;
   Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
@@ -106,29 +126,21 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
                       attention_dims(c, length));
   k::linear_forward(attn.data(), s.weight(p_.o_proj), none, o.data(), 1, nh * hd, H);
   k::add_inplace(x.data(), o.data(), H);
-  Buffer gate(I), up(I), act(I), down(H);
+  Buffer down(H);
   k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.weight(p_.gate), none, gate.data(), 1, H, I);
-  k::linear_forward(h.data(), s.weight(p_.up), none, up.data(), 1, H, I);
-  k::swiglu_forward(gate.data(), up.data(), act.data(), I);
-  k::linear_forward(act.data(), s.weight(p_.down), none, down.data(), 1, I, H);
+  DecoderLayerActs scratch;
+  mlp_forward(s, h.data(), 1, scratch, down.data());
   k::add_inplace(x.data(), down.data(), H);
 }
 
 void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const DecoderLayerActs& A,
-                            const Buffer& d_out, Buffer& d_in) const {
+                            const Buffer& d_out, Buffer& d_in, const MoeAuxGrad* aux) const {
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads,
-                hd = c.head_dim, I = c.intermediate_size;
-  // MLP branch.
-  Buffer d_act(N * I), d_gate(N * I), d_up(N * I), d_h(N * H), d_mid(N * H);
-  k::linear_backward(A.act.data(), s.weight(p_.down), d_out.data(), d_act.data(), s.grad(p_.down),
-                     static_cast<float*>(nullptr), N, I, H);
-  k::swiglu_backward(A.gate.data(), A.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
-  k::linear_backward(A.h2.data(), s.weight(p_.gate), d_gate.data(), d_h.data(), s.grad(p_.gate),
-                     static_cast<float*>(nullptr), N, H, I);
-  k::linear_backward(A.h2.data(), s.weight(p_.up), d_up.data(), d_h.data(), s.grad(p_.up),
-                     static_cast<float*>(nullptr), N, H, I, /*accumulate_dx=*/true);
+                hd = c.head_dim;
+  // Feed-forward branch.
+  Buffer d_h(N * H), d_mid(N * H);
+  mlp_backward(s, A.h2.data(), N, A, d_out.data(), aux, d_h.data());
   k::rmsnorm_backward(A.x_mid.data(), s.value(p_.post_norm), A.rstd2.data(), d_h.data(),
                       d_mid.data(), s.grad(p_.post_norm), N, H);
   k::add_inplace(d_mid.data(), d_out.data(), N * H);

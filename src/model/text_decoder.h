@@ -1,9 +1,12 @@
 // The Qwen3 decoder layer: RMSNorm -> GQA attention with per-head q/k RMSNorm and interleaved
-// MRoPE over packed documents -> residual -> RMSNorm -> SwiGLU -> residual.
+// MRoPE over packed documents -> residual -> RMSNorm -> feed-forward -> residual. The
+// feed-forward is the dense SwiGLU MLP, or in a sparse layer of a MoE model the MoeBlock
+// (model/moe_block.h).
 #pragma once
 #include <vector>
 
 #include "model/config.h"
+#include "model/moe_block.h"
 #include "model/params.h"
 #include "model/vision_encoder.h"
 
@@ -17,9 +20,14 @@ struct DecoderContext {
   PoolVector<float> cos, sin;      // [tokens, head_dim]
 };
 
+struct DenseMlpActs {
+  Buffer gate, up, act;
+};
+
 struct DecoderLayerActs {
-  Buffer x_in, h1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn, lse, x_mid, h2, rstd2, gate,
-      up, act;
+  Buffer x_in, h1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn, lse, x_mid, h2, rstd2;
+  DenseMlpActs mlp;  // dense layers
+  MoeActs moe;       // sparse layers
 };
 
 // Keys (after q/k norm and rotary) and values of the tokens seen so far, for incremental decoding.
@@ -38,11 +46,17 @@ class DecoderLayer {
   // the cache. cos / sin: [head_dim] for the token's position.
   void decode(ParamStore& store, const float* cos, const float* sin, KvLayer& cache,
               Buffer& x) const;
-  // d_out: gradient of the layer output; d_in receives the gradient of its input.
+  // d_out: gradient of the layer output; d_in receives the gradient of its input. aux: the
+  // load-balancing loss's gradient (sparse layers; null = none).
   void backward(ParamStore& store, const DecoderContext& ctx, const DecoderLayerActs& acts,
-                const Buffer& d_out, Buffer& d_in) const;
+                const Buffer& d_out, Buffer& d_in, const MoeAuxGrad* aux = nullptr) const;
 
  private:
+  // The feed-forward on h [tokens, hidden]: out (overwritten) and d_h (overwritten).
+  void mlp_forward(ParamStore& store, const float* h, int64_t tokens, DecoderLayerActs& acts,
+                   float* out) const;
+  void mlp_backward(ParamStore& store, const float* h, int64_t tokens, const DecoderLayerActs& acts,
+                    const float* d_out, const MoeAuxGrad* aux, float* d_h) const;
   const TextConfig& config_;
   const TextLayerParams& p_;
 };

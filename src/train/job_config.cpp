@@ -178,6 +178,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"model.hf_assets_path", string_field(c.hf_assets_path)},
       {"model.init", string_field(c.init, {"hf", "torchtitan"})},
       {"model.freeze", string_list_field(c.freeze)},
+      {"model.router_aux_loss_coef", double_field(c.router_aux_loss_coef)},
       {"optimizer.name", string_field(c.optimizer, {"AdamW"})},
       {"optimizer.lr", double_field(c.adamw.lr)},
       {"optimizer.betas", betas_field(c.adamw)},

@@ -29,6 +29,7 @@ struct JobConfig {
   std::string hf_assets_path;
   std::string init = "hf";          // initialisation from scratch: hf | torchtitan (model/params.h)
   std::vector<std::string> freeze;  // "visual", "merger", "deepstack", "language_model", "lm_head"
+  double router_aux_loss_coef = 0;  // MoE load-balancing loss weight (0 = off, HF's default)
   // [optimizer]
   std::string optimizer = "AdamW";
   AdamWConfig adamw;

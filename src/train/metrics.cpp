@@ -82,6 +82,14 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
                       {"step_seconds", r.step_seconds},
                       {"skipped_samples", skipped_samples},
                       {"skipped_step", r.skipped}};
+  if (mc.text.is_moe()) {
+    std::printf("       router: aux_loss %.4f | expert share max %.3f min %.3f (balanced %.3f)\n",
+                r.aux_loss, r.expert_max_share, r.expert_min_share,
+                1.0 / static_cast<double>(mc.text.num_experts));
+    j["aux_loss"] = r.aux_loss;
+    j["expert_max_share"] = r.expert_max_share;
+    j["expert_min_share"] = r.expert_min_share;
+  }
   if (jsonl_.is_open()) {
     jsonl_ << j.dump() << "\n";
     jsonl_.flush();
@@ -92,6 +100,11 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
     // counterpart of torchtitan's peak reserved device memory.
     tb_->scalar("loss_metrics/global_avg_loss", r.loss, r.step);
     tb_->scalar("grad_norm", r.grad_norm, r.step);
+    if (mc.text.is_moe()) {
+      tb_->scalar("moe/aux_loss", r.aux_loss, r.step);
+      tb_->scalar("moe/expert_max_share", r.expert_max_share, r.step);
+      tb_->scalar("moe/expert_min_share", r.expert_min_share, r.step);
+    }
     tb_->scalar("lr", r.lr, r.step);
     tb_->scalar("throughput(tps)", tokens_per_s, r.step);
     tb_->scalar("tflops", gflops / 1e3, r.step);

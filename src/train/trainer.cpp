@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/buffer_pool.h"
 #include "core/error.h"
@@ -117,6 +118,37 @@ void Trainer::apply_freeze() {
   for (size_t i = 0; i < s.entries().size(); ++i) frozen_span_.push_back(s.frozen(i));
 }
 
+namespace {
+
+// Router statistics of one step's micro-batches, combined over ranks (MoE models only).
+struct RouterTotals {
+  std::vector<double> sums;  // [aux_loss weighted by token share, slots per expert ...]
+  explicit RouterTotals(const model::TextConfig& t) {
+    if (t.is_moe()) sums.assign(1 + t.num_experts, 0.0);  // the same size on every rank
+  }
+  void add(const model::ForwardResult& r, double kept) {
+    if (sums.empty() || r.tokens_per_expert.size() + 1 != sums.size()) return;
+    if (kept > 0) sums[0] += r.aux_loss * static_cast<double>(r.kept_tokens) / kept;
+    for (size_t e = 0; e < r.tokens_per_expert.size(); ++e)
+      sums[1 + e] += static_cast<double>(r.tokens_per_expert[e]);
+  }
+  void finish(dist::Communicator& comm, StepRecord& rec) {
+    if (sums.empty()) return;
+    comm.all_reduce_sum(sums.data(), sums.size());
+    rec.aux_loss = sums[0];
+    double total = 0, most = 0, least = std::numeric_limits<double>::infinity();
+    for (size_t e = 1; e < sums.size(); ++e) {
+      total += sums[e];
+      most = std::max(most, sums[e]);
+      least = std::min(least, sums[e]);
+    }
+    rec.expert_max_share = total > 0 ? most / total : 0;
+    rec.expert_min_share = total > 0 ? least / total : 0;
+  }
+};
+
+}  // namespace
+
 StepRecord Trainer::train_step() {
   auto& store = model_->store();
   StepRecord rec;
@@ -152,11 +184,14 @@ StepRecord Trainer::train_step() {
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
   opt.activation_checkpoint = config_.ac_mode;
   opt.selective_ac_option = config_.ac_selective_option;
+  opt.router_aux_loss_coef = config_.router_aux_loss_coef;
+  RouterTotals router(model_->config().text);
   for (size_t i = 0; i < micro.size(); ++i) {
     dp_->begin_micro_batch(i + 1 == micro.size());
     opt.vision_passes = passes[i];
     const model::ForwardResult r = model_->forward(micro[i], opt);
     loss_sum += r.loss_sum;
+    router.add(r, kept);
     if (model_->used_vision()) used_vision = 1;
     model_->backward();
   }
@@ -164,6 +199,7 @@ StepRecord Trainer::train_step() {
   double reduce[2] = {loss_sum, used_vision};
   comm_->all_reduce_sum(reduce, 2);
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");
+  router.finish(*comm_, rec);
   // Parameters that took no part (the vision tower on a text-only step; frozen ones) get no
   // update, no decay and do not count in the gradient norm, as with torch's grad = None.
   std::vector<uint8_t> active(vision_span_.size());

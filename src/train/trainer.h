@@ -24,6 +24,10 @@ struct StepRecord {
   int64_t processed_tokens = 0, vision_patches = 0;  // whole global batch, for FLOP counts
   double step_seconds = 0, data_seconds = 0;
   bool skipped = false;
+  // MoE: HF's load-balancing loss (token-weighted over the global batch) and the largest and
+  // smallest share of routed slots any expert received this step (over all sparse layers and
+  // ranks; 1 / num_experts each when balanced). No token is ever dropped (no capacity limit).
+  double aux_loss = 0, expert_max_share = 0, expert_min_share = 0;
 };
 
 // Set by SIGTERM / SIGINT handlers: the trainer saves a checkpoint at the next step boundary
