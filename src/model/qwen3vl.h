@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/inputs.h"
+#include "model/lora.h"
 #include "model/params.h"
 #include "model/positions.h"
 #include "model/text_decoder.h"
@@ -43,6 +44,10 @@ struct ForwardOptions {
   // micro-batch. A rank with fewer makes up the difference with idle passes, so that every rank
   // makes the same unit-hook calls (each one is a collective).
   int64_t vision_passes = 0;
+  // LoRA dropout (model/lora.h) applies in passes with backward set; its masks are a function of
+  // this key, so a trainer passing e.g. the micro-batch's global index gets the same masks after
+  // a resume.
+  int64_t lora_dropout_key = 0;
 };
 
 struct ForwardResult {
@@ -80,6 +85,16 @@ class Qwen3VLModel {
   const ModelParams& params() const { return params_; }
   // Moves the parameters into a store whose units are aligned to unit_align floats.
   void relayout(int64_t unit_align);
+  // Adds LoRA adapters (model/lora.h) to the decoder's target projections, initialised as PEFT
+  // does, and freezes every base parameter. Once per model.
+  void enable_lora(const LoraConfig& lora);
+  // enable_lora with dir/adapter_config.json, then the adapters from dir (PEFT's folder).
+  void load_lora_adapter(const std::string& dir);
+  // The plain model's parameters (the base layout, no adapters) with every adapter merged:
+  // W + scaling * B A. Without adapters, a copy. Memory: one more copy of the base weights.
+  ParamStore merged_store() const;
+  const LoraConfig& lora_config() const { return lora_config_; }
+  const LoraParams& lora_params() const { return lora_params_; }
   // Hooks called around every parameter unit (nullptr: none). Not owned.
   void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
 
@@ -105,9 +120,15 @@ class Qwen3VLModel {
   void grads_ready(int unit) {
     if (hooks_) hooks_->grads_ready(unit);
   }
+  // Decoder layer l with its adapters; gather / release its parameter units (adapters included).
+  DecoderLayer decoder_layer(int64_t l) const;
+  void gather_layer(int64_t l);
+  void release_layer(int64_t l);
   ModelConfig config_;
   ParamStore store_;
   ModelParams params_;
+  LoraConfig lora_config_;  // rank 0: no adapters
+  LoraParams lora_params_;
   std::unique_ptr<State> state_;
   bool used_vision_ = false;
   ModelTimings timings_;

@@ -25,6 +25,22 @@ k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens) {
 }
 }  // namespace
 
+void DecoderLayer::linear(ParamStore& s, LoraTarget t, ParamRef w, const float* x, float* y,
+                          int64_t M, int64_t K, int64_t N, DecoderLayerActs* acts,
+                          int64_t dropout_key) const {
+  const LoraAdapter* adapter = lora_ ? lora_->get(t) : nullptr;
+  dense_forward(s, w, adapter, x, y, M, K, N,
+                adapter && acts ? &acts->lora[static_cast<int>(t)] : nullptr, dropout_key);
+}
+
+void DecoderLayer::linear_backward(ParamStore& s, LoraTarget t, ParamRef w, const float* x,
+                                   const DecoderLayerActs& acts, const float* dy, float* dx,
+                                   int64_t M, int64_t K, int64_t N, bool accumulate_dx,
+                                   int64_t dropout_key) const {
+  dense_backward(s, w, lora_ ? lora_->get(t) : nullptr, x, &acts.lora[static_cast<int>(t)], dy,
+                 dx, M, K, N, accumulate_dx, dropout_key);
+}
+
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
                            DecoderLayerActs& A, Buffer& out) const {
   const TextConfig& c = config_;
@@ -38,12 +54,10 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.q_raw.resize(N * nh * hd);
   A.k_raw.resize(N * nkv * hd);
   A.v.resize(N * nkv * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.q_proj), static_cast<const float*>(nullptr),
-                    A.q_raw.data(), N, H, nh * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.k_proj), static_cast<const float*>(nullptr),
-                    A.k_raw.data(), N, H, nkv * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.v_proj), static_cast<const float*>(nullptr),
-                    A.v.data(), N, H, nkv * hd);
+  const int64_t key = ctx.lora_dropout_key;
+  linear(s, LoraTarget::kQ, p_.q_proj, A.h1.data(), A.q_raw.data(), N, H, nh * hd, &A, key);
+  linear(s, LoraTarget::kK, p_.k_proj, A.h1.data(), A.k_raw.data(), N, H, nkv * hd, &A, key);
+  linear(s, LoraTarget::kV, p_.v_proj, A.h1.data(), A.v.data(), N, H, nkv * hd, &A, key);
   // Per-head RMSNorm over head_dim (one weight shared by all heads), then rotary.
   A.q.resize(N * nh * hd);
   A.k.resize(N * nkv * hd);
@@ -62,8 +76,7 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                        attention_dims(c, N),
                        ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
   A.x_mid.resize(N * H);
-  k::linear_forward(A.attn.data(), s.weight(p_.o_proj), static_cast<const float*>(nullptr),
-                    A.x_mid.data(), N, nh * hd, H);
+  linear(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A.x_mid.data(), N, nh * hd, H, &A, key);
   k::add_inplace(A.x_mid.data(), A.x_in.data(), N * H);
   A.h2.resize(N * H);
   A.rstd2.resize(N);
@@ -71,14 +84,11 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.gate.resize(N * I);
   A.up.resize(N * I);
   A.act.resize(N * I);
-  k::linear_forward(A.h2.data(), s.weight(p_.gate), static_cast<const float*>(nullptr),
-                    A.gate.data(), N, H, I);
-  k::linear_forward(A.h2.data(), s.weight(p_.up), static_cast<const float*>(nullptr), A.up.data(),
-                    N, H, I);
+  linear(s, LoraTarget::kGate, p_.gate, A.h2.data(), A.gate.data(), N, H, I, &A, key);
+  linear(s, LoraTarget::kUp, p_.up, A.h2.data(), A.up.data(), N, H, I, &A, key);
   k::swiglu_forward(A.gate.data(), A.up.data(), A.act.data(), N * I);
   out.resize(N * H);
-  k::linear_forward(A.act.data(), s.weight(p_.down), static_cast<const float*>(nullptr), out.data(),
-                    N, I, H);
+  linear(s, LoraTarget::kDown, p_.down, A.act.data(), out.data(), N, I, H, &A, key);
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
 }
 
@@ -88,12 +98,11 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim,
                 I = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const float* none = nullptr;
   Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
   k::rmsnorm_forward(x.data(), s.value(p_.input_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.weight(p_.q_proj), none, q.data(), 1, H, nh * hd);
-  k::linear_forward(h.data(), s.weight(p_.k_proj), none, k.data(), 1, H, nkv * hd);
-  k::linear_forward(h.data(), s.weight(p_.v_proj), none, v.data(), 1, H, nkv * hd);
+  linear(s, LoraTarget::kQ, p_.q_proj, h.data(), q.data(), 1, H, nh * hd, nullptr, kNoDropout);
+  linear(s, LoraTarget::kK, p_.k_proj, h.data(), k.data(), 1, H, nkv * hd, nullptr, kNoDropout);
+  linear(s, LoraTarget::kV, p_.v_proj, h.data(), v.data(), 1, H, nkv * hd, nullptr, kNoDropout);
   k::rmsnorm_forward(q.data(), s.value(p_.q_norm), q.data(), rs.data(), nh, hd, eps);
   k::rmsnorm_forward(k.data(), s.value(p_.k_norm), k.data(), rs.data(), nkv, hd, eps);
   k::rope_forward(q.data(), cos, sin, q.data(), 1, nh, hd);
@@ -104,14 +113,14 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   Buffer attn(nh * hd), o(H);
   k::attention_decode(q.data(), cache.k.data(), cache.v.data(), attn.data(), length,
                       attention_dims(c, length));
-  k::linear_forward(attn.data(), s.weight(p_.o_proj), none, o.data(), 1, nh * hd, H);
+  linear(s, LoraTarget::kO, p_.o_proj, attn.data(), o.data(), 1, nh * hd, H, nullptr, kNoDropout);
   k::add_inplace(x.data(), o.data(), H);
   Buffer gate(I), up(I), act(I), down(H);
   k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.weight(p_.gate), none, gate.data(), 1, H, I);
-  k::linear_forward(h.data(), s.weight(p_.up), none, up.data(), 1, H, I);
+  linear(s, LoraTarget::kGate, p_.gate, h.data(), gate.data(), 1, H, I, nullptr, kNoDropout);
+  linear(s, LoraTarget::kUp, p_.up, h.data(), up.data(), 1, H, I, nullptr, kNoDropout);
   k::swiglu_forward(gate.data(), up.data(), act.data(), I);
-  k::linear_forward(act.data(), s.weight(p_.down), none, down.data(), 1, I, H);
+  linear(s, LoraTarget::kDown, p_.down, act.data(), down.data(), 1, I, H, nullptr, kNoDropout);
   k::add_inplace(x.data(), down.data(), H);
 }
 
@@ -122,20 +131,21 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                 hd = c.head_dim, I = c.intermediate_size;
   // MLP branch.
   Buffer d_act(N * I), d_gate(N * I), d_up(N * I), d_h(N * H), d_mid(N * H);
-  k::linear_backward(A.act.data(), s.weight(p_.down), d_out.data(), d_act.data(), s.grad(p_.down),
-                     static_cast<float*>(nullptr), N, I, H);
+  const int64_t key = ctx.lora_dropout_key;
+  linear_backward(s, LoraTarget::kDown, p_.down, A.act.data(), A, d_out.data(), d_act.data(), N, I,
+                  H, false, key);
   k::swiglu_backward(A.gate.data(), A.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
-  k::linear_backward(A.h2.data(), s.weight(p_.gate), d_gate.data(), d_h.data(), s.grad(p_.gate),
-                     static_cast<float*>(nullptr), N, H, I);
-  k::linear_backward(A.h2.data(), s.weight(p_.up), d_up.data(), d_h.data(), s.grad(p_.up),
-                     static_cast<float*>(nullptr), N, H, I, /*accumulate_dx=*/true);
+  linear_backward(s, LoraTarget::kGate, p_.gate, A.h2.data(), A, d_gate.data(), d_h.data(), N, H,
+                  I, false, key);
+  linear_backward(s, LoraTarget::kUp, p_.up, A.h2.data(), A, d_up.data(), d_h.data(), N, H, I,
+                  /*accumulate_dx=*/true, key);
   k::rmsnorm_backward(A.x_mid.data(), s.value(p_.post_norm), A.rstd2.data(), d_h.data(),
                       d_mid.data(), s.grad(p_.post_norm), N, H);
   k::add_inplace(d_mid.data(), d_out.data(), N * H);
   // Attention branch.
   Buffer d_attn(N * nh * hd), dq(N * nh * hd), dk(N * nkv * hd), dv(N * nkv * hd);
-  k::linear_backward(A.attn.data(), s.weight(p_.o_proj), d_mid.data(), d_attn.data(),
-                     s.grad(p_.o_proj), static_cast<float*>(nullptr), N, nh * hd, H);
+  linear_backward(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A, d_mid.data(), d_attn.data(), N,
+                  nh * hd, H, false, key);
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), ctx.cu_seqlens.data(),
                         static_cast<int64_t>(ctx.cu_seqlens.size()) - 1, attention_dims(c, N),
@@ -147,12 +157,12 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                       s.grad(p_.q_norm), N * nh, hd);
   k::rmsnorm_backward(A.k_raw.data(), s.value(p_.k_norm), A.rstd_k.data(), dk.data(), dk_raw.data(),
                       s.grad(p_.k_norm), N * nkv, hd);
-  k::linear_backward(A.h1.data(), s.weight(p_.q_proj), dq_raw.data(), d_h.data(), s.grad(p_.q_proj),
-                     static_cast<float*>(nullptr), N, H, nh * hd);
-  k::linear_backward(A.h1.data(), s.weight(p_.k_proj), dk_raw.data(), d_h.data(), s.grad(p_.k_proj),
-                     static_cast<float*>(nullptr), N, H, nkv * hd, true);
-  k::linear_backward(A.h1.data(), s.weight(p_.v_proj), dv.data(), d_h.data(), s.grad(p_.v_proj),
-                     static_cast<float*>(nullptr), N, H, nkv * hd, true);
+  linear_backward(s, LoraTarget::kQ, p_.q_proj, A.h1.data(), A, dq_raw.data(), d_h.data(), N, H,
+                  nh * hd, false, key);
+  linear_backward(s, LoraTarget::kK, p_.k_proj, A.h1.data(), A, dk_raw.data(), d_h.data(), N, H,
+                  nkv * hd, true, key);
+  linear_backward(s, LoraTarget::kV, p_.v_proj, A.h1.data(), A, dv.data(), d_h.data(), N, H,
+                  nkv * hd, true, key);
   d_in.resize(N * H);
   k::rmsnorm_backward(A.x_in.data(), s.value(p_.input_norm), A.rstd1.data(), d_h.data(),
                       d_in.data(), s.grad(p_.input_norm), N, H);
