@@ -15,10 +15,16 @@ namespace fs = std::filesystem;
 
 // The files of a model folder that are not weights or config.json, copied as they are.
 std::vector<std::pair<std::string, std::string>> companion_files(const std::string& dir) {
-  static const char* kNames[] = {"generation_config.json", "preprocessor_config.json",
-                                 "video_preprocessor_config.json", "tokenizer.json",
-                                 "tokenizer_config.json", "chat_template.jinja", "chat_template.json",
-                                 "vocab.json", "merges.txt", "special_tokens_map.json"};
+  static const char* kNames[] = {"generation_config.json",
+                                 "preprocessor_config.json",
+                                 "video_preprocessor_config.json",
+                                 "tokenizer.json",
+                                 "tokenizer_config.json",
+                                 "chat_template.jinja",
+                                 "chat_template.json",
+                                 "vocab.json",
+                                 "merges.txt",
+                                 "special_tokens_map.json"};
   std::vector<std::pair<std::string, std::string>> out;
   for (const char* name : kNames)
     if (fs::exists(fs::path(dir) / name)) out.emplace_back(name, (fs::path(dir) / name).string());
@@ -37,8 +43,8 @@ int run_export(const Args& args) {
                       : dtype_name == "float16"  ? DType::kF16
                                                  : (usage_fail("--dtype '", dtype_name,
                                                                "' is not one of: float32, "
-                                                               "bfloat16, float16"),
-                                                    DType::kF32);
+                                                                "bfloat16, float16"),
+                                                   DType::kF32);
   auto model = model::Qwen3VLModel::from_pretrained(dir);
   if (f.has("adapter")) model->load_lora_adapter(f.get("adapter"));
   model::save_hf_checkpoint(out, model->config(), model->merged_store(), dtype, 4ll << 30,

@@ -22,9 +22,8 @@ namespace {
 
 constexpr const char* kTargetNames[kLoraTargets] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                     "gate_proj", "up_proj", "down_proj"};
-constexpr const char* kTargetModule[kLoraTargets] = {"self_attn", "self_attn", "self_attn",
-                                                     "self_attn", "mlp",       "mlp",
-                                                     "mlp"};
+constexpr const char* kTargetModule[kLoraTargets] = {
+    "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
 const std::string kPeftPrefix = "base_model.model.";
 
 uint64_t splitmix64(uint64_t z) {
@@ -48,11 +47,15 @@ void apply_dropout(const T* src, T* dst, int64_t n, double p, uint64_t stream, i
   }
 }
 
-bool dropout_on(double p, int64_t key) { return p > 0 && key >= 0; }
+bool dropout_on(double p, int64_t key) {
+  return p > 0 && key >= 0;
+}
 
 }  // namespace
 
-const char* lora_target_name(LoraTarget t) { return kTargetNames[static_cast<int>(t)]; }
+const char* lora_target_name(LoraTarget t) {
+  return kTargetNames[static_cast<int>(t)];
+}
 
 LoraTarget lora_target_from_name(const std::string& name) {
   for (int i = 0; i < kLoraTargets; ++i)
@@ -90,9 +93,9 @@ void lora_forward(const T* x, const T* A, const T* B, T* y, T* v, int64_t M, int
 }
 
 template <typename T>
-void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, T* dx, T* dA,
-                   T* dB, int64_t M, int64_t K, int64_t N, int64_t r, double scaling,
-                   double dropout, uint64_t stream, int64_t dropout_key) {
+void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, T* dx, T* dA, T* dB,
+                   int64_t M, int64_t K, int64_t N, int64_t r, double scaling, double dropout,
+                   uint64_t stream, int64_t dropout_key) {
   const bool drop = dropout_on(dropout, dropout_key);
   if (dB) k::gemm<T>(true, false, N, r, M, T(1), dy, N, v, r, T(1), dB, r);
   PoolVector<T> du(M * r);  // d(dropout(x) A^T), the scaling included
@@ -165,7 +168,9 @@ std::string lora_param_name(int64_t layer, LoraTarget t, char which) {
   return kPeftPrefix + base + ".lora_" + which + ".weight";
 }
 
-bool is_lora_param(const std::string& name) { return name.rfind(kPeftPrefix, 0) == 0; }
+bool is_lora_param(const std::string& name) {
+  return name.rfind(kPeftPrefix, 0) == 0;
+}
 
 LoraParams layout_lora(const ModelConfig& config, const LoraConfig& lora, ParamStore& s) {
   lora.validate();
@@ -176,7 +181,7 @@ LoraParams layout_lora(const ModelConfig& config, const LoraConfig& lora, ParamS
                 I = t.intermediate_size;
   // [out, in] of each target, in LoraTarget order.
   const int64_t shapes[kLoraTargets][2] = {{q, H}, {kv, H}, {kv, H}, {H, q},
-                                           {I, H}, {I, H}, {H, I}};
+                                           {I, H}, {I, H},  {H, I}};
   const float scaling = static_cast<float>(lora.scaling());
   for (int64_t l = 0; l < t.num_layers; ++l) {
     p.layer_units.push_back(s.begin_unit("lora.layers." + std::to_string(l)));

@@ -80,9 +80,9 @@ template <typename T>
 void lora_forward(const T* x, const T* A, const T* B, T* y, T* v, int64_t M, int64_t K, int64_t N,
                   int64_t r, double scaling, double dropout, uint64_t stream, int64_t dropout_key);
 template <typename T>
-void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, T* dx, T* dA,
-                   T* dB, int64_t M, int64_t K, int64_t N, int64_t r, double scaling,
-                   double dropout, uint64_t stream, int64_t dropout_key);
+void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, T* dx, T* dA, T* dB,
+                   int64_t M, int64_t K, int64_t N, int64_t r, double scaling, double dropout,
+                   uint64_t stream, int64_t dropout_key);
 
 // The dense layer y[M, N] = x[M, K] W^T through kernels::linear_forward (bf16 when the store has
 // copies) plus the adapter's term when `lora` is non-null (fp32). acts may be null (no backward).

@@ -37,8 +37,8 @@ void DecoderLayer::linear_backward(ParamStore& s, LoraTarget t, ParamRef w, cons
                                    const DecoderLayerActs& acts, const float* dy, float* dx,
                                    int64_t M, int64_t K, int64_t N, bool accumulate_dx,
                                    int64_t dropout_key) const {
-  dense_backward(s, w, lora_ ? lora_->get(t) : nullptr, x, &acts.lora[static_cast<int>(t)], dy,
-                 dx, M, K, N, accumulate_dx, dropout_key);
+  dense_backward(s, w, lora_ ? lora_->get(t) : nullptr, x, &acts.lora[static_cast<int>(t)], dy, dx,
+                 M, K, N, accumulate_dx, dropout_key);
 }
 
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
@@ -135,8 +135,8 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
   linear_backward(s, LoraTarget::kDown, p_.down, A.act.data(), A, d_out.data(), d_act.data(), N, I,
                   H, false, key);
   k::swiglu_backward(A.gate.data(), A.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
-  linear_backward(s, LoraTarget::kGate, p_.gate, A.h2.data(), A, d_gate.data(), d_h.data(), N, H,
-                  I, false, key);
+  linear_backward(s, LoraTarget::kGate, p_.gate, A.h2.data(), A, d_gate.data(), d_h.data(), N, H, I,
+                  false, key);
   linear_backward(s, LoraTarget::kUp, p_.up, A.h2.data(), A, d_up.data(), d_h.data(), N, H, I,
                   /*accumulate_dx=*/true, key);
   k::rmsnorm_backward(A.x_mid.data(), s.value(p_.post_norm), A.rstd2.data(), d_h.data(),

@@ -92,7 +92,7 @@ struct JobConfig {
   // [lora] (not a torchtitan section; docs/LORA.md): rank > 0 trains adapters on the decoder's
   // target projections with every base weight frozen. lora.seed is training.seed.
   model::LoraConfig lora;
-  bool lora_merge_on_export = false;  // the HF export holds W + scaling * B A
+  bool lora_merge_on_export = false;                 // the HF export holds W + scaling * B A
   std::string lora_adapter_folder = "lora_adapter";  // under dump_folder, written at the end
 
   // torchtitan keys found that have no effect here (see torchtitan_keys.h), for one warning.
