@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -213,8 +214,8 @@ TEST(Lora, FreshAdaptersLeaveTheModelUnchangedAndFollowPeftsInit) {
 }
 
 // Logits of the adapted model against the plain model with W + scaling * B A. Both are float
-// computations of the same function in different association; measured max difference is about
-// 1e-7 here (logits of magnitude ~1); the bound 1e-5 is the issue's.
+// computations of the same function in different association; measured max difference 6.0e-7
+// here (logits up to 1.85); the bound 1e-5 is the issue's.
 TEST(Lora, MergedWeightsGiveTheSameLogits) {
   auto m = adapted_tiny_model();
   auto plain = plain_model(m->config(), m->merged_store());
@@ -229,6 +230,7 @@ TEST(Lora, MergedWeightsGiveTheSameLogits) {
   }
   EXPECT_GT(max_abs, 0.1);
   EXPECT_LT(max_diff, 1e-5);
+  std::printf("adapted vs merged logits: max |diff| %.3g (max |logit| %.3g)\n", max_diff, max_abs);
   // The merge changed the weights (B is non-zero): a plain model of the base differs.
   EXPECT_NE(m->merged_store().value(
                 m->merged_store().find(model::lora_base_name(0, LoraTarget::kQ))->ref)[0],
@@ -238,7 +240,7 @@ TEST(Lora, MergedWeightsGiveTheSameLogits) {
 // Through the whole model (every target, both layers, backward through attention and the MLP):
 // the adapters' gradients equal the chain rule applied to the merged model's weight gradient,
 // dB = scaling * dW A^T and dA = scaling * B^T dW (dropout off). Float sums of differently
-// ordered products; relative 1e-4 of the largest entry (measured ~1e-6).
+// ordered products; relative 1e-4 of the largest entry (measured 1.1e-6).
 TEST(Lora, AdapterGradientsFollowTheMergedWeightGradient) {
   auto m = adapted_tiny_model();
   auto plain = plain_model(m->config(), m->merged_store());
@@ -251,6 +253,7 @@ TEST(Lora, AdapterGradientsFollowTheMergedWeightGradient) {
   plain->forward(text_inputs(), opt);
   plain->backward();
   const double s = m->lora_config().scaling();
+  double worst = 0;  // largest error relative to the largest entry
   const auto& ms = m->store();
   const auto& ps = plain->store();
   for (int64_t l = 0; l < 2; ++l)
@@ -277,12 +280,15 @@ TEST(Lora, AdapterGradientsFollowTheMergedWeightGradient) {
         for (double w : want) scale = std::max(scale, std::abs(w));
         ASSERT_GT(scale, 0) << what;
         for (size_t i = 0; i < want.size(); ++i)
+          worst = std::max(worst, std::abs(got[i] - want[i]) / scale);
+        for (size_t i = 0; i < want.size(); ++i)
           ASSERT_NEAR(got[i], want[i], 1e-4 * scale)
               << what << " layer " << l << " " << model::lora_target_name(tg) << " [" << i << "]";
       };
       compare(want_dA, dA, "dA");
       compare(want_dB, dB, "dB");
     }
+  std::printf("adapter gradients vs chain rule: worst relative error %.3g\n", worst);
   // Frozen base weights received no gradient.
   const auto* q = ms.find(model::lora_base_name(0, LoraTarget::kQ));
   for (int64_t i = 0; i < q->ref.numel; ++i) ASSERT_EQ(ms.grads().data()[q->ref.offset + i], 0.0f);

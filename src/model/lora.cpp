@@ -246,7 +246,8 @@ std::string lora_adapter_config_json(const LoraConfig& lora, const std::string& 
   // the features it does not use; PEFT writes them sorted, indented by 2 (config.py).
   nlohmann::json j = {{"alpha_pattern", nlohmann::json::object()},
                       {"auto_mapping", nullptr},
-                      {"base_model_name_or_path", base_model},
+                      {"base_model_name_or_path",
+                       base_model.empty() ? nlohmann::json(nullptr) : nlohmann::json(base_model)},
                       {"bias", "none"},
                       {"fan_in_fan_out", false},
                       {"inference_mode", true},
