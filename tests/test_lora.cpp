@@ -133,11 +133,13 @@ model::LoraConfig all_targets(int64_t rank = 4) {
 }
 
 // A tiny model with adapters on every target and non-zero B (as after training).
-std::unique_ptr<model::Qwen3VLModel> adapted_tiny_model(uint64_t seed = 1) {
+std::unique_ptr<model::Qwen3VLModel> adapted_tiny_model(uint64_t seed = 1, double dropout = 0) {
   const auto config = testing::tiny_config();
   auto m = std::make_unique<model::Qwen3VLModel>(config);
   model::init_params(config, m->store(), seed);
-  m->enable_lora(all_targets());
+  model::LoraConfig lora = all_targets();
+  lora.dropout = dropout;
+  m->enable_lora(lora);
   std::mt19937 rng(seed + 100);
   std::normal_distribution<float> n(0.0f, 0.05f);
   for (const auto& e : m->store().entries())
@@ -292,6 +294,29 @@ TEST(Lora, AdapterGradientsFollowTheMergedWeightGradient) {
   // Frozen base weights received no gradient.
   const auto* q = ms.find(model::lora_base_name(0, LoraTarget::kQ));
   for (int64_t i = 0; i < q->ref.numel; ++i) ASSERT_EQ(ms.grads().data()[q->ref.offset + i], 0.0f);
+}
+
+// Gradients of every parameter after one forward + backward with the given dropout key and
+// activation checkpointing mode.
+std::vector<float> lora_grads(model::Qwen3VLModel& m, int64_t key, const std::string& ac) {
+  model::ForwardOptions opt;
+  opt.backward = true;
+  opt.lora_dropout_key = key;
+  opt.activation_checkpoint = ac;
+  m.store().zero_grads();
+  m.forward(text_inputs(), opt);
+  m.backward();
+  const float* g = m.store().grads().data();
+  return std::vector<float>(g, g + m.store().total());
+}
+
+// A layer recomputed in backward (activation checkpointing) draws the forward's dropout masks:
+// gradients bit-identical to keeping the activations; another key gives other masks.
+TEST(Lora, DropoutMasksRepeatUnderActivationCheckpointing) {
+  auto m = adapted_tiny_model(1, 0.3);
+  const auto none = lora_grads(*m, 5, "none"), full = lora_grads(*m, 5, "full");
+  EXPECT_EQ(none, full);
+  EXPECT_NE(none, lora_grads(*m, 6, "none"));
 }
 
 TEST(Lora, SavedAdapterUsesPeftNamesAndReloadsBitExactly) {

@@ -40,6 +40,7 @@ std::map<std::string, CommandDoc> build() {
       {},
       {{"",
         {{"model", "DIR", "", "Hugging Face Qwen3-VL folder (an export of `train` works)"},
+         {"adapter", "DIR", "", "a PEFT LoRA adapter folder applied on top (unmerged)"},
          {"tokenizer", "FILE", "DIR/tokenizer.json", "tokenizer.json"},
          {"prompt", "TEXT", "", "the user's message"},
          {"image", "A,B", "", "comma-separated image files, placed before the text"},
