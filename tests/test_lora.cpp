@@ -296,6 +296,33 @@ TEST(Lora, AdapterGradientsFollowTheMergedWeightGradient) {
   for (int64_t i = 0; i < q->ref.numel; ++i) ASSERT_EQ(ms.grads().data()[q->ref.offset + i], 0.0f);
 }
 
+// Mixed precision: the base products read the bf16 copies and the adapters stay float32, so
+// fresh adapters (B = 0) leave the bf16 model's logits bit-identical, and the adapter's
+// gradients are float32 ones (non-zero for B at the start, as in float32 training).
+TEST(Lora, Bf16BaseWithFloatAdapters) {
+  const auto config = testing::tiny_config();
+  model::Qwen3VLModel base(config), adapted(config);
+  model::init_params(config, base.store(), 1);
+  model::init_params(config, adapted.store(), 1);
+  adapted.enable_lora(all_targets());
+  base.store().enable_bf16_copies();
+  adapted.store().enable_bf16_copies();
+  model::ForwardOptions opt;
+  opt.want_logits = true;
+  const auto x = base.forward(text_inputs(), opt), y = adapted.forward(text_inputs(), opt);
+  EXPECT_EQ(std::memcmp(x.logits.raw(), y.logits.raw(), x.logits.nbytes()), 0);
+  opt.want_logits = false;
+  opt.backward = true;
+  adapted.store().zero_grads();
+  adapted.forward(text_inputs(), opt);
+  adapted.backward();
+  const auto* b = adapted.store().find(model::lora_param_name(0, LoraTarget::kQ, 'B'));
+  double sq = 0;
+  for (int64_t i = 0; i < b->ref.numel; ++i)
+    sq += std::pow(adapted.store().grads().data()[b->ref.offset + i], 2);
+  EXPECT_GT(sq, 0);
+}
+
 // Gradients of every parameter after one forward + backward with the given dropout key and
 // activation checkpointing mode.
 std::vector<float> lora_grads(model::Qwen3VLModel& m, int64_t key, const std::string& ac) {
