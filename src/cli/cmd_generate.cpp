@@ -42,9 +42,10 @@ std::vector<data::RgbImage> read_images(const std::string& comma_list) {
 int run_generate(const Args& args) {
   Flags f(args, {"raw"});
   f.allow_only({"model", "tokenizer", "prompt", "image", "max-new-tokens", "min-new-tokens",
-                "temperature", "top-k", "top-p", "seed", "raw"});
+                "temperature", "top-k", "top-p", "seed", "raw", "adapter"});
   const std::string dir = f.require("model");
   auto model = model::Qwen3VLModel::from_pretrained(dir);
+  if (f.has("adapter")) model->load_lora_adapter(f.get("adapter"));  // docs/LORA.md
   const data::Tokenizer tok =
       data::Tokenizer::load(f.get("tokenizer", (fs::path(dir) / "tokenizer.json").string()));
   const infer::StopTokens stop = infer::StopTokens::qwen(tok);

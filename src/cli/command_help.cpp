@@ -26,11 +26,21 @@ std::map<std::string, CommandDoc> build() {
          {"out", "FILE", "", "where to write logits, loss, features (and gradients)"},
          {"backward", "", "off", "also run backward and write grad.<name> per parameter"},
          {"no-record", "", "off", "do not keep per-layer states"}}}}};
+  d["export"] = {
+      "export --model DIR --out DIR [--adapter DIR --merge] [--dtype float32|bfloat16|float16]",
+      {},
+      {{"",
+        {{"model", "DIR", "", "Hugging Face Qwen3-VL folder (the base model)"},
+         {"adapter", "DIR", "", "PEFT LoRA adapter folder (adapter_config.json + safetensors)"},
+         {"merge", "", "off", "merge the adapter into the weights (W + scaling * B A)"},
+         {"out", "DIR", "", "the folder to write (replaced if it exists)"},
+         {"dtype", "NAME", "float32", "weights' dtype: float32, bfloat16 or float16"}}}}};
   d["generate"] = {
       "generate --model DIR --prompt TEXT [--image A.jpg,B.png] [sampling flags]",
       {},
       {{"",
         {{"model", "DIR", "", "Hugging Face Qwen3-VL folder (an export of `train` works)"},
+         {"adapter", "DIR", "", "a PEFT LoRA adapter folder applied on top (unmerged)"},
          {"tokenizer", "FILE", "DIR/tokenizer.json", "tokenizer.json"},
          {"prompt", "TEXT", "", "the user's message"},
          {"image", "A,B", "", "comma-separated image files, placed before the text"},

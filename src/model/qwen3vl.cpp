@@ -1,5 +1,6 @@
 #include "model/qwen3vl.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -96,11 +97,60 @@ void Qwen3VLModel::enable_bf16_matmuls() {
 void Qwen3VLModel::relayout(int64_t unit_align) {
   ParamStore fresh(unit_align);
   ModelParams p = layout_params(config_, fresh);
+  LoraParams lp = layout_lora(config_, lora_config_, fresh);
   fresh.allocate();
   fresh.copy_from(store_);
+  if (store_.has_bf16_copies()) fresh.enable_bf16_copies();
   store_ = std::move(fresh);
   params_ = std::move(p);
+  lora_params_ = std::move(lp);
   state_.reset();
+}
+
+void Qwen3VLModel::enable_lora(const LoraConfig& lora) {
+  QV_CHECK(!lora_config_.enabled(), "enable_lora: the model has adapters already");
+  QV_CHECK(lora.enabled(), "enable_lora: lora.rank must be positive");
+  lora_config_ = lora;
+  relayout(store_.unit_align());
+  init_lora(lora_params_, lora_config_, store_);
+  // Base weights frozen: only the adapters ("base_model.model." names) receive gradients.
+  store_.set_frozen_prefix("model.", true);
+  store_.set_frozen_prefix("lm_head.", true);
+}
+
+void Qwen3VLModel::load_lora_adapter(const std::string& dir) {
+  enable_lora(
+      read_lora_adapter_config((std::filesystem::path(dir) / "adapter_config.json").string()));
+  load_lora_tensors(dir, store_);
+}
+
+ParamStore Qwen3VLModel::merged_store() const {
+  ParamStore out;
+  layout_params(config_, out);
+  out.allocate();
+  for (const ParamEntry& e : out.entries()) {
+    const ParamEntry* src = store_.find(e.name);
+    QV_CHECK(src && src->ref.numel == e.ref.numel, "merged_store: parameter '", e.name,
+             "' missing");
+    std::copy_n(store_.value(src->ref), e.ref.numel, out.value(e.ref));
+  }
+  merge_lora(config_, lora_config_, store_, out);
+  return out;
+}
+
+DecoderLayer Qwen3VLModel::decoder_layer(int64_t l) const {
+  return DecoderLayer(config_.text, params_.text.layers[l],
+                      lora_config_.enabled() ? &lora_params_.layers[l] : nullptr);
+}
+
+void Qwen3VLModel::gather_layer(int64_t l) {
+  gather(params_.text.layer_units[l]);
+  if (lora_config_.enabled()) gather(lora_params_.layer_units[l]);
+}
+
+void Qwen3VLModel::release_layer(int64_t l) {
+  release(params_.text.layer_units[l]);
+  if (lora_config_.enabled()) release(lora_params_.layer_units[l]);
 }
 
 Qwen3VLModel::~Qwen3VLModel() = default;
@@ -273,6 +323,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   }
   DecoderContext& ctx = st->ctx;
   ctx.tokens = N;
+  ctx.lora_dropout_key = opt.backward ? opt.lora_dropout_key : kNoDropout;
   text_rope_tables(tc, res.rope.positions, N, ctx.cos, ctx.sin);
   if (opt.record) {
     record("debug.text_rope_cos", ctx.cos, {B, S, tc.head_dim});
@@ -296,11 +347,11 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   st->recompute.assign(tc.num_layers, 0);
   for (int64_t l = 0; l < tc.num_layers; ++l) {
     if (opt.record) record("layer_input." + std::to_string(l), x, {B, S, H});
-    DecoderLayer layer(tc, params_.text.layers[l]);
+    const DecoderLayer layer = decoder_layer(l);
     Buffer out;
-    gather(params_.text.layer_units[l]);
+    gather_layer(l);
     layer.forward(store_, ctx, std::move(x), st->layers[l], out);
-    release(params_.text.layer_units[l]);
+    release_layer(l);
     if (params_.text.layers[l].sparse())
       st->router.add(st->layers[l].moe, N, tc.num_experts_per_tok,
                      ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
@@ -439,8 +490,7 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   PoolVector<float> cos, sin;
   text_rope_tables(tc, {pos, pos, pos}, 1, cos, sin);
   for (int64_t l = 0; l < tc.num_layers; ++l)
-    DecoderLayer(tc, params_.text.layers[l])
-        .decode(store_, cos.data(), sin.data(), cache.layers[l], x);
+    decoder_layer(l).decode(store_, cos.data(), sin.data(), cache.layers[l], x);
   ++cache.length;
   Buffer h(H), rstd(1);
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
@@ -473,8 +523,8 @@ void Qwen3VLModel::backward() {
       for (size_t j = 0; j < st.visual_pos.size(); ++j)
         std::memcpy(&d_deepstack[l][st.visual_src[j] * H], &d[st.visual_pos[j] * H],
                     H * sizeof(float));
-    DecoderLayer layer(tc, params_.text.layers[l]);
-    gather(params_.text.layer_units[l]);
+    const DecoderLayer layer = decoder_layer(l);
+    gather_layer(l);
     if (st.recompute[l]) {  // activation checkpointing: rebuild this layer's activations
       Buffer input = st.layers[l].x_in, unused;
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
@@ -483,7 +533,8 @@ void Qwen3VLModel::backward() {
                          st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data()};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     grads_ready(params_.text.layer_units[l]);
-    release(params_.text.layer_units[l]);
+    if (lora_config_.enabled()) grads_ready(lora_params_.layer_units[l]);
+    release_layer(l);
     std::swap(d, d_in);
     st.layers[l] = {};  // free as we go
   }

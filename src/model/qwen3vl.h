@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/inputs.h"
+#include "model/lora.h"
 #include "model/params.h"
 #include "model/positions.h"
 #include "model/text_decoder.h"
@@ -49,6 +50,10 @@ struct ForwardOptions {
   // loss_grad_scale x (sum of token losses) + coef x aux_loss x (this batch's share of the
   // global batch's kept tokens), so one micro-batch gives HF's loss + coef x aux_loss.
   double router_aux_loss_coef = 0;
+  // LoRA dropout (model/lora.h) applies in passes with backward set; its masks are a function of
+  // this key, so a trainer passing e.g. the micro-batch's global index gets the same masks after
+  // a resume.
+  int64_t lora_dropout_key = 0;
 };
 
 struct ForwardResult {
@@ -94,6 +99,16 @@ class Qwen3VLModel {
   // matrix but the position table and an untied input embedding, which are gathered in float),
   // so dense layers and the classifier multiply in bf16 with float accumulation.
   void enable_bf16_matmuls();
+  // Adds LoRA adapters (model/lora.h) to the decoder's target projections, initialised as PEFT
+  // does, and freezes every base parameter. Once per model.
+  void enable_lora(const LoraConfig& lora);
+  // enable_lora with dir/adapter_config.json, then the adapters from dir (PEFT's folder).
+  void load_lora_adapter(const std::string& dir);
+  // The plain model's parameters (the base layout, no adapters) with every adapter merged:
+  // W + scaling * B A. Without adapters, a copy. Memory: one more copy of the base weights.
+  ParamStore merged_store() const;
+  const LoraConfig& lora_config() const { return lora_config_; }
+  const LoraParams& lora_params() const { return lora_params_; }
   // Hooks called around every parameter unit (nullptr: none). Not owned.
   void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
 
@@ -121,9 +136,15 @@ class Qwen3VLModel {
   void grads_ready(int unit) {
     if (hooks_) hooks_->grads_ready(unit);
   }
+  // Decoder layer l with its adapters; gather / release its parameter units (adapters included).
+  DecoderLayer decoder_layer(int64_t l) const;
+  void gather_layer(int64_t l);
+  void release_layer(int64_t l);
   ModelConfig config_;
   ParamStore store_;
   ModelParams params_;
+  LoraConfig lora_config_;  // rank 0: no adapters
+  LoraParams lora_params_;
   std::unique_ptr<State> state_;
   bool used_vision_ = false;
   ModelTimings timings_;

@@ -25,34 +25,49 @@ k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens) {
 }
 }  // namespace
 
+void DecoderLayer::linear(ParamStore& s, LoraTarget t, ParamRef w, const float* x, float* y,
+                          int64_t M, int64_t K, int64_t N, DecoderLayerActs* acts,
+                          int64_t dropout_key) const {
+  const LoraAdapter* adapter = lora_ ? lora_->get(t) : nullptr;
+  dense_forward(s, w, adapter, x, y, M, K, N,
+                adapter && acts ? &acts->lora[static_cast<int>(t)] : nullptr, dropout_key);
+}
+
+void DecoderLayer::linear_backward(ParamStore& s, LoraTarget t, ParamRef w, const float* x,
+                                   const DecoderLayerActs& acts, const float* dy, float* dx,
+                                   int64_t M, int64_t K, int64_t N, bool accumulate_dx,
+                                   int64_t dropout_key) const {
+  dense_backward(s, w, lora_ ? lora_->get(t) : nullptr, x, &acts.lora[static_cast<int>(t)], dy, dx,
+                 M, K, N, accumulate_dx, dropout_key);
+}
+
 void DecoderLayer::mlp_forward(ParamStore& s, const float* h, int64_t N, DecoderLayerActs& A,
-                               float* out) const {
+                               float* out, int64_t key) const {
   if (p_.sparse()) return MoeBlock(config_, p_).forward(s, h, N, A.moe, out);
   const int64_t H = config_.hidden_size, I = config_.intermediate_size;
-  const float* none = nullptr;
   DenseMlpActs& m = A.mlp;
   m.gate.resize(N * I);
   m.up.resize(N * I);
   m.act.resize(N * I);
-  k::linear_forward(h, s.weight(p_.gate), none, m.gate.data(), N, H, I);
-  k::linear_forward(h, s.weight(p_.up), none, m.up.data(), N, H, I);
+  linear(s, LoraTarget::kGate, p_.gate, h, m.gate.data(), N, H, I, &A, key);
+  linear(s, LoraTarget::kUp, p_.up, h, m.up.data(), N, H, I, &A, key);
   k::swiglu_forward(m.gate.data(), m.up.data(), m.act.data(), N * I);
-  k::linear_forward(m.act.data(), s.weight(p_.down), none, out, N, I, H);
+  linear(s, LoraTarget::kDown, p_.down, m.act.data(), out, N, I, H, &A, key);
 }
 
 void DecoderLayer::mlp_backward(ParamStore& s, const float* h, int64_t N, const DecoderLayerActs& A,
-                                const float* d_out, const MoeAuxGrad* aux, float* d_h) const {
+                                const float* d_out, const MoeAuxGrad* aux, float* d_h,
+                                int64_t key) const {
   if (p_.sparse()) return MoeBlock(config_, p_).backward(s, h, N, A.moe, d_out, aux, d_h);
   const int64_t H = config_.hidden_size, I = config_.intermediate_size;
-  float* none = nullptr;
   const DenseMlpActs& m = A.mlp;
   Buffer d_act(N * I), d_gate(N * I), d_up(N * I);
-  k::linear_backward(m.act.data(), s.weight(p_.down), d_out, d_act.data(), s.grad(p_.down), none, N,
-                     I, H);
+  linear_backward(s, LoraTarget::kDown, p_.down, m.act.data(), A, d_out, d_act.data(), N, I, H,
+                  false, key);
   k::swiglu_backward(m.gate.data(), m.up.data(), d_act.data(), d_gate.data(), d_up.data(), N * I);
-  k::linear_backward(h, s.weight(p_.gate), d_gate.data(), d_h, s.grad(p_.gate), none, N, H, I);
-  k::linear_backward(h, s.weight(p_.up), d_up.data(), d_h, s.grad(p_.up), none, N, H, I,
-                     /*accumulate_dx=*/true);
+  linear_backward(s, LoraTarget::kGate, p_.gate, h, A, d_gate.data(), d_h, N, H, I, false, key);
+  linear_backward(s, LoraTarget::kUp, p_.up, h, A, d_up.data(), d_h, N, H, I,
+                  /*accumulate_dx=*/true, key);
 }
 
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
@@ -68,12 +83,10 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   A.q_raw.resize(N * nh * hd);
   A.k_raw.resize(N * nkv * hd);
   A.v.resize(N * nkv * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.q_proj), static_cast<const float*>(nullptr),
-                    A.q_raw.data(), N, H, nh * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.k_proj), static_cast<const float*>(nullptr),
-                    A.k_raw.data(), N, H, nkv * hd);
-  k::linear_forward(A.h1.data(), s.weight(p_.v_proj), static_cast<const float*>(nullptr),
-                    A.v.data(), N, H, nkv * hd);
+  const int64_t key = ctx.lora_dropout_key;
+  linear(s, LoraTarget::kQ, p_.q_proj, A.h1.data(), A.q_raw.data(), N, H, nh * hd, &A, key);
+  linear(s, LoraTarget::kK, p_.k_proj, A.h1.data(), A.k_raw.data(), N, H, nkv * hd, &A, key);
+  linear(s, LoraTarget::kV, p_.v_proj, A.h1.data(), A.v.data(), N, H, nkv * hd, &A, key);
   // Per-head RMSNorm over head_dim (one weight shared by all heads), then rotary.
   A.q.resize(N * nh * hd);
   A.k.resize(N * nkv * hd);
@@ -92,14 +105,13 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                        attention_dims(c, N),
                        ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
   A.x_mid.resize(N * H);
-  k::linear_forward(A.attn.data(), s.weight(p_.o_proj), static_cast<const float*>(nullptr),
-                    A.x_mid.data(), N, nh * hd, H);
+  linear(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A.x_mid.data(), N, nh * hd, H, &A, key);
   k::add_inplace(A.x_mid.data(), A.x_in.data(), N * H);
   A.h2.resize(N * H);
   A.rstd2.resize(N);
   k::rmsnorm_forward(A.x_mid.data(), s.value(p_.post_norm), A.h2.data(), A.rstd2.data(), N, H, eps);
   out.resize(N * H);
-  mlp_forward(s, A.h2.data(), N, A, out.data());
+  mlp_forward(s, A.h2.data(), N, A, out.data(), key);
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
 }
 
@@ -108,12 +120,11 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   const TextConfig& c = config_;
   const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const float* none = nullptr;
   Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
   k::rmsnorm_forward(x.data(), s.value(p_.input_norm), h.data(), rs.data(), 1, H, eps);
-  k::linear_forward(h.data(), s.weight(p_.q_proj), none, q.data(), 1, H, nh * hd);
-  k::linear_forward(h.data(), s.weight(p_.k_proj), none, k.data(), 1, H, nkv * hd);
-  k::linear_forward(h.data(), s.weight(p_.v_proj), none, v.data(), 1, H, nkv * hd);
+  linear(s, LoraTarget::kQ, p_.q_proj, h.data(), q.data(), 1, H, nh * hd, nullptr, kNoDropout);
+  linear(s, LoraTarget::kK, p_.k_proj, h.data(), k.data(), 1, H, nkv * hd, nullptr, kNoDropout);
+  linear(s, LoraTarget::kV, p_.v_proj, h.data(), v.data(), 1, H, nkv * hd, nullptr, kNoDropout);
   k::rmsnorm_forward(q.data(), s.value(p_.q_norm), q.data(), rs.data(), nh, hd, eps);
   k::rmsnorm_forward(k.data(), s.value(p_.k_norm), k.data(), rs.data(), nkv, hd, eps);
   k::rope_forward(q.data(), cos, sin, q.data(), 1, nh, hd);
@@ -124,12 +135,12 @@ void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvL
   Buffer attn(nh * hd), o(H);
   k::attention_decode(q.data(), cache.k.data(), cache.v.data(), attn.data(), length,
                       attention_dims(c, length));
-  k::linear_forward(attn.data(), s.weight(p_.o_proj), none, o.data(), 1, nh * hd, H);
+  linear(s, LoraTarget::kO, p_.o_proj, attn.data(), o.data(), 1, nh * hd, H, nullptr, kNoDropout);
   k::add_inplace(x.data(), o.data(), H);
   Buffer down(H);
   k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
   DecoderLayerActs scratch;
-  mlp_forward(s, h.data(), 1, scratch, down.data());
+  mlp_forward(s, h.data(), 1, scratch, down.data(), kNoDropout);
   k::add_inplace(x.data(), down.data(), H);
 }
 
@@ -138,16 +149,17 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads,
                 hd = c.head_dim;
+  const int64_t key = ctx.lora_dropout_key;
   // Feed-forward branch.
   Buffer d_h(N * H), d_mid(N * H);
-  mlp_backward(s, A.h2.data(), N, A, d_out.data(), aux, d_h.data());
+  mlp_backward(s, A.h2.data(), N, A, d_out.data(), aux, d_h.data(), key);
   k::rmsnorm_backward(A.x_mid.data(), s.value(p_.post_norm), A.rstd2.data(), d_h.data(),
                       d_mid.data(), s.grad(p_.post_norm), N, H);
   k::add_inplace(d_mid.data(), d_out.data(), N * H);
   // Attention branch.
   Buffer d_attn(N * nh * hd), dq(N * nh * hd), dk(N * nkv * hd), dv(N * nkv * hd);
-  k::linear_backward(A.attn.data(), s.weight(p_.o_proj), d_mid.data(), d_attn.data(),
-                     s.grad(p_.o_proj), static_cast<float*>(nullptr), N, nh * hd, H);
+  linear_backward(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A, d_mid.data(), d_attn.data(), N,
+                  nh * hd, H, false, key);
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), ctx.cu_seqlens.data(),
                         static_cast<int64_t>(ctx.cu_seqlens.size()) - 1, attention_dims(c, N),
@@ -159,12 +171,12 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                       s.grad(p_.q_norm), N * nh, hd);
   k::rmsnorm_backward(A.k_raw.data(), s.value(p_.k_norm), A.rstd_k.data(), dk.data(), dk_raw.data(),
                       s.grad(p_.k_norm), N * nkv, hd);
-  k::linear_backward(A.h1.data(), s.weight(p_.q_proj), dq_raw.data(), d_h.data(), s.grad(p_.q_proj),
-                     static_cast<float*>(nullptr), N, H, nh * hd);
-  k::linear_backward(A.h1.data(), s.weight(p_.k_proj), dk_raw.data(), d_h.data(), s.grad(p_.k_proj),
-                     static_cast<float*>(nullptr), N, H, nkv * hd, true);
-  k::linear_backward(A.h1.data(), s.weight(p_.v_proj), dv.data(), d_h.data(), s.grad(p_.v_proj),
-                     static_cast<float*>(nullptr), N, H, nkv * hd, true);
+  linear_backward(s, LoraTarget::kQ, p_.q_proj, A.h1.data(), A, dq_raw.data(), d_h.data(), N, H,
+                  nh * hd, false, key);
+  linear_backward(s, LoraTarget::kK, p_.k_proj, A.h1.data(), A, dk_raw.data(), d_h.data(), N, H,
+                  nkv * hd, true, key);
+  linear_backward(s, LoraTarget::kV, p_.v_proj, A.h1.data(), A, dv.data(), d_h.data(), N, H,
+                  nkv * hd, true, key);
   d_in.resize(N * H);
   k::rmsnorm_backward(A.x_in.data(), s.value(p_.input_norm), A.rstd1.data(), d_h.data(),
                       d_in.data(), s.grad(p_.input_norm), N, H);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/moe_block.h"
 #include "model/params.h"
 #include "model/vision_encoder.h"
@@ -15,9 +16,10 @@ namespace qv::model {
 // Per-call attention layout shared by all layers.
 struct DecoderContext {
   int64_t tokens = 0;
-  PoolVector<int64_t> cu_seqlens;  // documents (rows split at document boundaries)
-  PoolVector<uint8_t> key_valid;   // attention_mask as bytes (empty = all valid)
-  PoolVector<float> cos, sin;      // [tokens, head_dim]
+  PoolVector<int64_t> cu_seqlens;         // documents (rows split at document boundaries)
+  PoolVector<uint8_t> key_valid;          // attention_mask as bytes (empty = all valid)
+  PoolVector<float> cos, sin;             // [tokens, head_dim]
+  int64_t lora_dropout_key = kNoDropout;  // LoRA dropout masks of this pass (model/lora.h)
 };
 
 struct DenseMlpActs {
@@ -26,8 +28,9 @@ struct DenseMlpActs {
 
 struct DecoderLayerActs {
   Buffer x_in, h1, rstd1, q_raw, k_raw, rstd_q, rstd_k, q, k, v, attn, lse, x_mid, h2, rstd2;
-  DenseMlpActs mlp;  // dense layers
-  MoeActs moe;       // sparse layers
+  DenseMlpActs mlp;                         // dense layers
+  MoeActs moe;                              // sparse layers
+  std::array<LoraActs, kLoraTargets> lora;  // per LoraTarget, when the layer has adapters
 };
 
 // Keys (after q/k norm and rotary) and values of the tokens seen so far, for incremental decoding.
@@ -37,8 +40,10 @@ struct KvLayer {
 
 class DecoderLayer {
  public:
-  DecoderLayer(const TextConfig& config, const TextLayerParams& params)
-      : config_(config), p_(params) {}
+  // lora: the layer's adapters (nullptr: none).
+  DecoderLayer(const TextConfig& config, const TextLayerParams& params,
+               const LoraLayer* lora = nullptr)
+      : config_(config), p_(params), lora_(lora) {}
   // x: [tokens, hidden] in; out: layer output (x may not alias out). Saves activations in acts.
   void forward(ParamStore& store, const DecoderContext& ctx, Buffer x_in, DecoderLayerActs& acts,
                Buffer& out) const;
@@ -54,11 +59,19 @@ class DecoderLayer {
  private:
   // The feed-forward on h [tokens, hidden]: out (overwritten) and d_h (overwritten).
   void mlp_forward(ParamStore& store, const float* h, int64_t tokens, DecoderLayerActs& acts,
-                   float* out) const;
+                   float* out, int64_t dropout_key) const;
   void mlp_backward(ParamStore& store, const float* h, int64_t tokens, const DecoderLayerActs& acts,
-                    const float* d_out, const MoeAuxGrad* aux, float* d_h) const;
+                    const float* d_out, const MoeAuxGrad* aux, float* d_h,
+                    int64_t dropout_key) const;
+  // A projection through model/lora.h's dense layer: the base weight plus its adapter, if any.
+  void linear(ParamStore& s, LoraTarget t, ParamRef w, const float* x, float* y, int64_t M,
+              int64_t K, int64_t N, DecoderLayerActs* acts, int64_t dropout_key) const;
+  void linear_backward(ParamStore& s, LoraTarget t, ParamRef w, const float* x,
+                       const DecoderLayerActs& acts, const float* dy, float* dx, int64_t M,
+                       int64_t K, int64_t N, bool accumulate_dx, int64_t dropout_key) const;
   const TextConfig& config_;
   const TextLayerParams& p_;
+  const LoraLayer* lora_ = nullptr;
 };
 
 }  // namespace qv::model

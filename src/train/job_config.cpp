@@ -242,6 +242,12 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"parallelism.data_parallel_shard_degree", int_field(c.dp_shard)},
       {"parallelism.overlap_grad_reduce", bool_field(c.overlap_grad_reduce)},
       {"comm.train_timeout_seconds", double_field(c.comm_timeout_seconds)},
+      {"lora.rank", int_field(c.lora.rank)},
+      {"lora.alpha", double_field(c.lora.alpha)},
+      {"lora.dropout", double_field(c.lora.dropout)},
+      {"lora.target_modules", string_list_field(c.lora.target_modules)},
+      {"lora.merge_on_export", bool_field(c.lora_merge_on_export)},
+      {"lora.adapter_folder", string_field(c.lora_adapter_folder)},
   };
 }
 
@@ -261,6 +267,9 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
   QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
   model::Checkpointing::parse(c.ac_mode, c.ac_selective_option);  // an error names a bad option
+  c.lora.validate();
+  QV_CHECK(!c.lora.enabled() || c.freeze.empty(),
+           "model.freeze and lora.rank > 0 together: LoRA freezes every base weight already");
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
@@ -285,7 +294,7 @@ std::string canonical_value(const toml::node& n) {
 
 const char* const kSections =
     "job, model, optimizer, lr_scheduler, training, data, checkpoint, activation_checkpoint, "
-    "metrics, parallelism, comm, debug, and torchtitan's profiling, compile, quantize, "
+    "metrics, parallelism, comm, debug, lora, and torchtitan's profiling, compile, quantize, "
     "memory_estimation, fault_tolerance, experimental, validation";
 
 // Sets the fields of one TOML table (`prefix` is "section." or "section.sub."), recursing into
@@ -419,6 +428,7 @@ JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
     }
   }
   resolve_paths(c);
+  c.lora.seed = static_cast<uint64_t>(c.seed);
   validate(c);
   return c;
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "model/lora.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
 
@@ -96,6 +97,11 @@ struct JobConfig {
   bool overlap_grad_reduce = true;
   // [comm]
   double comm_timeout_seconds = 300;  // a collective slower than this aborts the job
+  // [lora] (not a torchtitan section; docs/LORA.md): rank > 0 trains adapters on the decoder's
+  // target projections with every base weight frozen. lora.seed is training.seed.
+  model::LoraConfig lora;
+  bool lora_merge_on_export = false;                 // the HF export holds W + scaling * B A
+  std::string lora_adapter_folder = "lora_adapter";  // under dump_folder, written at the end
 
   // torchtitan keys found that have no effect here (see torchtitan_keys.h), for one warning.
   std::vector<std::string> accepted_torchtitan_keys;

@@ -68,6 +68,12 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
            ") must be a multiple of local_batch_size x data-parallel ranks (", per_step, ")");
   accumulation_ = global / per_step;
+  if (config_.lora.enabled() && !model_->lora_config().enabled()) {
+    model_->enable_lora(config_.lora);
+    log::info(cat("LoRA: rank ", config_.lora.rank, ", alpha ", config_.lora.alpha, ", dropout ",
+                  config_.lora.dropout, " on ", model_->lora_params().layers.size(),
+                  " decoder layers; base weights frozen"));
+  }
   const int64_t align = dist::unit_alignment(dims_);
   if (model_->store().unit_align() % align != 0) model_->relayout(align);
   std::vector<ParamSpan> spans;
@@ -189,6 +195,7 @@ StepRecord Trainer::train_step() {
   for (size_t i = 0; i < micro.size(); ++i) {
     dp_->begin_micro_batch(i + 1 == micro.size());
     opt.vision_passes = passes[i];
+    opt.lora_dropout_key = step_ * accumulation_ + static_cast<int64_t>(i);
     const model::ForwardResult r = model_->forward(micro[i], opt);
     loss_sum += r.loss_sum;
     router.add(r, kept);
@@ -323,7 +330,19 @@ data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model:
 void Trainer::export_hf() {
   const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
   dp_->gather_all();
+  const bool lora = model_->lora_config().enabled();
   run_on_rank0([&] {
+    if (lora) {
+      const std::string adapter =
+          (fs::path(config_.dump_folder) / config_.lora_adapter_folder).string();
+      model::save_lora_adapter(adapter, model_->lora_config(), model_->store(),
+                               config_.initial_load_path);
+      log::info("saved LoRA adapter (PEFT format) to " + adapter);
+      if (!config_.lora_merge_on_export) {
+        log::info("no Hugging Face export: set lora.merge_on_export = true for a merged one");
+        return;
+      }
+    }
     const bool has_tokenizer =
         !config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path);
     const auto files = hf_export_files(
@@ -332,7 +351,12 @@ void Trainer::export_hf() {
     const DType dtype = config_.export_dtype == "bfloat16"  ? DType::kBF16
                         : config_.export_dtype == "float16" ? DType::kF16
                                                             : DType::kF32;
-    model::save_hf_checkpoint(dir, model_->config(), model_->store(), dtype, 4ll << 30, {}, files);
+    if (lora)
+      model::save_hf_checkpoint(dir, model_->config(), model_->merged_store(), dtype, 4ll << 30, {},
+                                files);
+    else
+      model::save_hf_checkpoint(dir, model_->config(), model_->store(), dtype, 4ll << 30, {},
+                                files);
     log::info("exported Hugging Face checkpoint to " + dir);
   });
 }
