@@ -71,12 +71,16 @@ std::map<std::string, CommandDoc> build() {
          {"max-pixels", "N", "16777216", "largest resized area"},
          {"max-decode-pixels", "N", "100000000", "refuse images whose header claims more"}}}}};
   d["tokenize"] = {
-      "tokenize --tokenizer PATH [--jsonl | --decode] [--no-special] [--skip-special]",
+      "tokenize --tokenizer PATH [--jsonl | --decode | --chat --jsonl] [--no-special] "
+      "[--skip-special]",
       {},
       {{"",
         {{"tokenizer", "PATH", "", "tokenizer.json"},
          {"jsonl", "", "off", "each stdin line is a JSON string; one id array per line"},
          {"decode", "", "off", "each stdin line is a JSON id array; one string per line"},
+         {"chat", "", "off",
+          "with --jsonl: each stdin line is a conversation; writes input_ids and labels "
+          "(docs/CHAT.md)"},
          {"no-special", "", "off", "encode <|im_start|> and the like as plain text"},
          {"skip-special", "", "off", "leave special tokens out when decoding"},
          {"help", "", "", "this text"}}}}};
@@ -98,7 +102,9 @@ std::map<std::string, CommandDoc> build() {
       {"image-size", "WxH", "448x448", "image size in pixels"},
       {"steps", "N", "3", "timed steps"},
       {"ac", "MODE", "none", "activation checkpointing: none | selective | full"},
-      {"classifier-chunk", "ROWS", "256", "rows of logits held at once"}};
+      {"classifier-chunk", "ROWS", "256", "rows of logits held at once"},
+      {"mixed-precision", "TYPE", "float32",
+       "float32 | bfloat16 (bf16 GEMM inputs, float accumulation and masters)"}};
   d["bench"] = {"bench train|forward [flags]",
                 {"train", "forward"},
                 {{"train", bench_flags}, {"forward", bench_flags}}};
