@@ -87,7 +87,6 @@ TEST(TorchtitanConfig, ValuesWeCannotHonourAreRefusedWithTheReason) {
       {"[training]\nmixed_precision_reduce = \"bfloat16\"\n", "float32"},
       {"[activation_checkpoint]\nselective_ac_option = \"op\"\n", "per-op"},
       {"[checkpoint]\ninitial_load_model_only = false\n", "model weights only"},
-      {"[validation]\nenable = true\n", "validation"},
       {"[fault_tolerance]\nenable = true\n", "torchft"},
   };
   for (const Case& c : cases) {

@@ -237,6 +237,14 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"parallelism.data_parallel_shard_degree", int_field(c.dp_shard)},
       {"parallelism.overlap_grad_reduce", bool_field(c.overlap_grad_reduce)},
       {"comm.train_timeout_seconds", double_field(c.comm_timeout_seconds)},
+      {"validation.enable", bool_field(c.validation_enable)},
+      {"validation.dataset", string_field(c.validation_dataset)},
+      {"validation.dataset_path", string_field(c.validation_dataset_path)},
+      {"validation.local_batch_size", int_field(c.validation_local_batch_size)},
+      {"validation.seq_len", int_field(c.validation_seq_len)},
+      {"validation.freq", int_field(c.validation_freq)},
+      {"validation.steps", int_field(c.validation_steps)},
+      {"validation.dataloader.num_workers", int_field(c.validation_num_workers)},
   };
 }
 
@@ -255,6 +263,17 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.comm_timeout_seconds > 0, "comm.train_timeout_seconds must be positive");
   QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
   QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
+  if (c.validation_enable) {
+    const std::string& d = c.validation_dataset;
+    QV_CHECK(d.empty() || d == "cc12m" || d == "obelics" || d == "chat" || d == "fixed",
+             "validation.dataset = '", d, "' is not one of: cc12m, obelics, chat, fixed");
+    QV_CHECK(!c.validation_dataset_path.empty(), "validation.enable needs validation.dataset_path");
+    QV_CHECK(c.validation_local_batch_size > 0, "validation.local_batch_size must be positive");
+    QV_CHECK(c.validation_seq_len > 1, "validation.seq_len must be at least 2");
+    QV_CHECK(c.validation_freq > 0, "validation.freq must be positive");
+    QV_CHECK(c.validation_steps > 0 || c.validation_steps == -1,
+             "validation.steps must be positive or -1 (one pass over the data)");
+  }
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
@@ -279,8 +298,8 @@ std::string canonical_value(const toml::node& n) {
 
 const char* const kSections =
     "job, model, optimizer, lr_scheduler, training, data, checkpoint, activation_checkpoint, "
-    "metrics, parallelism, comm, debug, and torchtitan's profiling, compile, quantize, "
-    "memory_estimation, fault_tolerance, experimental, validation";
+    "metrics, parallelism, comm, validation, debug, and torchtitan's profiling, compile, "
+    "quantize, memory_estimation, fault_tolerance, experimental";
 
 // Sets the fields of one TOML table (`prefix` is "section." or "section.sub."), recursing into
 // sub-tables such as [training.dataloader].
