@@ -87,12 +87,17 @@ int run_bench(const Args& args) {
   }
   model::Qwen3VLModel m(c);
   model::init_params(c, m.store(), 1);
-  if (bf16) m.store().enable_bf16_copies();
+  if (bf16) m.enable_bf16_matmuls();
   int64_t patches = 0;
   const model::ModelInputs in = synthetic_batch(c, s, patches);
   std::vector<train::ParamSpan> spans;
   for (const auto& e : m.store().entries()) spans.push_back({e.ref.offset, e.ref.numel});
   train::AdamW opt({}, spans, {{0, m.store().total()}});
+  if (bf16) {
+    std::vector<uint8_t> with_copy;
+    for (size_t i = 0; i < spans.size(); ++i) with_copy.push_back(m.store().has_bf16_copy(i));
+    opt.write_bf16_copies(m.store().values_bf16().data(), std::move(with_copy));
+  }
   std::vector<uint8_t> active(spans.size(), 1);
   model::ForwardOptions o;
   o.backward = train;
@@ -108,9 +113,7 @@ int run_bench(const Args& args) {
     m.forward(in, o);
     if (train) m.backward();
     const auto t1 = std::chrono::steady_clock::now();
-    if (train)
-      opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5,
-               bf16 ? m.store().values_bf16().data() : nullptr);
+    if (train) opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5);
     const auto t2 = std::chrono::steady_clock::now();
     BufferPool::instance().end_step();
     if (step >= 0) {

@@ -49,16 +49,23 @@ void ParamStore::allocate() {
   grads_.allocate(total_);
 }
 
-void ParamStore::enable_bf16_copies() {
+void ParamStore::enable_bf16_copies(const EntryFilter& wanted) {
   QV_CHECK(values_.size() > 0, "enable_bf16_copies() before allocate()");
   if (values_bf16_.empty()) values_bf16_.allocate(total_);
+  bf16_entry_.clear();
+  for (const ParamEntry& e : entries_) bf16_entry_.push_back(wanted(e));
   sync_bf16();
 }
 
 void ParamStore::sync_bf16(int64_t begin, int64_t end) {
   if (values_bf16_.empty()) return;
   QV_CHECK(0 <= begin && begin <= end && end <= total_, "sync_bf16: bad range");
-  to_bf16(values_.data() + begin, values_bf16_.data() + begin, end - begin);
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (!bf16_entry_[i]) continue;
+    const int64_t lo = std::max(begin, entries_[i].ref.offset);
+    const int64_t hi = std::min(end, entries_[i].ref.offset + entries_[i].ref.numel);
+    if (hi > lo) to_bf16(values_.data() + lo, values_bf16_.data() + lo, hi - lo);
+  }
 }
 
 void ParamStore::copy_from(const ParamStore& other) {

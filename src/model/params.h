@@ -5,6 +5,7 @@
 // gathers, frees and reduces as a whole.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,16 +56,23 @@ class ParamStore {
   // Gradient slot, or nullptr when the parameter is frozen (its gradient is not computed).
   float* grad(ParamRef r) { return frozen_[index_of(r)] ? nullptr : grads_.data() + r.offset; }
 
-  // bf16 copies of every parameter, read by bf16 matrix products (mixed precision); off until
-  // enable_bf16_copies(). Whoever changes values() refreshes the copies of what it changed:
-  // the optimizer as it updates, loaders and sharded gathers through sync_bf16().
-  void enable_bf16_copies();  // allocates the copies and fills them from values()
+  // bf16 copies of the parameters that bf16 matrix products read (mixed precision), in a buffer
+  // with the layout of values(); off until enable_bf16_copies(). Only the chosen entries'
+  // pages are ever written, so the others cost no memory. Whoever changes values() refreshes
+  // the copies of what it changed: the optimizer as it updates, loaders and sharded gathers
+  // through sync_bf16().
+  using EntryFilter = std::function<bool(const ParamEntry&)>;
+  void enable_bf16_copies(const EntryFilter& wanted);  // allocates and fills the copies
   bool has_bf16_copies() const { return !values_bf16_.empty(); }
+  bool has_bf16_copy(size_t entry_index) const {
+    return !bf16_entry_.empty() && bf16_entry_[entry_index];
+  }
   const bf16* value_bf16(ParamRef r) const {
-    return values_bf16_.empty() ? nullptr : values_bf16_.data() + r.offset;
+    return has_bf16_copy(index_of(r)) ? values_bf16_.data() + r.offset : nullptr;
   }
   PageArray<bf16>& values_bf16() { return values_bf16_; }
-  void sync_bf16(int64_t begin, int64_t end);  // flat elements [begin, end); no-op when off
+  // Refreshes the copies inside flat elements [begin, end); no-op when off.
+  void sync_bf16(int64_t begin, int64_t end);
   void sync_bf16() { sync_bf16(0, total_); }
   // The parameter as a matrix operand: its values and, when enabled, its bf16 copy.
   kernels::Weight weight(ParamRef r) const { return {value(r), value_bf16(r)}; }
@@ -95,6 +103,7 @@ class ParamStore {
   std::vector<ParamUnit> units_;
   PageBuffer values_, grads_;
   PageArray<bf16> values_bf16_;
+  std::vector<uint8_t> bf16_entry_;  // per entry: has a bf16 copy
   int64_t unit_align_ = 16;
   int64_t total_ = 0;
 };

@@ -81,6 +81,15 @@ Qwen3VLModel::Qwen3VLModel(const ModelConfig& config, int64_t unit_align)
   store_.allocate();
 }
 
+void Qwen3VLModel::enable_bf16_matmuls() {
+  const int64_t embed = params_.text.embed.offset, lm_head = params_.text.lm_head.offset,
+                pos = params_.vision.pos_embed.offset;
+  store_.enable_bf16_copies([&](const ParamEntry& e) {
+    const int64_t o = e.ref.offset;
+    return e.is_matrix && o != pos && (o != embed || embed == lm_head);
+  });
+}
+
 void Qwen3VLModel::relayout(int64_t unit_align) {
   ParamStore fresh(unit_align);
   ModelParams p = layout_params(config_, fresh);

@@ -80,6 +80,10 @@ class Qwen3VLModel {
   const ModelParams& params() const { return params_; }
   // Moves the parameters into a store whose units are aligned to unit_align floats.
   void relayout(int64_t unit_align);
+  // bf16 mixed precision: keeps bf16 copies of the weights that matrix products read (every
+  // matrix but the position table and an untied input embedding, which are gathered in float),
+  // so dense layers and the classifier multiply in bf16 with float accumulation.
+  void enable_bf16_matmuls();
   // Hooks called around every parameter unit (nullptr: none). Not owned.
   void set_unit_hooks(UnitHooks* hooks) { hooks_ = hooks; }
 

@@ -47,8 +47,13 @@ AdamW::AdamW(const AdamWConfig& c, std::vector<ParamSpan> spans, std::vector<Fla
   QV_CHECK(c.eps > 0, "optimizer eps must be positive");
 }
 
-void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
-                 bf16* params_bf16) {
+void AdamW::write_bf16_copies(bf16* copies, std::vector<uint8_t> span_has_copy) {
+  QV_CHECK(span_has_copy.size() == spans_.size(), "AdamW: one bf16 flag per span");
+  bf16_copies_ = copies;
+  span_has_copy_ = std::move(span_has_copy);
+}
+
+void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr) {
   for (size_t s = 0; s < spans_.size(); ++s) {
     if (!active[s]) continue;
     const int64_t step = ++steps_[s];
@@ -71,7 +76,7 @@ void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& 
       if (n <= 0) continue;
       float* m = m_.data() + state_base_[r] + (o - owned_[r].begin);
       float* v = v_.data() + state_base_[r] + (o - owned_[r].begin);
-      bf16* pb = params_bf16 ? params_bf16 + o : nullptr;
+      bf16* pb = bf16_copies_ && span_has_copy_[s] ? bf16_copies_ + o : nullptr;
       // Blocks of a fixed size, so the work splits over threads without changing any result.
       constexpr int64_t kBlock = 16384;
       const int64_t blocks = (n + kBlock - 1) / kBlock;

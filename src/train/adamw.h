@@ -30,11 +30,11 @@ class AdamW {
   // this rank's shards under sharding; the whole buffer otherwise). Spans are clipped to them.
   AdamW(const AdamWConfig& config, std::vector<ParamSpan> spans, std::vector<FlatRange> owned);
   const std::vector<FlatRange>& owned() const { return owned_; }
-  // One update of every span whose active[i] is set, with learning rate lr. When params_bf16 is
-  // non-null (bf16 mixed precision) each updated parameter's bf16 copy is written there too
-  // (same flat layout), in the same pass.
-  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
-            bf16* params_bf16 = nullptr);
+  // bf16 mixed precision: from now on step() also writes the bf16 copy of each updated span
+  // whose span_has_copy[i] is set, into `copies` (the flat layout of params), in the same pass.
+  void write_bf16_copies(bf16* copies, std::vector<uint8_t> span_has_copy);
+  // One update of every span whose active[i] is set, with learning rate lr.
+  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
 
   // Moments of the owned elements, range after range.
   std::vector<float>& exp_avg() { return m_; }
@@ -49,6 +49,8 @@ class AdamW {
   std::vector<int64_t> state_base_;  // where each owned range starts in m_ / v_
   std::vector<float> m_, v_;
   std::vector<int64_t> steps_;
+  bf16* bf16_copies_ = nullptr;
+  std::vector<uint8_t> span_has_copy_;
 };
 
 }  // namespace qv::train

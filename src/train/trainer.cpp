@@ -77,10 +77,15 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
   // covers weights loaded from different files).
   comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
-  if (config_.mixed_precision_param == "bfloat16") model_->store().enable_bf16_copies();
+  if (config_.mixed_precision_param == "bfloat16") model_->enable_bf16_matmuls();
   apply_freeze();
   dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
+  if (model_->store().has_bf16_copies()) {
+    std::vector<uint8_t> with_copy;
+    for (size_t i = 0; i < spans.size(); ++i) with_copy.push_back(model_->store().has_bf16_copy(i));
+    optimizer_->write_bf16_copies(model_->store().values_bf16().data(), std::move(with_copy));
+  }
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());
   log::info("data parallel: " + dp_->describe());
@@ -186,8 +191,7 @@ StepRecord Trainer::train_step() {
           for (int64_t j = r.begin; j < r.end; ++j) g[j] *= coef;
         }
     }
-    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr,
-                     store.has_bf16_copies() ? store.values_bf16().data() : nullptr);
+    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();

@@ -29,6 +29,9 @@ struct Dnnl {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
   Dnnl() {
+    // MatmulCache below is the one cache of primitives (bounded); oneDNN's own would keep every
+    // shape's JIT code for up to 1024 shapes.
+    check(dnnl_set_primitive_cache_capacity(0), "set_primitive_cache_capacity");
     check(dnnl_engine_create(&engine, dnnl_cpu, 0), "engine_create");
     check(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags), "stream_create");
   }
@@ -91,19 +94,15 @@ BF16Matmul make_bf16_matmul(const MatmulKey& key) {
   return m;
 }
 
-// Primitives by shape. Training repeats a handful of shapes, so this stays small; it is bounded
-// anyway (cleared when full) for callers whose shapes never repeat.
+// Primitives by shape, least recently used evicted beyond kMaxEntries. Each primitive holds its
+// JIT code (~0.7 MiB measured), so the bound matters when shapes vary (the vision tower's row
+// count follows the images of each batch); training cycles through a few dozen shapes a step.
 class MatmulCache {
  public:
   // Runs the product on oneDNN; false when no usable primitive exists for this shape.
   bool run(const MatmulKey& key, const bf16* A, const bf16* B, float* C) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) {
-      if (cache_.size() >= kMaxEntries) clear();
-      it = cache_.emplace(key, make_bf16_matmul(key)).first;
-    }
-    BF16Matmul& m = it->second;
+    BF16Matmul& m = find_or_make(key);
     if (!m.usable) return false;
     dnnl_memory_set_data_handle(m.a, const_cast<bf16*>(A));
     dnnl_memory_set_data_handle(m.b, const_cast<bf16*>(B));
@@ -116,23 +115,38 @@ class MatmulCache {
   }
   std::string impl_of(const MatmulKey& key) {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(key);
-    if (it == cache_.end()) it = cache_.emplace(key, make_bf16_matmul(key)).first;
-    return it->second.usable ? it->second.impl : "";
+    const BF16Matmul& m = find_or_make(key);
+    return m.usable ? m.impl : "";
   }
 
  private:
-  static constexpr size_t kMaxEntries = 512;
-  void clear() {
-    for (auto& [k, m] : cache_) {
-      if (m.prim) dnnl_primitive_destroy(m.prim);
-      for (dnnl_memory_t mem : {m.a, m.b, m.c})
-        if (mem) dnnl_memory_destroy(mem);
+  static constexpr size_t kMaxEntries = 96;
+  struct Entry {
+    BF16Matmul matmul;
+    uint64_t last_use = 0;
+  };
+  BF16Matmul& find_or_make(const MatmulKey& key) {
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      if (cache_.size() >= kMaxEntries) evict_oldest();
+      it = cache_.emplace(key, Entry{make_bf16_matmul(key), 0}).first;
     }
-    cache_.clear();
+    it->second.last_use = ++clock_;
+    return it->second.matmul;
+  }
+  void evict_oldest() {
+    auto oldest = cache_.begin();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it)
+      if (it->second.last_use < oldest->second.last_use) oldest = it;
+    BF16Matmul& m = oldest->second.matmul;
+    if (m.prim) dnnl_primitive_destroy(m.prim);
+    for (dnnl_memory_t mem : {m.a, m.b, m.c})
+      if (mem) dnnl_memory_destroy(mem);
+    cache_.erase(oldest);
   }
   std::mutex mu_;
-  std::map<MatmulKey, BF16Matmul> cache_;
+  std::map<MatmulKey, Entry> cache_;
+  uint64_t clock_ = 0;
 };
 
 MatmulCache& matmul_cache() {
