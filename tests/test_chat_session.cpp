@@ -250,7 +250,7 @@ TEST(GenerateBf16, Bf16CheckpointRunsOnTheBf16CopiesLikeTheLibrary) {
   const auto f32 = infer::generate(*m, prompt, gc, infer::StopTokens::qwen(tok));
   std::vector<float> f32_logits =
       fresh_last_logits(*m, tok.encode(infer::user_turn("Hello", {})), {});
-  m->store().enable_bf16_copies();
+  m->enable_bf16_matmuls();
   const auto bf16 = infer::generate(*m, prompt, gc, infer::StopTokens::qwen(tok));
   // The bf16 path really runs: logits move (bf16 GEMM inputs), by no more than bf16 rounding
   // of activations allows on this tiny model (measured: ~1e-3; bound 5e-2).

@@ -142,7 +142,7 @@ int run_generate(const Args& args) {
   QV_CHECK(dtype == "float32" || dtype == "bfloat16", "--dtype must be float32 or bfloat16, got '",
            dtype, "'");
   // bf16 weight copies: every matrix product reads them (the bf16 GEMM path).
-  if (dtype == "bfloat16") model->store().enable_bf16_copies();
+  if (dtype == "bfloat16") model->enable_bf16_matmuls();
   const data::Tokenizer tok =
       data::Tokenizer::load(f.get("tokenizer", (fs::path(dir) / "tokenizer.json").string()));
   const infer::StopTokens stop = infer::StopTokens::qwen(tok);
