@@ -86,7 +86,6 @@ TEST(TorchtitanConfig, ValuesWeCannotHonourAreRefusedWithTheReason) {
       {"[training]\ndtype = \"bfloat16\"\n", "pure bfloat16"},
       {"[training]\nmixed_precision_reduce = \"bfloat16\"\n", "float32"},
       {"[checkpoint]\ninitial_load_model_only = false\n", "model weights only"},
-      {"[validation]\nenable = true\n", "validation"},
       {"[fault_tolerance]\nenable = true\n", "torchft"},
   };
   for (const Case& c : cases) {

@@ -36,22 +36,31 @@ std::map<std::string, CommandDoc> build() {
          {"out", "DIR", "", "the folder to write (replaced if it exists)"},
          {"dtype", "NAME", "float32", "weights' dtype: float32, bfloat16 or float16"}}}}};
   d["generate"] = {
-      "generate --model DIR --prompt TEXT [--image A.jpg,B.png] [sampling flags]",
+      "generate --model DIR [--prompt TEXT] [--image A.jpg,B.png] [--system TEXT] [sampling "
+      "flags]; without --prompt a chat on stdin: one line per user turn, /image PATH attaches an "
+      "image to the next turn, /exit ends",
       {},
       {{"",
         {{"model", "DIR", "", "Hugging Face Qwen3-VL folder (an export of `train` works)"},
          {"adapter", "DIR", "", "a PEFT LoRA adapter folder applied on top (unmerged)"},
          {"tokenizer", "FILE", "DIR/tokenizer.json", "tokenizer.json"},
-         {"prompt", "TEXT", "", "the user's message"},
-         {"image", "A,B", "", "comma-separated image files, placed before the text"},
-         {"max-new-tokens", "N", "64", "stop after N new tokens"},
+         {"prompt", "TEXT", "", "the user's message (without it: a chat on stdin)"},
+         {"image", "A,B", "", "comma-separated image files, placed before the (first) text"},
+         {"system", "TEXT", "", "a system turn before the chat's first user turn"},
+         {"max-new-tokens", "N", "generation_config.json, else 64",
+          "stop after N new tokens (per turn)"},
          {"min-new-tokens", "N", "0",
           "do not stop at an end token before N new tokens (a barely trained model may end "
           "its answer at once, printing nothing)"},
-         {"temperature", "T", "0", "0 is greedy"},
-         {"top-k", "K", "0", "0 is no limit"},
-         {"top-p", "P", "1.0", "nucleus sampling mass"},
+         {"temperature", "T", "generation_config.json, else 0",
+          "0 is greedy (also when the file says do_sample = false)"},
+         {"top-k", "K", "generation_config.json, else 0", "0 is no limit"},
+         {"top-p", "P", "generation_config.json, else 1.0", "nucleus sampling mass"},
+         {"repetition-penalty", "R", "generation_config.json, else 1.0",
+          "divide positive logits and multiply negative ones of ids already in the context by R"},
          {"seed", "S", "0", "sampling seed"},
+         {"dtype", "float32|bfloat16", "bfloat16 for a bf16 checkpoint, else float32",
+          "bfloat16: matrix products read bf16 weight copies"},
          {"raw", "", "off", "no chat markers around the prompt (base models)"}}}}};
   d["info"] = {"info --flavor NAME | --model DIR [--seq-len N] [--image-patches N]",
                {},

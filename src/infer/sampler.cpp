@@ -9,6 +9,24 @@
 
 namespace qv::infer {
 
+void apply_repetition_penalty(std::vector<float>& logits, const std::vector<int32_t>& context,
+                              double penalty) {
+  if (penalty == 1.0) return;
+  QV_CHECK(penalty > 0, "repetition penalty must be positive, got ", penalty);
+  std::vector<uint8_t> seen(logits.size(), 0);
+  const auto p = static_cast<float>(penalty);
+  for (int32_t id : context) {
+    if (id < 0 || static_cast<size_t>(id) >= logits.size() || seen[id]) continue;
+    seen[id] = 1;
+    logits[id] = logits[id] < 0 ? logits[id] * p : logits[id] / p;
+  }
+}
+
+int64_t Sampler::next(std::vector<float> logits, const std::vector<int32_t>& context) {
+  apply_repetition_penalty(logits, context, c_.repetition_penalty);
+  return next(logits);
+}
+
 int64_t Sampler::next(const std::vector<float>& logits) {
   QV_CHECK(!logits.empty(), "sampler: empty logits");
   if (calls_++ >= c_.min_new_tokens || c_.end_ids.empty()) return choose(logits);

@@ -16,12 +16,22 @@ struct SamplingConfig {
   // set to -inf first), like transformers' MinNewTokensLengthLogitsProcessor.
   int64_t min_new_tokens = 0;
   std::vector<int64_t> end_ids;
+  // transformers' RepetitionPenaltyLogitsProcessor: each distinct id already in the context
+  // (prompt and generated text) has its logit divided by this when positive, multiplied when
+  // negative; 1 = off. Applied before min_new_tokens masking, temperature, top-k and top-p.
+  double repetition_penalty = 1.0;
 };
+
+// The repetition penalty applied in place to `logits` for the ids in `context`.
+void apply_repetition_penalty(std::vector<float>& logits, const std::vector<int32_t>& context,
+                              double penalty);
 
 class Sampler {
  public:
   explicit Sampler(const SamplingConfig& config) : c_(config), rng_(config.seed) {}
   int64_t next(const std::vector<float>& logits);
+  // The same after the repetition penalty over `context` (every id before the one to choose).
+  int64_t next(std::vector<float> logits, const std::vector<int32_t>& context);
 
  private:
   int64_t choose(const std::vector<float>& logits);

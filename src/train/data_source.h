@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "data/pipeline/loader_config.h"
+#include "data/pipeline/sample.h"
 #include "model/config.h"
 #include "train/batch_source.h"
 #include "train/job_config.h"
@@ -17,6 +18,9 @@ std::unique_ptr<BatchSource> make_batch_source(const JobConfig& config,
 // config (train/loader_source.cpp).
 data::LoaderConfig loader_config(const JobConfig& config, const model::ModelConfig& model_config,
                                  int rank, int world_size);
+
+// A loader batch as model inputs (train/loader_source.cpp).
+model::ModelInputs batch_to_inputs(data::Batch&& batch);
 
 // The cc12m loader as a batch source (train/loader_source.cpp).
 std::unique_ptr<BatchSource> make_loader_source(const JobConfig& config,

@@ -248,6 +248,14 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"lora.target_modules", string_list_field(c.lora.target_modules)},
       {"lora.merge_on_export", bool_field(c.lora_merge_on_export)},
       {"lora.adapter_folder", string_field(c.lora_adapter_folder)},
+      {"validation.enable", bool_field(c.validation_enable)},
+      {"validation.dataset", string_field(c.validation_dataset)},
+      {"validation.dataset_path", string_field(c.validation_dataset_path)},
+      {"validation.local_batch_size", int_field(c.validation_local_batch_size)},
+      {"validation.seq_len", int_field(c.validation_seq_len)},
+      {"validation.freq", int_field(c.validation_freq)},
+      {"validation.steps", int_field(c.validation_steps)},
+      {"validation.dataloader.num_workers", int_field(c.validation_num_workers)},
   };
 }
 
@@ -270,6 +278,17 @@ void validate(const JobConfig& c) {
   c.lora.validate();
   QV_CHECK(!c.lora.enabled() || c.freeze.empty(),
            "model.freeze and lora.rank > 0 together: LoRA freezes every base weight already");
+  if (c.validation_enable) {
+    const std::string& d = c.validation_dataset;
+    QV_CHECK(d.empty() || d == "cc12m" || d == "obelics" || d == "chat" || d == "fixed",
+             "validation.dataset = '", d, "' is not one of: cc12m, obelics, chat, fixed");
+    QV_CHECK(!c.validation_dataset_path.empty(), "validation.enable needs validation.dataset_path");
+    QV_CHECK(c.validation_local_batch_size > 0, "validation.local_batch_size must be positive");
+    QV_CHECK(c.validation_seq_len > 1, "validation.seq_len must be at least 2");
+    QV_CHECK(c.validation_freq > 0, "validation.freq must be positive");
+    QV_CHECK(c.validation_steps > 0 || c.validation_steps == -1,
+             "validation.steps must be positive or -1 (one pass over the data)");
+  }
   for (const auto& f : c.freeze) {
     QV_CHECK(f == "visual" || f == "merger" || f == "deepstack" || f == "language_model" ||
                  f == "lm_head" || f == "embeddings",
@@ -294,8 +313,8 @@ std::string canonical_value(const toml::node& n) {
 
 const char* const kSections =
     "job, model, optimizer, lr_scheduler, training, data, checkpoint, activation_checkpoint, "
-    "metrics, parallelism, comm, debug, lora, and torchtitan's profiling, compile, quantize, "
-    "memory_estimation, fault_tolerance, experimental, validation";
+    "metrics, parallelism, comm, validation, debug, lora, and torchtitan's profiling, compile, "
+    "quantize, memory_estimation, fault_tolerance, experimental";
 
 // Sets the fields of one TOML table (`prefix` is "section." or "section.sub."), recursing into
 // sub-tables such as [training.dataloader].

@@ -103,6 +103,18 @@ struct JobConfig {
   bool lora_merge_on_export = false;                 // the HF export holds W + scaling * B A
   std::string lora_adapter_folder = "lora_adapter";  // under dump_folder, written at the end
 
+  // [validation] (torchtitan's keys and defaults): forward-only loss on held-out data after step
+  // 1, every validation_freq steps and after the last step, over validation_steps batches per
+  // rank (-1: one pass over the data), logged as validation/loss.
+  bool validation_enable = false;
+  std::string validation_dataset;  // cc12m | obelics | chat | fixed; empty: training.dataset
+  std::string validation_dataset_path;
+  int64_t validation_local_batch_size = 8;
+  int64_t validation_seq_len = 2048;
+  int64_t validation_freq = 10;
+  int64_t validation_steps = -1;
+  int64_t validation_num_workers = 2;  // [validation.dataloader] num_workers
+
   // torchtitan keys found that have no effect here (see torchtitan_keys.h), for one warning.
   std::vector<std::string> accepted_torchtitan_keys;
 

@@ -6,9 +6,8 @@
 #include "train/data_source.h"
 
 namespace qv::train {
-namespace {
 
-model::ModelInputs to_inputs(data::Batch&& b) {
+model::ModelInputs batch_to_inputs(data::Batch&& b) {
   model::ModelInputs in;
   in.batch = b.rows;
   in.seq = b.seq;
@@ -28,10 +27,12 @@ model::ModelInputs to_inputs(data::Batch&& b) {
   return in;
 }
 
+namespace {
+
 class LoaderSource final : public BatchSource {
  public:
   explicit LoaderSource(data::LoaderConfig c) : loader_(std::move(c)) {}
-  model::ModelInputs next() override { return to_inputs(loader_.next()); }
+  model::ModelInputs next() override { return batch_to_inputs(loader_.next()); }
   nlohmann::json state() const override { return loader_.state(); }
   void restore(const nlohmann::json& s) override { loader_.restore(s); }
   std::string describe() const override {

@@ -18,6 +18,9 @@ class MetricsLogger {
   MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer,
                 double peak_gflops_rank, double peak_gflops_total, int ranks);
   void log(const StepRecord& rec, int64_t total_steps, int64_t skipped_samples);
+  // A validation run after `step`: loss over `tokens` kept tokens in `batches` batches (all
+  // ranks).
+  void log_validation(int64_t step, double loss, int64_t tokens, int64_t batches, double seconds);
 
  private:
   const JobConfig& config_;

@@ -17,7 +17,6 @@ const char* const kOnlyCp = "only used with context parallelism (degree 1 here)"
 const char* const kOnlyProfiling = "only used when profiling is on";
 const char* const kOnlyConverters = "only used by model.converters (none here)";
 const char* const kOnlyFt = "only used with fault_tolerance (off here)";
-const char* const kOnlyValidation = "only used with validation (off here)";
 const char* const kPython = "a Python-side setting with no meaning in a C++ binary";
 const char* const kNoExperts = "only used by mixture-of-experts models (Qwen3-VL dense here)";
 
@@ -154,17 +153,9 @@ std::vector<TorchtitanKey> build() {
       {"fault_tolerance.semi_sync_method", kAny, kOnlyFt},
       {"experimental.custom_import", kAny, kPython},
       {"experimental.custom_args_module", kAny, kPython},
-      {"validation.enable", {"false"}, "validation runs are not implemented"},
-      {"validation.dataset", kAny, kOnlyValidation},
-      {"validation.dataset_path", kAny, kOnlyValidation},
-      {"validation.local_batch_size", kAny, kOnlyValidation},
-      {"validation.seq_len", kAny, kOnlyValidation},
-      {"validation.freq", kAny, kOnlyValidation},
-      {"validation.steps", kAny, kOnlyValidation},
-      {"validation.dataloader.num_workers", kAny, kOnlyValidation},
-      {"validation.dataloader.persistent_workers", kAny, kOnlyValidation},
-      {"validation.dataloader.pin_memory", kAny, kOnlyValidation},
-      {"validation.dataloader.prefetch_factor", kAny, kOnlyValidation},
+      {"validation.dataloader.persistent_workers", kAny, "loader threads live for the whole run"},
+      {"validation.dataloader.pin_memory", kAny, "there is no device copy to pin memory for"},
+      {"validation.dataloader.prefetch_factor", kAny, "[data] prefetch sets the read-ahead"},
       {"debug.deterministic", kAny, "there is no non-deterministic kernel choice to switch off"},
       {"debug.deterministic_warn_only", kAny,
        "there is no non-deterministic kernel choice to switch off"},

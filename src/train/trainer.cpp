@@ -19,6 +19,7 @@
 #include "train/fault_injection.h"
 #include "train/hf_export.h"
 #include "train/metrics.h"
+#include "train/validation.h"
 
 namespace qv::train {
 
@@ -414,6 +415,7 @@ std::vector<StepRecord> Trainer::run() {
     BufferPool::instance().end_step();
     history.push_back(rec);
     metrics_->logger->log(rec, config_.steps, data_->skipped());
+    if (validation_due(config_, step_)) validate();
     const bool stop = stop_requested().load();
     if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop ||
         (step_ == 1 && config_.enable_first_step_checkpoint))
@@ -426,6 +428,27 @@ std::vector<StepRecord> Trainer::run() {
   if (step_ == config_.steps && config_.checkpoint_enable && !config_.load_only) export_hf();
   report_memory();
   return history;
+}
+
+void Trainer::validate() {
+  const auto t0 = Clock::now();
+  // Every parameter on every rank, and no unit hooks: each rank then runs as many forwards as
+  // its share of the data needs, without collectives inside the model.
+  dp_->gather_all();
+  model_->set_unit_hooks(nullptr);
+  const auto source = make_validation_source(
+      config_, model_->config(), static_cast<int>(comm_->rank()), static_cast<int>(comm_->size()));
+  const ValidationSums local = validation_sums(*model_, *source, config_.validation_steps);
+  model_->set_unit_hooks(dp_.get());
+  dp_->release_all();
+  BufferPool::instance().end_step();
+  double sums[3] = {local.loss_sum, static_cast<double>(local.kept_tokens),
+                    static_cast<double>(local.batches)};
+  comm_->all_reduce_sum(sums, 3);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  metrics_->logger->log_validation(step_, sums[1] > 0 ? sums[0] / sums[1] : std::nan(""),
+                                   static_cast<int64_t>(sums[1]), static_cast<int64_t>(sums[2]),
+                                   seconds);
 }
 
 void Trainer::report_memory() {

@@ -56,6 +56,8 @@ class Trainer {
   void apply_freeze();
   // Logs the training state held per rank and the resident memory (max over ranks).
   void report_memory();
+  // The validation loss ([validation]) with the current weights, logged; every rank takes part.
+  void validate();
   // Sum of squared gradients over active spans within the owned ranges.
   double local_grad_sq(const std::vector<uint8_t>& active) const;
   // Per micro-batch, the most vision-tower passes any rank of the shard group runs.

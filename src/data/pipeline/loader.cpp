@@ -180,9 +180,12 @@ void DataLoader::produce() {
           packer.add(std::move(*s));
         }
         if (!more && !c_.infinite) packer.flush();
-        while (packer.has_row()) {
-          rows.push_back(packer.pop_row());
-          if (static_cast<int64_t>(rows.size()) < c_.batch_size) continue;
+        while (packer.has_row() ||
+               (!more && !c_.infinite && c_.keep_last_partial_batch && !rows.empty())) {
+          if (packer.has_row()) rows.push_back(packer.pop_row());
+          const bool last =
+              !packer.has_row() && !more && !c_.infinite && c_.keep_last_partial_batch;
+          if (static_cast<int64_t>(rows.size()) < c_.batch_size && !last) continue;
           Produced p;
           p.batch = collate(std::move(rows), c_.seq_len, c_.sample.image.patch_dim(), tokens_);
           rows.clear();
@@ -212,11 +215,17 @@ void DataLoader::produce() {
 }
 
 Batch DataLoader::next() {
+  std::optional<Batch> b = try_next();
+  if (!b) fail("data loader: end of data after ", handed_out_, " batches");
+  return std::move(*b);
+}
+
+std::optional<Batch> DataLoader::try_next() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return !queue_.empty() || done_; });
   if (queue_.empty()) {
     QV_CHECK(error_.empty(), "data loader: ", error_);
-    fail("data loader: end of data after ", handed_out_, " batches");
+    return std::nullopt;
   }
   Produced p = std::move(queue_.front());
   queue_.pop_front();

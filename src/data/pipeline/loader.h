@@ -44,6 +44,8 @@ class DataLoader {
 
   // Next batch; throws qv::Error at the end of a finite run or when the data yields nothing.
   Batch next();
+  // Next batch, or nothing at the end of a finite run; throws qv::Error when the data fails.
+  std::optional<Batch> try_next();
   nlohmann::json state() const;
   void restore(const nlohmann::json& state);
   const SkipStats& skips() const { return *skips_; }

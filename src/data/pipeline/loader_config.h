@@ -33,6 +33,9 @@ struct LoaderConfig {
   int num_workers = 2;
   int64_t prefetch = 4;  // batches
   bool infinite = true;  // start a new (reshuffled) epoch at the end of the data
+  // A finite run hands out its last rows as a smaller batch instead of dropping them (validation:
+  // one pass over every sample, whatever the batch size or rank count).
+  bool keep_last_partial_batch = false;
   CaptionSampleConfig sample;
   ReaderLimits webdataset;  // cc12m shards: member size limit, kept extensions
   // OBELICS and chat rows and images; downloaded images are cached under .cache/qwen3vl-images.
