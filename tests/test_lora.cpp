@@ -305,8 +305,8 @@ TEST(Lora, Bf16BaseWithFloatAdapters) {
   model::init_params(config, base.store(), 1);
   model::init_params(config, adapted.store(), 1);
   adapted.enable_lora(all_targets());
-  base.store().enable_bf16_copies();
-  adapted.store().enable_bf16_copies();
+  base.enable_bf16_matmuls();
+  adapted.enable_bf16_matmuls();
   model::ForwardOptions opt;
   opt.want_logits = true;
   const auto x = base.forward(text_inputs(), opt), y = adapted.forward(text_inputs(), opt);

@@ -93,7 +93,9 @@ void check_statistics(bool tied) {
       // the largest in n >= 10^4 draws is beyond 2.5 std.
       EXPECT_GT(max_abs, 2.5 * x.std) << e.name;
     }
-    if (std::isinf(x.bound) && n > 10000) EXPECT_GT(max_abs, 3 * x.std) << e.name;  // not cut
+    if (std::isinf(x.bound) && n > 10000) {
+      EXPECT_GT(max_abs, 3 * x.std) << e.name;  // not cut
+    }
     ++checked;
   }
   EXPECT_GT(checked, 20);

@@ -100,10 +100,11 @@ void Qwen3VLModel::relayout(int64_t unit_align) {
   LoraParams lp = layout_lora(config_, lora_config_, fresh);
   fresh.allocate();
   fresh.copy_from(store_);
-  if (store_.has_bf16_copies()) fresh.enable_bf16_copies();
+  const bool bf16 = store_.has_bf16_copies();
   store_ = std::move(fresh);
   params_ = std::move(p);
   lora_params_ = std::move(lp);
+  if (bf16) enable_bf16_matmuls();  // the copies follow the new layout
   state_.reset();
 }
 
