@@ -1,5 +1,6 @@
 // Every flavor preset gives exactly the config recorded in tests/data/flavors.json (written from
-// the presets as they were when flavors.cpp moved to designated initialisers). A deliberate change
+// the presets as they were when flavors.cpp moved to designated initialisers; the MoE flavors as
+// they were added, from torchtitan 4c2285389 experiments/qwen3_vl). A deliberate change
 // to a preset updates that file in the same commit; an accidental one fails here.
 #include <gtest/gtest.h>
 
