@@ -20,8 +20,6 @@ namespace k = qv::kernels;
 
 namespace {
 
-constexpr const char* kTargetNames[kLoraTargets] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                    "gate_proj", "up_proj", "down_proj"};
 constexpr const char* kTargetModule[kLoraTargets] = {
     "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
 const std::string kPeftPrefix = "base_model.model.";
@@ -52,31 +50,6 @@ bool dropout_on(double p, int64_t key) {
 }
 
 }  // namespace
-
-const char* lora_target_name(LoraTarget t) {
-  return kTargetNames[static_cast<int>(t)];
-}
-
-LoraTarget lora_target_from_name(const std::string& name) {
-  for (int i = 0; i < kLoraTargets; ++i)
-    if (name == kTargetNames[i]) return static_cast<LoraTarget>(i);
-  fail("lora.target_modules entry '", name,
-       "' is not one of: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (the "
-       "vision tower's modules are not LoRA targets here)");
-}
-
-void LoraConfig::validate() const {
-  QV_CHECK(rank >= 0, "lora.rank must be >= 0 (0: LoRA off), got ", rank);
-  if (!enabled()) return;
-  QV_CHECK(alpha > 0 && std::isfinite(alpha), "lora.alpha must be positive, got ", alpha);
-  QV_CHECK(dropout >= 0 && dropout < 1, "lora.dropout must be in [0, 1), got ", dropout);
-  QV_CHECK(!target_modules.empty(), "lora.target_modules is empty");
-  std::set<std::string> seen;
-  for (const auto& t : target_modules) {
-    lora_target_from_name(t);
-    QV_CHECK(seen.insert(t).second, "lora.target_modules names '", t, "' twice");
-  }
-}
 
 template <typename T>
 void lora_forward(const T* x, const T* A, const T* B, T* y, T* v, int64_t M, int64_t K, int64_t N,
@@ -159,7 +132,7 @@ void dense_backward(ParamStore& s, ParamRef w, const LoraAdapter* lora, const fl
 std::string lora_base_name(int64_t layer, LoraTarget t) {
   const int i = static_cast<int>(t);
   return "model.language_model.layers." + std::to_string(layer) + "." + kTargetModule[i] + "." +
-         kTargetNames[i] + ".weight";
+         lora_target_name(static_cast<LoraTarget>(i)) + ".weight";
 }
 
 std::string lora_param_name(int64_t layer, LoraTarget t, char which) {

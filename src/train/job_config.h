@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model/lora.h"
+#include "model/lora_config.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
 
