@@ -38,6 +38,26 @@ inline model::ModelConfig tiny_config() {
   return c;
 }
 
+// The debug flavor cut down to 2 small layers, keeping the real vocabulary and the 14-pixel
+// patch, so cc12m captions tokenize and its images fit (tests that run the CLI on real data).
+inline model::ModelConfig small_real_vocab_config() {
+  model::ModelConfig c = model::ModelConfig::flavor("debugmodel");
+  c.text.hidden_size = 32;
+  c.text.num_layers = 2;
+  c.text.num_heads = 2;
+  c.text.num_kv_heads = 1;
+  c.text.head_dim = 16;
+  c.text.intermediate_size = 64;
+  c.text.mrope_section = {2, 3, 3};
+  c.vision.depth = 2;
+  c.vision.hidden_size = 16;
+  c.vision.num_heads = 2;
+  c.vision.intermediate_size = 32;
+  c.vision.out_hidden_size = 32;
+  c.vision.deepstack_visual_indexes = {0};
+  return c;
+}
+
 inline Tensor random_pixels(int64_t patches, int64_t dim, uint64_t seed) {
   Tensor t(DType::kF32, {patches, dim});
   std::mt19937 rng(seed);

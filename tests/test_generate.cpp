@@ -18,6 +18,7 @@
 #include "model/hf_weights.h"
 #include "model/params.h"
 #include "model/qwen3vl.h"
+#include "model_test_utils.h"
 #include "train_test_utils.h"
 
 namespace qv {
@@ -162,20 +163,7 @@ TEST(Generate, TextStreamHandsOutWholeCharacters) {
 // A tiny random model with the real vocabulary, saved as an HF folder the CLI can load.
 std::string save_tiny_model() {
   const std::string dir = testing::fresh_dir("Generate", "tiny_model");
-  model::ModelConfig c = model::ModelConfig::flavor("debugmodel");
-  c.text.hidden_size = 32;
-  c.text.num_layers = 2;
-  c.text.num_heads = 2;
-  c.text.num_kv_heads = 1;
-  c.text.head_dim = 16;
-  c.text.intermediate_size = 64;
-  c.text.mrope_section = {2, 3, 3};
-  c.vision.depth = 2;
-  c.vision.hidden_size = 16;
-  c.vision.num_heads = 2;
-  c.vision.intermediate_size = 32;
-  c.vision.out_hidden_size = 32;
-  c.vision.deepstack_visual_indexes = {0};
+  const model::ModelConfig c = testing::small_real_vocab_config();
   model::Qwen3VLModel m(c);
   model::init_params(c, m.store(), 23);
   model::save_hf_checkpoint(dir, c, m.store());

@@ -9,6 +9,7 @@
 #include "data/pipeline/loader.h"
 #include "loader_test_utils.h"
 #include "model/config.h"
+#include "model_test_utils.h"
 #include "train_test_utils.h"
 
 namespace qv {
@@ -75,20 +76,7 @@ TEST(Loader, RanksReadDisjointSamples) {
 std::string tiny_model_dir() {
   const fs::path dir = fs::temp_directory_path() / "qwen3vl_tiny_cc12m_model";
   fs::create_directories(dir);
-  model::ModelConfig c = model::ModelConfig::flavor("debugmodel");
-  c.text.hidden_size = 32;
-  c.text.num_layers = 2;
-  c.text.num_heads = 2;
-  c.text.num_kv_heads = 1;
-  c.text.head_dim = 16;
-  c.text.intermediate_size = 64;
-  c.text.mrope_section = {2, 3, 3};
-  c.vision.depth = 2;
-  c.vision.hidden_size = 16;
-  c.vision.num_heads = 2;
-  c.vision.intermediate_size = 32;
-  c.vision.out_hidden_size = 32;
-  c.vision.deepstack_visual_indexes = {0};
+  const model::ModelConfig c = testing::small_real_vocab_config();
   std::ofstream(dir / "config.json") << c.to_json_text();
   return dir.string();
 }

@@ -15,6 +15,7 @@
 #include "model/hf_weights.h"
 #include "model/params.h"
 #include "model/qwen3vl.h"
+#include "model_test_utils.h"
 #include "train/job_config.h"
 #include "train/trainer.h"
 #include "train/validation.h"
@@ -30,20 +31,7 @@ const std::string kRoot = QWEN3VL_SOURCE_DIR;
 std::string small_model_dir() {
   static const std::string dir = [] {
     const std::string d = testing::fresh_dir("validation", "model");
-    model::ModelConfig c = model::ModelConfig::flavor("debugmodel");
-    c.text.hidden_size = 32;
-    c.text.num_layers = 2;
-    c.text.num_heads = 2;
-    c.text.num_kv_heads = 1;
-    c.text.head_dim = 16;
-    c.text.intermediate_size = 64;
-    c.text.mrope_section = {2, 3, 3};
-    c.vision.depth = 2;
-    c.vision.hidden_size = 16;
-    c.vision.num_heads = 2;
-    c.vision.intermediate_size = 32;
-    c.vision.out_hidden_size = 32;
-    c.vision.deepstack_visual_indexes = {0};
+    const model::ModelConfig c = testing::small_real_vocab_config();
     std::filesystem::create_directories(d);
     std::ofstream(d + "/config.json") << c.to_json_text();
     return d;
