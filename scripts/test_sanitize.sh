@@ -21,7 +21,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_strin
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 EXCLUDE=${QWEN3VL_SANITIZE_EXCLUDE-'^TrainCc12m\.LossFallsAndResumeMidEpochMatchesStraightRun$|^ChatTrain\.DebugModelLossFallsOnAChatSetFromCc12m$|^Lora\.DebugModelFineTuneLowersTheLossAndExportsMerged$'}
-MPI_TESTS='Mpi|TrainDist'  # the tests that start mpirun (TrainMpi*, TrainDist*)
+MPI_TESTS='Mpi|TrainDist|Validation\.OnePass'  # the tests that start mpirun
 ctest --test-dir build-asan --output-on-failure -j2 -E "${MPI_TESTS}${EXCLUDE:+|$EXCLUDE}" "$@"
 # Open MPI loads its plugins with dlopen and closes them before exit, so their leaks come from an
 # unknown module that no suppression can name: the mpirun tests keep every check but leaks.

@@ -99,6 +99,12 @@ BF16Matmul make_bf16_matmul(const MatmulKey& key) {
 // count follows the images of each batch); training cycles through a few dozen shapes a step.
 class MatmulCache {
  public:
+  MatmulCache() = default;
+  MatmulCache(const MatmulCache&) = delete;
+  MatmulCache& operator=(const MatmulCache&) = delete;
+  ~MatmulCache() {
+    while (!cache_.empty()) evict_oldest();
+  }
   // Runs the product on oneDNN; false when no usable primitive exists for this shape.
   bool run(const MatmulKey& key, const bf16* A, const bf16* B, float* C) {
     std::lock_guard<std::mutex> lock(mu_);
