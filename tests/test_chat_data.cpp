@@ -9,9 +9,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "data/pipeline/chat_sample.h"
 #include "data/pipeline/loader.h"
 #include "data/pipeline/packing.h"
-#include "data/pipeline/chat_sample.h"
 #include "data/sources/chat_jsonl.h"
 #include "data/tokenizer/tokenizer.h"
 #include "data_test_utils.h"

@@ -23,10 +23,10 @@
 #include <string_view>
 #include <vector>
 
+#include "data/skip_stats.h"
 #include "data/sources/http_fetch.h"
 #include "data/sources/line_reader.h"
 #include "data/sources/obelics.h"
-#include "data/skip_stats.h"
 
 namespace qv::data {
 

@@ -1,8 +1,8 @@
 // OBELICS documents from Parquet shards as published: a `texts` and an `images` column, each a
 // list of nullable strings per row (other columns, such as `metadata` and `general_metadata`,
 // are never read). Each row becomes an ObelicsRow under the same rules and skip reasons as a
-// JSONL line (data/sources/obelics.h), with the row's 1-based number in the file as its line. Texts must
-// be valid UTF-8 (as JSON strings are); a row over the row limits is a counted skip.
+// JSONL line (data/sources/obelics.h), with the row's 1-based number in the file as its line. Texts
+// must be valid UTF-8 (as JSON strings are); a row over the row limits is a counted skip.
 //
 // Positions are (row group, rows before): seek() re-reads the footer's row counts only and
 // skips the rows before the target inside its row group (a row group is decoded from its start,
