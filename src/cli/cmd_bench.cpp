@@ -93,11 +93,7 @@ int run_bench(const Args& args) {
   std::vector<train::ParamSpan> spans;
   for (const auto& e : m.store().entries()) spans.push_back({e.ref.offset, e.ref.numel});
   train::AdamW opt({}, spans, {{0, m.store().total()}});
-  if (bf16) {
-    std::vector<uint8_t> with_copy;
-    for (size_t i = 0; i < spans.size(); ++i) with_copy.push_back(m.store().has_bf16_copy(i));
-    opt.write_bf16_copies(m.store().values_bf16().data(), std::move(with_copy));
-  }
+  if (bf16) opt.write_bf16_copies(m.store().values_bf16().data(), m.store().bf16_entries());
   std::vector<uint8_t> active(spans.size(), 1);
   model::ForwardOptions o;
   o.backward = train;

@@ -67,6 +67,7 @@ class ParamStore {
   bool has_bf16_copy(size_t entry_index) const {
     return !bf16_entry_.empty() && bf16_entry_[entry_index];
   }
+  const std::vector<uint8_t>& bf16_entries() const { return bf16_entry_; }  // per entry
   const bf16* value_bf16(ParamRef r) const {
     return has_bf16_copy(index_of(r)) ? values_bf16_.data() + r.offset : nullptr;
   }

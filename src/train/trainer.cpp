@@ -89,11 +89,9 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   apply_freeze();
   dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
-  if (model_->store().has_bf16_copies()) {
-    std::vector<uint8_t> with_copy;
-    for (size_t i = 0; i < spans.size(); ++i) with_copy.push_back(model_->store().has_bf16_copy(i));
-    optimizer_->write_bf16_copies(model_->store().values_bf16().data(), std::move(with_copy));
-  }
+  if (model_->store().has_bf16_copies())  // spans are the store's entries, in order
+    optimizer_->write_bf16_copies(model_->store().values_bf16().data(),
+                                  model_->store().bf16_entries());
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());
   log::info("data parallel: " + dp_->describe());
