@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "cli_test_utils.h"
 #include "data/sources/cc12m.h"
 #include "data/sources/webdataset.h"
 
@@ -35,6 +36,19 @@ inline std::string cc12m_chat_set(const std::string& dir) {
     ++n;
   }
   return dir + "/chat.jsonl";
+}
+
+// `qwen3vl train` of the debug model (configs/debug_model.toml, seq 512, the real tokenizer) on
+// the chat set above, writing into dir/run; `flags` add to or override the job.
+inline CommandResult train_debug_model_on_chat_set(const std::string& dir,
+                                                   const std::string& flags) {
+  const std::string jsonl = cc12m_chat_set(dir);
+  const std::string root = QWEN3VL_SOURCE_DIR;
+  return run_qwen3vl("train --config " + root + "/configs/debug_model.toml --job.dump_folder " +
+                     dir + "/run --model.tokenizer_path " + root +
+                     "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json "
+                     "--training.dataset chat --training.dataset_path " +
+                     jsonl + " --training.seq_len 512 --metrics.enable_tensorboard false " + flags);
 }
 
 }  // namespace qv::testing

@@ -15,16 +15,8 @@ namespace {
 
 TEST(ChatTrain, DebugModelLossFallsOnAChatSetFromCc12m) {
   const std::string dir = testing::fresh_dir("chat", "train");
-  const std::string jsonl = testing::cc12m_chat_set(dir);
-  const std::string root = QWEN3VL_SOURCE_DIR;
-  const auto r = testing::run_qwen3vl(
-      "train --config " + root + "/configs/debug_model.toml --job.dump_folder " + dir +
-      "/run --model.tokenizer_path " + root +
-      "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json --training.dataset chat "
-      "--training.dataset_path " +
-      jsonl +
-      " --training.steps 24 --training.seq_len 512 --checkpoint.enable false "
-      "--metrics.enable_tensorboard false");
+  const auto r =
+      testing::train_debug_model_on_chat_set(dir, "--training.steps 24 --checkpoint.enable false");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The bundled tokenizer folder carries Qwen3's text template: the run says so.
   EXPECT_NE(r.output.find("not Qwen3-VL Instruct's"), std::string::npos) << r.output;

@@ -445,17 +445,10 @@ TEST(Lora, ExportCommandMergesAnAdapterIntoAPlainCheckpoint) {
 // export equals the base model plus the reloaded adapter.
 TEST(Lora, DebugModelFineTuneLowersTheLossAndExportsMerged) {
   const std::string dir = testing::fresh_dir("lora", "train");
-  const std::string jsonl = testing::cc12m_chat_set(dir);
-  const std::string root = QWEN3VL_SOURCE_DIR;
-  const auto r = testing::run_qwen3vl(
-      "train --config " + root + "/configs/debug_model.toml --job.dump_folder " + dir +
-      "/run --model.tokenizer_path " + root +
-      "/third_party/npm/tokenizer-qwen3/package/models/tokenizer.json --training.dataset chat "
-      "--training.dataset_path " +
-      jsonl +
-      " --training.steps 8 --training.seq_len 512 --checkpoint.interval 100 "
-      "--metrics.enable_tensorboard false --optimizer.lr 1e-2 --lora.rank 8 --lora.alpha 16 "
-      "--lora.dropout 0.05 --lora.merge_on_export true --lora.target_modules "
+  const auto r = testing::train_debug_model_on_chat_set(
+      dir,
+      "--training.steps 8 --checkpoint.interval 100 --optimizer.lr 1e-2 --lora.rank 8 "
+      "--lora.alpha 16 --lora.dropout 0.05 --lora.merge_on_export true --lora.target_modules "
       "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto m = testing::read_metrics(dir + "/run");
