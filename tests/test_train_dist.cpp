@@ -65,21 +65,51 @@ std::string four_row_batch_file(const std::string& dir) {
   return path;
 }
 
-// weight_tol: losses and gradient norms agree to 2e-6 / 2e-5 in every case; the weights after
-// AdamW agree to 2e-5 for the text model and 5e-5 for the image model, whose vision gradients
-// are summed in a different order when they come from one rank's reduce-scatter (AdamW's
-// normalisation magnifies float32 round-off on weights with tiny gradients; the same model's
-// 5-step run against Hugging Face differs by up to 1.1e-4, tests/test_train_fixture.cpp).
-void expect_same_training(const std::string& single, const std::string& multi, double weight_tol) {
+// How close the sharded run must come to the single process. float32: losses and gradient norms
+// agree to 2e-6 / 2e-5 at every step; the weights after AdamW to 2e-5 for the text model and
+// 5e-5 for the image model, whose vision gradients are summed in a different order when they come
+// from one rank's reduce-scatter (AdamW's normalisation magnifies float32 round-off on weights
+// with tiny gradients; the same model's 5-step run against Hugging Face differs by up to 1.1e-4,
+// tests/test_train_fixture.cpp).
+struct Agreement {
+  double loss = 2e-6, grad_norm = 2e-5;
+  double later_loss = 2e-6, later_grad_norm = 2e-5;  // steps after the first update
+  double weights = 5e-5;
+};
+
+// bf16 matmuls: the first step (same float32 masters, so the same bf16 copies) must agree as
+// tightly as float32. After the first update the float32 masters differ in their last bits (the
+// gradients are summed in another order), and where such a master sits on a rounding boundary
+// its bf16 copy lands one bf16 ulp (2^-8 relative) away, which moves everything downstream.
+// Measured on the image fixture, step 3, one rank against two: loss 3.3e-5, gradient norm 1.0e-3,
+// weights 1.1e-4 (the -O1 sanitizer build; the release build happens to agree to 1e-15). The
+// bounds keep 2-3x margin and stay well under what a stale or missing bf16 copy does: one
+// step moves the loss by 0.5 and each weight by up to lr = 1e-3; bf16 against float32 training
+// of the same run differs by 5.4e-4 (loss), 3.0e-3 (gradient norm) and 2.1e-3 (weights).
+Agreement bf16_agreement() {
+  Agreement a;
+  a.later_loss = 1e-4;
+  a.later_grad_norm = 2.5e-3;
+  a.weights = 3e-4;
+  return a;
+}
+
+void expect_same_training(const std::string& single, const std::string& multi,
+                          const Agreement& tol) {
   const auto m1 = read_metrics(single), m2 = read_metrics(multi);
   ASSERT_EQ(m1.size(), m2.size());
   ASSERT_GT(m1.size(), 0u);
   for (size_t i = 0; i < m1.size(); ++i) {
-    EXPECT_NEAR(m1[i]["loss"].get<double>(), m2[i]["loss"].get<double>(), 2e-6) << i;
-    EXPECT_NEAR(m1[i]["grad_norm"].get<double>(), m2[i]["grad_norm"].get<double>(), 2e-5) << i;
+    const bool first = i == 0;
+    EXPECT_NEAR(m1[i]["loss"].get<double>(), m2[i]["loss"].get<double>(),
+                first ? tol.loss : tol.later_loss)
+        << i;
+    EXPECT_NEAR(m1[i]["grad_norm"].get<double>(), m2[i]["grad_norm"].get<double>(),
+                first ? tol.grad_norm : tol.later_grad_norm)
+        << i;
     EXPECT_EQ(m1[i]["tokens"], m2[i]["tokens"]);
   }
-  EXPECT_LT(testing::max_weight_diff(single + "/hf_export", multi + "/hf_export"), weight_tol);
+  EXPECT_LT(testing::max_weight_diff(single + "/hf_export", multi + "/hf_export"), tol.weights);
 }
 
 struct DistCase {
@@ -111,7 +141,10 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
                          train_cmd(fixed_batch_config(c.fixture, many, 3, 10)) + flags + " " +
                          c.multi_flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  expect_same_training(one, many, std::string(c.fixture) == "hf-tiny-text" ? 2e-5 : 5e-5);
+  Agreement tol =
+      std::string(c.flags).find("bfloat16") != std::string::npos ? bf16_agreement() : Agreement{};
+  if (std::string(c.fixture) == "hf-tiny-text") tol.weights = 2e-5;
+  expect_same_training(one, many, tol);
 }
 
 const char* kShard2 =
