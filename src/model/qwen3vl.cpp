@@ -417,6 +417,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
   Buffer h_chunk, logits_chunk, dh_chunk;
+  PoolVector<bf16> dlogits_b16;
   PoolVector<int64_t>& t_chunk = st->chunk_targets;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
@@ -433,14 +434,24 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(res.logits.data<float>() + rows[r0 + r] * V, &logits_chunk[r * V],
                     V * sizeof(float));
-    const auto ce = k::cross_entropy(logits_chunk.data(), t_chunk.data(),
-                                     opt.backward ? logits_chunk.data() : nullptr, n, V,
-                                     static_cast<float>(scale));
+    // With bf16 products the loss writes its gradient in bf16 directly (the backward products
+    // would round it anyway), sparing a pass over the [n, V] chunk.
+    const bool bf16_grad = opt.backward && W.b16 != nullptr;
+    if (bf16_grad) dlogits_b16.resize(n * V);
+    const auto ce = bf16_grad
+                        ? k::cross_entropy(logits_chunk.data(), t_chunk.data(), dlogits_b16.data(),
+                                           n, V, static_cast<float>(scale))
+                        : k::cross_entropy(logits_chunk.data(), t_chunk.data(),
+                                           opt.backward ? logits_chunk.data() : nullptr, n, V,
+                                           static_cast<float>(scale));
     res.loss_sum += ce.loss_sum;
     if (opt.backward) {
       dh_chunk.resize(n * H);
-      k::linear_backward(h_chunk.data(), W, logits_chunk.data(), dh_chunk.data(), dW,
-                         static_cast<float*>(nullptr), n, H, V);
+      if (bf16_grad)
+        k::linear_backward(h_chunk.data(), W, dlogits_b16.data(), dh_chunk.data(), dW, n, H, V);
+      else
+        k::linear_backward(h_chunk.data(), W, logits_chunk.data(), dh_chunk.data(), dW,
+                           static_cast<float*>(nullptr), n, H, V);
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(&st->d_final_out[rows[r0 + r] * H], &dh_chunk[r * H], H * sizeof(float));
     }

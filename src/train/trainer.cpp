@@ -225,16 +225,13 @@ StepRecord Trainer::train_step() {
     log::warn(cat("step ", rec.step, ": non-finite loss or gradient, step skipped"));
     rec.skipped = true;
   } else {
-    if (config_.max_norm > 0) {
-      const float coef = std::min(
+    // Gradient clipping as torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that
+    // is below 1, inside the optimizer's pass.
+    float clip = 1.0f;
+    if (config_.max_norm > 0)
+      clip = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
-      if (coef < 1.0f) {
-        std::vector<kernels::FlatPiece> owned;
-        for (const FlatRange& r : dp_->owned()) owned.push_back({r.begin, r.end});
-        kernels::scale(store.grads().data(), owned, coef);
-      }
-    }
-    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
+    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr, clip);
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
