@@ -57,6 +57,7 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
 Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
                  std::unique_ptr<BatchSource> data, std::unique_ptr<dist::Communicator> comm)
     : config_(std::move(config)),
+      checkpointing_(model::Checkpointing::parse(config_.ac_mode, config_.ac_selective_option)),
       model_(std::move(model)),
       data_(std::move(data)),
       comm_(std::move(comm)),
@@ -187,8 +188,7 @@ StepRecord Trainer::train_step() {
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
-  opt.activation_checkpoint = config_.ac_mode;
-  opt.selective_ac_option = config_.ac_selective_option;
+  opt.checkpointing = checkpointing_;
   opt.router_aux_loss_coef = config_.router_aux_loss_coef;
   RouterTotals router(model_->config().text);
   for (size_t i = 0; i < micro.size(); ++i) {
