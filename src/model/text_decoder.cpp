@@ -8,6 +8,7 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/norms.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/rows.h"
 
 namespace qv::model {
 
@@ -75,9 +76,11 @@ void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLaye
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, nh = c.num_heads, kv_dim = c.num_kv_heads * c.head_dim;
   const int64_t cached = cache ? static_cast<int64_t>(cache->k.size()) / kv_dim : 0;
-  if (cache) {
-    cache->k.insert(cache->k.end(), A.k.begin(), A.k.end());
-    cache->v.insert(cache->v.end(), A.v.begin(), A.v.end());
+  if (cache) {  // append this pass's rows
+    for (auto [from, to] : {std::pair{&A.k, &cache->k}, {&A.v, &cache->v}}) {
+      to->resize((cached + N) * kv_dim);
+      k::copy_rows(from->data(), nullptr, to->data() + cached * kv_dim, nullptr, N, kv_dim);
+    }
   }
   A.attn.resize(N * nh * c.head_dim);
   if (cached > 0) {  // decode: the new token attends to every cached position, itself included
