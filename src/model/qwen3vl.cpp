@@ -244,13 +244,10 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   lap(clock, timings_.classifier);
   if (config_.text.is_moe())
     finish_router(opt, scale * static_cast<double>(res.kept_tokens), res, rec);
-  if (!opt.backward) {
+  if (opt.backward)
+    st.ready = true;  // backward() reads State, and the pixels through the vision acts
+  else
     st.release();
-    return res;
-  }
-  st.image_acts.pixels = st.ph.has_images ? in.pixel_values.data<float>() : nullptr;
-  st.video_acts.pixels = st.ph.has_videos ? in.pixel_values_videos.data<float>() : nullptr;
-  st.ready = true;
   return res;
 }
 
