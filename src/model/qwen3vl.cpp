@@ -227,10 +227,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   st.tokens = in.tokens();
   st.input_ids.assign(in.input_ids.begin(), in.input_ids.end());
   ForwardResult res;
-  const Recorder rec = opt.record ? Recorder([&res](const std::string& name, Tensor t) {
-    res.recorded[name] = std::move(t);
-  })
-                                  : Recorder();
+  const Recorder rec = opt.record ? Recorder::into(res.recorded) : Recorder();
   plan_placeholders(in, st, res, rec);  // 1. vision placeholders, 3-D rotary positions
   auto clock = std::chrono::steady_clock::now();
   VisionFeatures vis;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <span>
 #include <string>
 
@@ -19,6 +20,11 @@ class Recorder {
   Recorder() = default;  // records nothing
   explicit Recorder(Sink sink, std::string prefix = "")
       : sink_(std::move(sink)), prefix_(std::move(prefix)) {}
+
+  // Records into `map` (ForwardResult::recorded), which must outlive the recorder.
+  static Recorder into(std::map<std::string, Tensor>& map) {
+    return Recorder([&map](const std::string& name, Tensor t) { map[name] = std::move(t); });
+  }
 
   bool enabled() const { return static_cast<bool>(sink_); }
   // The same sink with `prefix` put before every name (e.g. "debug.image.").
