@@ -1,7 +1,7 @@
 // Row and column moves between buffers: the gathers, scatters and row adds the model does
 // between kernels (vision features into placeholder rows, DeepStack adds, classifier chunks,
-// the vision tower's qkv split). Declared device-neutral; rows.cpp runs them on the calling
-// thread's device (for now the CPU, kernels/cpu/rows.h).
+// the vision tower's qkv split, the KV cache's growth). Device-neutral: rows.cpp runs them on the
+// calling thread's device (kernels/device.h); every pointer must live there.
 #pragma once
 #include <cstdint>
 

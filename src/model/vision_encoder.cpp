@@ -1,9 +1,9 @@
 #include "model/vision_encoder.h"
 
-#include "kernels/cpu/activations.h"
-#include "kernels/cpu/embedding.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/norms.h"
+#include "kernels/activations.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/norms.h"
 
 namespace qv::model {
 
