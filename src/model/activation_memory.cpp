@@ -45,7 +45,7 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
   const VisionConfig& v = c.vision;
   const int64_t N = s.tokens, H = t.hidden_size, L = t.num_layers;
   const int64_t layer = decoder_layer_floats_per_token(t) * N;
-  const Checkpointing ac = Checkpointing::parse(s.activation_checkpoint, s.selective_ac_option);
+  const Checkpointing& ac = s.checkpointing;
   int64_t kept_layers = 0;  // layers whose activations stay until backward
   for (int64_t l = 0; l < L; ++l) kept_layers += !ac.decoder_layer(l);
   // A dropped layer keeps its input; backward rebuilds one layer at a time. Only a rebuild of the

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
+#include "model/activation_checkpoint.h"
 #include "model/lora_config.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
@@ -130,6 +132,25 @@ struct JobConfig {
   static bool is_known_key(const std::string& key);
   // Every implemented key with its value in this config, as TOML ("[section]" / "key = value").
   std::string to_toml() const;
+};
+
+// The closed sets of a JobConfig (kept there as the TOML spells them, so `to_toml` and overrides
+// stay textual) as enums: parsed once, by the Trainer at construction and by the data sources,
+// instead of string comparisons where they are used. Errors name the key and the choices.
+enum class DatasetKind { kCc12m, kObelics, kChat, kFixed };  // cc12m-test reads as cc12m
+enum class NonFinitePolicy { kStop, kSkip };
+
+DatasetKind parse_dataset_kind(const std::string& name, const char* key = "training.dataset");
+
+struct JobChoices {
+  DatasetKind dataset = DatasetKind::kCc12m;              // training.dataset
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::kStop;  // training.on_nonfinite
+  DType matmul_dtype = DType::kF32;    // training.mixed_precision_param: kF32 or kBF16
+  DType export_dtype = DType::kF32;    // checkpoint.export_dtype: kF32, kBF16 or kF16
+  bool truncate_long_samples = true;   // data.overlong_samples: truncate (true) or skip
+  model::Checkpointing checkpointing;  // [activation_checkpoint] mode and selective_ac_option
+
+  static JobChoices parse(const JobConfig& config);
 };
 
 }  // namespace qv::train

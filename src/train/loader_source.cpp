@@ -73,7 +73,7 @@ data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m
            c.max_images_per_sample, ") exceeds the images one row may hold (", l.max_images_per_row,
            " = max_images_per_batch / local_batch_size): a sample has to fit in one row");
   l.max_tokens_per_sample = c.max_tokens_per_sample;
-  l.truncate_long_samples = c.overlong_samples == "truncate";
+  l.truncate_long_samples = JobChoices::parse(c).truncate_long_samples;
   l.max_images_per_sample = c.max_images_per_sample;
   l.seed = static_cast<uint64_t>(c.seed);
   l.rank = rank;

@@ -43,7 +43,7 @@ MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel&
   if (ranks > 1)
     std::snprintf(per_rank, sizeof(per_rank), " over %d ranks (%.1f on rank 0)", ranks,
                   peak_gflops_rank);
-  const bool bf16 = config.mixed_precision_param == "bfloat16";
+  const bool bf16 = JobChoices::parse(config).matmul_dtype == DType::kBF16;
   std::printf("MFU below: the model FLOP rate over the %s GEMM peak (2048^3): %.1f GFLOP/s%s\n",
               bf16 ? "bf16" : "float32", peak_gflops_total, per_rank);
 }

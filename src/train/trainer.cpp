@@ -58,6 +58,7 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
 Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
                  std::unique_ptr<BatchSource> data, std::unique_ptr<dist::Communicator> comm)
     : config_(std::move(config)),
+      choices_(JobChoices::parse(config_)),
       model_(std::move(model)),
       data_(std::move(data)),
       comm_(std::move(comm)),
@@ -86,7 +87,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
   // covers weights loaded from different files).
   comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
-  if (config_.mixed_precision_param == "bfloat16") model_->enable_bf16_matmuls();
+  if (choices_.matmul_dtype == DType::kBF16) model_->enable_bf16_matmuls();
   apply_freeze();
   dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
@@ -98,7 +99,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   log::info("data parallel: " + dp_->describe());
   log::info("GEMM: " + kernels::gemm_description());
   log::info(cat("matrix products in ", config_.mixed_precision_param,
-                config_.mixed_precision_param == "bfloat16" && !kernels::gemm_bf16_native()
+                choices_.matmul_dtype == DType::kBF16 && !kernels::gemm_bf16_native()
                     ? " (this CPU has no bf16 GEMM path: bf16 inputs are widened to float)"
                     : ""));
   metrics_ = std::make_unique<Metrics>();
@@ -188,8 +189,7 @@ StepRecord Trainer::train_step() {
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
-  opt.activation_checkpoint = config_.ac_mode;
-  opt.selective_ac_option = config_.ac_selective_option;
+  opt.checkpointing = choices_.checkpointing;
   opt.router_aux_loss_coef = config_.router_aux_loss_coef;
   RouterTotals router(model_->config().text);
   for (size_t i = 0; i < micro.size(); ++i) {
@@ -218,7 +218,7 @@ StepRecord Trainer::train_step() {
   rec.lr = config_.adamw.lr * schedule_.factor(step_);
   if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
     QV_CHECK(
-        config_.on_nonfinite == "skip", "step ", rec.step, ": non-finite ",
+        choices_.on_nonfinite == NonFinitePolicy::kSkip, "step ", rec.step, ": non-finite ",
         std::isfinite(rec.loss) ? "gradient norm" : "loss", " (loss ", rec.loss, ", grad norm ",
         rec.grad_norm,
         "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
@@ -330,9 +330,7 @@ void Trainer::export_hf() {
     const auto files = hf_export_files(
         model_->config(), trained_image_config(config_, model_->config()),
         has_tokenizer ? io::read_file(config_.tokenizer_path) : "", config_.tokenizer_path);
-    const DType dtype = config_.export_dtype == "bfloat16"  ? DType::kBF16
-                        : config_.export_dtype == "float16" ? DType::kF16
-                                                            : DType::kF32;
+    const DType dtype = choices_.export_dtype;
     if (lora)
       model::save_hf_checkpoint(dir, model_->config(), model_->merged_store(), dtype, 4ll << 30, {},
                                 files);
@@ -383,7 +381,7 @@ std::vector<StepRecord> Trainer::run() {
   resume_if_possible();
   // MFU compares the job's FLOP rate with the sum of every rank's GEMM peak for the precision in
   // use (each rank measures its own, at the same time as the others, as it will train).
-  const DType dtype = config_.mixed_precision_param == "bfloat16" ? DType::kBF16 : DType::kF32;
+  const DType dtype = choices_.matmul_dtype;
   const double peak_rank = kernels::measure_peak_gflops(dtype);
   double peak_total = peak_rank;
   comm_->all_reduce_sum(&peak_total, 1);

@@ -64,6 +64,8 @@ class Trainer {
   std::vector<int64_t> vision_passes(const std::vector<model::ModelInputs>& micro);
 
   JobConfig config_;
+  JobChoices choices_;  // config_'s closed sets, parsed once
+
   std::unique_ptr<model::Qwen3VLModel> model_;
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<dist::Communicator> comm_;
