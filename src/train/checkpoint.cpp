@@ -358,7 +358,7 @@ json read_state(const std::string& path) {
 }
 
 void load_v1(const std::string& path, const json& j, model::ParamStore& store,
-             const OptimizerTarget* opt) {
+             const OptimizerTarget* opt, const std::vector<FlatRange>& param_ranges) {
   const fs::path dir(path);
   const json files = j.value("crc32c", json::object());
   for (auto it = files.begin(); it != files.end(); ++it) {
@@ -370,8 +370,15 @@ void load_v1(const std::string& path, const json& j, model::ParamStore& store,
              ")");
   }
   io::SafetensorsFile model((dir / "model.safetensors").string());
-  for (const model::ParamEntry& e : store.entries())
-    std::memcpy(store.value(e.ref), f32_data(model, e.name, e.ref.numel), e.ref.numel * 4);
+  for (const model::ParamEntry& e : store.entries()) {
+    const float* src = f32_data(model, e.name, e.ref.numel);
+    for (const FlatRange& r : param_ranges) {
+      const int64_t lo = std::max(r.begin, e.ref.offset);
+      const int64_t hi = std::min(r.end, e.ref.offset + e.ref.numel);
+      if (lo < hi)
+        std::memcpy(store.values().data() + lo, src + (lo - e.ref.offset), (hi - lo) * 4);
+    }
+  }
   if (!opt) return;
   QV_CHECK(files.contains("optimizer.safetensors"), path,
            ": has no optimizer state (saved model-only); cannot resume training from it");
@@ -429,13 +436,14 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
   }
   TrainState st;
   st.format = j.at("format").get<std::string>();
+  const std::vector<FlatRange> ranges =
+      param_ranges ? *param_ranges : std::vector<FlatRange>{{0, store.total()}};
   if (st.format == kFormatV1) {
-    load_v1(path, j, store, opt);
+    load_v1(path, j, store, opt, ranges);
   } else {
     const json index = read_index(path, j);
     ShardedLoad load;
-    load.param_ranges =
-        param_ranges ? *param_ranges : std::vector<FlatRange>{{0, store.total()}};
+    load.param_ranges = ranges;
     if (opt) {
       load.owned = opt->owned;
       load.exp_avg = opt->exp_avg.data();

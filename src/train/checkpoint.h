@@ -90,8 +90,8 @@ struct OptimizerTarget {
 
 // Loads a checkpoint (either format), verifying checksums; the optimizer state is filled when
 // requested (and is then required to be present). Parameter values are read inside
-// `param_ranges` (null: the whole store; v1 always reads the whole store). Returns the saved
-// state.
+// `param_ranges` (null: the whole store); nothing else of the store is written. Returns the
+// saved state.
 TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
                            const OptimizerTarget* optimizer,
                            const std::vector<FlatRange>* param_ranges = nullptr);
