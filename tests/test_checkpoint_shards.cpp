@@ -21,101 +21,18 @@
 #include "train/checkpoint.h"
 #include "train/checkpoint_tools.h"
 #include "train/trainer.h"
+#include "checkpoint_test_utils.h"
 #include "train_test_utils.h"
 
 namespace qv {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::Layout;
+using testing::owned_ranges;
+using testing::ThreadComm;
+using testing::ThreadWorld;
 using train::FlatRange;
-
-// The sums and maxima of `size` threads (the only collectives the checkpoint protocol uses).
-class ThreadWorld {
- public:
-  explicit ThreadWorld(int size) : size_(size) {}
-  int size() const { return size_; }
-  // Every rank contributes `n` values; each gets the combination back.
-  void reduce(int, double* data, int64_t n, bool max) {
-    std::unique_lock<std::mutex> lock(mu_);
-    const int64_t gen = generation_;
-    if (arrived_ == 0) acc_.assign(data, data + n);
-    else
-      for (int64_t i = 0; i < n; ++i) acc_[i] = max ? std::max(acc_[i], data[i]) : acc_[i] + data[i];
-    if (++arrived_ == size_) {
-      result_ = acc_;
-      arrived_ = 0;
-      ++generation_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != gen; });
-    }
-    std::copy(result_.begin(), result_.begin() + n, data);
-    // Everyone has read result_ before the next collective overwrites it.
-    if (++read_ == size_) {
-      read_ = 0;
-      ++read_generation_;
-      cv_.notify_all();
-    } else {
-      const int64_t rg = read_generation_;
-      cv_.wait(lock, [&] { return read_generation_ != rg; });
-    }
-  }
-
- private:
-  int size_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<double> acc_, result_;
-  int arrived_ = 0, read_ = 0;
-  int64_t generation_ = 0, read_generation_ = 0;
-};
-
-class ThreadComm final : public dist::Communicator {
- public:
-  ThreadComm(ThreadWorld& w, int rank) : w_(w), rank_(rank) {}
-  int rank() const override { return rank_; }
-  int size() const override { return w_.size(); }
-  void all_reduce_sum(double* d, int64_t n) override { w_.reduce(rank_, d, n, false); }
-  void all_reduce_max(double* d, int64_t n) override { w_.reduce(rank_, d, n, true); }
-  void all_reduce_sum(float*, int64_t) override { unused(); }
-  void all_gather(const float*, float*, int64_t) override { unused(); }
-  void reduce_scatter_sum(const float*, float*, int64_t) override { unused(); }
-  void broadcast(float*, int64_t, int) override { unused(); }
-  void barrier() override { unused(); }
-  void start_all_reduce_sum(float*, int64_t) override { unused(); }
-  void progress() override {}
-  void wait_all() override {}
-  std::unique_ptr<Communicator> split(int, int) override {
-    unused();
-    return nullptr;
-  }
-
- private:
-  [[noreturn]] static void unused() { fail("ThreadComm: not used by checkpoints"); }
-  ThreadWorld& w_;
-  int rank_;
-};
-
-struct Layout {
-  int64_t replicate, shard;
-  int64_t world() const { return replicate * shard; }
-  std::string name() const {
-    return std::to_string(replicate) + "x" + std::to_string(shard);
-  }
-};
-
-// What rank `rank` owns under `l`, as dist/ lays it out: the whole buffer when replicated,
-// else its chunk of every unit (shard groups are consecutive ranks).
-std::vector<FlatRange> owned_ranges(const model::ParamStore& store, const Layout& l, int rank) {
-  if (l.shard == 1) return {{0, store.total()}};
-  std::vector<FlatRange> out;
-  for (const auto& u : store.units()) {
-    const int64_t chunk = (u.end - u.begin) / l.shard;
-    const int64_t own = u.begin + chunk * (rank % l.shard);
-    out.push_back({own, own + chunk});
-  }
-  return out;
-}
 
 // The reference state: distinct values per element and per moment, steps per entry.
 struct Reference {
@@ -148,43 +65,9 @@ std::unique_ptr<model::Qwen3VLModel> tiny_model(const std::string& dump) {
 // Saves `ref` as `l` would: every rank a thread writing its part of its owned ranges.
 std::string save_as(const model::ParamStore& store, const Reference& ref, const Layout& l,
                     const std::string& folder, int64_t step) {
-  ThreadWorld world(static_cast<int>(l.world()));
-  std::vector<std::string> errors(l.world());
-  std::string path;
-  // Each rank's own copy of what it owns (packed moments, as AdamW keeps them).
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < l.world(); ++r)
-    ranks.emplace_back([&, r] {
-      try {
-        ThreadComm comm(world, r);
-        const auto owned = owned_ranges(store, l, r);
-        std::vector<float> m, v;
-        for (const auto& o : owned) {
-          m.insert(m.end(), ref.m.begin() + o.begin, ref.m.begin() + o.end);
-          v.insert(v.end(), ref.v.begin() + o.begin, ref.v.begin() + o.end);
-        }
-        const auto write = train::ranges_to_write(owned, l.replicate, r / l.shard);
-        const auto share = train::view_share(store, write, owned, m.data(), v.data());
-        const std::string final_dir = train::checkpoint_dir(folder, step);
-        const std::string tmp = train::begin_sharded_save(comm, final_dir);
-        const auto files = train::write_rank_files(tmp, r, store.entries(), share,
-                                                   {{"rank", r}, {"world", l.world()}});
-        train::SaveInfo info;
-        info.step = step;
-        info.replicate = l.replicate;
-        info.shard = l.shard;
-        info.optimizer_steps = ref.steps;
-        info.model_config_json = "{}";
-        const std::string p =
-            train::finish_sharded_save(comm, tmp, final_dir, files, write, store, info);
-        if (r == 0) path = p;
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : ranks) t.join();
-  for (const auto& e : errors) EXPECT_EQ(e, "");
-  return path;
+  std::vector<nlohmann::json> data;
+  for (int r = 0; r < l.world(); ++r) data.push_back({{"rank", r}, {"world", l.world()}});
+  return testing::save_layout(store, ref.m, ref.v, ref.steps, l, folder, step, data, "{}");
 }
 
 // Loads `path` as rank `rank` of `l` and checks every element it owns bit for bit; elements of

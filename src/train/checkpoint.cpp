@@ -278,7 +278,7 @@ std::string finish_sharded_save(dist::Communicator& comm, const std::string& tmp
   comm.all_reduce_max(&published_failed, 1);
   if (failed_rank >= 0)
     fail(save_failed(final_dir, !mine.error.empty()
-                                    ? mine.error
+                                    ? cat("writing failed on rank ", rank, ": ", mine.error)
                                     : cat("writing failed on rank ", failed_rank,
                                           " (see its error)")));
   if (published_failed > 0)

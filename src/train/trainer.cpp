@@ -60,7 +60,11 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
   const model::ModelConfig mc = model_config(c);
   auto m = std::make_unique<model::Qwen3VLModel>(mc, unit_align);
   if (!c.initial_load_path.empty()) {
-    model::load_hf_weights(c.initial_load_path, m->store());
+    // A training checkpoint's step folder (its weights only), or a Hugging Face folder.
+    if (fs::exists(fs::path(c.initial_load_path) / "state.json"))
+      load_checkpoint(c.initial_load_path, m->store(), static_cast<const OptimizerTarget*>(nullptr));
+    else
+      model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
   } else {
     model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed),
@@ -467,7 +471,23 @@ void Trainer::resume_if_possible() {
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
                          &optimizer_->steps()};
   const std::vector<FlatRange> owned = dp_->owned();
-  const TrainState st = load_checkpoint(*latest, model_->store(), &target, &owned);
+  // A rank that cannot read its pieces (a missing or corrupt file) ends every rank at once,
+  // instead of leaving the others at the next collective until the timeout.
+  TrainState st;
+  std::string error;
+  try {
+    st = load_checkpoint(*latest, model_->store(), &target, &owned);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const int world = comm_->size();
+  double failed[2] = {error.empty() ? 0.0 : 1.0,
+                      error.empty() ? 0.0 : static_cast<double>(world - comm_->rank())};
+  comm_->all_reduce_max(failed, 2);
+  if (failed[0] > 0)
+    fail(!error.empty() ? error
+                        : cat("loading ", *latest, " failed on rank ",
+                              world - static_cast<int>(failed[1]), " (see its error)"));
   model_->store().sync_bf16();
   dp_->release_all();
   step_ = st.step;
