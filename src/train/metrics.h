@@ -1,6 +1,8 @@
 // What the user sees each log step: a console line, metrics.jsonl and TensorBoard scalars.
 #pragma once
+#include <atomic>
 #include <fstream>
+#include <thread>
 #include <memory>
 
 #include "model/qwen3vl.h"
@@ -36,5 +38,19 @@ class MetricsLogger {
 // Resident memory now and at peak, in MiB (from /proc/self/status).
 double rss_mib();
 double peak_rss_mib();
+
+// The largest resident set size seen while it runs, sampled every 5 ms on a thread of its own:
+// the peak of one phase (a checkpoint save), which the process-lifetime peak cannot show.
+class RssWatch {
+ public:
+  RssWatch();
+  ~RssWatch();
+  double stop();  // MiB; stops sampling
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<double> peak_{0};
+  std::thread thread_;
+};
 
 }  // namespace qv::train

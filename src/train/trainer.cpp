@@ -367,12 +367,20 @@ void Trainer::save(bool final_save) {
     pending_save_ = std::move(p);
     return;
   }
+  const double rss_before = rss_mib();
+  RssWatch watch;
   const RankFiles files =
       write_rank_files(tmp, comm_->rank(), store.entries(), share, data_->state());
+  const double write_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::string path = finish_sharded_save(*comm_, tmp, final_dir, files, write, store, info);
+  const double rss_peak = watch.stop();
   if (comm_->rank() == 0)
     log_saved(path, std::chrono::duration<double>(Clock::now() - t0).count(),
-              cat(", ", comm_->size(), " ranks writing"));
+              cat(", ", comm_->size(), " ranks writing; rank 0 wrote ",
+                  std::lround(share.elements() * (share.has_optimizer() ? 12.0 : 4.0) / 1048576.0),
+                  " MiB in ", std::lround(write_seconds * 1000), " ms, RSS ",
+                  std::lround(rss_before), " MiB before, peak ", std::lround(rss_peak),
+                  " MiB during the save"));
 }
 
 void Trainer::complete_pending_save(bool wait) {
