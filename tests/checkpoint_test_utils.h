@@ -27,9 +27,11 @@ class ThreadWorld {
   void reduce(int, double* data, int64_t n, bool max) {
     std::unique_lock<std::mutex> lock(mu_);
     const int64_t gen = generation_;
-    if (arrived_ == 0) acc_.assign(data, data + n);
+    if (arrived_ == 0)
+      acc_.assign(data, data + n);
     else
-      for (int64_t i = 0; i < n; ++i) acc_[i] = max ? std::max(acc_[i], data[i]) : acc_[i] + data[i];
+      for (int64_t i = 0; i < n; ++i)
+        acc_[i] = max ? std::max(acc_[i], data[i]) : acc_[i] + data[i];
     if (++arrived_ == size_) {
       result_ = acc_;
       arrived_ = 0;
@@ -88,15 +90,13 @@ class ThreadComm final : public dist::Communicator {
 struct Layout {
   int64_t replicate, shard;
   int64_t world() const { return replicate * shard; }
-  std::string name() const {
-    return std::to_string(replicate) + "x" + std::to_string(shard);
-  }
+  std::string name() const { return std::to_string(replicate) + "x" + std::to_string(shard); }
 };
 
 // What rank `rank` owns under `l`, as dist/ lays it out: the whole buffer when replicated,
 // else its chunk of every unit (shard groups are consecutive ranks).
 inline std::vector<FlatRange> owned_ranges(const model::ParamStore& store, const Layout& l,
-                                            int rank) {
+                                           int rank) {
   if (l.shard == 1) return {{0, store.total()}};
   std::vector<FlatRange> out;
   for (const auto& u : store.units()) {
@@ -111,9 +111,8 @@ inline std::vector<FlatRange> owned_ranges(const model::ParamStore& store, const
 // every rank a thread writing its part of what it owns, through the real save protocol. Rank r
 // writes data_states[r]. Returns the checkpoint's path.
 inline std::string save_layout(const model::ParamStore& store, const std::vector<float>& m_full,
-                               const std::vector<float>& v_full,
-                               const std::vector<int64_t>& steps, const Layout& l,
-                               const std::string& folder, int64_t step,
+                               const std::vector<float>& v_full, const std::vector<int64_t>& steps,
+                               const Layout& l, const std::string& folder, int64_t step,
                                const std::vector<nlohmann::json>& data_states,
                                const std::string& config_json) {
   ThreadWorld world(static_cast<int>(l.world()));

@@ -13,11 +13,11 @@
 #include <thread>
 
 #include "checkpoint_test_utils.h"
-#include "loader_test_utils.h"
-#include "model_test_utils.h"
 #include "dist/parallel_dims.h"
 #include "io/atomic_file.h"
+#include "loader_test_utils.h"
 #include "model/inputs_io.h"
+#include "model_test_utils.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_tools.h"
 #include "train/trainer.h"
@@ -57,7 +57,7 @@ std::string layout_flags(const Layout& l) {
 
 // `train` on `l`'s ranks with the job in `dump` (steps, checkpoint every `interval`).
 testing::CommandResult run_train(const std::string& dump, const Layout& l, int steps, int interval,
-                             const std::string& batch, const std::string& extra = "") {
+                                 const std::string& batch, const std::string& extra = "") {
   const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, steps, interval);
   const std::string launch = l.world() > 1 ? testing::mpirun(static_cast<int>(l.world())) : "";
   return testing::run_shell(launch + QWEN3VL_BINARY + " train --config " + cfg + layout_flags(l) +
@@ -137,13 +137,12 @@ TEST_P(CheckpointReshardMpi, ResumeOnAnotherLayoutIsBitExact) {
   expect_identical_continuation(a, b);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, CheckpointReshardMpi,
-    ::testing::Values(ReshardCase{"zero3_2_to_hybrid_4", {1, 2}, {2, 2}},
-                      ReshardCase{"hybrid_4_to_replicated_2", {2, 2}, {2, 1}},
-                      ReshardCase{"replicated_2_to_zero3_4", {2, 1}, {1, 4}},
-                      ReshardCase{"zero3_4_to_one", {1, 4}, {1, 1}}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointReshardMpi,
+                         ::testing::Values(ReshardCase{"zero3_2_to_hybrid_4", {1, 2}, {2, 2}},
+                                           ReshardCase{"hybrid_4_to_replicated_2", {2, 2}, {2, 1}},
+                                           ReshardCase{"replicated_2_to_zero3_4", {2, 1}, {1, 4}},
+                                           ReshardCase{"zero3_4_to_one", {1, 4}, {1, 1}}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 class CheckpointResumeMpi : public ::testing::TestWithParam<Layout> {};
 
@@ -176,8 +175,10 @@ std::string two_ranks_with_env_on_rank1(const std::string& cmd, const std::strin
 int64_t rank_bytes(const std::string& ckpt, int rank) {
   int64_t n = 0;
   for (const char* kind : {"model", "optim"})
-    n += static_cast<int64_t>(fs::file_size(ckpt + "/" + train::rank_file(kind, rank, "safetensors")));
-  return n + static_cast<int64_t>(fs::file_size(ckpt + "/" + train::rank_file("data", rank, "json")));
+    n += static_cast<int64_t>(
+        fs::file_size(ckpt + "/" + train::rank_file(kind, rank, "safetensors")));
+  return n +
+         static_cast<int64_t>(fs::file_size(ckpt + "/" + train::rank_file("data", rank, "json")));
 }
 
 TEST(CheckpointFaultsMpi, KillNineOfOneRankMidSaveKeepsThePreviousCheckpoint) {
@@ -194,11 +195,11 @@ TEST(CheckpointFaultsMpi, KillNineOfOneRankMidSaveKeepsThePreviousCheckpoint) {
       static_cast<int64_t>(fs::file_size(step2 + "/model-rank00001.safetensors")) / 2;
   const std::string cfg = testing::fixed_batch_config("hf-tiny-text", killed, 4, 2);
   const std::string marker = killed + "/paused";
-  const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + cfg +
-                          layout_flags(l) + " --training.dataset_path " + batch;
-  const std::string job = two_ranks_with_env_on_rank1(
-      cmd, "QWEN3VL_FAULT=pause@bytes:" + std::to_string(pause_at) +
-               " QWEN3VL_FAULT_MARKER=" + marker);
+  const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + cfg + layout_flags(l) +
+                          " --training.dataset_path " + batch;
+  const std::string job =
+      two_ranks_with_env_on_rank1(cmd, "QWEN3VL_FAULT=pause@bytes:" + std::to_string(pause_at) +
+                                           " QWEN3VL_FAULT_MARKER=" + marker);
   std::thread killer([&] {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (!fs::exists(marker) && std::chrono::steady_clock::now() < deadline)
@@ -233,8 +234,8 @@ TEST(CheckpointFaultsMpi, FullDiskOnOneRankFailsTheSaveOnEveryRank) {
   const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + cfg +
                           layout_flags({1, 2}) + " --training.dataset_path " + batch;
   const auto start = std::chrono::steady_clock::now();
-  const auto r = testing::run_shell(
-      two_ranks_with_env_on_rank1(cmd, "QWEN3VL_FAULT=enospc@bytes:1000"));
+  const auto r =
+      testing::run_shell(two_ranks_with_env_on_rank1(cmd, "QWEN3VL_FAULT=enospc@bytes:1000"));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(r.exit_code, 0) << r.output;
@@ -363,8 +364,7 @@ TEST_P(CheckpointAsyncMpi, AsyncSavesEqualSynchronousOnes) {
     const auto report = train::inspect_checkpoint(async + name);
     EXPECT_TRUE(report.ok()) << report.describe();
     train::export_checkpoint(sync + name, sync + "/exported" + std::to_string(step), DType::kF32);
-    train::export_checkpoint(async + name, async + "/exported" + std::to_string(step),
-                             DType::kF32);
+    train::export_checkpoint(async + name, async + "/exported" + std::to_string(step), DType::kF32);
     EXPECT_EQ(testing::max_weight_diff(sync + "/exported" + std::to_string(step),
                                        async + "/exported" + std::to_string(step)),
               0.0)
@@ -380,18 +380,16 @@ TEST_P(CheckpointAsyncMpi, AsyncSavesEqualSynchronousOnes) {
   expect_identical_continuation(sync, async);
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointAsyncMpi,
-                         ::testing::Values(Layout{1, 1}, Layout{1, 2}),
+INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointAsyncMpi, ::testing::Values(Layout{1, 1}, Layout{1, 2}),
                          [](const auto& info) { return info.param.name(); });
 
 TEST(CheckpointAsyncMpi, FailedBackgroundSaveEndsTheJobWithoutAListedCheckpoint) {
   const std::string dump = fresh("async_enospc");
   const std::string batch = four_rows(dump);
   const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, 3, 1);
-  const auto r = testing::run_shell("QWEN3VL_FAULT=enospc@bytes:1000 " +
-                                    std::string(QWEN3VL_BINARY) + " train --config " + cfg +
-                                    " --checkpoint.async_mode async --training.dataset_path " +
-                                    batch);
+  const auto r = testing::run_shell(
+      "QWEN3VL_FAULT=enospc@bytes:1000 " + std::string(QWEN3VL_BINARY) + " train --config " + cfg +
+      " --checkpoint.async_mode async --training.dataset_path " + batch);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("No space left on device"), std::string::npos) << r.output;
   EXPECT_FALSE(train::latest_checkpoint(dump + "/checkpoint").has_value());

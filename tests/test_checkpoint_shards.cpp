@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "checkpoint_test_utils.h"
 #include "core/error.h"
 #include "dist/parallel_dims.h"
 #include "io/atomic_file.h"
@@ -21,7 +22,6 @@
 #include "train/checkpoint.h"
 #include "train/checkpoint_tools.h"
 #include "train/trainer.h"
-#include "checkpoint_test_utils.h"
 #include "train_test_utils.h"
 
 namespace qv {
@@ -121,13 +121,13 @@ TEST(CheckpointShards, EveryLayoutLoadsEveryOtherBitExactly) {
     ASSERT_TRUE(fs::exists(path + "/state.json"));
     // Every rank wrote a share (the writing is spread over all ranks).
     for (int r = 0; r < from.world(); ++r)
-      EXPECT_GT(fs::file_size(path + "/" + train::rank_file("model", r, "safetensors")), 100u)
-          << r;
+      EXPECT_GT(fs::file_size(path + "/" + train::rank_file("model", r, "safetensors")), 100u) << r;
     for (const Layout& to : kLayouts)
       for (int r = 0; r < to.world(); ++r) expect_loads_exactly(path, store, ref, to, r);
     // Each rank's data state comes back under its rank.
     std::memcpy(store.values().data(), ref.values.data(), store.total() * 4);
-    const train::TrainState st = train::load_checkpoint(path, store, static_cast<const train::OptimizerTarget*>(nullptr));
+    const train::TrainState st =
+        train::load_checkpoint(path, store, static_cast<const train::OptimizerTarget*>(nullptr));
     ASSERT_EQ(static_cast<int64_t>(st.data_states.size()), from.world());
     for (int r = 0; r < from.world(); ++r) EXPECT_EQ(st.data_states[r]["rank"], r);
     const train::CheckpointReport report = train::inspect_checkpoint(path);
@@ -217,7 +217,8 @@ TEST(CheckpointShards, VersionOneCheckpointsStillLoad) {
   const std::string path = train::save_checkpoint_v1(dump, store, &saved, state, 0);
   for (const Layout& to : {Layout{1, 1}, Layout{1, 2}, Layout{2, 2}})
     for (int r = 0; r < to.world(); ++r) expect_loads_exactly(path, store, ref, to, r);
-  const auto st = train::load_checkpoint(path, store, static_cast<const train::OptimizerTarget*>(nullptr));
+  const auto st =
+      train::load_checkpoint(path, store, static_cast<const train::OptimizerTarget*>(nullptr));
   EXPECT_EQ(st.data_state["batches"], 9);
   EXPECT_TRUE(st.data_states.empty());
   EXPECT_TRUE(train::inspect_checkpoint(path).ok());

@@ -160,7 +160,8 @@ uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> te
   std::vector<TensorParts> parts;
   parts.reserve(tensors.size());
   for (TensorSource& t : tensors)
-    parts.push_back({std::move(t.name), t.dtype, t.shape, {{t.data, numel(t.shape)}}, t.source_dtype});
+    parts.push_back(
+        {std::move(t.name), t.dtype, t.shape, {{t.data, numel(t.shape)}}, t.source_dtype});
   return write_safetensors(path, std::move(parts), metadata);
 }
 

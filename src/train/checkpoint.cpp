@@ -193,9 +193,10 @@ std::string begin_sharded_save(dist::Communicator& comm, const std::string& fina
   }
   comm.all_reduce_max(v, 2);
   if (v[0] > 0)
-    fail(save_failed(final_dir, comm.rank() == 0 ? error
-                                                 : std::string("rank 0 could not create the "
-                                                               "temporary folder (see its error)")));
+    fail(save_failed(final_dir, comm.rank() == 0
+                                    ? error
+                                    : std::string("rank 0 could not create the "
+                                                  "temporary folder (see its error)")));
   return (target.parent_path() / (".tmp-" + target.filename().string() + "-" +
                                   std::to_string(static_cast<long long>(v[1]))))
       .string();
@@ -260,10 +261,10 @@ std::string finish_sharded_save(dist::Communicator& comm, const std::string& tmp
           files["config.json"] =
               io::crc32c(info.model_config_json.data(), info.model_config_json.size());
         }
-        json j = {{"format", kFormatV2},    {"step", info.step},
-                  {"extra", info.extra},    {"world", world},
+        json j = {{"format", kFormatV2},         {"step", info.step},
+                  {"extra", info.extra},         {"world", world},
                   {"replicate", info.replicate}, {"shard", info.shard},
-                  {"has_optimizer", has_opt}, {"crc32c", files}};
+                  {"has_optimizer", has_opt},    {"crc32c", files}};
         j["state_crc32c"] = state_crc(j);
         io::write_file_atomic((fs::path(tmp_dir) / "state.json").string(), j.dump(2) + "\n");
         io::publish_dir(tmp_dir, final_dir);
@@ -277,10 +278,10 @@ std::string finish_sharded_save(dist::Communicator& comm, const std::string& tmp
   double published_failed = error.empty() ? 0.0 : 1.0;
   comm.all_reduce_max(&published_failed, 1);
   if (failed_rank >= 0)
-    fail(save_failed(final_dir, !mine.error.empty()
-                                    ? cat("writing failed on rank ", rank, ": ", mine.error)
-                                    : cat("writing failed on rank ", failed_rank,
-                                          " (see its error)")));
+    fail(save_failed(final_dir,
+                     !mine.error.empty()
+                         ? cat("writing failed on rank ", rank, ": ", mine.error)
+                         : cat("writing failed on rank ", failed_rank, " (see its error)")));
   if (published_failed > 0)
     fail(save_failed(final_dir, rank == 0 ? error : "publishing failed on rank 0 (see its error)"));
   if (rank == 0) prune(fs::path(final_dir).parent_path().string(), info.keep_latest_k);

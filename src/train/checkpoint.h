@@ -19,7 +19,7 @@
 namespace qv::train {
 
 struct TrainState {
-  int64_t step = 0;  // optimizer steps completed
+  int64_t step = 0;                                      // optimizer steps completed
   nlohmann::json data_state = nlohmann::json::object();  // v1: rank 0's loader state
   nlohmann::json extra = nlohmann::json::object();       // seed, config fingerprint, ...
   // Loaded from v2: every saving rank's loader state, in rank order (their count is the

@@ -154,8 +154,8 @@ RankFiles write_rank_files(const std::string& dir, int rank,
       std::vector<io::TensorSource> sources;
       json meta = json::object();
       for (const Piece& p : pieces)
-        for (const auto& [prefix, data] : {std::pair{"exp_avg.", p.exp_avg},
-                                           std::pair{"exp_avg_sq.", p.exp_avg_sq}}) {
+        for (const auto& [prefix, data] :
+             {std::pair{"exp_avg.", p.exp_avg}, std::pair{"exp_avg_sq.", p.exp_avg_sq}}) {
           const std::string name = prefix + entries[p.entry].name;
           const int64_t n = p.end - p.begin;
           sources.push_back({name, DType::kF32, {n}, data, DType::kF32});

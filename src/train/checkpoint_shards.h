@@ -104,8 +104,7 @@ class PieceReader {
   explicit PieceReader(std::string dir);
   ~PieceReader();
   // Elements [begin, end) of tensor `name` as stored in `file` (in place in the mapping).
-  const float* piece(const std::string& file, const std::string& name, int64_t begin,
-                     int64_t end);
+  const float* piece(const std::string& file, const std::string& name, int64_t begin, int64_t end);
 
  private:
   io::SafetensorsFile& open(const std::string& file);

@@ -61,7 +61,9 @@ std::string CheckpointReport::describe() const {
     if (f.bytes >= 0) total += f.bytes;
     std::snprintf(line, sizeof(line), "    %-32s %12s  %s\n", f.name.c_str(),
                   f.bytes < 0 ? "-" : std::to_string(f.bytes).c_str(),
-                  f.bytes < 0 ? "MISSING" : f.crc_ok ? "crc ok" : "CRC MISMATCH");
+                  f.bytes < 0 ? "MISSING"
+                  : f.crc_ok  ? "crc ok"
+                              : "CRC MISMATCH");
     out += line;
   }
   std::snprintf(line, sizeof(line), "  %lld bytes in %zu files: %s\n",

@@ -2,8 +2,8 @@
 #pragma once
 #include <atomic>
 #include <fstream>
-#include <thread>
 #include <memory>
+#include <thread>
 
 #include "model/qwen3vl.h"
 #include "train/job_config.h"

@@ -62,7 +62,8 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
   if (!c.initial_load_path.empty()) {
     // A training checkpoint's step folder (its weights only), or a Hugging Face folder.
     if (fs::exists(fs::path(c.initial_load_path) / "state.json"))
-      load_checkpoint(c.initial_load_path, m->store(), static_cast<const OptimizerTarget*>(nullptr));
+      load_checkpoint(c.initial_load_path, m->store(),
+                      static_cast<const OptimizerTarget*>(nullptr));
     else
       model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
@@ -360,8 +361,8 @@ void Trainer::save(bool final_save) {
     PendingSave* raw = p.get();
     const int rank = comm_->rank();
     p->writer = std::thread([raw, rank, &store] {
-      raw->files =
-          write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot.view, raw->data_state);
+      raw->files = write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot.view,
+                                    raw->data_state);
       raw->done = true;
     });
     pending_save_ = std::move(p);
@@ -375,12 +376,12 @@ void Trainer::save(bool final_save) {
   const std::string path = finish_sharded_save(*comm_, tmp, final_dir, files, write, store, info);
   const double rss_peak = watch.stop();
   if (comm_->rank() == 0)
-    log_saved(path, std::chrono::duration<double>(Clock::now() - t0).count(),
-              cat(", ", comm_->size(), " ranks writing; rank 0 wrote ",
-                  std::lround(share.elements() * (share.has_optimizer() ? 12.0 : 4.0) / 1048576.0),
-                  " MiB in ", std::lround(write_seconds * 1000), " ms, RSS ",
-                  std::lround(rss_before), " MiB before, peak ", std::lround(rss_peak),
-                  " MiB during the save"));
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - t0).count(),
+        cat(", ", comm_->size(), " ranks writing; rank 0 wrote ",
+            std::lround(share.elements() * (share.has_optimizer() ? 12.0 : 4.0) / 1048576.0),
+            " MiB in ", std::lround(write_seconds * 1000), " ms, RSS ", std::lround(rss_before),
+            " MiB before, peak ", std::lround(rss_peak), " MiB during the save"));
 }
 
 void Trainer::complete_pending_save(bool wait) {
@@ -397,10 +398,10 @@ void Trainer::complete_pending_save(bool wait) {
   const std::string path = finish_sharded_save(*comm_, p->tmp_dir, p->final_dir, p->files,
                                                p->snapshot.view.ranges, model_->store(), p->info);
   if (comm_->rank() == 0)
-    log_saved(path, std::chrono::duration<double>(Clock::now() - p->started).count(),
-              cat(", asynchronous: training paused ", std::lround(p->copy_seconds * 1000),
-                  " ms to copy ", std::lround(p->snapshot.data.size() * 4.0 / 1048576.0),
-                  " MiB per rank"));
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - p->started).count(),
+        cat(", asynchronous: training paused ", std::lround(p->copy_seconds * 1000), " ms to copy ",
+            std::lround(p->snapshot.data.size() * 4.0 / 1048576.0), " MiB per rank"));
 }
 
 data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model::ModelConfig& m) {
