@@ -119,25 +119,44 @@ ShareView view_share(const model::ParamStore& store, const std::vector<FlatRange
   return v;
 }
 
-ShareSnapshot snapshot_share(const ShareView& share) {
-  ShareSnapshot s;
-  const int64_t n = share.elements();
+ShareView snapshot_share(const ShareView& share, std::vector<float>& storage) {
   const int kinds = share.has_optimizer() ? 3 : 1;
-  s.data.resize(static_cast<size_t>(n) * kinds);
-  s.view.ranges = share.ranges;
-  float* at = s.data.data();
+  const size_t n = static_cast<size_t>(share.elements()) * kinds;
+  if (storage.size() < n) storage.resize(n);
+  ShareView view;
+  view.ranges = share.ranges;
+  std::vector<float*> at;  // where each range's copies start
+  float* next = storage.data();
+  for (size_t r = 0; r < share.ranges.size(); ++r) {
+    const int64_t m = share.ranges[r].size();
+    std::vector<const float*>* dst[3] = {&view.values, &view.exp_avg, &view.exp_avg_sq};
+    for (int k = 0; k < kinds; ++k) {
+      dst[k]->push_back(next);
+      at.push_back(next);
+      next += m;
+    }
+  }
+  // The copies in blocks over threads: this is the time training waits.
+  constexpr int64_t kBlock = 1 << 20;
+  struct Block {
+    const float* src;
+    float* dst;
+    int64_t n;
+  };
+  std::vector<Block> blocks;
+  size_t k = 0;
   for (size_t r = 0; r < share.ranges.size(); ++r) {
     const int64_t m = share.ranges[r].size();
     const float* src[3] = {share.values[r], kinds == 3 ? share.exp_avg[r] : nullptr,
                            kinds == 3 ? share.exp_avg_sq[r] : nullptr};
-    std::vector<const float*>* dst[3] = {&s.view.values, &s.view.exp_avg, &s.view.exp_avg_sq};
-    for (int k = 0; k < kinds; ++k) {
-      std::memcpy(at, src[k], static_cast<size_t>(m) * sizeof(float));
-      dst[k]->push_back(at);
-      at += m;
-    }
+    for (int kind = 0; kind < kinds; ++kind, ++k)
+      for (int64_t i = 0; i < m; i += kBlock)
+        blocks.push_back({src[kind] + i, at[k] + i, std::min(kBlock, m - i)});
   }
-  return s;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t b = 0; b < blocks.size(); ++b)
+    std::memcpy(blocks[b].dst, blocks[b].src, static_cast<size_t>(blocks[b].n) * sizeof(float));
+  return view;
 }
 
 RankFiles write_rank_files(const std::string& dir, int rank,

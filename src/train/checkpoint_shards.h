@@ -56,12 +56,9 @@ ShareView view_share(const model::ParamStore& store, const std::vector<FlatRange
                      const float* exp_avg_sq);
 
 // A copy of a share in host memory (the asynchronous save's snapshot): 4 bytes per element for
-// the values and 8 more with the moments.
-struct ShareSnapshot {
-  std::vector<float> data;
-  ShareView view;  // points into data
-};
-ShareSnapshot snapshot_share(const ShareView& share);
+// the values and 8 more with the moments, in `storage`, which is grown as needed and can be kept
+// from one save to the next (no page faults after the first). The view points into it.
+ShareView snapshot_share(const ShareView& share, std::vector<float>& storage);
 
 // What one rank wrote: its files and their CRC-32C, or the error that stopped it.
 struct RankFiles {

@@ -40,7 +40,7 @@ struct Trainer::Metrics {
 // An asynchronous save in flight: the snapshot the background thread writes, and what
 // finish_sharded_save needs afterwards.
 struct Trainer::PendingSave {
-  ShareSnapshot snapshot;
+  ShareView snapshot;  // in Trainer::snapshot_storage_
   nlohmann::json data_state;
   std::string tmp_dir, final_dir;
   SaveInfo info;
@@ -337,18 +337,19 @@ void Trainer::save(bool final_save) {
   const std::string tmp = begin_sharded_save(*comm_, final_dir);
   if (config_.async_mode != "disabled") {
     auto p = std::make_unique<PendingSave>();
-    p->snapshot = snapshot_share(share);
+    const auto t_copy = Clock::now();
+    p->snapshot = snapshot_share(share, snapshot_storage_);
+    p->copy_seconds = std::chrono::duration<double>(Clock::now() - t_copy).count();
     p->data_state = data_->state();
     p->tmp_dir = tmp;
     p->final_dir = final_dir;
     p->info = std::move(info);
     p->started = t0;
-    p->copy_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     PendingSave* raw = p.get();
     const int rank = comm_->rank();
     p->writer = std::thread([raw, rank, &store] {
-      raw->files = write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot.view,
-                                    raw->data_state);
+      raw->files =
+          write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot, raw->data_state);
       raw->done = true;
     });
     pending_save_ = std::move(p);
@@ -382,12 +383,14 @@ void Trainer::complete_pending_save(bool wait) {
   pending_save_->writer.join();
   const std::unique_ptr<PendingSave> p = std::move(pending_save_);
   const std::string path = finish_sharded_save(*comm_, p->tmp_dir, p->final_dir, p->files,
-                                               p->snapshot.view.ranges, model_->store(), p->info);
+                                               p->snapshot.ranges, model_->store(), p->info);
   if (comm_->rank() == 0)
     log_saved(
         path, std::chrono::duration<double>(Clock::now() - p->started).count(),
         cat(", asynchronous: training paused ", std::lround(p->copy_seconds * 1000), " ms to copy ",
-            std::lround(p->snapshot.data.size() * 4.0 / 1048576.0), " MiB per rank"));
+            std::lround(p->snapshot.elements() * (p->snapshot.has_optimizer() ? 12.0 : 4.0) /
+                        1048576.0),
+            " MiB per rank"));
 }
 
 data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model::ModelConfig& m) {

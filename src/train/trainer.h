@@ -83,6 +83,9 @@ class Trainer {
   std::unique_ptr<Metrics> metrics_;
   struct PendingSave;
   std::unique_ptr<PendingSave> pending_save_;
+  // The asynchronous save's host copy of this rank's share, kept between saves (its size is
+  // the extra memory async mode costs: docs/CHECKPOINTS.md).
+  std::vector<float> snapshot_storage_;
 };
 
 // The image preprocessing a job trains with (the export's preprocessor_config.json).
