@@ -82,6 +82,16 @@ struct JobConfig {
   bool load_only = false;                     // resume if possible, never save
   bool last_save_model_only = false;
   std::string export_dtype = "float32";  // float32 | bfloat16 | float16
+  // disabled: every rank writes its share at the step boundary, training waits. async (and
+  // torchtitan's async_with_pinned_mem, the same here): each rank copies its share to host
+  // memory (4 bytes per written parameter, 12 with the optimizer state) and writes it on a
+  // background thread while training continues; the checkpoint is published at a later step
+  // boundary once every rank has written (docs/CHECKPOINTS.md).
+  std::string async_mode = "disabled";
+  // When the number of ranks differs from the checkpoint's: restart_epoch starts the epoch the
+  // furthest saving rank was in from its beginning over the new ranks; next_epoch starts the
+  // epoch after it.
+  std::string data_reshard = "restart_epoch";
   std::string export_folder = "hf_export";
   // [activation_checkpoint]
   std::string ac_mode = "none";  // none | selective | full

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "core/buffer_pool.h"
 #include "core/error.h"
@@ -36,6 +37,20 @@ struct Trainer::Metrics {
   std::unique_ptr<MetricsLogger> logger;
 };
 
+// An asynchronous save in flight: the snapshot the background thread writes, and what
+// finish_sharded_save needs afterwards.
+struct Trainer::PendingSave {
+  ShareView snapshot;  // in Trainer::snapshot_storage_
+  nlohmann::json data_state;
+  std::string tmp_dir, final_dir;
+  SaveInfo info;
+  RankFiles files;
+  std::atomic<bool> done{false};
+  std::thread writer;
+  Clock::time_point started;
+  double copy_seconds = 0;
+};
+
 model::ModelConfig model_config(const JobConfig& c) {
   if (c.hf_config.empty()) return model::ModelConfig::flavor(c.flavor);
   const fs::path p(c.hf_config);
@@ -46,7 +61,12 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
   const model::ModelConfig mc = model_config(c);
   auto m = std::make_unique<model::Qwen3VLModel>(mc, unit_align);
   if (!c.initial_load_path.empty()) {
-    model::load_hf_weights(c.initial_load_path, m->store());
+    // A training checkpoint's step folder (its weights only), or a Hugging Face folder.
+    if (fs::exists(fs::path(c.initial_load_path) / "state.json"))
+      load_checkpoint(c.initial_load_path, m->store(),
+                      static_cast<const OptimizerTarget*>(nullptr));
+    else
+      model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
   } else {
     model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed),
@@ -107,6 +127,9 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
 
 Trainer::~Trainer() {
   if (model_) model_->set_unit_hooks(nullptr);
+  // An unfinished background save (the job is failing): its temporary folder is left for the
+  // next save to remove.
+  if (pending_save_ && pending_save_->writer.joinable()) pending_save_->writer.join();
 }
 
 void Trainer::apply_freeze() {
@@ -266,34 +289,105 @@ std::vector<int64_t> Trainer::vision_passes(const std::vector<model::ModelInputs
   return out;
 }
 
+namespace {
+
+// Bytes in a checkpoint folder's files.
+int64_t folder_bytes(const std::string& path) {
+  int64_t bytes = 0;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
+  return bytes;
+}
+
+void log_saved(const std::string& path, double seconds, const std::string& how) {
+  const double mib = static_cast<double>(folder_bytes(path)) / 1048576.0;
+  char stats[160];
+  std::snprintf(stats, sizeof(stats), " (%.0f MiB in %.2f s, %.0f MiB/s%s)", mib, seconds,
+                mib / std::max(seconds, 1e-9), how.c_str());
+  log::info("saved checkpoint " + path + stats);
+}
+
+}  // namespace
+
 void Trainer::save(bool final_save) {
   if (!config_.checkpoint_enable || config_.load_only) return;
+  complete_pending_save(/*wait=*/true);  // one save in flight at a time
+  const auto t0 = Clock::now();
   const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
-  TrainState st;
-  st.step = step_;
-  st.data_state = data_->state();
-  st.extra = {{"seed", config_.seed}};
   const bool model_only = final_save && config_.last_save_model_only;
-  OptimizerState full;
-  if (!model_only) {
-    dp_->gather_state(optimizer_->exp_avg(), full.exp_avg);
-    dp_->gather_state(optimizer_->exp_avg_sq(), full.exp_avg_sq);
-    full.steps = optimizer_->steps();
+  auto& store = model_->store();
+  // Ranks holding the same ranges (replicas) write disjoint parts of them.
+  const std::vector<FlatRange> write =
+      ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard);
+  const ShareView share =
+      view_share(store, write, dp_->owned(), model_only ? nullptr : optimizer_->exp_avg().data(),
+                 model_only ? nullptr : optimizer_->exp_avg_sq().data());
+  SaveInfo info;
+  info.step = step_;
+  info.extra = {{"seed", config_.seed}};
+  info.replicate = dims_.replicate;
+  info.shard = dims_.shard;
+  if (!model_only) info.optimizer_steps = optimizer_->steps();
+  info.model_config_json = model_->config().to_json_text();
+  info.keep_latest_k = config_.keep_latest_k;
+  const std::string final_dir = checkpoint_dir(folder, step_);
+  const std::string tmp = begin_sharded_save(*comm_, final_dir);
+  if (config_.async_mode != "disabled") {
+    auto p = std::make_unique<PendingSave>();
+    const auto t_copy = Clock::now();
+    p->snapshot = snapshot_share(share, snapshot_storage_);
+    p->copy_seconds = std::chrono::duration<double>(Clock::now() - t_copy).count();
+    p->data_state = data_->state();
+    p->tmp_dir = tmp;
+    p->final_dir = final_dir;
+    p->info = std::move(info);
+    p->started = t0;
+    PendingSave* raw = p.get();
+    const int rank = comm_->rank();
+    p->writer = std::thread([raw, rank, &store] {
+      raw->files =
+          write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot, raw->data_state);
+      raw->done = true;
+    });
+    pending_save_ = std::move(p);
+    return;
   }
-  dp_->gather_all();
-  run_on_rank0([&] {
-    const auto t0 = Clock::now();
-    const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
-                                             st, config_.keep_latest_k);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    int64_t bytes = 0;
-    for (const auto& e : fs::directory_iterator(path))
-      if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
-    char stats[96];
-    std::snprintf(stats, sizeof(stats), " (%.0f MiB in %.2f s, %.0f MiB/s)", bytes / 1048576.0,
-                  seconds, bytes / 1048576.0 / std::max(seconds, 1e-9));
-    log::info("saved checkpoint " + path + stats);
-  });
+  const double rss_before = rss_mib();
+  RssWatch watch;
+  const RankFiles files =
+      write_rank_files(tmp, comm_->rank(), store.entries(), share, data_->state());
+  const double write_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const std::string path = finish_sharded_save(*comm_, tmp, final_dir, files, write, store, info);
+  const double rss_peak = watch.stop();
+  if (comm_->rank() == 0)
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - t0).count(),
+        cat(", ", comm_->size(), " ranks writing; rank 0 wrote ",
+            std::lround(share.elements() * (share.has_optimizer() ? 12.0 : 4.0) / 1048576.0),
+            " MiB in ", std::lround(write_seconds * 1000), " ms, RSS ", std::lround(rss_before),
+            " MiB before, peak ", std::lround(rss_peak), " MiB during the save"));
+}
+
+void Trainer::complete_pending_save(bool wait) {
+  if (!pending_save_) return;
+  if (!wait) {
+    // Published only once every rank's writer is done: ask all ranks (one small collective per
+    // step boundary while a save is in flight).
+    double busy = pending_save_->done.load() ? 0.0 : 1.0;
+    comm_->all_reduce_max(&busy, 1);
+    if (busy > 0) return;
+  }
+  pending_save_->writer.join();
+  const std::unique_ptr<PendingSave> p = std::move(pending_save_);
+  const std::string path = finish_sharded_save(*comm_, p->tmp_dir, p->final_dir, p->files,
+                                               p->snapshot.ranges, model_->store(), p->info);
+  if (comm_->rank() == 0)
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - p->started).count(),
+        cat(", asynchronous: training paused ", std::lround(p->copy_seconds * 1000), " ms to copy ",
+            std::lround(p->snapshot.elements() * (p->snapshot.has_optimizer() ? 12.0 : 4.0) /
+                        1048576.0),
+            " MiB per rank"));
 }
 
 data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model::ModelConfig& m) {
@@ -366,14 +460,41 @@ void Trainer::resume_if_possible() {
                     ? std::optional<std::string>(checkpoint_at_step(folder, config_.load_step))
                     : latest_checkpoint(folder);
   if (!latest) return;
-  // Checkpoints hold unsharded state, so any number of ranks can load this rank's share.
+  // Any layout loads any checkpoint: each rank reads the pieces that overlap what it owns.
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
                          &optimizer_->steps()};
-  const TrainState st = load_checkpoint(*latest, model_->store(), &target);
+  const std::vector<FlatRange> owned = dp_->owned();
+  // A rank that cannot read its pieces (a missing or corrupt file) ends every rank at once,
+  // instead of leaving the others at the next collective until the timeout.
+  TrainState st;
+  std::string error;
+  try {
+    st = load_checkpoint(*latest, model_->store(), &target, &owned);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const int world = comm_->size();
+  double failed[2] = {error.empty() ? 0.0 : 1.0,
+                      error.empty() ? 0.0 : static_cast<double>(world - comm_->rank())};
+  comm_->all_reduce_max(failed, 2);
+  if (failed[0] > 0)
+    fail(!error.empty() ? error
+                        : cat("loading ", *latest, " failed on rank ",
+                              world - static_cast<int>(failed[1]), " (see its error)"));
   model_->store().sync_bf16();
   dp_->release_all();
   step_ = st.step;
-  data_->restore(st.data_state);
+  const auto saved_world = static_cast<int64_t>(st.data_states.size());
+  if (st.data_states.empty()) {
+    data_->restore(st.data_state);  // v1: rank 0's state (other ranks replay their stream)
+  } else if (saved_world == comm_->size()) {
+    data_->restore(st.data_states[comm_->rank()]);
+  } else {
+    if (comm_->rank() == 0)
+      log::warn(cat("checkpoint saved by ", saved_world, " ranks, resuming on ", comm_->size(),
+                    ": data order follows checkpoint.data_reshard = ", config_.data_reshard));
+    data_->restore_resharded(st.data_states, config_.data_reshard == "next_epoch");
+  }
   log::info(cat("resumed from ", *latest, " at step ", step_));
 }
 
@@ -399,11 +520,13 @@ std::vector<StepRecord> Trainer::run() {
     if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop ||
         (step_ == 1 && config_.enable_first_step_checkpoint))
       save(step_ == config_.steps);
+    complete_pending_save(/*wait=*/stop);
     if (stop) {
       log::info(cat("stop requested: checkpoint saved at step ", step_, "; exiting"));
       break;
     }
   }
+  complete_pending_save(/*wait=*/true);
   if (step_ == config_.steps && config_.checkpoint_enable && !config_.load_only) export_hf();
   report_memory();
   return history;

@@ -48,7 +48,12 @@ class Trainer {
 
  private:
   StepRecord train_step();
+  // Every rank writes its share of the state (train/checkpoint_shards.h); in async mode the
+  // share is copied and written on a background thread, published by complete_pending_save.
   void save(bool final_save);
+  // Publishes a background save once every rank has written it (collective: every rank calls
+  // it at the same step boundaries); wait = block until then.
+  void complete_pending_save(bool wait);
   void export_hf();  // the final model as a Hugging Face folder
   // Runs `write` (a save) on rank 0 only; if it throws, every rank throws, rank 0 with its error.
   void run_on_rank0(const std::function<void()>& write);
@@ -78,6 +83,11 @@ class Trainer {
   int64_t accumulation_ = 1;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  struct PendingSave;
+  std::unique_ptr<PendingSave> pending_save_;
+  // The asynchronous save's host copy of this rank's share, kept between saves (its size is
+  // the extra memory async mode costs: docs/CHECKPOINTS.md).
+  std::vector<float> snapshot_storage_;
 };
 
 // The image preprocessing a job trains with (the export's preprocessor_config.json).
