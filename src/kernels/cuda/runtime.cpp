@@ -1,0 +1,266 @@
+// The CUDA backend's runtime (kernels/cuda/runtime.h): device discovery, one stream per device,
+// and a caching allocator with per-device statistics.
+//
+// The allocator rounds requests up (512 B below 1 MiB, 2 MiB above) and keeps freed blocks in a
+// per-device pool keyed by rounded size; a request takes the smallest cached block that fits and
+// is at most twice its size, else cudaMalloc. When cudaMalloc fails the cache is returned to the
+// driver and the call is retried once. Reuse is safe without events because every op runs on
+// the device's one stream (see runtime.h).
+#include "kernels/cuda/runtime.h"
+
+#include <cuda_runtime.h>
+
+#include <array>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/error.h"
+
+#define QV_CUDA_CHECK(expr)                                                                 \
+  do {                                                                                      \
+    const cudaError_t qv_err_ = (expr);                                                     \
+    if (qv_err_ != cudaSuccess)                                                             \
+      ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_err_), " (", __FILE__, \
+                 ":", __LINE__, ")");                                                       \
+  } while (0)
+
+namespace qv::kernels::cuda {
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+struct Discovery {
+  int count = 0;
+  std::string reason;
+};
+
+const Discovery& discovery() {
+  static const Discovery d = [] {
+    Discovery r;
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      r.reason = cat("no CUDA device (cudaGetDeviceCount: ", cudaGetErrorString(err), ")");
+      cudaGetLastError();  // clear the sticky-free error so later queries start clean
+      n = 0;
+    } else if (n == 0) {
+      r.reason = "no CUDA device (the driver reports none)";
+    }
+    r.count = n < kMaxDevices ? n : kMaxDevices;
+    return r;
+  }();
+  return d;
+}
+
+int64_t round_size(int64_t bytes) {
+  constexpr int64_t kSmall = 512, kLarge = 2 << 20;
+  if (bytes <= 0) bytes = 1;
+  const int64_t unit = bytes < (1 << 20) ? kSmall : kLarge;
+  return (bytes + unit - 1) / unit * unit;
+}
+
+struct DevicePool {
+  std::mutex mu;
+  std::multimap<int64_t, void*> free_blocks;     // rounded size -> block
+  std::unordered_map<void*, int64_t> live;       // block -> rounded size
+  MemoryStats stats;
+  cudaStream_t stream = nullptr;
+};
+
+std::array<DevicePool, kMaxDevices>& pools() {
+  static std::array<DevicePool, kMaxDevices> p;
+  return p;
+}
+
+DevicePool& pool(int device) {
+  QV_CHECK(device >= 0 && device < device_count(), "CUDA: device ", device, " is not present (",
+           device_count(), " device(s))");
+  return pools()[static_cast<size_t>(device)];
+}
+
+void release_cache(DevicePool& p) {  // caller holds p.mu and has the device current
+  for (auto& [size, ptr] : p.free_blocks) {
+    cudaFree(ptr);
+    p.stats.reserved -= size;
+  }
+  p.free_blocks.clear();
+}
+
+}  // namespace
+
+int device_count() { return discovery().count; }
+
+std::string unavailable_reason() { return discovery().reason; }
+
+void require_device() {
+  if (device_count() == 0) fail(unavailable_reason());
+}
+
+void set_device(int index) {
+  require_device();
+  QV_CHECK(index >= 0 && index < device_count(), "CUDA: device cuda:", index,
+           " is not present (", device_count(), " device(s))");
+  QV_CUDA_CHECK(cudaSetDevice(index));
+}
+
+int current_device_index() {
+  require_device();
+  int d = 0;
+  QV_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+std::string describe_device(int index) {
+  require_device();
+  cudaDeviceProp p{};
+  QV_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  char mem[32];
+  std::snprintf(mem, sizeof mem, "%.1f GiB", static_cast<double>(p.totalGlobalMem) / (1 << 30));
+  return cat(p.name, " (sm_", p.major, p.minor, ", ", p.multiProcessorCount, " SMs, ", mem, ")");
+}
+
+double bf16_dense_peak_tflops(int index) {
+  require_device();
+  cudaDeviceProp p{};
+  QV_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  const std::string name = p.name;
+  // Vendor datasheets, dense (no sparsity). PCIe / NVL parts have lower clocks and fewer SMs.
+  if (name.find("H200") != std::string::npos) return 989.4;
+  if (name.find("H100") != std::string::npos)
+    return name.find("PCIe") != std::string::npos ? 756.0 : 989.4;
+  if (name.find("A100") != std::string::npos) return 312.0;
+  return 0;
+}
+
+MemoryStats memory_stats(int device) {
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mu);
+  return p.stats;
+}
+
+void reset_peak(int device) {
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.stats.peak = p.stats.allocated;
+}
+
+std::string format_memory(const MemoryStats& s) {
+  char buf[128];
+  const double g = 1 << 30;
+  std::snprintf(buf, sizeof buf, "mem alloc %.2f GiB reserved %.2f GiB peak %.2f GiB",
+                static_cast<double>(s.allocated) / g, static_cast<double>(s.reserved) / g,
+                static_cast<double>(s.peak) / g);
+  return buf;
+}
+
+void* allocate(int64_t bytes) {
+  const int device = current_device_index();
+  DevicePool& p = pool(device);
+  const int64_t size = round_size(bytes);
+  std::lock_guard<std::mutex> lock(p.mu);
+  void* ptr = nullptr;
+  auto it = p.free_blocks.lower_bound(size);
+  if (it != p.free_blocks.end() && it->first <= 2 * size) {
+    ptr = it->second;
+    const int64_t got = it->first;
+    p.free_blocks.erase(it);
+    p.live[ptr] = got;
+    p.stats.allocated += got;
+  } else {
+    cudaError_t err = cudaMalloc(&ptr, static_cast<size_t>(size));
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      release_cache(p);
+      err = cudaMalloc(&ptr, static_cast<size_t>(size));
+    }
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      fail("CUDA: cannot allocate ", bytes, " bytes on cuda:", device, " (",
+           cudaGetErrorString(err), "; ", format_memory(p.stats), ")");
+    }
+    p.live[ptr] = size;
+    p.stats.reserved += size;
+    p.stats.allocated += size;
+  }
+  if (p.stats.allocated > p.stats.peak) p.stats.peak = p.stats.allocated;
+  return ptr;
+}
+
+void deallocate(void* ptr, int64_t /*bytes*/) {
+  if (!ptr) return;
+  const int device = current_device_index();
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mu);
+  auto it = p.live.find(ptr);
+  QV_CHECK(it != p.live.end(), "CUDA: deallocate of a pointer not allocated on cuda:", device);
+  p.stats.allocated -= it->second;
+  p.free_blocks.emplace(it->second, ptr);
+  p.live.erase(it);
+}
+
+void empty_cache() {
+  const int device = current_device_index();
+  synchronize();  // before taking the pool's lock: stream() takes it too
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mu);
+  release_cache(p);
+}
+
+void* stream() {
+  const int device = current_device_index();
+  DevicePool& p = pool(device);
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (!p.stream) QV_CUDA_CHECK(cudaStreamCreateWithFlags(&p.stream, cudaStreamNonBlocking));
+  return p.stream;
+}
+
+void copy_to_device(void* dst, const void* src, int64_t bytes) {
+  if (bytes <= 0) return;
+  cudaStream_t s = static_cast<cudaStream_t>(stream());
+  QV_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, s));
+  // From pageable memory the call returns once the source was staged; from pinned memory it may
+  // not have been read yet, and the caller may reuse src at once: wait.
+  QV_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_to_device_async(void* dst, const void* src, int64_t bytes) {
+  if (bytes <= 0) return;
+  QV_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyHostToDevice,
+                                static_cast<cudaStream_t>(stream())));
+}
+
+void copy_to_host(void* dst, const void* src, int64_t bytes) {
+  if (bytes <= 0) return;
+  cudaStream_t s = static_cast<cudaStream_t>(stream());
+  QV_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToHost, s));
+  QV_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_on_device(void* dst, const void* src, int64_t bytes) {
+  if (bytes <= 0) return;
+  QV_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(bytes), cudaMemcpyDeviceToDevice,
+                                static_cast<cudaStream_t>(stream())));
+}
+
+void fill_zero(void* p, int64_t bytes) {
+  if (bytes <= 0) return;
+  QV_CUDA_CHECK(
+      cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), static_cast<cudaStream_t>(stream())));
+}
+
+void synchronize() { QV_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream()))); }
+
+void* allocate_pinned(int64_t bytes) {
+  require_device();
+  void* p = nullptr;
+  QV_CUDA_CHECK(cudaMallocHost(&p, static_cast<size_t>(bytes > 0 ? bytes : 1)));
+  return p;
+}
+
+void free_pinned(void* p) {
+  if (p) QV_CUDA_CHECK(cudaFreeHost(p));
+}
+
+}  // namespace qv::kernels::cuda
