@@ -9,7 +9,12 @@
 #ifndef QWEN3VL_HAS_CUDA
 TEST(CudaRuntime, NotBuilt) { GTEST_SKIP() << "skipped: this build has no CUDA backend"; }
 #else
+#include <vector>
+
 #include "kernels/cuda/runtime.h"
+#ifdef QWEN3VL_HAS_NCCL
+#include "dist/nccl_communicator.h"
+#endif
 
 namespace qv {
 namespace {
@@ -33,6 +38,39 @@ TEST(CudaRuntime, NoDeviceIsReportedCleanly) {
   EXPECT_THROW(gpu::allocate(16), Error);
   EXPECT_THROW(gpu::set_device(0), Error);
 }
+
+#ifdef QWEN3VL_HAS_NCCL
+// One rank over the local bootstrap: NCCL's collectives on device memory, and split. With one
+// rank the all-reduce is the identity, the all-gather a copy, and the reduce-scatter keeps block 0.
+TEST(CudaNccl, SingleRankCollectivesAndSplit) {
+  QV_REQUIRE_CUDA();
+  auto boot = dist::make_local_communicator();
+  auto comm = dist::make_nccl_communicator(*boot, 60);
+  EXPECT_EQ(comm->rank(), 0);
+  EXPECT_EQ(comm->size(), 1);
+  const std::vector<float> h = {1.5f, -2.f, 3.25f, 4.f};
+  auto d = testing::to_device(h);
+  comm->all_reduce_sum(d.data(), 4);
+  EXPECT_EQ(testing::to_host(d), h);
+  gpu::DeviceArray<float> g(4);
+  comm->all_gather(d.data(), g.data(), 4);
+  EXPECT_EQ(testing::to_host(g), h);
+  gpu::DeviceArray<float> rs(4);
+  comm->reduce_scatter_sum(d.data(), rs.data(), 4);
+  EXPECT_EQ(testing::to_host(rs), h);
+  comm->start_all_reduce_sum(d.data(), 4);
+  comm->wait_all();
+  EXPECT_EQ(testing::to_host(d), h);
+  double x[2] = {2.5, -1};
+  comm->all_reduce_sum(x, 2);
+  EXPECT_EQ(x[0], 2.5);
+  comm->all_reduce_max(x, 2);
+  EXPECT_EQ(x[1], -1);
+  auto sub = comm->split(0, 0);
+  EXPECT_EQ(sub->size(), 1);
+  sub->barrier();
+}
+#endif
 
 }  // namespace
 }  // namespace qv

@@ -8,7 +8,6 @@
 #include <nccl.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -148,14 +147,6 @@ class NcclCommunicator final : public Communicator {
 };
 
 }  // namespace
-
-int launcher_local_rank() {
-  for (const char* v :
-       {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"}) {
-    if (const char* s = std::getenv(v)) return std::atoi(s);
-  }
-  return 0;
-}
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, double timeout_s) {
   gpu::require_device();

@@ -12,10 +12,6 @@
 
 namespace qv::dist {
 
-// The node-local rank that mpirun / srun / torchrun give this process (0 without a launcher):
-// the GPU this process drives.
-int launcher_local_rank();
-
 // One NCCL rank per process, over the same ranks as `bootstrap` (MPI, or the local one), whose
 // broadcast carries NCCL's unique id. Call after selecting the device (cuda::set_device).
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap,
