@@ -70,7 +70,8 @@ __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+template <typename A>
+__device__ __forceinline__ A warp_sum(A v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
@@ -80,14 +81,15 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-// `scratch` holds 32 floats of shared memory; the call ends with a barrier, so scratch may be
+// `scratch` holds 32 values of shared memory; the call ends with a barrier, so scratch may be
 // reused by the next call.
-__device__ __forceinline__ float block_sum(float v, float* scratch) {
+template <typename A>
+__device__ __forceinline__ A block_sum(A v, A* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_sum(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float t = lane < warps ? scratch[lane] : 0.f;
+  A t = lane < warps ? scratch[lane] : A(0);
   t = warp_sum(t);
   __syncthreads();
   return t;

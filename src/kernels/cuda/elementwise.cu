@@ -133,6 +133,7 @@ __global__ void weighted_scatter_k(const int64_t* index, const D* weight, const 
       const float g = to_f(dout[i * dim + j]);
       for (int64_t c = 0; c < taps; ++c) {
         const int64_t t = index[i * taps + c];
+        if (t < 0) continue;  // never written: a negative index would corrupt memory
         const float w = weight ? to_f(weight[i * taps + c]) : 1.f;
         dtable[t * dim + j] = from_f<D>(to_f(dtable[t * dim + j]) + w * g);
       }
@@ -147,8 +148,10 @@ __global__ void weighted_gather_k(const int64_t* index, const D* weight, const D
   QV_GRID_STRIDE(idx, total) {
     const int64_t i = idx / dim, j = idx % dim;
     float acc = 0.f;
-    for (int64_t c = 0; c < taps; ++c)
-      acc += to_f(weight[i * taps + c]) * to_f(table[index[i * taps + c] * dim + j]);
+    for (int64_t c = 0; c < taps; ++c) {
+      const int64_t t = index[i * taps + c];
+      if (t >= 0) acc += to_f(weight[i * taps + c]) * to_f(table[t * dim + j]);
+    }
     out[idx] = from_f<D>(acc);
   }
 }
@@ -240,7 +243,8 @@ void embedding_forward(const int64_t* ids, const T* table, T* out, int64_t n, in
   }
 }
 
-// Negative ids are not checked on the device (the forward checked the same ids).
+// Ids are not checked against the vocabulary here (the forward checked the same ids); negative
+// ones are skipped rather than written.
 template <typename T>
 void embedding_backward(const int64_t* ids, const T* dout, T* dtable, int64_t n, int64_t D,
                         const uint8_t* skip) {

@@ -13,12 +13,15 @@ template <typename T>
 void embedding_forward(const int64_t* ids, const T* table, T* out, int64_t n, int64_t vocab,
                        int64_t D);
 
-// dtable[ids[i]] += dout[i] for rows where skip is null or skip[i] == 0.
+// dtable[ids[i]] += dout[i] for rows where skip is null or skip[i] == 0. On the device ids are
+// not re-checked (the forward checked them); negative ones are skipped.
 template <typename T>
 void embedding_backward(const int64_t* ids, const T* dout, T* dtable, int64_t n, int64_t D,
                         const uint8_t* skip = nullptr);
 
 // out[i] = sum_c weight[i*taps + c] * table[index[i*taps + c]] (rows of D), summed in c order.
+// On the device negative indices contribute nothing (the CPU op throws); indices are built by the
+// model, not read from input.
 template <typename T>
 void weighted_gather_forward(const int64_t* index, const T* weight, const T* table, T* out,
                              int64_t n, int64_t taps, int64_t D);

@@ -1,8 +1,9 @@
 // CUDA: RMSNorm, LayerNorm (norms.h) and softmax cross-entropy (cross_entropy.h).
 //
 // Row ops take one block per row (kRowThreads threads striding over the row). Row statistics are
-// summed in float (the CPU op sums in double; the difference is far inside the tests' 1e-5).
-// Weight gradients are column sums over rows, done without atomics in two fixed-order passes:
+// summed in double, as the CPU op sums them (a float mean of a row with a large offset, e.g.
+// LayerNorm of values near 100, would move (x - mean) by more than 1e-5 relative).
+// Weight gradients are column sums over rows (in double), done without atomics in two fixed-order passes:
 // per chunk of kRowChunk rows a partial sum per column, then the chunks added in order, so the
 // result does not depend on scheduling.
 #include "kernels/cuda/common.cuh"
@@ -21,18 +22,18 @@ constexpr int64_t kRowChunk = 64;
 
 template <typename D>
 __global__ void rmsnorm_fwd_k(const D* x, const D* w, D* y, D* rstd, int64_t D_, float eps) {
-  __shared__ float scratch[32];
+  __shared__ double scratch[32];
   const int64_t r = blockIdx.x;
   const D* xr = x + r * D_;
   D* yr = y + r * D_;
-  float ss = 0.f;
+  double ss = 0;
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x) {
-    const float v = to_f(xr[j]);
+    const double v = to_f(xr[j]);
     ss += v * v;
   }
   ss = block_sum(ss, scratch);
   // As Qwen3RMSNorm: variance rounded to T, then rsqrt(variance + eps).
-  const float var = to_f(from_f<D>(ss / static_cast<float>(D_)));
+  const float var = to_f(from_f<D>(static_cast<float>(ss / static_cast<double>(D_))));
   const float rs = to_f(from_f<D>(1.f / sqrtf(var + eps)));
   if (threadIdx.x == 0) rstd[r] = from_f<D>(rs);
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x)
@@ -42,16 +43,17 @@ __global__ void rmsnorm_fwd_k(const D* x, const D* w, D* y, D* rstd, int64_t D_,
 template <typename D>
 __global__ void rmsnorm_bwd_k(const D* x, const D* w, const D* rstd, const D* dy, D* dx,
                               int64_t D_) {
-  __shared__ float scratch[32];
+  __shared__ double scratch[32];
   const int64_t r = blockIdx.x;
   const D* xr = x + r * D_;
   const D* dyr = dy + r * D_;
   const float rs = to_f(rstd[r]);
-  float dot = 0.f;
+  double dot = 0;
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x)
-    dot += to_f(w[j]) * to_f(dyr[j]) * to_f(xr[j]);
+    dot += static_cast<double>(to_f(w[j])) * to_f(dyr[j]) * to_f(xr[j]);
   dot = block_sum(dot, scratch);
-  const float b = dot * rs * rs * rs / static_cast<float>(D_);
+  const double rsd = rs;
+  const float b = static_cast<float>(dot * rsd * rsd * rsd / static_cast<double>(D_));
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x)
     dx[r * D_ + j] = from_f<D>(rs * to_f(w[j]) * to_f(dyr[j]) - b * to_f(xr[j]));
 }
@@ -59,20 +61,20 @@ __global__ void rmsnorm_bwd_k(const D* x, const D* w, const D* rstd, const D* dy
 template <typename D>
 __global__ void layernorm_fwd_k(const D* x, const D* w, const D* b, D* y, D* mean, D* rstd,
                                 int64_t D_, float eps) {
-  __shared__ float scratch[32];
+  __shared__ double scratch[32];
   const int64_t r = blockIdx.x;
   const D* xr = x + r * D_;
-  float s = 0.f;
+  double s = 0;
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x) s += to_f(xr[j]);
-  const float mu = block_sum(s, scratch) / static_cast<float>(D_);
-  float sq = 0.f;  // two-pass variance, as the CPU op
+  const double mu = block_sum(s, scratch) / static_cast<double>(D_);
+  double sq = 0;  // two-pass variance, as the CPU op
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x) {
-    const float d = to_f(xr[j]) - mu;
+    const double d = to_f(xr[j]) - mu;
     sq += d * d;
   }
-  const float var = block_sum(sq, scratch) / static_cast<float>(D_);
-  const float m = to_f(from_f<D>(mu));
-  const float rs = to_f(from_f<D>(1.f / sqrtf(var + eps)));
+  const double var = block_sum(sq, scratch) / static_cast<double>(D_);
+  const float m = to_f(from_f<D>(static_cast<float>(mu)));
+  const float rs = to_f(from_f<D>(static_cast<float>(1.0 / sqrt(var + static_cast<double>(eps)))));
   if (threadIdx.x == 0) mean[r] = from_f<D>(m), rstd[r] = from_f<D>(rs);
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x)
     y[r * D_ + j] = from_f<D>((to_f(xr[j]) - m) * rs * to_f(w[j]) + to_f(b[j]));
@@ -81,19 +83,19 @@ __global__ void layernorm_fwd_k(const D* x, const D* w, const D* b, D* y, D* mea
 template <typename D>
 __global__ void layernorm_bwd_k(const D* x, const D* w, const D* mean, const D* rstd, const D* dy,
                                 D* dx, int64_t D_) {
-  __shared__ float scratch[32];
+  __shared__ double scratch[32];
   const int64_t r = blockIdx.x;
   const D* xr = x + r * D_;
   const D* dyr = dy + r * D_;
   const float m = to_f(mean[r]), rs = to_f(rstd[r]);
-  float sg = 0.f, sgx = 0.f;
+  double sg = 0, sgx = 0;
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x) {
-    const float g = to_f(dyr[j]) * to_f(w[j]);
+    const double g = static_cast<double>(to_f(dyr[j])) * to_f(w[j]);
     sg += g;
-    sgx += g * (to_f(xr[j]) - m) * rs;
+    sgx += g * (static_cast<double>(to_f(xr[j])) - m) * rs;
   }
-  const float mg = block_sum(sg, scratch) / static_cast<float>(D_);
-  const float mgx = block_sum(sgx, scratch) / static_cast<float>(D_);
+  const float mg = static_cast<float>(block_sum(sg, scratch) / static_cast<double>(D_));
+  const float mgx = static_cast<float>(block_sum(sgx, scratch) / static_cast<double>(D_));
   for (int64_t j = threadIdx.x; j < D_; j += blockDim.x) {
     const float g = to_f(dyr[j]) * to_f(w[j]);
     const float xhat = (to_f(xr[j]) - m) * rs;
@@ -108,14 +110,14 @@ enum class ColTerm { kDy, kDyXRstd, kDyXhat };
 // partial[chunk, j] = sum over the chunk's rows of term(r, j). Grid: (column blocks, chunks).
 template <typename D, ColTerm kTerm>
 __global__ void col_partial_k(const D* dy, const D* x, const D* mean, const D* rstd,
-                              float* partial, int64_t rows, int64_t D_) {
+                              double* partial, int64_t rows, int64_t D_) {
   const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (j >= D_) return;
   const int64_t r0 = blockIdx.y * kRowChunk;
   const int64_t r1 = r0 + kRowChunk < rows ? r0 + kRowChunk : rows;
-  float acc = 0.f;
+  double acc = 0;
   for (int64_t r = r0; r < r1; ++r) {
-    const float g = to_f(dy[r * D_ + j]);
+    const double g = to_f(dy[r * D_ + j]);
     if constexpr (kTerm == ColTerm::kDy) {
       acc += g;
     } else if constexpr (kTerm == ColTerm::kDyXRstd) {
@@ -129,12 +131,12 @@ __global__ void col_partial_k(const D* dy, const D* x, const D* mean, const D* r
 
 // out[j] += sum over chunks (in order) of partial[c, j].
 template <typename D>
-__global__ void col_finish_k(const float* partial, int64_t chunks, int64_t D_, D* out) {
+__global__ void col_finish_k(const double* partial, int64_t chunks, int64_t D_, D* out) {
   const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (j >= D_) return;
-  float acc = 0.f;
+  double acc = 0;
   for (int64_t c = 0; c < chunks; ++c) acc += partial[c * D_ + j];
-  out[j] = from_f<D>(to_f(out[j]) + acc);
+  out[j] = from_f<D>(to_f(out[j]) + static_cast<float>(acc));
 }
 
 }  // namespace
@@ -146,7 +148,7 @@ void column_sums(const D* dy, const D* x, const D* mean, const D* rstd, D* out, 
   if (!out || rows <= 0 || D_ <= 0) return;
   const int64_t chunks = ceil_div(rows, kRowChunk);
   QV_CHECK(chunks <= 65535, "CUDA column sums: ", rows, " rows is more than this op supports");
-  DeviceArray<float> partial(chunks * D_);
+  DeviceArray<double> partial(chunks * D_);
   const dim3 grid(static_cast<unsigned>(ceil_div(D_, kColThreads)), static_cast<unsigned>(chunks));
   col_partial_k<D, kTerm>
       <<<grid, kColThreads, 0, cuda_stream()>>>(dy, x, mean, rstd, partial.data(), rows, D_);

@@ -188,16 +188,21 @@ void* allocate(int64_t bytes) {
   return ptr;
 }
 
+// The block goes back to the pool of the device it came from, which need not be the current one.
 void deallocate(void* ptr, int64_t /*bytes*/) {
   if (!ptr) return;
-  const int device = current_device_index();
-  DevicePool& p = pool(device);
-  std::lock_guard<std::mutex> lock(p.mu);
-  auto it = p.live.find(ptr);
-  QV_CHECK(it != p.live.end(), "CUDA: deallocate of a pointer not allocated on cuda:", device);
-  p.stats.allocated -= it->second;
-  p.free_blocks.emplace(it->second, ptr);
-  p.live.erase(it);
+  const int current = current_device_index();
+  for (int k = 0; k < device_count(); ++k) {
+    DevicePool& p = pools()[static_cast<size_t>((current + k) % device_count())];
+    std::lock_guard<std::mutex> lock(p.mu);
+    auto it = p.live.find(ptr);
+    if (it == p.live.end()) continue;
+    p.stats.allocated -= it->second;
+    p.free_blocks.emplace(it->second, ptr);
+    p.live.erase(it);
+    return;
+  }
+  fail("CUDA: deallocate of a pointer this allocator did not hand out");
 }
 
 void empty_cache() {
