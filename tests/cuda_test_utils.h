@@ -10,10 +10,10 @@
 
 #include "kernels/cuda/runtime.h"
 
-#define QV_REQUIRE_CUDA()                                                                    \
-  do {                                                                                       \
-    if (::qv::kernels::cuda::device_count() == 0)                                            \
-      GTEST_SKIP() << "skipped: " << ::qv::kernels::cuda::unavailable_reason();              \
+#define QV_REQUIRE_CUDA()                                                       \
+  do {                                                                          \
+    if (::qv::kernels::cuda::device_count() == 0)                               \
+      GTEST_SKIP() << "skipped: " << ::qv::kernels::cuda::unavailable_reason(); \
   } while (0)
 
 namespace qv::testing {

@@ -15,7 +15,9 @@
 #include "cuda_test_utils.h"
 
 #ifndef QWEN3VL_HAS_CUDA
-TEST(CudaKernels, NotBuilt) { GTEST_SKIP() << "skipped: this build has no CUDA backend"; }
+TEST(CudaKernels, NotBuilt) {
+  GTEST_SKIP() << "skipped: this build has no CUDA backend";
+}
 #else
 #include <cmath>
 #include <cstring>
@@ -91,7 +93,7 @@ TEST(CudaRuntime, AllocatorCountsAllocatedReservedAndPeak) {
   const gpu::MemoryStats after = gpu::memory_stats(dev);
   EXPECT_EQ(after.allocated, before.allocated);
   EXPECT_GE(after.reserved, after.allocated + (4 << 20));  // the block stays cached
-  gpu::DeviceArray<float> again(1 << 20);                   // and is reused
+  gpu::DeviceArray<float> again(1 << 20);                  // and is reused
   EXPECT_EQ(gpu::memory_stats(dev).reserved, after.reserved);
   EXPECT_NE(gpu::format_memory(after).find("reserved"), std::string::npos);
 }
@@ -177,7 +179,8 @@ TEST(CudaKernels, RopeForwardBackwardMatchCpuAndWorkInPlace) {
   const int64_t rows = 37, heads = 3, hd = 128;  // MRoPE / 2-D vision tables are [rows, hd]
   const std::vector<float> x = rand_f(rows * heads * hd, 5);
   std::vector<float> cos(rows * hd), sin(rows * hd);
-  for (int64_t i = 0; i < rows * hd; ++i) cos[i] = std::cos(0.01f * i), sin[i] = std::sin(0.01f * i);
+  for (int64_t i = 0; i < rows * hd; ++i)
+    cos[i] = std::cos(0.01f * i), sin[i] = std::sin(0.01f * i);
   std::vector<float> y(x.size()), dx(x.size());
   cpu::rope_forward(x.data(), cos.data(), sin.data(), y.data(), rows, heads, hd);
   cpu::rope_backward(x.data(), cos.data(), sin.data(), dx.data(), rows, heads, hd);
@@ -401,9 +404,8 @@ void check_attention(const AttnCase& c) {
   std::vector<float> out(qn), lse(N * c.dims.heads), dq(qn), dk(kn), dv(kn);
   cpu::attention_forward(c.q.data(), c.k.data(), c.v.data(), out.data(), lse.data(), c.cu.data(),
                          c.n_seqs(), c.dims, valid);
-  cpu::attention_backward(c.q.data(), c.k.data(), c.v.data(), out.data(), lse.data(),
-                          c.dout.data(), dq.data(), dk.data(), dv.data(), c.cu.data(), c.n_seqs(),
-                          c.dims, valid);
+  cpu::attention_backward(c.q.data(), c.k.data(), c.v.data(), out.data(), lse.data(), c.dout.data(),
+                          dq.data(), dk.data(), dv.data(), c.cu.data(), c.n_seqs(), c.dims, valid);
   auto gq = to_device(c.q), gk = to_device(c.k), gv = to_device(c.v), gdo = to_device(c.dout);
   auto gcu = to_device(c.cu);
   gpu::DeviceArray<uint8_t> gvalid;

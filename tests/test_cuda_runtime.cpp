@@ -7,7 +7,9 @@
 #include "cuda_test_utils.h"
 
 #ifndef QWEN3VL_HAS_CUDA
-TEST(CudaRuntime, NotBuilt) { GTEST_SKIP() << "skipped: this build has no CUDA backend"; }
+TEST(CudaRuntime, NotBuilt) {
+  GTEST_SKIP() << "skipped: this build has no CUDA backend";
+}
 #else
 #include <vector>
 

@@ -44,7 +44,10 @@ void fill(gpu::DeviceArray<T>& d, float scale) {
   std::vector<T> h(static_cast<size_t>(d.size()));
   for (size_t i = 0; i < h.size(); ++i) {
     const float v = scale * std::sin(0.37f * static_cast<float>(i % 10007));
-    if constexpr (std::is_same_v<T, bf16>) h[i] = to_bf16(v); else h[i] = v;
+    if constexpr (std::is_same_v<T, bf16>)
+      h[i] = to_bf16(v);
+    else
+      h[i] = v;
   }
   d.upload(h.data());
 }
@@ -100,9 +103,10 @@ int run_bench_kernels(const Args& args) {
     });
     // Causal: half of the S x S scores; 2 GEMMs forward (4 S^2 hd / 2 per head), 5 backward.
     const double f_flop = 2.0 * S * S * hd * heads, b_flop = 2.5 * f_flop;
-    std::printf("attention bf16 seq %lld causal, 16/8 heads, hd 128: forward %.3f ms (%.1f "
-                "TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
-                (long long)S, fwd * 1e3, f_flop / fwd / 1e12, bwd * 1e3, b_flop / bwd / 1e12);
+    std::printf(
+        "attention bf16 seq %lld causal, 16/8 heads, hd 128: forward %.3f ms (%.1f "
+        "TFLOP/s), backward %.3f ms (%.1f TFLOP/s)\n",
+        (long long)S, fwd * 1e3, f_flop / fwd / 1e12, bwd * 1e3, b_flop / bwd / 1e12);
   }
   const gpu::MemoryStats m = gpu::memory_stats(dev);
   std::printf("%s\n", gpu::format_memory(m).c_str());

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <random>
 
-#include "cli/command.h"
 #include "cli/bench_kernels.h"
+#include "cli/command.h"
 #include "cli/device_flag.h"
 #include "core/buffer_pool.h"
 #include "core/error.h"
@@ -63,7 +63,8 @@ model::ModelInputs synthetic_batch(const model::ModelConfig& c, const Shape& s, 
 }
 
 int run_bench(const Args& args) {
-  if (!args.empty() && args[0] == "kernels") return run_bench_kernels(Args(args.begin() + 1, args.end()));
+  if (!args.empty() && args[0] == "kernels")
+    return run_bench_kernels(Args(args.begin() + 1, args.end()));
   QV_CHECK(!args.empty() && (args[0] == "train" || args[0] == "forward"),
            "usage: qwen3vl bench train|forward|kernels --flavor F --seq-len S --batch B --images K "
            "--image-size WxH [--steps N] [--ac none|selective|full] [--classifier-chunk ROWS] "

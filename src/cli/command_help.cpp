@@ -26,7 +26,8 @@ std::map<std::string, CommandDoc> build() {
          {"out", "FILE", "", "where to write logits, loss, features (and gradients)"},
          {"backward", "", "off", "also run backward and write grad.<name> per parameter"},
          {"no-record", "", "off", "do not keep per-layer states"},
-         {"device", "cpu|cuda[:N]", "cpu", "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
+         {"device", "cpu|cuda[:N]", "cpu",
+          "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
   d["export"] = {
       "export --model DIR --out DIR [--adapter DIR --merge] [--dtype float32|bfloat16|float16]",
       {},
@@ -63,7 +64,8 @@ std::map<std::string, CommandDoc> build() {
          {"dtype", "float32|bfloat16", "bfloat16 for a bf16 checkpoint, else float32",
           "bfloat16: matrix products read bf16 weight copies"},
          {"raw", "", "off", "no chat markers around the prompt (base models)"},
-         {"device", "cpu|cuda[:N]", "cpu", "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
+         {"device", "cpu|cuda[:N]", "cpu",
+          "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
   d["info"] = {"info --flavor NAME | --model DIR [--seq-len N] [--image-patches N]",
                {},
                {{"",
@@ -116,7 +118,8 @@ std::map<std::string, CommandDoc> build() {
       {"classifier-chunk", "ROWS", "256", "rows of logits held at once"},
       {"mixed-precision", "TYPE", "float32",
        "float32 | bfloat16 (bf16 GEMM inputs, float accumulation and masters)"},
-      {"device", "cpu|cuda[:N]", "cpu", "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}};
+      {"device", "cpu|cuda[:N]", "cpu",
+       "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}};
   const std::vector<FlagDoc> kernel_flags = {
       {"device", "cuda[:N]", "cuda", "the GPU to time"},
       {"seq-len", "N", "4096", "tokens of the attention benchmark (one causal document)"},

@@ -20,16 +20,16 @@ namespace {
 
 namespace gpu = qv::kernels::cuda;
 
-#define QV_NCCL_CHECK(expr)                                                                   \
-  do {                                                                                        \
-    const ncclResult_t qv_r_ = (expr);                                                        \
-    if (qv_r_ != ncclSuccess)                                                                 \
+#define QV_NCCL_CHECK(expr)                                                                    \
+  do {                                                                                         \
+    const ncclResult_t qv_r_ = (expr);                                                         \
+    if (qv_r_ != ncclSuccess)                                                                  \
       ::qv::fail("NCCL: ", #expr, " failed: ", ncclGetErrorString(qv_r_), " (", __FILE__, ":", \
-                 __LINE__, ")");                                                              \
+                 __LINE__, ")");                                                               \
   } while (0)
-#define QV_CUDA_OK(expr)                                                                          \
-  do {                                                                                            \
-    const cudaError_t qv_e_ = (expr);                                                             \
+#define QV_CUDA_OK(expr)                                                                           \
+  do {                                                                                             \
+    const cudaError_t qv_e_ = (expr);                                                              \
     if (qv_e_ != cudaSuccess) ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_e_)); \
   } while (0)
 

@@ -25,8 +25,8 @@ __global__ void adamw_k(AdamWScalars s, float* p, const float* g, float* m, floa
 
 }  // namespace
 
-void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v,
-                  bf16* p_bf16, int64_t n) {
+void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* p_bf16,
+                  int64_t n) {
   if (n <= 0) return;
   adamw_k<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(s, p, g, m, v, dev(p_bf16), n);
   QV_CUDA_LAUNCHED();

@@ -16,7 +16,7 @@ struct AdamWScalars {
 };
 
 // p, g, m, v: n floats on the device; p_bf16 (optional) receives bf16(p) after the update.
-void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v,
-                  bf16* p_bf16, int64_t n);
+void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* p_bf16,
+                  int64_t n);
 
 }  // namespace qv::kernels::cuda

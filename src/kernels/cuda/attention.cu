@@ -43,7 +43,10 @@ __device__ int64_t doc_of(const int64_t* cu, int64_t n_seqs, int64_t t) {
   int64_t lo = 0, hi = n_seqs;  // cu[lo] <= t < cu[hi]
   while (hi - lo > 1) {
     const int64_t mid = (lo + hi) / 2;
-    if (cu[mid] <= t) lo = mid; else hi = mid;
+    if (cu[mid] <= t)
+      lo = mid;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -59,7 +62,7 @@ __device__ void query_range(const Args& a, int64_t i, int64_t* lo, int64_t* hi) 
     *lo = 0, *hi = 0;
     return;
   }
-  *lo = a.cu[s] > 0 ? a.cu[s] : 0;  // clamped to the tokens: a bad cu_seqlens reads nothing
+  *lo = a.cu[s] > 0 ? a.cu[s] : 0;       // clamped to the tokens: a bad cu_seqlens reads nothing
   *hi = a.causal ? i + 1 : a.cu[s + 1];  // outside [0, rows)
   if (*hi > a.rows) *hi = a.rows;
 }
@@ -78,7 +81,8 @@ __device__ void key_range(const Args& a, int64_t j, int64_t* lo, int64_t* hi) {
 // Block-wide union of the warps' ranges (shared scratch of 2 * kWarps int64).
 __device__ void block_union(int64_t lo, int64_t hi, int64_t* scratch, int64_t* blo, int64_t* bhi) {
   const int warp = threadIdx.x >> 5;
-  if ((threadIdx.x & 31) == 0) scratch[warp] = lo < hi ? lo : INT64_MAX, scratch[kWarps + warp] = lo < hi ? hi : 0;
+  if ((threadIdx.x & 31) == 0)
+    scratch[warp] = lo < hi ? lo : INT64_MAX, scratch[kWarps + warp] = lo < hi ? hi : 0;
   __syncthreads();
   int64_t l = INT64_MAX, h = 0;
   for (int w = 0; w < kWarps; ++w) {
@@ -92,8 +96,8 @@ __device__ void block_union(int64_t lo, int64_t hi, int64_t* scratch, int64_t* b
 // Loads rows [t0, t0 + kTile) of one head of x ([tokens, nh, hd]) into tile (row stride ld),
 // zeros past `end`.
 template <typename D>
-__device__ void load_tile(const D* x, int64_t nh, int64_t head, int64_t hd, int64_t t0,
-                          int64_t end, float* tile, int ld) {
+__device__ void load_tile(const D* x, int64_t nh, int64_t head, int64_t hd, int64_t t0, int64_t end,
+                          float* tile, int ld) {
   for (int idx = threadIdx.x; idx < kTile * hd; idx += blockDim.x) {
     const int r = idx / static_cast<int>(hd), d = idx % static_cast<int>(hd);
     const int64_t t = t0 + r;
@@ -150,7 +154,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       const bool valid = key >= lo && key < hi && (!a.key_valid || a.key_valid[key]);
       const float s = valid ? dot_shared(qrow, Ks + lane * (hd + 1), hd) * a.scale : -INFINITY;
       const float new_m = fmaxf(m, warp_max(s));
-      if (new_m != -INFINITY) {  // else nothing seen yet: all stays zero
+      if (new_m != -INFINITY) {              // else nothing seen yet: all stays zero
         const float corr = expf(m - new_m);  // m == -inf gives 0
         const float p = valid ? expf(s - new_m) : 0.f;
         l = l * corr + warp_sum(p);
@@ -188,7 +192,8 @@ __global__ void attn_delta_k(const D* out, const D* dout, float* delta, int64_t 
   const int64_t w = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   if (w >= rows) return;  // whole warps leave together (rows counted in warps)
   float s = 0.f;
-  for (int64_t d = threadIdx.x & 31; d < hd; d += 32) s += to_f(out[w * hd + d]) * to_f(dout[w * hd + d]);
+  for (int64_t d = threadIdx.x & 31; d < hd; d += 32)
+    s += to_f(out[w * hd + d]) * to_f(dout[w * hd + d]);
   s = warp_sum(s);
   if ((threadIdx.x & 31) == 0) delta[w] = s;
 }
@@ -267,8 +272,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 // [kTile], K and V rows [kWarps][hd].
 template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_dkdv_k(const D* q, const D* k, const D* v, const L* lse, const float* delta,
-                const D* dout, D* dk, D* dv, Args a) {
+    attn_dkdv_k(const D* q, const D* k, const D* v, const L* lse, const float* delta, const D* dout,
+                D* dk, D* dv, Args a) {
   extern __shared__ float smem[];
   __shared__ int64_t range_scratch[2 * kWarps];
   __shared__ float lse_t[kTile], delta_t[kTile];
@@ -349,8 +354,8 @@ Args make_args(const AttentionDims& d, int64_t rows, const int64_t* cu, int64_t 
   QV_CHECK(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "CUDA attention: heads ", d.heads,
            " is not a multiple of kv_heads ", d.kv_heads);
   QV_CHECK(d.heads <= 65535, "CUDA attention: too many heads (", d.heads, ")");
-  return Args{rows,  d.heads, d.kv_heads, d.head_dim,           d.causal,
-              static_cast<float>(d.scale), cu, n_seqs, key_valid, decode_len};
+  return Args{rows, d.heads, d.kv_heads, d.head_dim, d.causal, static_cast<float>(d.scale),
+              cu,   n_seqs,  key_valid,  decode_len};
 }
 
 // Opts a kernel into more than 48 KiB of dynamic shared memory when it needs it.
@@ -373,14 +378,13 @@ void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const Ar
   if (a.rows <= 0) return;
   const size_t smem = sizeof(float) * (kTile * (a.hd + 1) + kTile * a.hd + kWarps * a.hd);
   set_smem(attn_fwd_k<D, L>, smem);
-  attn_fwd_k<D, L>
-      <<<grid(a.rows, heads), kWarps * 32, smem, cuda_stream()>>>(q, k, v, out, lse, a);
+  attn_fwd_k<D, L><<<grid(a.rows, heads), kWarps * 32, smem, cuda_stream()>>>(q, k, v, out, lse, a);
   QV_CUDA_LAUNCHED();
 }
 
 template <typename D, typename L>
-void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* lse,
-                     const D* dout, D* dq, D* dk, D* dv, const Args& a, const AttentionDims& dims) {
+void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* lse, const D* dout,
+                     D* dq, D* dk, D* dv, const Args& a, const AttentionDims& dims) {
   const int64_t N = a.rows, hd = a.hd;
   if (N <= 0) return;
   DeviceArray<float> delta(N * dims.heads);

@@ -11,12 +11,12 @@
 #include "core/error.h"
 #include "kernels/cuda/runtime.h"
 
-#define QV_CUDA_CHECK(expr)                                                                 \
-  do {                                                                                      \
-    const cudaError_t qv_err_ = (expr);                                                     \
-    if (qv_err_ != cudaSuccess)                                                             \
-      ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_err_), " (", __FILE__, \
-                 ":", __LINE__, ")");                                                       \
+#define QV_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                           \
+    const cudaError_t qv_err_ = (expr);                                                          \
+    if (qv_err_ != cudaSuccess)                                                                  \
+      ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_err_), " (", __FILE__, ":", \
+                 __LINE__, ")");                                                                 \
   } while (0)
 
 // After a kernel launch: a bad configuration is reported here; faults inside the kernel surface
@@ -25,9 +25,13 @@
 
 namespace qv::kernels::cuda {
 
-inline cudaStream_t cuda_stream() { return static_cast<cudaStream_t>(stream()); }
+inline cudaStream_t cuda_stream() {
+  return static_cast<cudaStream_t>(stream());
+}
 
-inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Grid for n elements in blocks of `threads`, capped (kernels loop with a grid stride).
 inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535LL * 8) {
@@ -56,8 +60,12 @@ inline const dev_t<T>* dev(const T* p) {
   return reinterpret_cast<const dev_t<T>*>(p);
 }
 
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 template <typename D>
 __device__ __forceinline__ D from_f(float x);
 template <>

@@ -15,7 +15,7 @@ constexpr float kGeluCoeff = 0.044715f;
 constexpr float kInvSqrt2 = 0.7071067811865476f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
-#define QV_GRID_STRIDE(i, n)                                                          \
+#define QV_GRID_STRIDE(i, n)                                                             \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
@@ -77,7 +77,9 @@ __global__ void gelu_erf_bwd_k(const D* x, const D* dy, D* dx, int64_t n) {
 
 template <typename D>
 __global__ void add_k(D* a, const D* b, int64_t n) {
-  QV_GRID_STRIDE(i, n) { a[i] = from_f<D>(to_f(a[i]) + to_f(b[i])); }
+  QV_GRID_STRIDE(i, n) {
+    a[i] = from_f<D>(to_f(a[i]) + to_f(b[i]));
+  }
 }
 
 // One thread per (row, head, i < hd/2) pair: reads both halves before writing (y may alias x).
@@ -124,9 +126,8 @@ __global__ void embedding_fwd_k(const int64_t* ids, const D* table, D* out, int6
 // Scatter-add backward without atomics: one thread per column j walks the rows in order, so
 // repeated ids never race and the summation order is the CPU op's (i ascending, then tap c).
 template <typename D>
-__global__ void weighted_scatter_k(const int64_t* index, const D* weight, const D* dout,
-                                   D* dtable, const uint8_t* skip, int64_t n, int64_t taps,
-                                   int64_t dim) {
+__global__ void weighted_scatter_k(const int64_t* index, const D* weight, const D* dout, D* dtable,
+                                   const uint8_t* skip, int64_t n, int64_t taps, int64_t dim) {
   QV_GRID_STRIDE(j, dim) {
     for (int64_t i = 0; i < n; ++i) {
       if (skip && skip[i]) continue;
@@ -171,12 +172,12 @@ __global__ void move_rows_k(const D* src, const int64_t* index, D* dst, int64_t 
 
 #undef QV_GRID_STRIDE
 
-#define QV_LAUNCH(kernel, n, ...)                                             \
-  do {                                                                        \
-    if ((n) > 0) {                                                            \
+#define QV_LAUNCH(kernel, n, ...)                                                   \
+  do {                                                                              \
+    if ((n) > 0) {                                                                  \
       kernel<<<grid_for((n), kThreads), kThreads, 0, cuda_stream()>>>(__VA_ARGS__); \
-      QV_CUDA_LAUNCHED();                                                     \
-    }                                                                         \
+      QV_CUDA_LAUNCHED();                                                           \
+    }                                                                               \
   } while (0)
 
 }  // namespace
@@ -276,24 +277,24 @@ void gather_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t 
   QV_LAUNCH(move_rows_k, n * D, dev(src), index, dev(dst), n, D, false);
 }
 
-#define QV_INSTANTIATE(T)                                                                     \
-  template void swiglu_forward<T>(const T*, const T*, T*, int64_t);                           \
-  template void swiglu_backward<T>(const T*, const T*, const T*, T*, T*, int64_t);            \
-  template void gelu_tanh_forward<T>(const T*, T*, int64_t);                                  \
-  template void gelu_tanh_backward<T>(const T*, const T*, T*, int64_t);                       \
-  template void gelu_erf_forward<T>(const T*, T*, int64_t);                                   \
-  template void gelu_erf_backward<T>(const T*, const T*, T*, int64_t);                        \
-  template void add_inplace<T>(T*, const T*, int64_t);                                        \
-  template void rope_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t); \
+#define QV_INSTANTIATE(T)                                                                      \
+  template void swiglu_forward<T>(const T*, const T*, T*, int64_t);                            \
+  template void swiglu_backward<T>(const T*, const T*, const T*, T*, T*, int64_t);             \
+  template void gelu_tanh_forward<T>(const T*, T*, int64_t);                                   \
+  template void gelu_tanh_backward<T>(const T*, const T*, T*, int64_t);                        \
+  template void gelu_erf_forward<T>(const T*, T*, int64_t);                                    \
+  template void gelu_erf_backward<T>(const T*, const T*, T*, int64_t);                         \
+  template void add_inplace<T>(T*, const T*, int64_t);                                         \
+  template void rope_forward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);  \
   template void rope_backward<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t); \
   template void embedding_forward<T>(const int64_t*, const T*, T*, int64_t, int64_t, int64_t); \
-  template void embedding_backward<T>(const int64_t*, const T*, T*, int64_t, int64_t,         \
-                                      const uint8_t*);                                        \
-  template void weighted_gather_forward<T>(const int64_t*, const T*, const T*, T*, int64_t,   \
-                                           int64_t, int64_t);                                 \
-  template void weighted_gather_backward<T>(const int64_t*, const T*, const T*, T*, int64_t,  \
-                                            int64_t, int64_t);                                \
-  template void scatter_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);              \
+  template void embedding_backward<T>(const int64_t*, const T*, T*, int64_t, int64_t,          \
+                                      const uint8_t*);                                         \
+  template void weighted_gather_forward<T>(const int64_t*, const T*, const T*, T*, int64_t,    \
+                                           int64_t, int64_t);                                  \
+  template void weighted_gather_backward<T>(const int64_t*, const T*, const T*, T*, int64_t,   \
+                                            int64_t, int64_t);                                 \
+  template void scatter_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);               \
   template void gather_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);
 QV_INSTANTIATE(float)
 QV_INSTANTIATE(qv::bf16)

@@ -1,7 +1,7 @@
-// CUDA: Row gathers: token embedding lookup and weighted gathers (bilinear position-table sampling).
-// Same signatures and semantics as kernels/cpu/embedding.h; every pointer is device memory of the
-// current device, and ops run on its stream (kernels/cuda/runtime.h). T = float or qv::bf16
-// (bf16 elements are computed in float and rounded once on store).
+// CUDA: Row gathers: token embedding lookup and weighted gathers (bilinear position-table
+// sampling). Same signatures and semantics as kernels/cpu/embedding.h; every pointer is device
+// memory of the current device, and ops run on its stream (kernels/cuda/runtime.h). T = float or
+// qv::bf16 (bf16 elements are computed in float and rounded once on store).
 #pragma once
 #include <cstdint>
 

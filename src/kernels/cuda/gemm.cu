@@ -16,12 +16,12 @@
 #include "kernels/cuda/linear.h"
 #include "kernels/cuda/norms.h"
 
-#define QV_CUBLAS_CHECK(expr)                                                                \
-  do {                                                                                       \
-    const cublasStatus_t qv_st_ = (expr);                                                    \
-    if (qv_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
-      ::qv::fail("cuBLASLt: ", #expr, " failed: ", cublasLtGetStatusString(qv_st_), " (",    \
-                 __FILE__, ":", __LINE__, ")");                                              \
+#define QV_CUBLAS_CHECK(expr)                                                             \
+  do {                                                                                    \
+    const cublasStatus_t qv_st_ = (expr);                                                 \
+    if (qv_st_ != CUBLAS_STATUS_SUCCESS)                                                  \
+      ::qv::fail("cuBLASLt: ", #expr, " failed: ", cublasLtGetStatusString(qv_st_), " (", \
+                 __FILE__, ":", __LINE__, ")");                                           \
   } while (0)
 
 namespace qv::kernels::cuda {
@@ -102,14 +102,14 @@ void lt_matmul(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, c
   QV_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, ab_type, tb ? n : k, tb ? k : n, ldb));
   QV_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, c_type, m, n, ldc));
 
-  const PlanKey key{ab_type, c_type,       ta,           tb,           beta == 0.f,
-                    m,       n,            k,            lda,          ldb,
-                    ldc,     alignment(A), alignment(B), alignment(C)};
+  const PlanKey key{ab_type, c_type, ta,  tb,           beta == 0.f,  m,           n, k,
+                    lda,     ldb,    ldc, alignment(A), alignment(B), alignment(C)};
   auto it = g_algos.find({device, key});
   if (it == g_algos.end()) {
     QV_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&d.pref));
-    QV_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &kWorkspaceBytes, sizeof kWorkspaceBytes));
+    QV_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(d.pref,
+                                                         CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                         &kWorkspaceBytes, sizeof kWorkspaceBytes));
     const uint32_t al[3] = {static_cast<uint32_t>(key.align_a), static_cast<uint32_t>(key.align_b),
                             static_cast<uint32_t>(key.align_c)};
     QV_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
@@ -179,8 +179,7 @@ template <>
 void gemm<float>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                  int64_t ldc) {
-  row_major(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_32F,
-            CUDA_R_32F);
+  row_major(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, CUDA_R_32F, CUDA_R_32F);
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

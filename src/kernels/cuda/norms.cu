@@ -3,15 +3,15 @@
 // Row ops take one block per row (kRowThreads threads striding over the row). Row statistics are
 // summed in double, as the CPU op sums them (a float mean of a row with a large offset, e.g.
 // LayerNorm of values near 100, would move (x - mean) by more than 1e-5 relative).
-// Weight gradients are column sums over rows (in double), done without atomics in two fixed-order passes:
-// per chunk of kRowChunk rows a partial sum per column, then the chunks added in order, so the
-// result does not depend on scheduling.
+// Weight gradients are column sums over rows (in double), done without atomics in two fixed-order
+// passes: per chunk of kRowChunk rows a partial sum per column, then the chunks added in order, so
+// the result does not depend on scheduling.
+#include <type_traits>
+#include <vector>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/norms.h"
-
-#include <type_traits>
-#include <vector>
 
 namespace qv::kernels::cuda {
 namespace {
@@ -153,8 +153,9 @@ void column_sums(const D* dy, const D* x, const D* mean, const D* rstd, D* out, 
   col_partial_k<D, kTerm>
       <<<grid, kColThreads, 0, cuda_stream()>>>(dy, x, mean, rstd, partial.data(), rows, D_);
   QV_CUDA_LAUNCHED();
-  col_finish_k<D><<<static_cast<unsigned>(ceil_div(D_, kColThreads)), kColThreads, 0,
-                    cuda_stream()>>>(partial.data(), chunks, D_, out);
+  col_finish_k<D>
+      <<<static_cast<unsigned>(ceil_div(D_, kColThreads)), kColThreads, 0, cuda_stream()>>>(
+          partial.data(), chunks, D_, out);
   QV_CUDA_LAUNCHED();
 }
 
@@ -174,9 +175,12 @@ template <typename T>
 void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_t D, T eps) {
   if (rows <= 0) return;
   float e;
-  if constexpr (std::is_same_v<T, qv::bf16>) e = qv::to_float(eps); else e = eps;
+  if constexpr (std::is_same_v<T, qv::bf16>)
+    e = qv::to_float(eps);
+  else
+    e = eps;
   rmsnorm_fwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(y),
-                                                                    dev(rstd), D, e);
+                                                                   dev(rstd), D, e);
   QV_CUDA_LAUNCHED();
 }
 
@@ -187,7 +191,7 @@ void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, T* dx,
   // dw first: dx may not alias anything here, but the order keeps reads before writes anyway.
   column_sums<dev_t<T>, ColTerm::kDyXRstd>(dev(dy), dev(x), nullptr, dev(rstd), dev(dw), rows, D);
   rmsnorm_bwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(rstd),
-                                                                    dev(dy), dev(dx), D);
+                                                                   dev(dy), dev(dx), D);
   QV_CUDA_LAUNCHED();
 }
 
@@ -196,9 +200,12 @@ void layernorm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rst
                        int64_t D, T eps) {
   if (rows <= 0) return;
   float e;
-  if constexpr (std::is_same_v<T, qv::bf16>) e = qv::to_float(eps); else e = eps;
-  layernorm_fwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(
-      dev(x), dev(w), dev(b), dev(y), dev(mean), dev(rstd), D, e);
+  if constexpr (std::is_same_v<T, qv::bf16>)
+    e = qv::to_float(eps);
+  else
+    e = eps;
+  layernorm_fwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(b), dev(y),
+                                                                     dev(mean), dev(rstd), D, e);
   QV_CUDA_LAUNCHED();
 }
 
@@ -264,9 +271,8 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(rows);
   bad.upload(&none);
-  cross_entropy_k<<<row_grid(rows), 512, 0, cuda_stream()>>>(logits, targets, dlogits,
-                                                             row_loss.data(), bad.data(), V,
-                                                             grad_scale);
+  cross_entropy_k<<<row_grid(rows), 512, 0, cuda_stream()>>>(
+      logits, targets, dlogits, row_loss.data(), bad.data(), V, grad_scale);
   QV_CUDA_LAUNCHED();
   unsigned long long first = 0;
   bad.download(&first);
@@ -288,14 +294,14 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   return result;
 }
 
-#define QV_INSTANTIATE(T)                                                                       \
-  template void rmsnorm_forward<T>(const T*, const T*, T*, T*, int64_t, int64_t, T);           \
-  template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t,   \
-                                    int64_t);                                                   \
-  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t,        \
-                                     int64_t, T);                                               \
-  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, \
-                                      T*, int64_t, int64_t);                                    \
+#define QV_INSTANTIATE(T)                                                                        \
+  template void rmsnorm_forward<T>(const T*, const T*, T*, T*, int64_t, int64_t, T);             \
+  template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, T*, T*, int64_t,     \
+                                    int64_t);                                                    \
+  template void layernorm_forward<T>(const T*, const T*, const T*, T*, T*, T*, int64_t, int64_t, \
+                                     T);                                                         \
+  template void layernorm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*,  \
+                                      T*, int64_t, int64_t);                                     \
   template void bias_grad<T>(const T*, T*, int64_t, int64_t);
 QV_INSTANTIATE(float)
 QV_INSTANTIATE(qv::bf16)

@@ -18,12 +18,12 @@
 
 #include "core/error.h"
 
-#define QV_CUDA_CHECK(expr)                                                                 \
-  do {                                                                                      \
-    const cudaError_t qv_err_ = (expr);                                                     \
-    if (qv_err_ != cudaSuccess)                                                             \
-      ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_err_), " (", __FILE__, \
-                 ":", __LINE__, ")");                                                       \
+#define QV_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                           \
+    const cudaError_t qv_err_ = (expr);                                                          \
+    if (qv_err_ != cudaSuccess)                                                                  \
+      ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_err_), " (", __FILE__, ":", \
+                 __LINE__, ")");                                                                 \
   } while (0)
 
 namespace qv::kernels::cuda {
@@ -63,8 +63,8 @@ int64_t round_size(int64_t bytes) {
 
 struct DevicePool {
   std::mutex mu;
-  std::multimap<int64_t, void*> free_blocks;     // rounded size -> block
-  std::unordered_map<void*, int64_t> live;       // block -> rounded size
+  std::multimap<int64_t, void*> free_blocks;  // rounded size -> block
+  std::unordered_map<void*, int64_t> live;    // block -> rounded size
   MemoryStats stats;
   cudaStream_t stream = nullptr;
 };
@@ -90,9 +90,13 @@ void release_cache(DevicePool& p) {  // caller holds p.mu and has the device cur
 
 }  // namespace
 
-int device_count() { return discovery().count; }
+int device_count() {
+  return discovery().count;
+}
 
-std::string unavailable_reason() { return discovery().reason; }
+std::string unavailable_reason() {
+  return discovery().reason;
+}
 
 void require_device() {
   if (device_count() == 0) fail(unavailable_reason());
@@ -100,8 +104,8 @@ void require_device() {
 
 void set_device(int index) {
   require_device();
-  QV_CHECK(index >= 0 && index < device_count(), "CUDA: device cuda:", index,
-           " is not present (", device_count(), " device(s))");
+  QV_CHECK(index >= 0 && index < device_count(), "CUDA: device cuda:", index, " is not present (",
+           device_count(), " device(s))");
   QV_CUDA_CHECK(cudaSetDevice(index));
 }
 
@@ -255,7 +259,9 @@ void fill_zero(void* p, int64_t bytes) {
       cudaMemsetAsync(p, 0, static_cast<size_t>(bytes), static_cast<cudaStream_t>(stream())));
 }
 
-void synchronize() { QV_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream()))); }
+void synchronize() {
+  QV_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream())));
+}
 
 void* allocate_pinned(int64_t bytes) {
   require_device();
