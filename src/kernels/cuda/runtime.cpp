@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -261,6 +262,54 @@ void fill_zero(void* p, int64_t bytes) {
 
 void synchronize() {
   QV_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream())));
+}
+
+BatchUploader::BatchUploader() : device_(current_device_index()) {
+  cudaStream_t s = nullptr;
+  QV_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  copy_stream_ = s;
+  for (Slot& slot : slots_) {
+    cudaEvent_t e = nullptr;
+    QV_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    slot.done = e;
+  }
+}
+
+BatchUploader::~BatchUploader() {
+  cudaStreamSynchronize(static_cast<cudaStream_t>(copy_stream_));
+  for (Slot& slot : slots_) {
+    if (slot.pinned) cudaFreeHost(slot.pinned);
+    cudaEventDestroy(static_cast<cudaEvent_t>(slot.done));
+  }
+  cudaStreamDestroy(static_cast<cudaStream_t>(copy_stream_));
+}
+
+void BatchUploader::upload(void* device_dst, const void* host_src, int64_t bytes) {
+  if (bytes <= 0) return;
+  QV_CHECK(current_device_index() == device_, "BatchUploader: made for cuda:", device_,
+           ", used on cuda:", current_device_index());
+  Slot& slot = slots_[next_];
+  next_ ^= 1;
+  cudaEvent_t done = static_cast<cudaEvent_t>(slot.done);
+  QV_CUDA_CHECK(cudaEventSynchronize(done));  // the slot's previous copy has finished
+  if (slot.capacity < bytes) {
+    if (slot.pinned) QV_CUDA_CHECK(cudaFreeHost(slot.pinned));
+    slot.pinned = nullptr;
+    QV_CUDA_CHECK(cudaMallocHost(&slot.pinned, static_cast<size_t>(bytes)));
+    slot.capacity = bytes;
+  }
+  std::memcpy(slot.pinned, host_src, static_cast<size_t>(bytes));
+  cudaStream_t copy = static_cast<cudaStream_t>(copy_stream_);
+  // The destination may still be read by earlier compute: the copy waits for that work first.
+  cudaEvent_t compute_mark = nullptr;
+  QV_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming));
+  QV_CUDA_CHECK(cudaEventRecord(compute_mark, static_cast<cudaStream_t>(stream())));
+  QV_CUDA_CHECK(cudaStreamWaitEvent(copy, compute_mark, 0));
+  QV_CUDA_CHECK(cudaEventDestroy(compute_mark));  // released once the wait is satisfied
+  QV_CUDA_CHECK(cudaMemcpyAsync(device_dst, slot.pinned, static_cast<size_t>(bytes),
+                                cudaMemcpyHostToDevice, copy));
+  QV_CUDA_CHECK(cudaEventRecord(done, copy));
+  QV_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream()), done, 0));
 }
 
 void* allocate_pinned(int64_t bytes) {

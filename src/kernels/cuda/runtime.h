@@ -61,6 +61,32 @@ void free_pinned(void* p);
 // The current device's stream, as a cudaStream_t cast to void*.
 void* stream();
 
+// Uploads of training inputs (token ids, labels, pixels) that overlap compute: upload() copies
+// the host data into a pinned slot (two slots, used in turn, grown on demand) and issues the
+// copy on a separate copy stream; the compute stream waits for it through an event, the host
+// does not. So the copy of batch n+1 runs while batch n computes, and the loader's host buffers
+// are free again as soon as upload() returns. A slot is reused only after its previous copy
+// completed.
+class BatchUploader {
+ public:
+  BatchUploader();
+  ~BatchUploader();
+  BatchUploader(const BatchUploader&) = delete;
+  BatchUploader& operator=(const BatchUploader&) = delete;
+  void upload(void* device_dst, const void* host_src, int64_t bytes);
+
+ private:
+  struct Slot {
+    void* pinned = nullptr;
+    int64_t capacity = 0;
+    void* done = nullptr;  // cudaEvent_t: the slot's last copy finished
+  };
+  Slot slots_[2];
+  int next_ = 0;
+  void* copy_stream_ = nullptr;  // cudaStream_t
+  int device_ = 0;
+};
+
 // RAII device array of n elements of T (tests, staging).
 template <typename T>
 class DeviceArray {
