@@ -6,12 +6,12 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/activations.h"
-#include "kernels/cpu/attention.h"
+#include "kernels/activations.h"
+#include "kernels/attention.h"
 #include "kernels/cpu/attention_tuning.h"
-#include "kernels/cpu/cross_entropy.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/norms.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/linear.h"
+#include "kernels/norms.h"
 
 namespace {
 

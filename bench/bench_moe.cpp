@@ -6,8 +6,8 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/moe.h"
+#include "kernels/gemm.h"
+#include "kernels/moe.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "kernel_test_utils.h"
-#include "kernels/cpu/activations.h"
+#include "kernels/activations.h"
 
 namespace qv {
 namespace {

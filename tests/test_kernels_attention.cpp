@@ -7,15 +7,15 @@
 
 #include "core/error.h"
 #include "kernel_test_utils.h"
-#include "kernels/cpu/attention.h"
+#include "kernels/attention.h"
 #include "kernels/cpu/attention_tuning.h"
 
 namespace qv {
 namespace {
 
-using kernels::AttentionBackwardPlan;
+using kernels::cpu::AttentionBackwardPlan;
 using kernels::AttentionDims;
-using kernels::AttentionTuning;
+using kernels::cpu::AttentionTuning;
 using testing::cast_vector;
 using testing::numeric_grad;
 using testing::pick;
@@ -145,13 +145,13 @@ AttnGrads naive_backward(const AttnCase& c) {
 
 // Small tiles whose sizes divide nothing: even short sequences then span several query and key
 // blocks, so the online softmax across key blocks and partial tiles are exercised.
-constexpr AttentionTuning kSmallTiles{kernels::AttentionBackwardPlan::kAuto, 16, 24};
+constexpr AttentionTuning kSmallTiles{kernels::cpu::AttentionBackwardPlan::kAuto, 16, 24};
 
 template <typename T>
 AttnOut run_forward(const AttnCase& c, const AttentionTuning& tuning = {}) {
   const auto q = cast_vector<T>(c.q), k = cast_vector<T>(c.k), v = cast_vector<T>(c.v);
   std::vector<T> out(q.size(), T(7)), lse(c.dims.tokens * c.dims.heads, T(7));
-  kernels::attention_forward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
+  kernels::cpu::attention_forward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
                                       c.cu.data(), c.n_seqs(), c.dims, c.valid_ptr(), tuning);
   return {cast_vector<double>(out), cast_vector<double>(lse)};
 }
@@ -166,7 +166,7 @@ AttnGrads run_backward(const AttnCase& c, AttentionBackwardPlan plan, AttentionT
   // Garbage in the outputs: they must be overwritten.
   std::vector<T> dq(q.size(), T(3)), dk(k.size(), T(3)), dv(v.size(), T(3));
   tuning.plan = plan;
-  kernels::attention_backward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
+  kernels::cpu::attention_backward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
                                        dout.data(), dq.data(), dk.data(), dv.data(), c.cu.data(),
                                        c.n_seqs(), c.dims, c.valid_ptr(), tuning);
   return {cast_vector<double>(dq), cast_vector<double>(dk), cast_vector<double>(dv)};

@@ -12,7 +12,8 @@
 #include "core/cpu_features.h"
 #include "kernel_test_utils.h"
 #include "kernels/cpu/gemm.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
 
 namespace qv {
 namespace {
@@ -99,7 +100,7 @@ using BF16Gemm = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const bf
 // differ by at most K * 2^-24 * sum_k |a_k b_k| (float accumulation, any order); we allow 2x.
 TEST(GemmBF16, MatchesFloat64OverTheSameInputsForEveryLayout) {
   // The engine's path on this processor, and the widened-float path of processors without bf16.
-  for (BF16Gemm gemm : {&kernels::gemm_bf16, &kernels::gemm_bf16_widened})
+  for (BF16Gemm gemm : {&kernels::gemm_bf16, &kernels::cpu::gemm_bf16_widened})
     for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1},
                            {7, 13, 5},
                            {33, 70, 45},
@@ -218,7 +219,7 @@ TEST(GemmEngine, ReportsTheProcessorAndAPathThatFitsIt) {
   if (f.avx512f) {
     EXPECT_TRUE(f.avx2);
   }
-  const kernels::GemmInfo& g = kernels::gemm_info();
+  const kernels::cpu::GemmInfo& g = kernels::cpu::gemm_info();
   const std::string d = g.describe();
   std::printf("[gemm] %s\n", d.c_str());
   EXPECT_NE(d.find(f.isa()), std::string::npos);

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "kernel_test_utils.h"
-#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cross_entropy.h"
 
 namespace qv {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "core/error.h"
 #include "kernel_test_utils.h"
-#include "kernels/cpu/embedding.h"
+#include "kernels/embedding.h"
 
 namespace qv {
 namespace {

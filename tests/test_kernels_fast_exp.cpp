@@ -10,7 +10,7 @@
 namespace qv {
 namespace {
 
-using kernels::fast_exp;
+using kernels::cpu::fast_exp;
 
 TEST(KernelsFastExp, FloatWithinTwoUlps) {
   double worst = 0;

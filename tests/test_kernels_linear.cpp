@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "kernel_test_utils.h"
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
 
 namespace qv {
 namespace {

@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "kernel_test_utils.h"
-#include "kernels/cpu/moe.h"
+#include "kernels/moe.h"
 
 namespace qv {
 namespace {

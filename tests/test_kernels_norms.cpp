@@ -3,7 +3,7 @@
 #include <omp.h>
 
 #include "kernel_test_utils.h"
-#include "kernels/cpu/norms.h"
+#include "kernels/norms.h"
 
 namespace qv {
 namespace {

@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 #include "kernel_test_utils.h"
-#include "kernels/cpu/rope.h"
+#include "kernels/rope.h"
 
 namespace qv {
 namespace {

@@ -78,5 +78,23 @@ TEST(Layering, IncludesOnlyPointDown) {
   EXPECT_GT(includes, 300);
 }
 
+// The device seam: above kernels/, code sees only the neutral op set (kernels/<family>.h); a
+// backend's folder (kernels/cpu/, kernels/cuda/) is included only from inside src/kernels/.
+TEST(Layering, OnlyKernelsSeeABackendFolder) {
+  const fs::path src = fs::path(QWEN3VL_SOURCE_DIR) / "src";
+  const std::regex backend_re("^\\s*#\\s*include\\s+\"kernels/(cpu|cuda)/");
+  int checked = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(src)) {
+    const std::string file = fs::relative(entry.path(), src).string();
+    if (!entry.is_regular_file() || layer_of(file) == "kernels") continue;
+    ++checked;
+    std::ifstream in(entry.path());
+    std::string line;
+    while (std::getline(in, line))
+      EXPECT_FALSE(std::regex_search(line, backend_re)) << file << ": " << line;
+  }
+  EXPECT_GT(checked, 100);
+}
+
 }  // namespace
 }  // namespace qv

@@ -10,7 +10,7 @@
 #include "cli/device_flag.h"
 #include "core/buffer_pool.h"
 #include "core/error.h"
-#include "kernels/cpu/gemm.h"
+#include "kernels/gemm.h"
 #include "model/activation_memory.h"
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
@@ -106,7 +106,7 @@ int run_bench(const Args& args) {
   o.backward = train;
   o.activation_checkpoint = f.get("ac", "none");
   o.classifier_chunk = f.get_int("classifier-chunk", o.classifier_chunk);
-  std::printf("%s\n", kernels::gemm_info().describe().c_str());
+  std::printf("%s\n", kernels::gemm_description().c_str());
   const double peak = kernels::measure_peak_gflops(bf16 ? DType::kBF16 : DType::kF32);
   double total = 0, optim = 0;
   for (int64_t step = -1; step < s.steps; ++step) {  // step -1 warms up

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <new>
 
+#include "core/allocator.h"
+
 // gcc defines __SANITIZE_ADDRESS__; clang reports the feature instead.
 #if defined(__SANITIZE_ADDRESS__)
 #define QV_ASAN 1
@@ -53,6 +55,12 @@ struct FreeBlock {
   FreeBlock* next;
 };
 
+// What a block of a size class takes from the host allocator: whole alignment units (classes
+// below 1 KiB step by less than kMinBlock).
+size_t system_bytes(size_t class_bytes) {
+  return (class_bytes + kMinBlock - 1) / kMinBlock * kMinBlock;
+}
+
 struct SizeClass {
   FreeBlock* head = nullptr;
   int64_t free_count = 0;
@@ -77,7 +85,7 @@ struct BufferPool::Impl {
       c.head = b->next;
       --c.free_count;
       stats.cached_bytes -= static_cast<int64_t>(bytes);
-      std::free(b);
+      cpu_allocator().deallocate(b, system_bytes(bytes));
     }
   }
 };
@@ -114,9 +122,7 @@ void* BufferPool::allocate(size_t bytes) {
       return b;
     }
   }
-  // aligned_alloc wants a multiple of the alignment; classes below 1 KiB step by less.
-  void* p = std::aligned_alloc(kMinBlock, (rounded + kMinBlock - 1) / kMinBlock * kMinBlock);
-  if (!p) throw std::bad_alloc();
+  void* p = cpu_allocator().allocate(system_bytes(rounded));
   std::lock_guard<std::mutex> lock(im.mu);
   im.stats.in_use_bytes += static_cast<int64_t>(rounded);
   ++im.stats.system_allocations;

@@ -1,9 +1,10 @@
 // The activation arena: a caching allocator for the buffers a training step creates and frees
-// (activations, gradients of activations, kernel scratch). Freed blocks go to per-size-class
-// free lists instead of back to the system, so from the second step of the same shape on a step
-// makes no heap allocation at all. Size classes round up to 4 significant bits (at most 6.25%
-// waste) so steps of slightly different shapes still reuse blocks; end_step() returns blocks
-// that stayed unused for a whole step, which bounds the cache when shapes change.
+// (activations, gradients of activations, kernel scratch), over the host Allocator
+// (core/allocator.h). Freed blocks go to per-size-class free lists instead of back to the
+// system, so from the second step of the same shape on a step makes no heap allocation at all. Size
+// classes round up to 4 significant bits (at most 6.25% waste) so steps of slightly different
+// shapes still reuse blocks; end_step() returns blocks that stayed unused for a whole step, which
+// bounds the cache when shapes change.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "core/allocator.h"
+
 namespace qv {
 
 size_t dtype_size(DType dtype) {
@@ -72,13 +74,15 @@ std::string shape_str(const Shape& shape) {
   return s + "]";
 }
 
-Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, Shape shape, Device device)
+    : dtype_(dtype), device_(device), shape_(std::move(shape)) {
   const size_t bytes = std::max<size_t>(64, (nbytes() + 63) / 64 * 64);
-  void* p = std::aligned_alloc(64, bytes);
-  QV_CHECK(p != nullptr, "out of memory allocating tensor ", shape_str(shape_));
-  std::memset(p, 0, bytes);
-  storage_ =
-      std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
+  Allocator& allocator = allocator_for(device);
+  void* p = allocator.allocate(bytes);
+  allocator.zero(p, bytes);
+  storage_ = std::shared_ptr<std::byte>(
+      static_cast<std::byte*>(p),
+      [&allocator, bytes](std::byte* q) { allocator.deallocate(q, bytes); });
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
@@ -115,6 +119,8 @@ double load_as_double(const Tensor& t, int64_t i) {
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
+  QV_CHECK(device_.is_cpu(), "Tensor::to(", dtype_name(dtype), "): the tensor is on ",
+           to_string(device_), "; conversions run on the host");
   Tensor out(dtype, shape_);
   const int64_t n = numel();
   const bool int_to_int =

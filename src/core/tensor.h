@@ -1,5 +1,7 @@
-// Tensor: a shape, a dtype, a device and shared storage. Used at the edges of the system (files,
-// batches, tool outputs); kernels work on raw pointers and explicit sizes.
+// Tensor: a shape, a dtype, a device and shared storage from that device's allocator
+// (core/allocator.h). Used at the edges of the system (files, batches, tool outputs); kernels work
+// on raw pointers and explicit sizes. Element access, conversions and the from_* builders are
+// host-side and refuse a tensor on another device.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,12 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
 
 namespace qv {
 
 enum class DType { kF32, kF64, kBF16, kF16, kI64, kI32, kU8, kBool };
-enum class Device { kCPU };
 
 size_t dtype_size(DType dtype);
 std::string dtype_name(DType dtype);             // safetensors spelling: "F32", "BF16", ...
@@ -26,10 +28,11 @@ std::string shape_str(const Shape& shape);
 class Tensor {
  public:
   Tensor() = default;
-  Tensor(DType dtype, Shape shape);  // zero-filled, 64-byte aligned
+  // Zero-filled, 64-byte aligned, on `device`.
+  Tensor(DType dtype, Shape shape, Device device = kCpuDevice);
 
   DType dtype() const { return dtype_; }
-  Device device() const { return Device::kCPU; }
+  Device device() const { return device_; }
   const Shape& shape() const { return shape_; }
   int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }
   int ndim() const { return static_cast<int>(shape_.size()); }
@@ -64,6 +67,7 @@ class Tensor {
 
  private:
   DType dtype_ = DType::kF32;
+  Device device_ = kCpuDevice;
   Shape shape_;
   std::shared_ptr<std::byte> storage_;
 };

@@ -10,8 +10,8 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
 
 namespace qv::model {
 

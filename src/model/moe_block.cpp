@@ -1,6 +1,6 @@
 #include "model/moe_block.h"
 
-#include "kernels/cpu/linear.h"
+#include "kernels/linear.h"
 
 namespace qv::model {
 

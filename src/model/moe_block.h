@@ -1,13 +1,13 @@
 // The sparse mixture-of-experts feed-forward of a Qwen3-VL-MoE decoder layer (HF
 // Qwen3VLMoeTextSparseMoeBlock): router mlp.gate (no bias) -> softmax in float32 -> top-k
 // experts per token (weights renormalised when norm_topk_prob) -> each expert's SwiGLU over the
-// tokens routed to it (grouped GEMMs, kernels/cpu/moe.h) -> weighted sum. Chosen per layer by
+// tokens routed to it (grouped GEMMs, kernels/moe.h) -> weighted sum. Chosen per layer by
 // TextConfig::is_sparse_layer; the dense SwiGLU MLP is the other choice (text_decoder.cpp).
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "kernels/cpu/moe.h"
+#include "kernels/moe.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/vision_encoder.h"  // Buffer

@@ -13,7 +13,7 @@
 #include "core/bf16.h"
 #include "core/page_buffer.h"
 #include "core/tensor.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/linear.h"
 #include "model/config.h"
 
 namespace qv::model {

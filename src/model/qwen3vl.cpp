@@ -7,11 +7,11 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "kernels/cpu/activations.h"
-#include "kernels/cpu/cross_entropy.h"
-#include "kernels/cpu/embedding.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/norms.h"
+#include "kernels/activations.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/norms.h"
 #include "model/activation_checkpoint.h"
 #include "model/hf_weights.h"
 

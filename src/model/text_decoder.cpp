@@ -2,11 +2,11 @@
 
 #include <cmath>
 
-#include "kernels/cpu/activations.h"
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/norms.h"
-#include "kernels/cpu/rope.h"
+#include "kernels/activations.h"
+#include "kernels/attention.h"
+#include "kernels/linear.h"
+#include "kernels/norms.h"
+#include "kernels/rope.h"
 
 namespace qv::model {
 

@@ -3,12 +3,12 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/cpu/activations.h"
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/embedding.h"
-#include "kernels/cpu/linear.h"
-#include "kernels/cpu/norms.h"
-#include "kernels/cpu/rope.h"
+#include "kernels/activations.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/norms.h"
+#include "kernels/rope.h"
 
 namespace qv::model {
 

@@ -4,32 +4,9 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/optim.h"
 
 namespace qv::train {
-namespace {
-
-struct AdamWScalars {
-  float decay, b1, one_b1, b2, one_b2, step_size, bc2_sqrt, eps;
-};
-
-// One element-wise AdamW update of n elements, in torch's order of operations. The float results
-// do not depend on which clone runs: the build is ISO C++ (-std=c++20), where GCC contracts no
-// a * b + c into an FMA, and sqrt and division are exact in every instruction set. Writes the
-// bf16 copy when pb is non-null.
-[[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void update(
-    const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* pb, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    float pi = p[i] * s.decay;
-    m[i] = m[i] * s.b1 + s.one_b1 * g[i];
-    v[i] = v[i] * s.b2 + s.one_b2 * g[i] * g[i];
-    const float denom = std::sqrt(v[i]) / s.bc2_sqrt + s.eps;
-    pi = pi + s.step_size * (m[i] / denom);
-    p[i] = pi;
-  }
-  if (pb) to_bf16(p, pb, n);
-}
-
-}  // namespace
 
 AdamW::AdamW(const AdamWConfig& c, std::vector<ParamSpan> spans, std::vector<FlatRange> owned)
     : c_(c), spans_(std::move(spans)), owned_(std::move(owned)), steps_(spans_.size(), 0) {
@@ -60,14 +37,14 @@ void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& 
     // Scalars in double, applied in float, in torch's order of operations.
     const double bc1 = 1 - std::pow(c_.beta1, static_cast<double>(step));
     const double bc2 = 1 - std::pow(c_.beta2, static_cast<double>(step));
-    const AdamWScalars k{static_cast<float>(1.0 - lr * c_.weight_decay),
-                         static_cast<float>(c_.beta1),
-                         static_cast<float>(1 - c_.beta1),
-                         static_cast<float>(c_.beta2),
-                         static_cast<float>(1 - c_.beta2),
-                         static_cast<float>(-(lr / bc1)),
-                         static_cast<float>(std::sqrt(bc2)),
-                         static_cast<float>(c_.eps)};
+    const kernels::AdamWScalars k{static_cast<float>(1.0 - lr * c_.weight_decay),
+                                  static_cast<float>(c_.beta1),
+                                  static_cast<float>(1 - c_.beta1),
+                                  static_cast<float>(c_.beta2),
+                                  static_cast<float>(1 - c_.beta2),
+                                  static_cast<float>(-(lr / bc1)),
+                                  static_cast<float>(std::sqrt(bc2)),
+                                  static_cast<float>(c_.eps)};
     // The parts of this span inside the owned ranges (whole span when unsharded).
     const int64_t span_end = spans_[s].offset + spans_[s].numel;
     for (size_t r = 0; r < owned_.size(); ++r) {
@@ -77,14 +54,7 @@ void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& 
       float* m = m_.data() + state_base_[r] + (o - owned_[r].begin);
       float* v = v_.data() + state_base_[r] + (o - owned_[r].begin);
       bf16* pb = bf16_copies_ && span_has_copy_[s] ? bf16_copies_ + o : nullptr;
-      // Blocks of a fixed size, so the work splits over threads without changing any result.
-      constexpr int64_t kBlock = 16384;
-      const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (blocks > 4)
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t i = b * kBlock, len = std::min(kBlock, n - i);
-        update(k, params + o + i, grads + o + i, m + i, v + i, pb ? pb + i : nullptr, len);
-      }
+      kernels::adamw_update(k, params + o, grads + o, m, v, pb, n);
     }
   }
 }

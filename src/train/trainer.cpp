@@ -12,7 +12,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
-#include "kernels/cpu/gemm.h"
+#include "kernels/gemm.h"
+#include "kernels/optim.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
 #include "train/data_source.h"
@@ -95,9 +96,9 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());
   log::info("data parallel: " + dp_->describe());
-  log::info("GEMM: " + kernels::gemm_info().describe());
+  log::info("GEMM: " + kernels::gemm_description());
   log::info(cat("matrix products in ", config_.mixed_precision_param,
-                config_.mixed_precision_param == "bfloat16" && !kernels::gemm_info().bf16_native
+                config_.mixed_precision_param == "bfloat16" && !kernels::gemm_bf16_native()
                     ? " (this CPU has no bf16 GEMM path: bf16 inputs are widened to float)"
                     : ""));
   metrics_ = std::make_unique<Metrics>();
@@ -227,12 +228,11 @@ StepRecord Trainer::train_step() {
     if (config_.max_norm > 0) {
       const float coef = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
-      if (coef < 1.0f)
-        for (const FlatRange& r : dp_->owned()) {
-          float* g = store.grads().data();
-#pragma omp parallel for schedule(static) if (r.size() > (1 << 16))
-          for (int64_t j = r.begin; j < r.end; ++j) g[j] *= coef;
-        }
+      if (coef < 1.0f) {
+        std::vector<kernels::FlatPiece> owned;
+        for (const FlatRange& r : dp_->owned()) owned.push_back({r.begin, r.end});
+        kernels::scale(store.grads().data(), owned, coef);
+      }
     }
     optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
   }
@@ -243,33 +243,19 @@ StepRecord Trainer::train_step() {
 }
 
 double Trainer::local_grad_sq(const std::vector<uint8_t>& active) const {
+  // The owned, active pieces of the flat buffer (kernels::squared_norm sums them in fixed blocks,
+  // so the result does not depend on the thread count).
   const auto& entries = model_->store().entries();
-  const float* g = model_->store().grads().data();
-  // The owned, active pieces of the flat buffer, summed in fixed blocks (each block's sum in
-  // double, then the blocks in order), so the result does not depend on the thread count.
-  struct Piece {
-    int64_t lo, hi;
-  };
-  std::vector<Piece> pieces;
-  constexpr int64_t kBlock = 1 << 15;
+  std::vector<kernels::FlatPiece> pieces;
   for (size_t i = 0; i < entries.size(); ++i) {
     if (!active[i]) continue;
     for (const FlatRange& r : dp_->owned()) {
       const int64_t lo = std::max(entries[i].ref.offset, r.begin);
       const int64_t hi = std::min(entries[i].ref.offset + entries[i].ref.numel, r.end);
-      for (int64_t b = lo; b < hi; b += kBlock) pieces.push_back({b, std::min(hi, b + kBlock)});
+      if (lo < hi) pieces.push_back({lo, hi});
     }
   }
-  std::vector<double> sums(pieces.size(), 0.0);
-#pragma omp parallel for schedule(dynamic, 16)
-  for (size_t p = 0; p < pieces.size(); ++p) {
-    double sq = 0;
-    for (int64_t j = pieces[p].lo; j < pieces[p].hi; ++j) sq += static_cast<double>(g[j]) * g[j];
-    sums[p] = sq;
-  }
-  double sq = 0;
-  for (double s : sums) sq += s;
-  return sq;
+  return kernels::squared_norm(model_->store().grads().data(), pieces);
 }
 
 std::vector<int64_t> Trainer::vision_passes(const std::vector<model::ModelInputs>& micro) {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 // Elementwise loops are memory-bound; threads only pay off on large arrays.
@@ -108,4 +108,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

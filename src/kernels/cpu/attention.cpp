@@ -22,7 +22,7 @@
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/gemm.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 void check_dims(const AttentionDims& d, const int64_t* cu, int64_t n_seqs) {
@@ -513,4 +513,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

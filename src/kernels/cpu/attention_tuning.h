@@ -5,7 +5,7 @@
 
 #include "kernels/cpu/attention.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 
 enum class AttentionBackwardPlan {
   kAuto,
@@ -35,4 +35,4 @@ void attention_backward_tuned(const T* q, const T* k, const T* v, const T* out, 
                               int64_t n_seqs, const AttentionDims& dims, const uint8_t* key_valid,
                               const AttentionTuning& tuning);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -10,7 +10,7 @@
 #include "core/error.h"
 #include "kernels/cpu/fast_exp.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 
 template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
@@ -66,4 +66,4 @@ template CrossEntropyResult cross_entropy<float>(const float*, const int64_t*, f
 template CrossEntropyResult cross_entropy<double>(const double*, const int64_t*, double*, int64_t,
                                                   int64_t, double);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -1,21 +1,14 @@
-// Softmax cross-entropy over rows of logits, with ignore_index = -100 targets.
+// The CPU implementation of kernels/cross_entropy.h (OpenMP; see that header for what each op
+// does).
 #pragma once
 #include <cstdint>
 
-namespace qv::kernels {
+#include "kernels/cross_entropy.h"
 
-constexpr int64_t kIgnoreIndex = -100;
+namespace qv::kernels::cpu {
 
-struct CrossEntropyResult {
-  double loss_sum = 0;  // sum over kept rows of -log softmax(logits)[target]
-  int64_t kept = 0;     // rows whose target is not ignored
-};
-
-// Computes the loss terms for rows of logits [rows, V]. When dlogits is non-null it receives
-// (softmax - onehot(target)) * grad_scale for kept rows and 0 for ignored rows (it may alias
-// logits). A target outside [0, V) other than -100 throws qv::Error.
 template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
                                  int64_t V, T grad_scale);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

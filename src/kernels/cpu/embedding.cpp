@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 constexpr int64_t kColumnBlock = 256;
@@ -93,4 +93,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -1,27 +1,22 @@
-// Row gathers: token embedding lookup and weighted gathers (bilinear position-table sampling).
+// The CPU implementation of kernels/embedding.h (OpenMP; see that header for what each op does).
 #pragma once
 #include <cstdint>
 
-namespace qv::kernels {
+#include "kernels/embedding.h"
 
-// out[i] = table[ids[i]] (rows of D). Throws qv::Error naming the id when out of [0, vocab).
+namespace qv::kernels::cpu {
+
 template <typename T>
 void embedding_forward(const int64_t* ids, const T* table, T* out, int64_t n, int64_t vocab,
                        int64_t D);
-
-// dtable[ids[i]] += dout[i] for rows where skip is null or skip[i] == 0.
 template <typename T>
 void embedding_backward(const int64_t* ids, const T* dout, T* dtable, int64_t n, int64_t D,
                         const uint8_t* skip = nullptr);
-
-// out[i] = sum_c weight[i*taps + c] * table[index[i*taps + c]] (rows of D), summed in c order.
 template <typename T>
 void weighted_gather_forward(const int64_t* index, const T* weight, const T* table, T* out,
                              int64_t n, int64_t taps, int64_t D);
-
-// dtable[index[i*taps + c]] += weight[i*taps + c] * dout[i].
 template <typename T>
 void weighted_gather_backward(const int64_t* index, const T* weight, const T* dout, T* dtable,
                               int64_t n, int64_t taps, int64_t D);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -5,7 +5,7 @@
 
 #include "kernels/cpu/fast_exp.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 template <typename T>
@@ -33,4 +33,4 @@ inline double exp_shifted_loop(const T* x, T* y, int64_t n, T shift) {
   return exp_shifted_loop(x, y, n, shift);
 }
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <limits>
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 
 inline float fast_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
@@ -73,4 +73,4 @@ inline double fast_exp(double x) {
 double exp_shifted(const float* x, float* y, int64_t n, float shift);
 double exp_shifted(const double* x, double* y, int64_t n, double shift);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

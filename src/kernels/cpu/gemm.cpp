@@ -17,7 +17,7 @@
 #include "core/error.h"
 #include "core/log.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 void check(dnnl_status_t s, const char* what) {
@@ -287,4 +287,4 @@ double measure_peak_gflops(DType dtype) {
   return peak[i];
 }
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

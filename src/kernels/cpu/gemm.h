@@ -1,5 +1,5 @@
-// The matrix-product engine behind every GEMM of the model (dense layers, attention tiles, the
-// classifier). The path is chosen once from the processor's features (core/cpu_features.h):
+// The CPU implementation of kernels/gemm.h. The path is chosen once from the processor's
+// features (core/cpu_features.h):
 //  - float: oneDNN's JIT sgemm, which generates AVX-512, AVX2 or SSE4.1 code for the processor it
 //    runs on; QWEN3VL_GEMM=openblas selects OpenBLAS instead (for comparisons);
 //  - bfloat16 inputs with float accumulation: oneDNN's matmul primitive where the processor has
@@ -11,10 +11,9 @@
 #include <cstdint>
 #include <string>
 
-#include "core/bf16.h"
-#include "core/tensor.h"
+#include "kernels/gemm.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 
 enum class GemmEngine { kOneDnn, kOpenBlas };
 
@@ -29,13 +28,9 @@ struct GemmInfo {
 // Chosen on first use; thread-safe.
 const GemmInfo& gemm_info();
 
-// Row-major C[M,N] = alpha * op(A) . op(B) + beta * C (beta == 0 overwrites C, as in BLAS).
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
-
-// The same product with bf16 A and B and float C; accumulation in float. Not to be called from
-// inside a parallel region (the engine parallelises itself).
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
@@ -46,8 +41,6 @@ void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                        int64_t ldc);
 
-// The engine's rate on a large square product (n = 2048), best of several runs, for `dtype`
-// kF32 or kBF16: the peak that MFU is measured against. Measured once per process.
 double measure_peak_gflops(DType dtype);
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -4,8 +4,9 @@
 #include <algorithm>
 
 #include "core/buffer_pool.h"
+#include "kernels/cpu/gemm.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 template <typename T>
@@ -86,4 +87,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -9,7 +9,7 @@
 #include "core/buffer_pool.h"
 #include "kernels/cpu/gemm.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 constexpr int64_t kParallelMin = 1 << 14;  // elements below which loops stay serial
@@ -278,4 +278,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -12,7 +12,7 @@
 
 #include "core/buffer_pool.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 namespace {
 
 constexpr int64_t kRowChunk = 128;
@@ -160,4 +160,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

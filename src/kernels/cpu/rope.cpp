@@ -3,7 +3,7 @@
 
 #include "core/error.h"
 
-namespace qv::kernels {
+namespace qv::kernels::cpu {
 
 // With h = hd/2, a = x[i], b = x[i+h]:  y[i] = a cos[i] - b sin[i],  y[i+h] = b cos[i+h] + a
 // sin[i+h].
@@ -58,4 +58,4 @@ QV_INSTANTIATE(float)
 QV_INSTANTIATE(double)
 #undef QV_INSTANTIATE
 
-}  // namespace qv::kernels
+}  // namespace qv::kernels::cpu

@@ -1,0 +1,29 @@
+// Elementwise activations and their derivatives.
+#pragma once
+#include <cstdint>
+
+namespace qv::kernels {
+
+// SwiGLU: out = silu(gate) * up. Backward overwrites dgate, dup.
+template <typename T>
+void swiglu_forward(const T* gate, const T* up, T* out, int64_t n);
+template <typename T>
+void swiglu_backward(const T* gate, const T* up, const T* dout, T* dgate, T* dup, int64_t n);
+
+// GELU, tanh approximation (torch approximate="tanh"; HF "gelu_pytorch_tanh"). y may alias x.
+template <typename T>
+void gelu_tanh_forward(const T* x, T* y, int64_t n);
+template <typename T>
+void gelu_tanh_backward(const T* x, const T* dy, T* dx, int64_t n);
+
+// GELU, exact erf form (torch nn.GELU()). y may alias x.
+template <typename T>
+void gelu_erf_forward(const T* x, T* y, int64_t n);
+template <typename T>
+void gelu_erf_backward(const T* x, const T* dy, T* dx, int64_t n);
+
+// a += b, n elements.
+template <typename T>
+void add_inplace(T* a, const T* b, int64_t n);
+
+}  // namespace qv::kernels

@@ -1,0 +1,36 @@
+#include "kernels/device.h"
+
+#include <cstring>
+
+#include "kernels/dispatch.h"
+
+namespace qv::kernels {
+
+void unsupported_on_device(const char* op, const char* why) {
+  throw Error(std::string("kernel ") + op + " on " + to_string(current_device()) + ": " + why);
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  if (dst_device.is_cpu() && src_device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+#if QWEN3VL_HAS_CUDA
+  cuda::copy_bytes(dst, dst_device, src, src_device, bytes);
+#else
+  throw Error("copy between " + to_string(src_device) + " and " + to_string(dst_device) +
+              ": this binary was built without the CUDA backend");
+#endif
+}
+
+void zero_bytes(void* p, size_t bytes) {
+  if (bytes == 0) return;
+  if (current_device().is_cpu()) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  QV_CUDA_CALL(zero_bytes, p, bytes);
+}
+
+}  // namespace qv::kernels

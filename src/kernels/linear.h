@@ -1,0 +1,34 @@
+// Dense layers: y = x . w^T (+ bias), the layout of torch.nn.Linear weights [out, in]. The
+// products go through the GEMM engine (kernels/cpu/gemm.h).
+#pragma once
+#include <cstdint>
+
+#include "core/bf16.h"
+#include "kernels/gemm.h"
+
+namespace qv::kernels {
+
+// A weight matrix [N, K] as the products read it: its float values, and its bf16 copy when the
+// model multiplies in bf16. With the copy, the activation operand (x forward; dy and x
+// backward) is rounded to bf16 as well and products accumulate in float: torch autocast's
+// matmul, except that outputs and gradients stay float. Without it, everything is float.
+struct Weight {
+  const float* f32 = nullptr;
+  const bf16* b16 = nullptr;
+};
+
+// y[M,N] = x[M,K] . w[N,K]^T (+ bias[N] when non-null). y is overwritten.
+template <typename T>
+void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t K, int64_t N);
+void linear_forward(const float* x, Weight w, const float* bias, float* y, int64_t M, int64_t K,
+                    int64_t N);
+
+// Given dy[M,N]: dx[M,K] = dy . w (overwritten, or added when accumulate_dx), dw[N,K] += dy^T . x,
+// dbias[N] += column sums of dy. Any of dx, dw, dbias may be null to skip it.
+template <typename T>
+void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t M,
+                     int64_t K, int64_t N, bool accumulate_dx = false);
+void linear_backward(const float* x, Weight w, const float* dy, float* dx, float* dw, float* dbias,
+                     int64_t M, int64_t K, int64_t N, bool accumulate_dx = false);
+
+}  // namespace qv::kernels
