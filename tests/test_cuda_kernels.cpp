@@ -22,7 +22,9 @@ TEST(CudaKernels, NotBuilt) {
 #include <cmath>
 #include <cstring>
 
+#include "core/allocator.h"
 #include "core/bf16.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "kernel_test_utils.h"
 #include "kernels/cpu/activations.h"
@@ -43,12 +45,14 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cuda/norms.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/device.h"
+#include "kernels/norms.h"
 #include "train/adamw.h"
 
 namespace qv {
 namespace {
 
-namespace cpu = qv::kernels;  // the CPU op set
+namespace cpu = qv::kernels::cpu;  // the CPU op set
 namespace gpu = qv::kernels::cuda;
 using testing::cast_vector;
 using testing::random_vector;
@@ -126,6 +130,34 @@ TEST(CudaRuntime, BatchUploaderCopiesInOrderAndReusesSlots) {
     want.push_back(rand_f(1000 * (i + 1), 100 + i));
   }
   for (int i = 0; i < 5; ++i) EXPECT_EQ(to_host(dst[i]), want[i]) << i;
+}
+
+// The seam end to end: memory from the registered CUDA allocator, copies through
+// kernels::copy_bytes, and a neutral op (kernels/norms.h) under a DeviceScope lands on the GPU.
+TEST(CudaRuntime, NeutralOpsDispatchToCudaUnderADeviceScope) {
+  QV_REQUIRE_CUDA();
+  const Device gpu0{DeviceKind::kCuda, 0};
+  const int64_t rows = 8, D = 64;
+  const std::vector<float> x = rand_f(rows * D, 40), w = rand_f(D, 41, 0.5, 1.5);
+  std::vector<float> want(rows * D), rstd(rows);
+  cpu::rmsnorm_forward(x.data(), w.data(), want.data(), rstd.data(), rows, D, 1e-6f);
+  DeviceScope scope(gpu0);
+  Allocator& a = allocator_for(gpu0);
+  EXPECT_EQ(a.device().kind, DeviceKind::kCuda);
+  const size_t xb = x.size() * sizeof(float), wb = w.size() * sizeof(float);
+  float* dx = static_cast<float*>(a.allocate(xb));
+  float* dw = static_cast<float*>(a.allocate(wb));
+  float* dy = static_cast<float*>(a.allocate(xb));
+  float* dr = static_cast<float*>(a.allocate(rows * sizeof(float)));
+  kernels::copy_bytes(dx, gpu0, x.data(), kCpuDevice, xb);
+  kernels::copy_bytes(dw, gpu0, w.data(), kCpuDevice, wb);
+  kernels::rmsnorm_forward<float>(dx, dw, dy, dr, rows, D, 1e-6f);
+  std::vector<float> got(rows * D);
+  kernels::copy_bytes(got.data(), kCpuDevice, dy, gpu0, xb);
+  QV_EXPECT_REL(got, want, kF32);
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(dy),
+                  static_cast<void*>(dr)})
+    a.deallocate(p, 0);
 }
 
 // ---- activations, rope, embedding ----
@@ -321,7 +353,8 @@ TEST(CudaKernels, CrossEntropyMatchesCpuWithIgnoredRowsAndInPlaceGradient) {
   const int64_t rows = 17, V = 5003;
   const std::vector<float> logits = rand_f(rows * V, 13, -8, 8);
   std::vector<int64_t> targets(rows);
-  for (int64_t r = 0; r < rows; ++r) targets[r] = r % 5 == 2 ? cpu::kIgnoreIndex : (r * 977) % V;
+  for (int64_t r = 0; r < rows; ++r)
+    targets[r] = r % 5 == 2 ? kernels::kIgnoreIndex : (r * 977) % V;
   std::vector<float> d(rows * V);
   const float scale = 1.f / 13;
   const auto want = cpu::cross_entropy(logits.data(), targets.data(), d.data(), rows, V, scale);
@@ -373,7 +406,7 @@ TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
     SCOPED_TRACE(use_b16 ? "bf16 weights" : "float");
     const double tol = use_b16 ? 1e-4 : kF32;
     std::vector<float> y(M * N), dx(M * K), dw(N * K, 0.1f), db(N, 0.f);
-    const cpu::Weight cw{w.data(), use_b16 ? wb.data() : nullptr};
+    const kernels::Weight cw{w.data(), use_b16 ? wb.data() : nullptr};
     cpu::linear_forward(x.data(), cw, bias.data(), y.data(), M, K, N);
     cpu::linear_backward(x.data(), cw, dy.data(), dx.data(), dw.data(), db.data(), M, K, N);
     auto gx = to_device(x), gw = to_device(w), gbias = to_device(bias), gdy = to_device(dy);
@@ -395,7 +428,7 @@ TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
 
 struct AttnCase {
   std::vector<int64_t> cu;
-  cpu::AttentionDims dims;
+  kernels::AttentionDims dims;
   std::vector<uint8_t> valid;
   std::vector<float> q, k, v, dout;
   AttnCase(std::vector<int64_t> lengths, int64_t heads, int64_t kv_heads, int64_t hd, bool causal,
@@ -493,7 +526,7 @@ TEST(CudaKernels, AttentionWithPaddedKeysAndLargeHeadDimMatchCpu) {
 TEST(CudaKernels, AttentionDecodeMatchesCpu) {
   QV_REQUIRE_CUDA();
   const int64_t length = 77, heads = 8, kv_heads = 2, hd = 128;
-  const cpu::AttentionDims dims{1, heads, kv_heads, hd, false, 1 / std::sqrt(128.0)};
+  const kernels::AttentionDims dims{1, heads, kv_heads, hd, false, 1 / std::sqrt(128.0)};
   const std::vector<float> q = rand_f(heads * hd, 25), k = rand_f(length * kv_heads * hd, 26),
                            v = rand_f(length * kv_heads * hd, 27);
   std::vector<float> out(heads * hd);

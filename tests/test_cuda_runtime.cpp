@@ -15,6 +15,7 @@ TEST(CudaRuntime, NotBuilt) {
 
 #include "kernels/cuda/runtime.h"
 #ifdef QWEN3VL_HAS_NCCL
+#include "core/device.h"
 #include "dist/nccl_communicator.h"
 #endif
 
@@ -46,6 +47,7 @@ TEST(CudaRuntime, NoDeviceIsReportedCleanly) {
 // rank the all-reduce is the identity, the all-gather a copy, and the reduce-scatter keeps block 0.
 TEST(CudaNccl, SingleRankCollectivesAndSplit) {
   QV_REQUIRE_CUDA();
+  DeviceScope scope(Device{DeviceKind::kCuda, 0});
   auto boot = dist::make_local_communicator();
   auto comm = dist::make_nccl_communicator(*boot, 60);
   EXPECT_EQ(comm->rank(), 0);

@@ -74,8 +74,10 @@ int run_bench(const Args& args) {
   f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac",
                 "classifier-chunk", "mixed-precision", "device"});
   const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
-  std::printf("device %s\n", activate_device(device).c_str());
-  if (device.cuda) fail_model_not_on_cuda(train ? "bench train" : "bench forward");
+  std::string device_text;
+  activate_device(device, &device_text);
+  std::printf("device %s\n", device_text.c_str());
+  if (!device.device.is_cpu()) fail_model_not_on_cuda(train ? "bench train" : "bench forward");
   const std::string precision = f.get("mixed-precision", "float32");
   QV_CHECK(precision == "float32" || precision == "bfloat16",
            "--mixed-precision must be float32 or bfloat16, got '", precision, "'");

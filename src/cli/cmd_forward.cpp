@@ -19,7 +19,7 @@ int run_forward(const Args& args) {
   f.allow_only({"model", "inputs", "out", "backward", "no-record", "device"});
   const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
   activate_device(device);
-  if (device.cuda) fail_model_not_on_cuda("forward");
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("forward");
   const std::string dir = f.require("model");
   const auto t0 = std::chrono::steady_clock::now();
   auto model = model::Qwen3VLModel::from_pretrained(dir);

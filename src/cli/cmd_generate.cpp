@@ -139,7 +139,7 @@ int run_generate(const Args& args) {
                 "dtype", "adapter", "device"});
   const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
   activate_device(device);
-  if (device.cuda) fail_model_not_on_cuda("generate");
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("generate");
   const std::string dir = f.require("model");
   auto model = model::Qwen3VLModel::from_pretrained(dir);
   if (f.has("adapter")) model->load_lora_adapter(f.get("adapter"));  // docs/LORA.md

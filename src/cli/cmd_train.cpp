@@ -67,7 +67,7 @@ int run_train(const Args& args) {
   train::JobConfig config = train::JobConfig::load(ta.config_path, ta.overrides);
   const DeviceChoice device = parse_device_flag(config.device);
   activate_device(device);
-  if (device.cuda) fail_model_not_on_cuda("train ([training] device)");
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("train ([training] device)");
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)

@@ -1,44 +1,35 @@
-// --device / [training] device: parsing and selecting the device (cli/device_flag.h).
+// --device / [training] device: parsing and checking the device (cli/device_flag.h).
 #include "cli/device_flag.h"
-
-#include <regex>
 
 #include "cli/command.h"
 #include "core/error.h"
 #include "dist/communicator.h"
-#ifdef QWEN3VL_HAS_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
+#include "kernels/device_info.h"
 
 namespace qv::cli {
 
 DeviceChoice parse_device_flag(const std::string& text) {
-  std::smatch m;
-  if (!std::regex_match(text, m, std::regex("(cpu|cuda)(?::([0-9]{1,4}))?")) ||
-      (m[1] == "cpu" && m[2].matched))
+  DeviceChoice c;
+  try {
+    c.device = parse_device(text);
+  } catch (const Error&) {
     usage_fail("--device must be cpu, cuda or cuda:N, got '", text, "'");
-  DeviceChoice d;
-  d.cuda = m[1] == "cuda";
-  d.index = m[2].matched ? std::stoi(m[2].str()) : -1;
-  d.text = text;
-  return d;
+  }
+  c.local = text == "cuda";
+  c.text = text;
+  return c;
 }
 
-std::string activate_device(const DeviceChoice& d) {
-  if (!d.cuda) return "cpu";
-#ifndef QWEN3VL_HAS_CUDA
-  fail("device '", d.text,
-       "': this qwen3vl was built without the CUDA backend (build with the CUDA toolkit, "
-       "-DQWEN3VL_CUDA=ON)");
-#else
-  namespace gpu = qv::kernels::cuda;
-  if (gpu::device_count() == 0) fail("device '", d.text, "': ", gpu::unavailable_reason());
-  const int index = d.index >= 0 ? d.index : dist::launcher_local_rank() % gpu::device_count();
-  QV_CHECK(index < gpu::device_count(), "device '", d.text, "': only ", gpu::device_count(),
-           " CUDA device(s) present");
-  gpu::set_device(index);
-  return cat("cuda:", index, " ", gpu::describe_device(index));
-#endif
+Device activate_device(const DeviceChoice& choice, std::string* description) {
+  Device d = choice.device;
+  if (!d.is_cpu()) {
+    const int n = kernels::cuda_device_count();
+    if (n == 0) fail("device '", choice.text, "': ", kernels::cuda_unavailable_reason());
+    if (choice.local) d.index = dist::launcher_local_rank() % n;
+    QV_CHECK(d.index < n, "device '", choice.text, "': only ", n, " CUDA device(s) present");
+  }
+  if (description) *description = kernels::describe_device(d);
+  return d;
 }
 
 void fail_model_not_on_cuda(const std::string& command) {

@@ -1,7 +1,8 @@
 // NCCL communicator (dist/nccl_communicator.h). Collectives run on this communicator's own
-// stream; each starts after an event recorded on the compute stream (kernels/cuda/runtime.h), so
-// it sees every kernel issued before it. Completion is polled with cudaEventQuery and
-// ncclCommGetAsyncError under the timeout, so a dead peer ends in an error, not a hang.
+// stream; each starts after an event recorded on the GPU's compute stream
+// (kernels::cuda_native_stream()), so it sees every kernel issued before it. Completion is polled
+// with cudaEventQuery and ncclCommGetAsyncError under the timeout, so a dead peer ends in an error,
+// not a hang.
 #include "dist/nccl_communicator.h"
 
 #include <cuda_runtime.h>
@@ -12,13 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "core/allocator.h"
+#include "core/device.h"
 #include "core/error.h"
-#include "kernels/cuda/runtime.h"
+#include "kernels/device.h"
+#include "kernels/device_info.h"
 
 namespace qv::dist {
 namespace {
-
-namespace gpu = qv::kernels::cuda;
 
 #define QV_NCCL_CHECK(expr)                                                                    \
   do {                                                                                         \
@@ -35,7 +37,8 @@ namespace gpu = qv::kernels::cuda;
 
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(ncclComm_t comm, double timeout_s) : comm_(comm), timeout_s_(timeout_s) {
+  NcclCommunicator(ncclComm_t comm, double timeout_s)
+      : comm_(comm), timeout_s_(timeout_s), device_(current_device()) {
     QV_NCCL_CHECK(ncclCommUserRank(comm_, &rank_));
     QV_NCCL_CHECK(ncclCommCount(comm_, &size_));
     QV_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -76,9 +79,9 @@ class NcclCommunicator final : public Communicator {
     wait_all();
   }
   void barrier() override {
-    gpu::DeviceArray<float> one(1);
-    gpu::fill_zero(one.data(), sizeof(float));
-    all_reduce_sum(one.data(), 1);
+    Scratch one(sizeof(float));
+    kernels::zero_bytes(one.p, sizeof(float));
+    all_reduce_sum(static_cast<float*>(one.p), 1);
   }
 
   void start_all_reduce_sum(float* data, int64_t n) override {
@@ -126,21 +129,31 @@ class NcclCommunicator final : public Communicator {
   }
   // Orders the communication stream after everything issued on the compute stream.
   void begin() {
-    QV_CUDA_OK(cudaEventRecord(ready_, static_cast<cudaStream_t>(gpu::stream())));
+    QV_CUDA_OK(cudaEventRecord(ready_, static_cast<cudaStream_t>(kernels::cuda_native_stream())));
     QV_CUDA_OK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
   void host_double(double* data, int64_t n, ncclRedOp_t op) {
     if (n <= 0) return;
-    gpu::DeviceArray<double> d(n);
-    d.upload(data);
+    const size_t bytes = count(n) * sizeof(double);
+    Scratch d(bytes);
+    kernels::copy_bytes(d.p, device_, data, kCpuDevice, bytes);
     begin();
-    QV_NCCL_CHECK(ncclAllReduce(d.data(), d.data(), count(n), ncclFloat64, op, comm_, stream_));
+    QV_NCCL_CHECK(ncclAllReduce(d.p, d.p, count(n), ncclFloat64, op, comm_, stream_));
     wait_all();
-    d.download(data);
+    kernels::copy_bytes(data, kCpuDevice, d.p, device_, bytes);
   }
+  // Device memory of this communicator's GPU for the duration of one call.
+  struct Scratch {
+    explicit Scratch(size_t bytes)
+        : bytes(bytes), p(allocator_for(current_device()).allocate(bytes)) {}
+    ~Scratch() { allocator_for(current_device()).deallocate(p, bytes); }
+    size_t bytes;
+    void* p;
+  };
 
   ncclComm_t comm_;
   double timeout_s_;
+  Device device_;
   int rank_ = 0, size_ = 1;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
@@ -149,7 +162,11 @@ class NcclCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, double timeout_s) {
-  gpu::require_device();
+  QV_CHECK(current_device().kind == DeviceKind::kCuda,
+           "NCCL communicator: the calling thread's device must be a GPU (DeviceScope), not ",
+           to_string(current_device()));
+  QV_CHECK(kernels::cuda_device_count() > 0,
+           "NCCL communicator: ", kernels::cuda_unavailable_reason());
   // NCCL's 128-byte id travels through the bootstrap's float broadcast as 32 raw words: MPI
   // moves MPI_FLOAT data between like machines bit for bit.
   static_assert(sizeof(ncclUniqueId) % sizeof(float) == 0, "ncclUniqueId size");

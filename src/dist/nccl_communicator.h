@@ -13,7 +13,8 @@
 namespace qv::dist {
 
 // One NCCL rank per process, over the same ranks as `bootstrap` (MPI, or the local one), whose
-// broadcast carries NCCL's unique id. Call after selecting the device (cuda::set_device).
+// broadcast carries NCCL's unique id. Call with the process's GPU current (a DeviceScope); the
+// communicator keeps using that GPU.
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap,
                                                      double timeout_s = 300);
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "core/bf16.h"
-#include "kernels/cpu/attention.h"
+#include "kernels/attention.h"
 
 namespace qv::kernels::cuda {
 

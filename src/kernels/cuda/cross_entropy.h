@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cross_entropy.h"
 
 namespace qv::kernels::cuda {
 

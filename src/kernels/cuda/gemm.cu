@@ -6,7 +6,9 @@
 // shape, leading dimensions, pointer alignments, beta == 0).
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -201,7 +203,43 @@ void convert_to_float(const bf16* src, float* dst, int64_t n) {
   QV_CUDA_LAUNCHED();
 }
 
-std::string gemm_describe() {
+bool gemm_bf16_native() {
+  return true;
+}
+
+double measure_peak_gflops(DType dtype) {
+  QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16,
+           "measure_peak_gflops: float32 or bfloat16 only");
+  const bool b16 = dtype == DType::kBF16;
+  const int device = current_device_index();
+  const double datasheet = b16 ? bf16_dense_peak_tflops(device) : fp32_peak_tflops(device);
+  if (datasheet > 0) return datasheet * 1e3;
+  constexpr int64_t n = 4096;
+  DeviceArray<float> c(n * n), a(b16 ? 1 : n * n), b(b16 ? 1 : n * n);
+  DeviceArray<bf16> ab(b16 ? n * n : 1), bb(b16 ? n * n : 1);
+  fill_zero(c.data(), c.bytes());
+  fill_zero(a.data(), a.bytes()), fill_zero(b.data(), b.bytes());
+  fill_zero(ab.data(), ab.bytes()), fill_zero(bb.data(), bb.bytes());
+  auto run = [&] {
+    if (b16)
+      gemm_bf16(false, true, n, n, n, 1.f, ab.data(), n, bb.data(), n, 0.f, c.data(), n);
+    else
+      gemm<float>(false, true, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
+  };
+  run();
+  synchronize();
+  double best = 1e30;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run();
+    synchronize();
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+std::string gemm_description() {
   const size_t v = cublasLtGetVersion();
   const int device = current_device_index();
   return cat("cuBLASLt ", v / 10000, ".", (v / 100) % 100, ".", v % 100, " on ",

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/bf16.h"
+#include "core/tensor.h"
 
 namespace qv::kernels::cuda {
 
@@ -26,6 +27,11 @@ void convert_to_bf16(const float* src, bf16* dst, int64_t n);
 void convert_to_float(const bf16* src, float* dst, int64_t n);
 
 // "cuBLASLt 13.0.0 on NVIDIA H200 (sm_90, ...)": one line for logs.
-std::string gemm_describe();
+std::string gemm_description();
+// bf16 products run on tensor cores: true.
+bool gemm_bf16_native();
+// The peak MFU is quoted against, in GFLOP/s: the datasheet's dense rate of a known GPU (bf16
+// tensor cores for kBF16, plain fp32 for kF32), else a measured 4096^3 cuBLASLt product.
+double measure_peak_gflops(DType dtype);
 
 }  // namespace qv::kernels::cuda

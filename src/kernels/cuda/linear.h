@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/cpu/linear.h"
+#include "kernels/linear.h"
 
 namespace qv::kernels::cuda {
 

@@ -17,7 +17,10 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/allocator.h"
+#include "core/device.h"
 #include "core/error.h"
+#include "kernels/cuda/ops.h"
 
 #define QV_CUDA_CHECK(expr)                                                                      \
   do {                                                                                           \
@@ -110,10 +113,19 @@ void set_device(int index) {
   QV_CUDA_CHECK(cudaSetDevice(index));
 }
 
+// The thread's current device (core/device.h) when it is a GPU, made CUDA's current device too;
+// else CUDA's own current device (code that calls these ops directly, as the tests do).
 int current_device_index() {
   require_device();
   int d = 0;
   QV_CUDA_CHECK(cudaGetDevice(&d));
+  const Device cur = qv::current_device();
+  if (cur.kind == DeviceKind::kCuda && cur.index != d) {
+    QV_CHECK(cur.index >= 0 && cur.index < device_count(), "CUDA: device ", to_string(cur),
+             " is not present (", device_count(), " device(s))");
+    QV_CUDA_CHECK(cudaSetDevice(cur.index));
+    d = cur.index;
+  }
   return d;
 }
 
@@ -136,6 +148,18 @@ double bf16_dense_peak_tflops(int index) {
   if (name.find("H100") != std::string::npos)
     return name.find("PCIe") != std::string::npos ? 756.0 : 989.4;
   if (name.find("A100") != std::string::npos) return 312.0;
+  return 0;
+}
+
+double fp32_peak_tflops(int index) {
+  require_device();
+  cudaDeviceProp p{};
+  QV_CUDA_CHECK(cudaGetDeviceProperties(&p, index));
+  const std::string name = p.name;
+  if (name.find("H200") != std::string::npos) return 66.9;
+  if (name.find("H100") != std::string::npos)
+    return name.find("PCIe") != std::string::npos ? 51.2 : 66.9;
+  if (name.find("A100") != std::string::npos) return 19.5;
   return 0;
 }
 
@@ -322,5 +346,83 @@ void* allocate_pinned(int64_t bytes) {
 void free_pinned(void* p) {
   if (p) QV_CUDA_CHECK(cudaFreeHost(p));
 }
+
+// ---- kernels/device.h on CUDA ----
+
+namespace {
+
+// Runs fn with `index` as CUDA's current device, restoring the previous one.
+template <typename Fn>
+void on_device(int index, Fn fn) {
+  int prev = 0;
+  QV_CUDA_CHECK(cudaGetDevice(&prev));
+  if (prev != index) QV_CUDA_CHECK(cudaSetDevice(index));
+  try {
+    fn();
+  } catch (...) {
+    cudaSetDevice(prev);
+    throw;
+  }
+  if (prev != index) QV_CUDA_CHECK(cudaSetDevice(prev));
+}
+
+// The stream of device `index` (its pool's; created on first use).
+cudaStream_t stream_of(int index) {
+  cudaStream_t s = nullptr;
+  on_device(index, [&] { s = static_cast<cudaStream_t>(stream()); });
+  return s;
+}
+
+}  // namespace
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) {
+  if (bytes == 0) return;
+  require_device();
+  const bool dst_gpu = dst_device.kind == DeviceKind::kCuda;
+  const bool src_gpu = src_device.kind == DeviceKind::kCuda;
+  if (dst_gpu && src_gpu) {
+    // After the source's pending work, on the destination's stream; then wait for it.
+    QV_CUDA_CHECK(cudaStreamSynchronize(stream_of(src_device.index)));
+    cudaStream_t s = stream_of(dst_device.index);
+    QV_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, bytes, s));
+    QV_CUDA_CHECK(cudaStreamSynchronize(s));
+    return;
+  }
+  QV_CHECK(dst_gpu || src_gpu, "copy_bytes on CUDA between two host buffers");
+  const int gpu = dst_gpu ? dst_device.index : src_device.index;
+  cudaStream_t s = stream_of(gpu);
+  QV_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes,
+                                dst_gpu ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, s));
+  QV_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void zero_bytes(void* p, size_t bytes) {
+  fill_zero(p, static_cast<int64_t>(bytes));
+}
+
+// ---- the CUDA allocator of core/allocator.h ----
+
+namespace {
+
+class CudaAllocator final : public Allocator {
+ public:
+  Device device() const override { return {DeviceKind::kCuda, current_device_index()}; }
+  void* allocate(size_t bytes) override {
+    return bytes == 0 ? nullptr : cuda::allocate(static_cast<int64_t>(bytes));
+  }
+  void deallocate(void* p, size_t bytes) override {
+    cuda::deallocate(p, static_cast<int64_t>(bytes));
+  }
+  void zero(void* p, size_t bytes) override { fill_zero(p, static_cast<int64_t>(bytes)); }
+};
+
+// Registered when this file is linked in (it is whenever any CUDA op is); touches no GPU.
+const bool kRegistered = [] {
+  static CudaAllocator allocator;
+  register_allocator(DeviceKind::kCuda, &allocator);
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace qv::kernels::cuda

@@ -27,6 +27,9 @@ std::string describe_device(int index);
 // Peak dense bf16 tensor-core rate of a known device in TFLOP/s (H100/H200 SXM: 989), 0 if
 // unknown: the figure MFU is quoted against.
 double bf16_dense_peak_tflops(int index);
+// Peak plain fp32 rate (no tensor cores) of a known device in TFLOP/s (H100/H200 SXM: 66.9), 0 if
+// unknown.
+double fp32_peak_tflops(int index);
 
 // Device memory in bytes: allocated (handed out now), reserved (held from the driver, including
 // cached free blocks), peak (highest allocated since start or reset_peak).
