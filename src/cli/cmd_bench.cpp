@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <random>
 
+#include "cli/bench_kernels.h"
 #include "cli/command.h"
+#include "cli/device_flag.h"
 #include "core/buffer_pool.h"
 #include "core/error.h"
 #include "kernels/gemm.h"
@@ -61,14 +63,21 @@ model::ModelInputs synthetic_batch(const model::ModelConfig& c, const Shape& s, 
 }
 
 int run_bench(const Args& args) {
+  if (!args.empty() && args[0] == "kernels")
+    return run_bench_kernels(Args(args.begin() + 1, args.end()));
   QV_CHECK(!args.empty() && (args[0] == "train" || args[0] == "forward"),
-           "usage: qwen3vl bench train|forward --flavor F --seq-len S --batch B --images K "
+           "usage: qwen3vl bench train|forward|kernels --flavor F --seq-len S --batch B --images K "
            "--image-size WxH [--steps N] [--ac none|selective|full] [--classifier-chunk ROWS] "
            "[--mixed-precision float32|bfloat16]");
   const bool train = args[0] == "train";
   Flags f(Args(args.begin() + 1, args.end()));
   f.allow_only({"flavor", "model", "seq-len", "batch", "images", "image-size", "steps", "ac",
-                "classifier-chunk", "mixed-precision"});
+                "classifier-chunk", "mixed-precision", "device"});
+  const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
+  std::string device_text;
+  activate_device(device, &device_text);
+  std::printf("device %s\n", device_text.c_str());
+  if (!device.device.is_cpu()) fail_model_not_on_cuda(train ? "bench train" : "bench forward");
   const std::string precision = f.get("mixed-precision", "float32");
   QV_CHECK(precision == "float32" || precision == "bfloat16",
            "--mixed-precision must be float32 or bfloat16, got '", precision, "'");

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "cli/command.h"
+#include "cli/device_flag.h"
 #include "io/safetensors.h"
 #include "model/inputs_io.h"
 #include "model/qwen3vl.h"
@@ -15,7 +16,10 @@ namespace {
 
 int run_forward(const Args& args) {
   Flags f(args, {"backward", "no-record"});
-  f.allow_only({"model", "inputs", "out", "backward", "no-record"});
+  f.allow_only({"model", "inputs", "out", "backward", "no-record", "device"});
+  const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
+  activate_device(device);
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("forward");
   const std::string dir = f.require("model");
   const auto t0 = std::chrono::steady_clock::now();
   auto model = model::Qwen3VLModel::from_pretrained(dir);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/device_flag.h"
 #include "core/error.h"
 #include "data/image/image_decode.h"
 #include "data/tokenizer/tokenizer.h"
@@ -135,7 +136,10 @@ int run_generate(const Args& args) {
   Flags f(args, {"raw"});
   f.allow_only({"model", "tokenizer", "prompt", "image", "max-new-tokens", "min-new-tokens",
                 "temperature", "top-k", "top-p", "repetition-penalty", "seed", "raw", "system",
-                "dtype", "adapter"});
+                "dtype", "adapter", "device"});
+  const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
+  activate_device(device);
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("generate");
   const std::string dir = f.require("model");
   auto model = model::Qwen3VLModel::from_pretrained(dir);
   if (f.has("adapter")) model->load_lora_adapter(f.get("adapter"));  // docs/LORA.md

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cli/command.h"
+#include "cli/device_flag.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/parallel_dims.h"
@@ -64,6 +65,9 @@ TrainArgs parse_train_args(const Args& args) {
 int run_train(const Args& args) {
   const TrainArgs ta = parse_train_args(args);
   train::JobConfig config = train::JobConfig::load(ta.config_path, ta.overrides);
+  const DeviceChoice device = parse_device_flag(config.device);
+  activate_device(device);
+  if (!device.device.is_cpu()) fail_model_not_on_cuda("train ([training] device)");
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)

@@ -25,7 +25,9 @@ std::map<std::string, CommandDoc> build() {
          {"inputs", "FILE", "", "model inputs (input_ids, labels, pixel_values, ...)"},
          {"out", "FILE", "", "where to write logits, loss, features (and gradients)"},
          {"backward", "", "off", "also run backward and write grad.<name> per parameter"},
-         {"no-record", "", "off", "do not keep per-layer states"}}}}};
+         {"no-record", "", "off", "do not keep per-layer states"},
+         {"device", "cpu|cuda[:N]", "cpu",
+          "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
   d["export"] = {
       "export --model DIR --out DIR [--adapter DIR --merge] [--dtype float32|bfloat16|float16]",
       {},
@@ -69,7 +71,9 @@ std::map<std::string, CommandDoc> build() {
          {"seed", "S", "0", "sampling seed"},
          {"dtype", "float32|bfloat16", "bfloat16 for a bf16 checkpoint, else float32",
           "bfloat16: matrix products read bf16 weight copies"},
-         {"raw", "", "off", "no chat markers around the prompt (base models)"}}}}};
+         {"raw", "", "off", "no chat markers around the prompt (base models)"},
+         {"device", "cpu|cuda[:N]", "cpu",
+          "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}}}}};
   d["info"] = {"info --flavor NAME | --model DIR [--seq-len N] [--image-patches N]",
                {},
                {{"",
@@ -121,10 +125,16 @@ std::map<std::string, CommandDoc> build() {
       {"ac", "MODE", "none", "activation checkpointing: none | selective | full"},
       {"classifier-chunk", "ROWS", "256", "rows of logits held at once"},
       {"mixed-precision", "TYPE", "float32",
-       "float32 | bfloat16 (bf16 GEMM inputs, float accumulation and masters)"}};
-  d["bench"] = {"bench train|forward [flags]",
-                {"train", "forward"},
-                {{"train", bench_flags}, {"forward", bench_flags}}};
+       "float32 | bfloat16 (bf16 GEMM inputs, float accumulation and masters)"},
+      {"device", "cpu|cuda[:N]", "cpu",
+       "the compute device (the model runs on cpu only so far; docs/CUDA.md)"}};
+  const std::vector<FlagDoc> kernel_flags = {
+      {"device", "cuda[:N]", "cuda", "the GPU to time"},
+      {"seq-len", "N", "4096", "tokens of the attention benchmark (one causal document)"},
+      {"gemm-size", "N", "8192", "M = N = K of the GEMM benchmark"}};
+  d["bench"] = {"bench train|forward|kernels [flags]",
+                {"train", "forward", "kernels"},
+                {{"train", bench_flags}, {"forward", bench_flags}, {"kernels", kernel_flags}}};
   return d;
 }
 

@@ -42,4 +42,8 @@ std::unique_ptr<Communicator> make_mpi_communicator(double timeout_s = 300);
 // Whether this process was started by mpirun / srun (an MPI launcher's environment is set).
 bool launched_under_mpi();
 
+// The node-local rank that mpirun / srun / torchrun give this process (0 without a launcher):
+// with one process per GPU, the GPU this process drives.
+int launcher_local_rank();
+
 }  // namespace qv::dist

@@ -214,4 +214,12 @@ bool launched_under_mpi() {
   return false;
 }
 
+int launcher_local_rank() {
+  for (const char* v :
+       {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"}) {
+    if (const char* s = std::getenv(v)) return std::atoi(s);
+  }
+  return 0;
+}
+
 }  // namespace qv::dist

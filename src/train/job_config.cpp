@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <regex>
 #include <sstream>
 
 #include "core/error.h"
@@ -205,6 +206,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"training.seed", int_field(c.seed)},
       {"debug.seed", int_field(c.seed)},  // torchtitan's name for it
       {"training.on_nonfinite", string_field(c.on_nonfinite, {"stop", "skip"})},
+      {"training.device", string_field(c.device)},
       {"training.mixed_precision_param",
        string_field(c.mixed_precision_param, {"float32", "bfloat16"})},
       {"data.patch_size", int_field(c.patch_size)},
@@ -266,6 +268,8 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.local_batch_size > 0, "training.local_batch_size must be positive");
   QV_CHECK(c.seq_len > 1, "training.seq_len must be at least 2");
   QV_CHECK(c.steps > 0, "training.steps must be positive");
+  QV_CHECK(std::regex_match(c.device, std::regex("cpu|cuda(:[0-9]+)?")),
+           "training.device must be cpu, cuda or cuda:N, got '", c.device, "'");
   QV_CHECK(c.max_tokens_per_sample >= 0, "data.max_tokens_per_sample must be >= 0 (0: seq_len)");
   QV_CHECK(c.max_images_per_sample >= 0,
            "data.max_images_per_sample must be >= 0 (0: max_images_per_batch / local_batch_size)");

@@ -56,6 +56,8 @@ struct JobConfig {
   // of weights and GEMM inputs, fp32 accumulation; norms, softmax, RoPE and loss in fp32), or
   // everything in float32.
   std::string mixed_precision_param = "float32";  // float32 | bfloat16
+  // cpu | cuda | cuda:N. "cuda" under mpirun: the node-local rank's GPU (docs/CUDA.md).
+  std::string device = "cpu";
   // [data]
   int64_t patch_size = 16, temporal_patch_size = 2, spatial_merge_size = 2;
   int64_t max_patches_per_image = 1024;  // merged tokens per image

@@ -1,0 +1,185 @@
+// NCCL communicator (dist/nccl_communicator.h). Collectives run on this communicator's own
+// stream; each starts after an event recorded on the GPU's compute stream
+// (kernels::cuda_native_stream()), so it sees every kernel issued before it. Completion is polled
+// with cudaEventQuery and ncclCommGetAsyncError under the timeout, so a dead peer ends in an error,
+// not a hang.
+#include "dist/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "core/allocator.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "kernels/device.h"
+#include "kernels/device_info.h"
+
+namespace qv::dist {
+namespace {
+
+#define QV_NCCL_CHECK(expr)                                                                    \
+  do {                                                                                         \
+    const ncclResult_t qv_r_ = (expr);                                                         \
+    if (qv_r_ != ncclSuccess)                                                                  \
+      ::qv::fail("NCCL: ", #expr, " failed: ", ncclGetErrorString(qv_r_), " (", __FILE__, ":", \
+                 __LINE__, ")");                                                               \
+  } while (0)
+#define QV_CUDA_OK(expr)                                                                           \
+  do {                                                                                             \
+    const cudaError_t qv_e_ = (expr);                                                              \
+    if (qv_e_ != cudaSuccess) ::qv::fail("CUDA: ", #expr, " failed: ", cudaGetErrorString(qv_e_)); \
+  } while (0)
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(ncclComm_t comm, double timeout_s)
+      : comm_(comm), timeout_s_(timeout_s), device_(current_device()) {
+    QV_NCCL_CHECK(ncclCommUserRank(comm_, &rank_));
+    QV_NCCL_CHECK(ncclCommCount(comm_, &size_));
+    QV_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    QV_CUDA_OK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    QV_CUDA_OK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
+  ~NcclCommunicator() override {
+    cudaStreamSynchronize(stream_);
+    cudaEventDestroy(done_);
+    cudaEventDestroy(ready_);
+    cudaStreamDestroy(stream_);
+    ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce_sum(float* data, int64_t n) override {
+    start_all_reduce_sum(data, n);
+    wait_all();
+  }
+  void all_reduce_sum(double* data, int64_t n) override { host_double(data, n, ncclSum); }
+  void all_reduce_max(double* data, int64_t n) override { host_double(data, n, ncclMax); }
+
+  void all_gather(const float* in, float* out, int64_t n) override {
+    begin();
+    QV_NCCL_CHECK(ncclAllGather(in, out, count(n), ncclFloat32, comm_, stream_));
+    wait_all();
+  }
+  void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
+    begin();
+    QV_NCCL_CHECK(ncclReduceScatter(in, out, count(n), ncclFloat32, ncclSum, comm_, stream_));
+    wait_all();
+  }
+  void broadcast(float* data, int64_t n, int root) override {
+    begin();
+    QV_NCCL_CHECK(ncclBroadcast(data, data, count(n), ncclFloat32, root, comm_, stream_));
+    wait_all();
+  }
+  void barrier() override {
+    Scratch one(sizeof(float));
+    kernels::zero_bytes(one.p, sizeof(float));
+    all_reduce_sum(static_cast<float*>(one.p), 1);
+  }
+
+  void start_all_reduce_sum(float* data, int64_t n) override {
+    begin();
+    QV_NCCL_CHECK(ncclAllReduce(data, data, count(n), ncclFloat32, ncclSum, comm_, stream_));
+  }
+  void progress() override {}
+  // Waits (host side) for every collective issued so far, under the timeout; the compute stream
+  // is then free to read the results.
+  void wait_all() override {
+    QV_CUDA_OK(cudaEventRecord(done_, stream_));
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout_s_));
+    for (;;) {
+      const cudaError_t q = cudaEventQuery(done_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) QV_CUDA_OK(q);
+      ncclResult_t async = ncclSuccess;
+      QV_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async));
+      if (async != ncclSuccess && async != ncclInProgress) {
+        ncclCommAbort(comm_);
+        fail("NCCL: rank ", rank_, ": collective failed: ", ncclGetErrorString(async));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        ncclCommAbort(comm_);
+        fail("NCCL: rank ", rank_, ": a collective did not complete within ", timeout_s_,
+             " s (a rank died or stalled)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    ncclComm_t sub = nullptr;
+    QV_NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, nullptr));
+    QV_CHECK(sub != nullptr, "NCCL: split with color ", color, " gave no communicator");
+    return std::make_unique<NcclCommunicator>(sub, timeout_s_);
+  }
+
+ private:
+  static size_t count(int64_t n) {
+    QV_CHECK(n >= 0, "NCCL: negative element count ", n);
+    return static_cast<size_t>(n);
+  }
+  // Orders the communication stream after everything issued on the compute stream.
+  void begin() {
+    QV_CUDA_OK(cudaEventRecord(ready_, static_cast<cudaStream_t>(kernels::cuda_native_stream())));
+    QV_CUDA_OK(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+  void host_double(double* data, int64_t n, ncclRedOp_t op) {
+    if (n <= 0) return;
+    const size_t bytes = count(n) * sizeof(double);
+    Scratch d(bytes);
+    kernels::copy_bytes(d.p, device_, data, kCpuDevice, bytes);
+    begin();
+    QV_NCCL_CHECK(ncclAllReduce(d.p, d.p, count(n), ncclFloat64, op, comm_, stream_));
+    wait_all();
+    kernels::copy_bytes(data, kCpuDevice, d.p, device_, bytes);
+  }
+  // Device memory of this communicator's GPU for the duration of one call.
+  struct Scratch {
+    explicit Scratch(size_t bytes)
+        : bytes(bytes), p(allocator_for(current_device()).allocate(bytes)) {}
+    ~Scratch() { allocator_for(current_device()).deallocate(p, bytes); }
+    size_t bytes;
+    void* p;
+  };
+
+  ncclComm_t comm_;
+  double timeout_s_;
+  Device device_;
+  int rank_ = 0, size_ = 1;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, double timeout_s) {
+  QV_CHECK(current_device().kind == DeviceKind::kCuda,
+           "NCCL communicator: the calling thread's device must be a GPU (DeviceScope), not ",
+           to_string(current_device()));
+  QV_CHECK(kernels::cuda_device_count() > 0,
+           "NCCL communicator: ", kernels::cuda_unavailable_reason());
+  // NCCL's 128-byte id travels through the bootstrap's float broadcast as 32 raw words: MPI
+  // moves MPI_FLOAT data between like machines bit for bit.
+  static_assert(sizeof(ncclUniqueId) % sizeof(float) == 0, "ncclUniqueId size");
+  constexpr int64_t kWords = sizeof(ncclUniqueId) / sizeof(float);
+  ncclUniqueId id{};
+  if (bootstrap.rank() == 0) QV_NCCL_CHECK(ncclGetUniqueId(&id));
+  float words[kWords];
+  std::memcpy(words, &id, sizeof id);
+  bootstrap.broadcast(words, kWords, 0);
+  std::memcpy(&id, words, sizeof id);
+  ncclComm_t comm = nullptr;
+  QV_NCCL_CHECK(ncclCommInitRank(&comm, bootstrap.size(), id, bootstrap.rank()));
+  return std::make_unique<NcclCommunicator>(comm, timeout_s);
+}
+
+}  // namespace qv::dist

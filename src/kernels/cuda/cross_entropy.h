@@ -1,0 +1,22 @@
+// CUDA: softmax cross-entropy over rows of logits, with ignore_index = -100 targets. Same
+// signature and semantics as kernels/cpu/cross_entropy.h (T = float); logits, targets and
+// dlogits are device memory. The call returns the loss, so it waits for the stream: the model's
+// chunked classifier calls it once per chunk of rows.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cross_entropy.h"
+
+namespace qv::kernels::cuda {
+
+using qv::kernels::CrossEntropyResult;
+using qv::kernels::kIgnoreIndex;
+
+// Computes the loss terms for rows of logits [rows, V]. When dlogits is non-null it receives
+// (softmax - onehot(target)) * grad_scale for kept rows and 0 for ignored rows (it may alias
+// logits). A target outside [0, V) other than -100 throws qv::Error.
+template <typename T>
+CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
+                                 int64_t V, T grad_scale);
+
+}  // namespace qv::kernels::cuda

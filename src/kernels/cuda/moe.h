@@ -1,0 +1,29 @@
+// CUDA: kernels/moe.h's ops are not implemented on the GPU yet. These declarations complete the
+// op set for the dispatch; each throws qv::Error saying so (the MoE flavors train on the CPU).
+#pragma once
+#include <cstdint>
+
+#include "kernels/moe.h"
+
+namespace qv::kernels::cuda {
+
+template <typename T>
+void moe_softmax(const T* logits, T* probs, int64_t N, int64_t E);
+template <typename T>
+void moe_softmax_backward(const T* probs, const T* d_probs, T* d_logits, int64_t N, int64_t E);
+template <typename T>
+void moe_topk(const T* probs, const MoeDims& d, int32_t* expert, T* weight);
+template <typename T>
+void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, const T* d_weight,
+                       const MoeDims& d, T* d_probs);
+void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
+                int64_t* position);
+template <typename T>
+void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
+                         const MoeDims& d, const MoeActs<T>& acts, T* y);
+template <typename T>
+void moe_experts_backward(const T* dy, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
+                          const MoeDims& d, const MoeSaved<T>& acts, T* dx, T* d_gate_up, T* d_down,
+                          T* d_weight);
+
+}  // namespace qv::kernels::cuda

@@ -1,0 +1,579 @@
+// Every CUDA op against its CPU op on the same inputs (kernels/cuda/ vs kernels/cpu/).
+// Tolerances, relative to the largest |value| of the CPU result (testing::rel_err):
+//  - float: 1e-5 (the bound). Differences come from summation order (float partial sums
+//    on the GPU where the CPU sums rows in double) and from the device's expf/tanhf/erff (within
+//    2 ulp); both are orders of magnitude below 1e-5 at these sizes.
+//  - bf16 storage: the GPU op computes in float and rounds its output to bf16 once, so it is
+//    held to 2^-8 (one bf16 rounding, core/bf16.h) of the CPU float op on the same (bf16-exact)
+//    inputs, plus the float bound.
+//  - bf16 GEMMs: products of bf16 values are exact in float on both sides; the sums differ in
+//    order and, on tensor cores, in intermediate alignment: 1e-4.
+//  - fused AdamW: bit-identical to train::AdamW (same roundings, no FMA).
+// Without a GPU every test here prints "skipped: no CUDA device".
+#include <gtest/gtest.h>
+
+#include "cuda_test_utils.h"
+
+#ifndef QWEN3VL_HAS_CUDA
+TEST(CudaKernels, NotBuilt) {
+  GTEST_SKIP() << "skipped: this build has no CUDA backend";
+}
+#else
+#include <cmath>
+#include <cstring>
+
+#include "core/allocator.h"
+#include "core/bf16.h"
+#include "core/device.h"
+#include "core/error.h"
+#include "kernel_test_utils.h"
+#include "kernels/cpu/activations.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/norms.h"
+#include "kernels/cpu/rope.h"
+#include "kernels/cuda/activations.h"
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cross_entropy.h"
+#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/linear.h"
+#include "kernels/cuda/norms.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/device.h"
+#include "kernels/norms.h"
+#include "train/adamw.h"
+
+namespace qv {
+namespace {
+
+namespace cpu = qv::kernels::cpu;  // the CPU op set
+namespace gpu = qv::kernels::cuda;
+using testing::cast_vector;
+using testing::random_vector;
+using testing::to_device;
+using testing::to_host;
+
+constexpr double kF32 = 1e-5;
+constexpr double kBf16Round = 1.0 / 256;
+
+std::vector<float> rand_f(size_t n, uint64_t seed, double lo = -1, double hi = 1) {
+  return cast_vector<float>(random_vector(n, seed, lo, hi));
+}
+// Values exactly representable in bf16, as float.
+std::vector<float> bf16_exact(std::vector<float> v) {
+  for (float& x : v) x = to_float(to_bf16(x));
+  return v;
+}
+std::vector<bf16> to_b(const std::vector<float>& v) {
+  std::vector<bf16> b(v.size());
+  for (size_t i = 0; i < v.size(); ++i) b[i] = to_bf16(v[i]);
+  return b;
+}
+std::vector<float> from_b(const std::vector<bf16>& b) {
+  std::vector<float> v(b.size());
+  for (size_t i = 0; i < b.size(); ++i) v[i] = to_float(b[i]);
+  return v;
+}
+
+// ---- runtime ----
+
+TEST(CudaRuntime, AllocatorCountsAllocatedReservedAndPeak) {
+  QV_REQUIRE_CUDA();
+  const int dev = gpu::current_device_index();
+  const gpu::MemoryStats before = gpu::memory_stats(dev);
+  {
+    gpu::DeviceArray<float> a(1 << 20);  // 4 MiB: a 2 MiB multiple
+    const gpu::MemoryStats during = gpu::memory_stats(dev);
+    EXPECT_EQ(during.allocated - before.allocated, 4 << 20);
+    EXPECT_GE(during.peak, during.allocated);
+    EXPECT_GE(during.reserved, during.allocated);
+  }
+  const gpu::MemoryStats after = gpu::memory_stats(dev);
+  EXPECT_EQ(after.allocated, before.allocated);
+  EXPECT_GE(after.reserved, after.allocated + (4 << 20));  // the block stays cached
+  gpu::DeviceArray<float> again(1 << 20);                  // and is reused
+  EXPECT_EQ(gpu::memory_stats(dev).reserved, after.reserved);
+  EXPECT_NE(gpu::format_memory(after).find("reserved"), std::string::npos);
+}
+
+TEST(CudaRuntime, CopiesRoundTrip) {
+  QV_REQUIRE_CUDA();
+  const std::vector<float> h = rand_f(1000, 1);
+  gpu::DeviceArray<float> d = to_device(h), e(1000);
+  gpu::copy_on_device(e.data(), d.data(), e.bytes());
+  EXPECT_EQ(to_host(e), h);
+  float* pinned = static_cast<float*>(gpu::allocate_pinned(e.bytes()));
+  std::memcpy(pinned, h.data(), e.bytes());
+  gpu::fill_zero(e.data(), e.bytes());
+  gpu::copy_to_device_async(e.data(), pinned, e.bytes());
+  gpu::synchronize();
+  gpu::free_pinned(pinned);
+  EXPECT_EQ(to_host(e), h);
+}
+
+TEST(CudaRuntime, BatchUploaderCopiesInOrderAndReusesSlots) {
+  QV_REQUIRE_CUDA();
+  gpu::BatchUploader up;
+  std::vector<gpu::DeviceArray<float> > dst;
+  std::vector<std::vector<float> > want;
+  for (int i = 0; i < 5; ++i) {  // more uploads than slots, growing sizes
+    std::vector<float> h = rand_f(1000 * (i + 1), 100 + i);
+    dst.emplace_back(static_cast<int64_t>(h.size()));
+    up.upload(dst.back().data(), h.data(), dst.back().bytes());
+    std::fill(h.begin(), h.end(), 0.f);  // the host buffer is free once upload() returns
+    want.push_back(rand_f(1000 * (i + 1), 100 + i));
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(to_host(dst[i]), want[i]) << i;
+}
+
+// The seam end to end: memory from the registered CUDA allocator, copies through
+// kernels::copy_bytes, and a neutral op (kernels/norms.h) under a DeviceScope lands on the GPU.
+TEST(CudaRuntime, NeutralOpsDispatchToCudaUnderADeviceScope) {
+  QV_REQUIRE_CUDA();
+  const Device gpu0{DeviceKind::kCuda, 0};
+  const int64_t rows = 8, D = 64;
+  const std::vector<float> x = rand_f(rows * D, 40), w = rand_f(D, 41, 0.5, 1.5);
+  std::vector<float> want(rows * D), rstd(rows);
+  cpu::rmsnorm_forward(x.data(), w.data(), want.data(), rstd.data(), rows, D, 1e-6f);
+  DeviceScope scope(gpu0);
+  Allocator& a = allocator_for(gpu0);
+  EXPECT_EQ(a.device().kind, DeviceKind::kCuda);
+  const size_t xb = x.size() * sizeof(float), wb = w.size() * sizeof(float);
+  float* dx = static_cast<float*>(a.allocate(xb));
+  float* dw = static_cast<float*>(a.allocate(wb));
+  float* dy = static_cast<float*>(a.allocate(xb));
+  float* dr = static_cast<float*>(a.allocate(rows * sizeof(float)));
+  kernels::copy_bytes(dx, gpu0, x.data(), kCpuDevice, xb);
+  kernels::copy_bytes(dw, gpu0, w.data(), kCpuDevice, wb);
+  kernels::rmsnorm_forward<float>(dx, dw, dy, dr, rows, D, 1e-6f);
+  std::vector<float> got(rows * D);
+  kernels::copy_bytes(got.data(), kCpuDevice, dy, gpu0, xb);
+  QV_EXPECT_REL(got, want, kF32);
+  for (void* p : {static_cast<void*>(dx), static_cast<void*>(dw), static_cast<void*>(dy),
+                  static_cast<void*>(dr)})
+    a.deallocate(p, 0);
+}
+
+// ---- activations, rope, embedding ----
+
+TEST(CudaKernels, ActivationsMatchCpuInFloatAndBf16) {
+  QV_REQUIRE_CUDA();
+  const int64_t n = 10007;  // not a multiple of the block size
+  const std::vector<float> a = bf16_exact(rand_f(n, 2, -4, 4)), b = bf16_exact(rand_f(n, 3)),
+                           g = bf16_exact(rand_f(n, 4));
+  auto check = [&](auto cpu_fn, auto gpu_fn, auto gpu_fn_b16, const char* name) {
+    SCOPED_TRACE(name);
+    std::vector<float> want(n);
+    cpu_fn(a.data(), b.data(), want.data());
+    auto da = to_device(a), db = to_device(b);
+    gpu::DeviceArray<float> out(n);
+    gpu_fn(da.data(), db.data(), out.data());
+    QV_EXPECT_REL(to_host(out), want, kF32);
+    auto ba = to_device(to_b(a)), bb = to_device(to_b(b));
+    gpu::DeviceArray<bf16> outb(n);
+    gpu_fn_b16(ba.data(), bb.data(), outb.data());
+    QV_EXPECT_REL(from_b(to_host(outb)), want, kBf16Round + kF32);
+  };
+  check([&](const float* x, const float* y, float* o) { cpu::swiglu_forward(x, y, o, n); },
+        [&](const float* x, const float* y, float* o) { gpu::swiglu_forward(x, y, o, n); },
+        [&](const bf16* x, const bf16* y, bf16* o) { gpu::swiglu_forward(x, y, o, n); }, "swiglu");
+  check([&](const float* x, const float*, float* o) { cpu::gelu_tanh_forward(x, o, n); },
+        [&](const float* x, const float*, float* o) { gpu::gelu_tanh_forward(x, o, n); },
+        [&](const bf16* x, const bf16*, bf16* o) { gpu::gelu_tanh_forward(x, o, n); }, "gelu_tanh");
+  check([&](const float* x, const float*, float* o) { cpu::gelu_erf_forward(x, o, n); },
+        [&](const float* x, const float*, float* o) { gpu::gelu_erf_forward(x, o, n); },
+        [&](const bf16* x, const bf16*, bf16* o) { gpu::gelu_erf_forward(x, o, n); }, "gelu_erf");
+  check([&](const float* x, const float* y, float* o) { cpu::gelu_tanh_backward(x, y, o, n); },
+        [&](const float* x, const float* y, float* o) { gpu::gelu_tanh_backward(x, y, o, n); },
+        [&](const bf16* x, const bf16* y, bf16* o) { gpu::gelu_tanh_backward(x, y, o, n); },
+        "gelu_tanh_backward");
+  check([&](const float* x, const float* y, float* o) { cpu::gelu_erf_backward(x, y, o, n); },
+        [&](const float* x, const float* y, float* o) { gpu::gelu_erf_backward(x, y, o, n); },
+        [&](const bf16* x, const bf16* y, bf16* o) { gpu::gelu_erf_backward(x, y, o, n); },
+        "gelu_erf_backward");
+  check(
+      [&](const float* x, const float* y, float* o) {
+        std::copy_n(x, n, o);
+        cpu::add_inplace(o, y, n);
+      },
+      [&](const float* x, const float* y, float* o) {
+        gpu::copy_on_device(o, x, n * 4);
+        gpu::add_inplace(o, y, n);
+      },
+      [&](const bf16* x, const bf16* y, bf16* o) {
+        gpu::copy_on_device(o, x, n * 2);
+        gpu::add_inplace(o, y, n);
+      },
+      "add_inplace");
+  // SwiGLU backward: two outputs.
+  std::vector<float> dg(n), du(n);
+  cpu::swiglu_backward(a.data(), b.data(), g.data(), dg.data(), du.data(), n);
+  auto da = to_device(a), db = to_device(b), dgo = to_device(g);
+  gpu::DeviceArray<float> odg(n), odu(n);
+  gpu::swiglu_backward(da.data(), db.data(), dgo.data(), odg.data(), odu.data(), n);
+  QV_EXPECT_REL(to_host(odg), dg, kF32);
+  QV_EXPECT_REL(to_host(odu), du, kF32);
+}
+
+TEST(CudaKernels, RopeForwardBackwardMatchCpuAndWorkInPlace) {
+  QV_REQUIRE_CUDA();
+  const int64_t rows = 37, heads = 3, hd = 128;  // MRoPE / 2-D vision tables are [rows, hd]
+  const std::vector<float> x = rand_f(rows * heads * hd, 5);
+  std::vector<float> cos(rows * hd), sin(rows * hd);
+  for (int64_t i = 0; i < rows * hd; ++i)
+    cos[i] = std::cos(0.01f * i), sin[i] = std::sin(0.01f * i);
+  std::vector<float> y(x.size()), dx(x.size());
+  cpu::rope_forward(x.data(), cos.data(), sin.data(), y.data(), rows, heads, hd);
+  cpu::rope_backward(x.data(), cos.data(), sin.data(), dx.data(), rows, heads, hd);
+  auto dxv = to_device(x), dc = to_device(cos), ds = to_device(sin);
+  gpu::rope_forward(dxv.data(), dc.data(), ds.data(), dxv.data(), rows, heads, hd);  // in place
+  QV_EXPECT_REL(to_host(dxv), y, kF32);
+  auto dyv = to_device(x);
+  gpu::rope_backward(dyv.data(), dc.data(), ds.data(), dyv.data(), rows, heads, hd);
+  QV_EXPECT_REL(to_host(dyv), dx, kF32);
+}
+
+TEST(CudaKernels, EmbeddingGatherScatterMatchCpuAndBadIdsAreNamed) {
+  QV_REQUIRE_CUDA();
+  const int64_t vocab = 50, D = 300, n = 64;
+  const std::vector<float> table = rand_f(vocab * D, 6), dout = rand_f(n * D, 7);
+  std::vector<int64_t> ids(n);
+  for (int64_t i = 0; i < n; ++i) ids[i] = (i * 7) % vocab;  // repeats: the backward must add
+  std::vector<uint8_t> skip(n, 0);
+  skip[3] = 1;
+  std::vector<float> out(n * D), dtable(vocab * D, 0.5f);
+  cpu::embedding_forward(ids.data(), table.data(), out.data(), n, vocab, D);
+  cpu::embedding_backward(ids.data(), dout.data(), dtable.data(), n, D, skip.data());
+  auto did = to_device(ids);
+  auto dt = to_device(table), ddo = to_device(dout);
+  auto dskip = to_device(skip);
+  gpu::DeviceArray<float> o(n * D);
+  auto dtab = to_device(std::vector<float>(vocab * D, 0.5f));
+  gpu::embedding_forward(did.data(), dt.data(), o.data(), n, vocab, D);
+  gpu::embedding_backward(did.data(), ddo.data(), dtab.data(), n, D, dskip.data());
+  EXPECT_EQ(to_host(o), out);  // a copy: exact
+  QV_EXPECT_REL(to_host(dtab), dtable, kF32);
+
+  ids[5] = vocab;  // out of range: the error names the id and the position
+  auto bad = to_device(ids);
+  try {
+    gpu::embedding_forward(bad.data(), dt.data(), o.data(), n, vocab, D);
+    FAIL() << "no error for an id outside the vocabulary";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("token id 50 at position 5"), std::string::npos)
+        << e.what();
+  }
+
+  // Weighted gathers (bilinear position tables): 4 taps.
+  const int64_t taps = 4;
+  std::vector<int64_t> index(n * taps);
+  for (size_t i = 0; i < index.size(); ++i) index[i] = (i * 13) % vocab;
+  const std::vector<float> w = rand_f(n * taps, 8, 0, 1);
+  std::vector<float> wg(n * D), wdt(vocab * D, 0.f);
+  cpu::weighted_gather_forward(index.data(), w.data(), table.data(), wg.data(), n, taps, D);
+  cpu::weighted_gather_backward(index.data(), w.data(), dout.data(), wdt.data(), n, taps, D);
+  auto dix = to_device(index);
+  auto dw = to_device(w);
+  auto dwdt = to_device(std::vector<float>(vocab * D, 0.f));
+  gpu::weighted_gather_forward(dix.data(), dw.data(), dt.data(), o.data(), n, taps, D);
+  gpu::weighted_gather_backward(dix.data(), dw.data(), ddo.data(), dwdt.data(), n, taps, D);
+  QV_EXPECT_REL(to_host(o), wg, kF32);
+  QV_EXPECT_REL(to_host(dwdt), wdt, kF32);
+
+  // Vision scatter into placeholder rows and its gather backward.
+  std::vector<int64_t> rows_at = {9, 2, 40, 17};
+  auto dra = to_device(rows_at);
+  auto dst = to_device(std::vector<float>(vocab * D, 0.f));
+  gpu::scatter_rows(dt.data(), dra.data(), dst.data(), 4, D);
+  gpu::DeviceArray<float> back(4 * D);
+  gpu::gather_rows(dst.data(), dra.data(), back.data(), 4, D);
+  const std::vector<float> got = to_host(dst), back_h = to_host(back);
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < D; ++j) {
+      ASSERT_EQ(got[rows_at[i] * D + j], table[i * D + j]);
+      ASSERT_EQ(back_h[i * D + j], table[i * D + j]);
+    }
+}
+
+// ---- norms ----
+
+TEST(CudaKernels, NormsForwardBackwardMatchCpu) {
+  QV_REQUIRE_CUDA();
+  const int64_t rows = 300, D = 1000;  // 300 rows: several row chunks for the weight gradients
+  const std::vector<float> x = rand_f(rows * D, 9, -3, 3), w = rand_f(D, 10, 0.5, 1.5),
+                           b = rand_f(D, 11), dy = rand_f(rows * D, 12);
+  const float eps = 1e-6f;
+  // RMSNorm
+  std::vector<float> y(rows * D), rstd(rows), dx(rows * D), dw(D, 0.25f);
+  cpu::rmsnorm_forward(x.data(), w.data(), y.data(), rstd.data(), rows, D, eps);
+  cpu::rmsnorm_backward(x.data(), w.data(), rstd.data(), dy.data(), dx.data(), dw.data(), rows, D);
+  auto dxv = to_device(x), dwv = to_device(w), dbv = to_device(b), ddy = to_device(dy);
+  gpu::DeviceArray<float> gy(rows * D), grs(rows), gdx(rows * D);
+  auto gdw = to_device(std::vector<float>(D, 0.25f));
+  gpu::rmsnorm_forward(dxv.data(), dwv.data(), gy.data(), grs.data(), rows, D, eps);
+  gpu::rmsnorm_backward(dxv.data(), dwv.data(), grs.data(), ddy.data(), gdx.data(), gdw.data(),
+                        rows, D);
+  QV_EXPECT_REL(to_host(gy), y, kF32);
+  QV_EXPECT_REL(to_host(grs), rstd, kF32);
+  QV_EXPECT_REL(to_host(gdx), dx, kF32);
+  QV_EXPECT_REL(to_host(gdw), dw, kF32);
+  // LayerNorm (rows with a large mean: the two-pass variance must hold)
+  std::vector<float> xs = x;
+  for (float& v : xs) v += 100.f;
+  auto dxs = to_device(xs);
+  std::vector<float> ly(rows * D), mean(rows), lrs(rows), ldx(rows * D), ldw(D, 0.f), ldb(D, 0.f);
+  cpu::layernorm_forward(xs.data(), w.data(), b.data(), ly.data(), mean.data(), lrs.data(), rows, D,
+                         eps);
+  cpu::layernorm_backward(xs.data(), w.data(), mean.data(), lrs.data(), dy.data(), ldx.data(),
+                          ldw.data(), ldb.data(), rows, D);
+  gpu::DeviceArray<float> gly(rows * D), gmean(rows), glrs(rows), gldx(rows * D);
+  auto gldw = to_device(std::vector<float>(D, 0.f)), gldb = to_device(std::vector<float>(D, 0.f));
+  gpu::layernorm_forward(dxs.data(), dwv.data(), dbv.data(), gly.data(), gmean.data(), glrs.data(),
+                         rows, D, eps);
+  gpu::layernorm_backward(dxs.data(), dwv.data(), gmean.data(), glrs.data(), ddy.data(),
+                          gldx.data(), gldw.data(), gldb.data(), rows, D);
+  QV_EXPECT_REL(to_host(gly), ly, kF32);
+  QV_EXPECT_REL(to_host(gmean), mean, kF32);
+  QV_EXPECT_REL(to_host(glrs), lrs, kF32);
+  QV_EXPECT_REL(to_host(gldx), ldx, kF32);
+  QV_EXPECT_REL(to_host(gldw), ldw, kF32);
+  QV_EXPECT_REL(to_host(gldb), ldb, kF32);
+}
+
+// ---- cross-entropy ----
+
+TEST(CudaKernels, CrossEntropyMatchesCpuWithIgnoredRowsAndInPlaceGradient) {
+  QV_REQUIRE_CUDA();
+  const int64_t rows = 17, V = 5003;
+  const std::vector<float> logits = rand_f(rows * V, 13, -8, 8);
+  std::vector<int64_t> targets(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    targets[r] = r % 5 == 2 ? kernels::kIgnoreIndex : (r * 977) % V;
+  std::vector<float> d(rows * V);
+  const float scale = 1.f / 13;
+  const auto want = cpu::cross_entropy(logits.data(), targets.data(), d.data(), rows, V, scale);
+  auto dl = to_device(logits);
+  auto dt = to_device(targets);
+  const auto got = gpu::cross_entropy(dl.data(), dt.data(), dl.data(), rows, V, scale);  // aliased
+  EXPECT_EQ(got.kept, want.kept);
+  EXPECT_NEAR(got.loss_sum, want.loss_sum, kF32 * std::fabs(want.loss_sum));
+  QV_EXPECT_REL(to_host(dl), d, kF32);
+  // Loss only, and a bad target named.
+  auto dl2 = to_device(logits);
+  const auto loss_only = gpu::cross_entropy<float>(dl2.data(), dt.data(), nullptr, rows, V, 1.f);
+  EXPECT_NEAR(loss_only.loss_sum, want.loss_sum, kF32 * std::fabs(want.loss_sum));
+  targets[4] = V;
+  auto bad = to_device(targets);
+  EXPECT_THROW(gpu::cross_entropy<float>(dl2.data(), bad.data(), nullptr, rows, V, 1.f), Error);
+}
+
+// ---- GEMM and linear ----
+
+TEST(CudaKernels, GemmAllTransposesMatchCpuInFloatAndBf16) {
+  QV_REQUIRE_CUDA();
+  const int64_t M = 67, N = 45, K = 129;  // odd sizes: no kernel may assume multiples
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb) {
+      SCOPED_TRACE(::testing::Message() << "trans_a " << ta << " trans_b " << tb);
+      const int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+      const std::vector<float> A = bf16_exact(rand_f(M * K, 14)), B = bf16_exact(rand_f(K * N, 15)),
+                               C0 = rand_f(M * N, 16);
+      std::vector<float> want = C0;
+      cpu::gemm<float>(ta, tb, M, N, K, 0.5f, A.data(), lda, B.data(), ldb, 2.f, want.data(), ldc);
+      auto dA = to_device(A), dB = to_device(B), dC = to_device(C0);
+      gpu::gemm<float>(ta, tb, M, N, K, 0.5f, dA.data(), lda, dB.data(), ldb, 2.f, dC.data(), ldc);
+      QV_EXPECT_REL(to_host(dC), want, kF32);
+      auto bA = to_device(to_b(A)), bB = to_device(to_b(B));
+      auto bC = to_device(C0);
+      gpu::gemm_bf16(ta, tb, M, N, K, 0.5f, bA.data(), lda, bB.data(), ldb, 2.f, bC.data(), ldc);
+      QV_EXPECT_REL(to_host(bC), want, 1e-4);
+    }
+}
+
+TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
+  QV_REQUIRE_CUDA();
+  const int64_t M = 33, K = 96, N = 80;
+  const std::vector<float> x = rand_f(M * K, 17), w = rand_f(N * K, 18), bias = rand_f(N, 19),
+                           dy = rand_f(M * N, 20);
+  std::vector<bf16> wb = to_b(w);
+  for (int use_b16 = 0; use_b16 < 2; ++use_b16) {
+    SCOPED_TRACE(use_b16 ? "bf16 weights" : "float");
+    const double tol = use_b16 ? 1e-4 : kF32;
+    std::vector<float> y(M * N), dx(M * K), dw(N * K, 0.1f), db(N, 0.f);
+    const kernels::Weight cw{w.data(), use_b16 ? wb.data() : nullptr};
+    cpu::linear_forward(x.data(), cw, bias.data(), y.data(), M, K, N);
+    cpu::linear_backward(x.data(), cw, dy.data(), dx.data(), dw.data(), db.data(), M, K, N);
+    auto gx = to_device(x), gw = to_device(w), gbias = to_device(bias), gdy = to_device(dy);
+    auto gwb = to_device(wb);
+    gpu::DeviceArray<float> gy(M * N), gdx(M * K);
+    auto gdw = to_device(std::vector<float>(N * K, 0.1f));
+    auto gdb = to_device(std::vector<float>(N, 0.f));
+    const gpu::Weight dw_{gw.data(), use_b16 ? gwb.data() : nullptr};
+    gpu::linear_forward(gx.data(), dw_, gbias.data(), gy.data(), M, K, N);
+    gpu::linear_backward(gx.data(), dw_, gdy.data(), gdx.data(), gdw.data(), gdb.data(), M, K, N);
+    QV_EXPECT_REL(to_host(gy), y, tol);
+    QV_EXPECT_REL(to_host(gdx), dx, tol);
+    QV_EXPECT_REL(to_host(gdw), dw, tol);
+    QV_EXPECT_REL(to_host(gdb), db, kF32);
+  }
+}
+
+// ---- attention ----
+
+struct AttnCase {
+  std::vector<int64_t> cu;
+  kernels::AttentionDims dims;
+  std::vector<uint8_t> valid;
+  std::vector<float> q, k, v, dout;
+  AttnCase(std::vector<int64_t> lengths, int64_t heads, int64_t kv_heads, int64_t hd, bool causal,
+           uint64_t seed) {
+    cu = {0};
+    for (int64_t L : lengths) cu.push_back(cu.back() + L);
+    dims = {cu.back(), heads, kv_heads, hd, causal, 1 / std::sqrt(static_cast<double>(hd))};
+    const int64_t N = dims.tokens;
+    q = rand_f(N * heads * hd, seed, -2, 2);
+    k = rand_f(N * kv_heads * hd, seed + 1, -2, 2);
+    v = rand_f(N * kv_heads * hd, seed + 2);
+    dout = rand_f(N * heads * hd, seed + 3);
+  }
+  int64_t n_seqs() const { return static_cast<int64_t>(cu.size()) - 1; }
+};
+
+void check_attention(const AttnCase& c) {
+  const int64_t N = c.dims.tokens, qn = N * c.dims.heads * c.dims.head_dim,
+                kn = N * c.dims.kv_heads * c.dims.head_dim;
+  const uint8_t* valid = c.valid.empty() ? nullptr : c.valid.data();
+  std::vector<float> out(qn), lse(N * c.dims.heads), dq(qn), dk(kn), dv(kn);
+  cpu::attention_forward(c.q.data(), c.k.data(), c.v.data(), out.data(), lse.data(), c.cu.data(),
+                         c.n_seqs(), c.dims, valid);
+  cpu::attention_backward(c.q.data(), c.k.data(), c.v.data(), out.data(), lse.data(), c.dout.data(),
+                          dq.data(), dk.data(), dv.data(), c.cu.data(), c.n_seqs(), c.dims, valid);
+  auto gq = to_device(c.q), gk = to_device(c.k), gv = to_device(c.v), gdo = to_device(c.dout);
+  auto gcu = to_device(c.cu);
+  gpu::DeviceArray<uint8_t> gvalid;
+  if (valid) gvalid = to_device(c.valid);
+  gpu::DeviceArray<float> gout(qn), glse(N * c.dims.heads), gdq(qn), gdk(kn), gdv(kn);
+  gpu::attention_forward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gcu.data(),
+                         c.n_seqs(), c.dims, valid ? gvalid.data() : nullptr);
+  gpu::attention_backward(gq.data(), gk.data(), gv.data(), gout.data(), glse.data(), gdo.data(),
+                          gdq.data(), gdk.data(), gdv.data(), gcu.data(), c.n_seqs(), c.dims,
+                          valid ? gvalid.data() : nullptr);
+  QV_EXPECT_REL(to_host(gout), out, kF32);
+  // lse: -inf rows must match exactly; finite ones within the bound.
+  const std::vector<float> glse_h = to_host(glse);
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (std::isinf(lse[i])) {
+      ASSERT_TRUE(std::isinf(glse_h[i]) && glse_h[i] < 0) << "row " << i;
+    } else {
+      ASSERT_NEAR(glse_h[i], lse[i], kF32 * std::max(1.f, std::fabs(lse[i]))) << "row " << i;
+    }
+  }
+  QV_EXPECT_REL(to_host(gdq), dq, kF32);
+  QV_EXPECT_REL(to_host(gdk), dk, kF32);
+  QV_EXPECT_REL(to_host(gdv), dv, kF32);
+
+  // bf16 storage, float lse: against the CPU op on the bf16-rounded inputs. Outputs carry one
+  // bf16 rounding; the gradients also see the rounded out (delta = dout . out): 4 roundings.
+  if (c.dims.head_dim > 128) return;
+  AttnCase r = c;
+  r.q = bf16_exact(c.q), r.k = bf16_exact(c.k), r.v = bf16_exact(c.v), r.dout = bf16_exact(c.dout);
+  std::vector<float> rout(qn), rlse(N * c.dims.heads), rdq(qn), rdk(kn), rdv(kn);
+  cpu::attention_forward(r.q.data(), r.k.data(), r.v.data(), rout.data(), rlse.data(), r.cu.data(),
+                         r.n_seqs(), r.dims, valid);
+  cpu::attention_backward(r.q.data(), r.k.data(), r.v.data(), rout.data(), rlse.data(),
+                          r.dout.data(), rdq.data(), rdk.data(), rdv.data(), r.cu.data(),
+                          r.n_seqs(), r.dims, valid);
+  auto bq = to_device(to_b(r.q)), bk = to_device(to_b(r.k)), bv = to_device(to_b(r.v)),
+       bdo = to_device(to_b(r.dout));
+  gpu::DeviceArray<bf16> bout(qn), bdq(qn), bdk(kn), bdv(kn);
+  gpu::DeviceArray<float> blse(N * c.dims.heads);
+  gpu::attention_forward(bq.data(), bk.data(), bv.data(), bout.data(), blse.data(), gcu.data(),
+                         c.n_seqs(), c.dims, valid ? gvalid.data() : nullptr);
+  gpu::attention_backward(bq.data(), bk.data(), bv.data(), bout.data(), blse.data(), bdo.data(),
+                          bdq.data(), bdk.data(), bdv.data(), gcu.data(), c.n_seqs(), c.dims,
+                          valid ? gvalid.data() : nullptr);
+  QV_EXPECT_REL(from_b(to_host(bout)), rout, kBf16Round + kF32);
+  QV_EXPECT_REL(from_b(to_host(bdq)), rdq, 4 * kBf16Round);
+  QV_EXPECT_REL(from_b(to_host(bdk)), rdk, 4 * kBf16Round);
+  QV_EXPECT_REL(from_b(to_host(bdv)), rdv, 4 * kBf16Round);
+}
+
+TEST(CudaKernels, AttentionCausalDocumentsWithGqaMatchCpu) {
+  QV_REQUIRE_CUDA();
+  check_attention(AttnCase({37, 1, 70, 5}, 4, 2, 64, true, 21));  // tiles straddle documents
+}
+
+TEST(CudaKernels, AttentionFullVisionImagesMatchCpu) {
+  QV_REQUIRE_CUDA();
+  check_attention(AttnCase({64, 16, 100}, 2, 2, 72, false, 22));  // the vision tower: hd 72
+}
+
+TEST(CudaKernels, AttentionWithPaddedKeysAndLargeHeadDimMatchCpu) {
+  QV_REQUIRE_CUDA();
+  AttnCase c({40, 33}, 2, 1, 128, true, 23);
+  c.valid.assign(c.dims.tokens, 1);
+  for (int64_t i = 0; i < c.dims.tokens; i += 3) c.valid[i] = 0;  // query 0 then sees no key
+  check_attention(c);
+  check_attention(AttnCase({50}, 2, 2, 256, false, 24));  // the largest head_dim (> 48 KiB smem)
+}
+
+TEST(CudaKernels, AttentionDecodeMatchesCpu) {
+  QV_REQUIRE_CUDA();
+  const int64_t length = 77, heads = 8, kv_heads = 2, hd = 128;
+  const kernels::AttentionDims dims{1, heads, kv_heads, hd, false, 1 / std::sqrt(128.0)};
+  const std::vector<float> q = rand_f(heads * hd, 25), k = rand_f(length * kv_heads * hd, 26),
+                           v = rand_f(length * kv_heads * hd, 27);
+  std::vector<float> out(heads * hd);
+  cpu::attention_decode(q.data(), k.data(), v.data(), out.data(), length, dims);
+  auto gq = to_device(q), gk = to_device(k), gv = to_device(v);
+  gpu::DeviceArray<float> gout(heads * hd);
+  gpu::attention_decode(gq.data(), gk.data(), gv.data(), gout.data(), length, dims);
+  QV_EXPECT_REL(to_host(gout), out, kF32);
+}
+
+// ---- AdamW ----
+
+TEST(CudaKernels, FusedAdamWIsBitIdenticalToTrainAdamW) {
+  QV_REQUIRE_CUDA();
+  const int64_t n = 4099;
+  std::vector<float> p = rand_f(n, 28), g = rand_f(n, 29, -0.1, 0.1);
+  train::AdamWConfig cfg;
+  cfg.lr = 3e-3, cfg.weight_decay = 0.1;
+  train::AdamW cpu_opt(cfg, {{0, n}}, {{0, n}});
+  std::vector<bf16> cpu_copy(n);
+  cpu_opt.write_bf16_copies(cpu_copy.data(), {1});
+  auto gp = to_device(p), gg = to_device(g);
+  auto gm = to_device(std::vector<float>(n, 0.f)), gv = to_device(std::vector<float>(n, 0.f));
+  gpu::DeviceArray<bf16> gcopy(n);
+  std::vector<float> cp = p;
+  for (int step = 1; step <= 3; ++step) {
+    const double lr = cfg.lr * step / 3;
+    cpu_opt.step(cp.data(), g.data(), {1}, lr);
+    // The constants exactly as train/adamw.cpp computes them.
+    const double bc1 = 1 - std::pow(cfg.beta1, step), bc2 = 1 - std::pow(cfg.beta2, step);
+    const gpu::AdamWScalars s{static_cast<float>(1.0 - lr * cfg.weight_decay),
+                              static_cast<float>(cfg.beta1),
+                              static_cast<float>(1 - cfg.beta1),
+                              static_cast<float>(cfg.beta2),
+                              static_cast<float>(1 - cfg.beta2),
+                              static_cast<float>(-(lr / bc1)),
+                              static_cast<float>(std::sqrt(bc2)),
+                              static_cast<float>(cfg.eps)};
+    gpu::adamw_update(s, gp.data(), gg.data(), gm.data(), gv.data(), gcopy.data(), n);
+  }
+  EXPECT_EQ(to_host(gp), cp);
+  EXPECT_EQ(to_host(gm), cpu_opt.exp_avg());
+  EXPECT_EQ(to_host(gv), cpu_opt.exp_avg_sq());
+  const std::vector<bf16> got = to_host(gcopy);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i].bits, cpu_copy[i].bits) << i;
+}
+
+}  // namespace
+}  // namespace qv
+#endif
