@@ -35,6 +35,7 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/norms.h"
 #include "kernels/cpu/rope.h"
+#include "kernels/cpu/rows.h"
 #include "kernels/cuda/activations.h"
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attention.h"
@@ -44,6 +45,7 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cuda/linear.h"
 #include "kernels/cuda/norms.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/rows.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/device.h"
 #include "kernels/norms.h"
@@ -286,19 +288,27 @@ TEST(CudaKernels, EmbeddingGatherScatterMatchCpuAndBadIdsAreNamed) {
   QV_EXPECT_REL(to_host(o), wg, kF32);
   QV_EXPECT_REL(to_host(dwdt), wdt, kF32);
 
-  // Vision scatter into placeholder rows and its gather backward.
+  // Row moves (kernels/rows.h): the vision scatter into placeholder rows, its gather backward,
+  // a row add, and a column block; each equals the CPU op exactly.
   std::vector<int64_t> rows_at = {9, 2, 40, 17};
   auto dra = to_device(rows_at);
   auto dst = to_device(std::vector<float>(vocab * D, 0.f));
-  gpu::scatter_rows(dt.data(), dra.data(), dst.data(), 4, D);
+  gpu::copy_rows(dt.data(), nullptr, dst.data(), dra.data(), 4, D);
   gpu::DeviceArray<float> back(4 * D);
-  gpu::gather_rows(dst.data(), dra.data(), back.data(), 4, D);
-  const std::vector<float> got = to_host(dst), back_h = to_host(back);
+  gpu::copy_rows(dst.data(), dra.data(), back.data(), nullptr, 4, D);
+  gpu::add_rows(dt.data(), nullptr, dst.data(), dra.data(), 4, D);
+  std::vector<float> want(vocab * D, 0.f);
+  cpu::copy_rows(table.data(), nullptr, want.data(), rows_at.data(), 4, D);
+  cpu::add_rows(table.data(), nullptr, want.data(), rows_at.data(), 4, D);
+  EXPECT_EQ(to_host(dst), want);
+  const std::vector<float> back_h = to_host(back);
   for (int64_t i = 0; i < 4; ++i)
-    for (int64_t j = 0; j < D; ++j) {
-      ASSERT_EQ(got[rows_at[i] * D + j], table[i * D + j]);
-      ASSERT_EQ(back_h[i * D + j], table[i * D + j]);
-    }
+    for (int64_t j = 0; j < D; ++j) ASSERT_EQ(back_h[i * D + j], table[i * D + j]);
+  gpu::DeviceArray<float> cols(4 * 3);
+  gpu::copy_columns(dt.data() + 1, D, cols.data(), 3, 4, 3);
+  std::vector<float> cols_want(4 * 3);
+  cpu::copy_columns(table.data() + 1, D, cols_want.data(), 3, 4, 3);
+  EXPECT_EQ(to_host(cols), cols_want);
 }
 
 // ---- norms ----

@@ -1,4 +1,5 @@
-// CUDA: kernels/optim.h (adamw.h): fused AdamW, gradient norm, scaling. Explicitly rounded
+// CUDA: kernels/optim.h (adamw.h): fused AdamW (clipping and the bf16 copy in the pass), gradient
+// norm. Explicitly rounded
 // intrinsics (__fmul_rn, __fadd_rn, __fsqrt_rn,
 // __fdiv_rn) keep nvcc from contracting a * b + c into an FMA, which the CPU update never does.
 #include <vector>
@@ -13,7 +14,7 @@ __global__ void adamw_k(AdamWScalars s, float* p, const float* g, float* m, floa
                         __nv_bfloat16* pb, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float gi = g[i];
+    const float gi = __fmul_rn(g[i], s.grad_scale);
     float pi = __fmul_rn(p[i], s.decay);
     const float mi = __fadd_rn(__fmul_rn(m[i], s.b1), __fmul_rn(s.one_b1, gi));
     const float vi = __fadd_rn(__fmul_rn(v[i], s.b2), __fmul_rn(__fmul_rn(s.one_b2, gi), gi));
@@ -40,12 +41,6 @@ __global__ void block_sq_k(const float* x, const FlatPiece* blocks, double* sums
   if (threadIdx.x == 0) sums[blockIdx.x] = sq;
 }
 
-__global__ void scale_k(float* x, int64_t begin, int64_t end, float factor) {
-  for (int64_t j = begin + blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < end;
-       j += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    x[j] = __fmul_rn(x[j], factor);
-}
-
 }  // namespace
 
 double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
@@ -69,15 +64,6 @@ double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
   double sq = 0;
   for (double v : sums) sq += v;  // in order, as the CPU op
   return sq;
-}
-
-void scale(float* x, std::span<const FlatPiece> pieces, float factor) {
-  for (const FlatPiece& piece : pieces) {
-    const int64_t n = piece.end - piece.begin;
-    if (n <= 0) continue;
-    scale_k<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(x, piece.begin, piece.end, factor);
-    QV_CUDA_LAUNCHED();
-  }
 }
 
 void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* p_bf16,

@@ -21,6 +21,5 @@ void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, flo
 // memory. The norm sums each block of 2^15 elements in double on the device and adds the block
 // sums in order on the host (the CPU op's blocking; the order inside a block differs).
 double squared_norm(const float* x, std::span<const FlatPiece> pieces);
-void scale(float* x, std::span<const FlatPiece> pieces, float factor);
 
 }  // namespace qv::kernels::cuda

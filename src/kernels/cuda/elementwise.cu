@@ -4,6 +4,7 @@
 #include "kernels/cuda/activations.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding.h"
+#include "kernels/cuda/rows.h"
 #include "kernels/cuda/rope.h"
 
 namespace qv::kernels::cuda {
@@ -158,15 +159,22 @@ __global__ void weighted_gather_k(const int64_t* index, const D* weight, const D
 }
 
 template <typename D>
-__global__ void move_rows_k(const D* src, const int64_t* index, D* dst, int64_t n, int64_t dim,
-                            bool scatter) {
+__global__ void move_rows_k(const D* src, const int64_t* src_rows, D* dst, const int64_t* dst_rows,
+                            int64_t n, int64_t dim, bool add) {
   const int64_t total = n * dim;
   QV_GRID_STRIDE(idx, total) {
     const int64_t i = idx / dim, j = idx % dim;
-    if (scatter)
-      dst[index[i] * dim + j] = src[idx];
-    else
-      dst[idx] = src[index[i] * dim + j];
+    const int64_t from = (src_rows ? src_rows[i] : i) * dim + j;
+    const int64_t to = (dst_rows ? dst_rows[i] : i) * dim + j;
+    dst[to] = add ? __fadd_rn(dst[to], src[from]) : src[from];
+  }
+}
+
+__global__ void copy_columns_k(const float* src, int64_t src_stride, float* dst,
+                               int64_t dst_stride, int64_t rows, int64_t cols) {
+  QV_GRID_STRIDE(idx, rows * cols) {
+    const int64_t r = idx / cols, c = idx % cols;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
   }
 }
 
@@ -268,13 +276,19 @@ void weighted_gather_backward(const int64_t* index, const T* weight, const T* do
             static_cast<const uint8_t*>(nullptr), n, taps, D);
 }
 
-template <typename T>
-void scatter_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t D) {
-  QV_LAUNCH(move_rows_k, n * D, dev(src), index, dev(dst), n, D, true);
+void copy_rows(const float* src, const int64_t* src_rows, float* dst, const int64_t* dst_rows,
+               int64_t n, int64_t D) {
+  QV_LAUNCH(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, false);
 }
-template <typename T>
-void gather_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t D) {
-  QV_LAUNCH(move_rows_k, n * D, dev(src), index, dev(dst), n, D, false);
+
+void add_rows(const float* src, const int64_t* src_rows, float* dst, const int64_t* dst_rows,
+              int64_t n, int64_t D) {
+  QV_LAUNCH(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, true);
+}
+
+void copy_columns(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                  int64_t rows, int64_t cols) {
+  QV_LAUNCH(copy_columns_k, rows * cols, src, src_stride, dst, dst_stride, rows, cols);
 }
 
 #define QV_INSTANTIATE(T)                                                                      \
@@ -294,8 +308,7 @@ void gather_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t 
                                            int64_t, int64_t);                                  \
   template void weighted_gather_backward<T>(const int64_t*, const T*, const T*, T*, int64_t,   \
                                             int64_t, int64_t);                                 \
-  template void scatter_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);               \
-  template void gather_rows<T>(const T*, const int64_t*, T*, int64_t, int64_t);
+
 QV_INSTANTIATE(float)
 QV_INSTANTIATE(qv::bf16)
 #undef QV_INSTANTIATE

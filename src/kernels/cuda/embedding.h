@@ -31,12 +31,4 @@ template <typename T>
 void weighted_gather_backward(const int64_t* index, const T* weight, const T* dout, T* dtable,
                               int64_t n, int64_t taps, int64_t D);
 
-// The vision scatter: dst[index[i]] = src[i] (rows of D; indices distinct, checked on the host
-// side by the caller), e.g. image features into their placeholder tokens' rows. Its backward is
-// gather_rows: dst[i] = src[index[i]].
-template <typename T>
-void scatter_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t D);
-template <typename T>
-void gather_rows(const T* src, const int64_t* index, T* dst, int64_t n, int64_t D);
-
 }  // namespace qv::kernels::cuda

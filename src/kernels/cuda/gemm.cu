@@ -284,6 +284,16 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
   if (dbias) bias_grad(dy, dbias, M, N);
 }
 
+void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
+                     int64_t K, int64_t N) {
+  if (!w.b16) fail("linear_backward with a bf16 dy needs the weight's bf16 copy");
+  if (dx) gemm_bf16(false, false, M, K, N, 1.0f, dy, N, w.b16, K, 0.0f, dx, K);
+  if (dw) {
+    const DeviceArray<bf16> xb = rounded(x, M * K);
+    gemm_bf16(true, false, N, K, M, 1.0f, dy, N, xb.data(), K, 1.0f, dw, K);
+  }
+}
+
 template void linear_forward<float>(const float*, const float*, const float*, float*, int64_t,
                                     int64_t, int64_t);
 template void linear_backward<float>(const float*, const float*, const float*, float*, float*,

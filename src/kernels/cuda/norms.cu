@@ -227,19 +227,22 @@ namespace {
 // One block per row. row_loss[r] = lse - x[t] (0 for ignored rows); bad[0] = lowest row whose
 // target is invalid (atomicMin; starts at rows). d may alias x: each element is read and
 // written by the same thread, and x[t] is read before the block's first barrier.
-__global__ void cross_entropy_k(const float* x_all, const int64_t* targets, float* d_all,
+// D: float, or __nv_bfloat16 for the bf16 gradient (each element the float value rounded to
+// nearest even, as the CPU op).
+template <typename D>
+__global__ void cross_entropy_k(const float* x_all, const int64_t* targets, D* d_all,
                                 float* row_loss, unsigned long long* bad, int64_t V,
                                 float grad_scale) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float* x = x_all + r * V;
-  float* d = d_all ? d_all + r * V : nullptr;
+  D* d = d_all ? d_all + r * V : nullptr;
   const int64_t t = targets[r];
   if (t == kIgnoreIndex || t < 0 || t >= V) {
     if (t != kIgnoreIndex && threadIdx.x == 0) atomicMin(bad, static_cast<unsigned long long>(r));
     if (threadIdx.x == 0) row_loss[r] = 0.f;
     if (d)
-      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) d[j] = 0.f;
+      for (int64_t j = threadIdx.x; j < V; j += blockDim.x) d[j] = from_f<D>(0.f);
     return;  // the whole block returns: no barrier is left waiting
   }
   const float target_logit = x[t];
@@ -254,24 +257,27 @@ __global__ void cross_entropy_k(const float* x_all, const int64_t* targets, floa
     const float factor = grad_scale / sum;
     for (int64_t j = threadIdx.x; j < V; j += blockDim.x) {
       const float p = expf(x[j] - mx) * factor;
-      d[j] = j == t ? p - grad_scale : p;
+      d[j] = from_f<D>(j == t ? p - grad_scale : p);
     }
   }
 }
 
 }  // namespace
 
-template <typename T>
-CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
-                                 int64_t V, T grad_scale) {
-  static_assert(std::is_same_v<T, float>, "CUDA cross_entropy: float logits only");
+namespace {
+
+// Runs the kernel over rows, names the first invalid target, and sums the kept rows' terms in row
+// order in double, as the CPU op.
+template <typename D>
+CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets, D* dlogits,
+                                     int64_t rows, int64_t V, float grad_scale) {
   CrossEntropyResult result;
   if (rows <= 0) return result;
   DeviceArray<float> row_loss(rows);
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(rows);
   bad.upload(&none);
-  cross_entropy_k<<<row_grid(rows), 512, 0, cuda_stream()>>>(
+  cross_entropy_k<D><<<row_grid(rows), 512, 0, cuda_stream()>>>(
       logits, targets, dlogits, row_loss.data(), bad.data(), V, grad_scale);
   QV_CUDA_LAUNCHED();
   unsigned long long first = 0;
@@ -286,12 +292,26 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   std::vector<int64_t> tg(static_cast<size_t>(rows));
   row_loss.download(loss.data());
   copy_to_host(tg.data(), targets, rows * static_cast<int64_t>(sizeof(int64_t)));
-  for (int64_t r = 0; r < rows; ++r) {  // row order, in double, as the CPU op
+  for (int64_t r = 0; r < rows; ++r) {
     if (tg[r] == kIgnoreIndex) continue;
     result.loss_sum += loss[r];
     ++result.kept;
   }
   return result;
+}
+
+}  // namespace
+
+template <typename T>
+CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
+                                 int64_t V, T grad_scale) {
+  static_assert(std::is_same_v<T, float>, "CUDA cross_entropy: float logits only");
+  return run_cross_entropy<float>(logits, targets, dlogits, rows, V, grad_scale);
+}
+
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits,
+                                 int64_t rows, int64_t V, float grad_scale) {
+  return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), rows, V, grad_scale);
 }
 
 #define QV_INSTANTIATE(T)                                                                        \

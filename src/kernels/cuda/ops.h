@@ -15,6 +15,7 @@
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/norms.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/rows.h"
 #include "kernels/cuda/runtime.h"
 
 namespace qv::kernels::cuda {
