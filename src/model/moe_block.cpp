@@ -198,8 +198,8 @@ double RouterStats::aux_loss() const {
   return static_cast<double>(chosen.size()) * sum / (valid_tokens * valid_tokens);
 }
 
-std::vector<double> RouterStats::aux_grad(double scale) const {
-  std::vector<double> g(chosen.size(), 0.0);
+PoolVector<double> RouterStats::aux_grad(double scale) const {
+  PoolVector<double> g(chosen.size(), 0.0);
   if (empty()) return g;
   for (size_t e = 0; e < chosen.size(); ++e)
     g[e] = scale * static_cast<double>(chosen.size()) * chosen[e] / (valid_tokens * valid_tokens);

@@ -47,18 +47,19 @@ struct MoeAuxGrad {
 // Routing over the sparse layers of one forward: what HF's load_balancing_loss_func reads
 // (router logits of all sparse layers concatenated, padding masked out) and the per-step router
 // statistics.
+// Arena vectors, so that a step after the first allocates nothing (tests/test_no_alloc.cpp).
 struct RouterStats {
-  std::vector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
-  std::vector<double> chosen;              // [E] valid tokens' slots routed to each expert
-  std::vector<double> prob_sum;            // [E] valid tokens' router probabilities summed
-  double valid_tokens = 0;                 // valid tokens x sparse layers
+  PoolVector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
+  PoolVector<double> chosen;              // [E] valid tokens' slots routed to each expert
+  PoolVector<double> prob_sum;            // [E] valid tokens' router probabilities summed
+  double valid_tokens = 0;                // valid tokens x sparse layers
 
   void add(const MoeActs& acts, int64_t tokens, int64_t top_k, const uint8_t* valid);
   bool empty() const { return valid_tokens == 0; }
   // num_experts x sum_e (chosen_e / T) (prob_sum_e / T), T = valid_tokens (Switch-style).
   double aux_loss() const;
   // d(scale x aux_loss) / d probs[t, e] for a valid token t: the same for every t and layer.
-  std::vector<double> aux_grad(double scale) const;
+  PoolVector<double> aux_grad(double scale) const;
 };
 
 class MoeBlock {
