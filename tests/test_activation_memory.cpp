@@ -73,8 +73,7 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
   in.pixel_values = testing::random_pixels(2 * grid.patches(), c.vision.patch_dim(), 3);
   model::ForwardOptions opt;
   opt.backward = true;
-  opt.activation_checkpoint = mode();
-  opt.selective_ac_option = option();
+  opt.checkpointing = model::Checkpointing::parse(mode(), option());
   opt.classifier_chunk = 128;
 
   BufferPool& pool = BufferPool::instance();
@@ -90,8 +89,7 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
   shape.tokens = in.tokens();
   shape.loss_tokens = r.kept_tokens;
   shape.patches = 2 * grid.patches();
-  shape.activation_checkpoint = mode();
-  shape.selective_ac_option = option();
+  shape.checkpointing = opt.checkpointing;
   shape.classifier_chunk = opt.classifier_chunk;
   const int64_t formula = model::activation_arena_bytes(c, shape).total();
   const double ratio = static_cast<double>(measured) / static_cast<double>(formula);

@@ -70,11 +70,12 @@ TEST(CheckpointFaults, KillNineMidSaveKeepsThePreviousCheckpointAndResumesExactl
   const std::string straight = fresh("kill_straight"), killed = fresh("kill_resumed");
   auto r = testing::run_shell(train_command(fixed_batch_config("hf-tiny-text", straight, 4, 2)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  // Pause halfway through model.safetensors of the second save (step 4): the first save wrote
+  // Pause halfway through the parameters file of the second save (step 4): the first save wrote
   // exactly the step-2 folder's bytes through the atomic writer.
   const std::string step2 = straight + "/checkpoint/step-00000002";
   const int64_t pause_at =
-      folder_bytes(step2) + static_cast<int64_t>(fs::file_size(step2 + "/model.safetensors")) / 2;
+      folder_bytes(step2) +
+      static_cast<int64_t>(fs::file_size(step2 + "/model-rank00000.safetensors")) / 2;
   const std::string cfg = fixed_batch_config("hf-tiny-text", killed, 4, 2);
   const std::string marker = killed + "/paused";
   const pid_t pid = spawn_train(cfg, {"QWEN3VL_FAULT=pause@bytes:" + std::to_string(pause_at),

@@ -94,7 +94,7 @@ double train_pass(model::Qwen3VLModel& m, const ModelInputs& in, const std::stri
                   int64_t vision_passes = 0) {
   model::ForwardOptions o;
   o.backward = true;
-  o.activation_checkpoint = ac;
+  o.checkpointing = model::Checkpointing::parse(ac, "2");
   o.vision_passes = vision_passes;
   m.store().zero_grads();
   const double loss = m.forward(in, o).loss;

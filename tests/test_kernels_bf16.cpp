@@ -209,6 +209,14 @@ TEST(LinearBF16, ForwardAndBackwardWithinTheBF16Bound) {
   kernels::linear_backward(x.data(), weight, dy.data(), acc.data(), nullptr, nullptr, M, K, N,
                            /*accumulate_dx=*/true);
   for (int64_t i = 0; i < M * K; ++i) ASSERT_NEAR(acc[i], dx16[i] + 1.0f, 1e-5f);
+  // A dy already in bf16 (the classifier's, from cross_entropy) gives the same bits as the
+  // float dy that rounds to it.
+  std::vector<bf16> dyb(M * N);
+  to_bf16(dy.data(), dyb.data(), M * N);
+  std::vector<float> dx_b(M * K, 7.0f), dw_b(N * K, 0.5f);
+  kernels::linear_backward(x.data(), weight, dyb.data(), dx_b.data(), dw_b.data(), M, K, N);
+  EXPECT_EQ(dx_b, dx16);
+  EXPECT_EQ(dw_b, dw16);
 }
 
 TEST(GemmEngine, ReportsTheProcessorAndAPathThatFitsIt) {

@@ -114,6 +114,26 @@ TEST(KernelsCrossEntropy, ManyRowsUseThreadsAndStillMatch) {
   }
 }
 
+// The bf16-gradient form is the float form rounded afterwards, bit for bit (the same float
+// arithmetic, then round to nearest even), with the same loss; ignored rows get +0. Rows long
+// enough (V = 3000 x 40 rows) that the row loop runs in parallel.
+TEST(KernelsCrossEntropy, Bf16GradientIsTheFloatGradientRounded) {
+  const int64_t V = 3000, rows = 40;
+  std::vector<int64_t> targets(rows);
+  for (int64_t r = 0; r < rows; ++r) targets[r] = r % 7 == 3 ? kIgnoreIndex : (r * 977) % V;
+  const std::vector<float> logits = cast_vector<float>(random_vector(rows * V, 21, -8, 8));
+  std::vector<float> x32 = logits, d32(rows * V);
+  const auto r32 =
+      kernels::cross_entropy<float>(x32.data(), targets.data(), d32.data(), rows, V, 0.01f);
+  std::vector<float> scratch = logits;
+  std::vector<bf16> d16(rows * V, bf16{0x7fff});
+  const auto r16 =
+      kernels::cross_entropy(scratch.data(), targets.data(), d16.data(), rows, V, 0.01f);
+  EXPECT_EQ(r16.loss_sum, r32.loss_sum);
+  EXPECT_EQ(r16.kept, r32.kept);
+  for (int64_t i = 0; i < rows * V; ++i) ASSERT_EQ(d16[i].bits, to_bf16(d32[i]).bits) << i;
+}
+
 TEST(KernelsCrossEntropy, TargetOutsideVocabularyThrows) {
   const CeCase good;
   for (int64_t bad : {int64_t{11}, int64_t{-1}, int64_t{-101}}) {

@@ -151,6 +151,27 @@ TEST(LoaderResume, StateWithoutPipelineOrOfAnotherRankIsReplayed) {
   }
 }
 
+// When the rank count changed since a checkpoint, a rank starts an epoch from its beginning over
+// its new share: deterministic (two restarts agree), labelled with that epoch, and not the
+// order of epoch 0 (each epoch is shuffled with its own seed).
+TEST(LoaderResume, RestartAtEpochIsDeterministicAndStartsThatEpoch) {
+  auto c = small_config();
+  c.world_size = 2;  // 16 of the shard's 32 samples per epoch: the first batch stays in it
+  c.rank = 1;
+  data::DataLoader a(c), b(c), fresh(c);
+  a.restart_at_epoch(2);
+  b.restart_at_epoch(2);
+  const auto first = take(a, 1);
+  EXPECT_EQ(a.state().at("pipeline").at("epoch"), 2);  // the state after that batch
+  const auto from_a = take(a, 1), from_b = take(b, 2), epoch0 = take(fresh, 2);
+  expect_same(first[0], from_b[0]);
+  expect_same(from_a[0], from_b[1]);
+  EXPECT_NE(first[0].origins, epoch0[0].origins);
+  EXPECT_EQ(a.state().at("rank"), 1);
+  EXPECT_EQ(a.state().at("world"), 2);
+  EXPECT_THROW(a.restart_at_epoch(-1), Error);
+}
+
 TEST(LoaderResume, ChangedDataIsAnErrorNotOtherBatches) {
   data::DataLoader a(small_config());
   take(a, 1);  // early, so that the shuffle buffer is full

@@ -329,7 +329,7 @@ std::vector<float> lora_grads(model::Qwen3VLModel& m, int64_t key, const std::st
   model::ForwardOptions opt;
   opt.backward = true;
   opt.lora_dropout_key = key;
-  opt.activation_checkpoint = ac;
+  opt.checkpointing = model::Checkpointing::parse(ac, "2");
   m.store().zero_grads();
   m.forward(text_inputs(), opt);
   m.backward();

@@ -265,8 +265,8 @@ TEST(Model, ActivationCheckpointingGivesIdenticalGradients) {
     const size_t colon = m_str.find(':');
     model::ForwardOptions o;
     o.backward = true;
-    o.activation_checkpoint = m_str.substr(0, colon);
-    if (colon != std::string::npos) o.selective_ac_option = m_str.substr(colon + 1);
+    o.checkpointing = model::Checkpointing::parse(
+        m_str.substr(0, colon), colon != std::string::npos ? m_str.substr(colon + 1) : "2");
     m->store().zero_grads();
     const auto r = m->forward(in, o);
     m->backward();

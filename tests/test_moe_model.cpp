@@ -198,7 +198,7 @@ TEST(MoeModel, ActivationCheckpointingGivesIdenticalGradients) {
   for (const char* mode : {"none", "selective", "full"}) {
     model::ForwardOptions o;
     o.backward = true;
-    o.activation_checkpoint = mode;
+    o.checkpointing = model::Checkpointing::parse(mode, "2");
     o.router_aux_loss_coef = 0.01;
     m->store().zero_grads();
     m->forward(in, o);

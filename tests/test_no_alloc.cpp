@@ -87,7 +87,8 @@ TEST_P(NoAllocation, StepsAfterTheFirstDoNotTouchTheHeap) {
   const std::vector<uint8_t> active = {1};
   model::ForwardOptions opt;
   opt.backward = true;
-  opt.activation_checkpoint = bf16 ? param.substr(0, param.size() - 5) : param;
+  opt.checkpointing =
+      model::Checkpointing::parse(bf16 ? param.substr(0, param.size() - 5) : param, "2");
   opt.classifier_chunk = 16;  // several classifier chunks per step
   auto step = [&] {
     model.store().zero_grads();

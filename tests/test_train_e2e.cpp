@@ -53,7 +53,7 @@ TEST(TrainResume, CorruptCheckpointIsDetected) {
                               fixed_batch_config("hf-tiny-text", a, 2, 1));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   fs::remove_all(a + "/checkpoint/step-00000002");
-  const std::string model = a + "/checkpoint/step-00000001/model.safetensors";
+  const std::string model = a + "/checkpoint/step-00000001/model-rank00000.safetensors";
   {
     std::fstream f(model, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(static_cast<std::streamoff>(fs::file_size(model) - 7));

@@ -97,7 +97,8 @@ int run_bench(const Args& args) {
   std::vector<uint8_t> active(spans.size(), 1);
   model::ForwardOptions o;
   o.backward = train;
-  o.activation_checkpoint = f.get("ac", "none");
+  const std::string ac = f.get("ac", "none");
+  o.checkpointing = model::Checkpointing::parse(ac, "2");
   o.classifier_chunk = f.get_int("classifier-chunk", o.classifier_chunk);
   std::printf("%s\n", kernels::gemm_description().c_str());
   const double peak = kernels::measure_peak_gflops(bf16 ? DType::kBF16 : DType::kF32);
@@ -136,7 +137,7 @@ int run_bench(const Args& args) {
   std::printf("bench %s: flavor %s, batch %lld x seq %lld, %lld images (%lld patches), ac %s, %s\n",
               train ? "train" : "forward", f.get("flavor", "debugmodel").c_str(),
               (long long)s.batch, (long long)s.seq, (long long)(s.images * s.batch),
-              (long long)patches, o.activation_checkpoint.c_str(), precision.c_str());
+              (long long)patches, ac.c_str(), precision.c_str());
   std::printf(
       "step %.3f s | %.1f tokens/s | %.3g GFLOP/step | %.1f GFLOP/s | %s GEMM peak %.1f GFLOP/s "
       "| MFU %.1f%% | peak RSS %.0f MiB\n",
@@ -152,7 +153,7 @@ int run_bench(const Args& args) {
   shape.tokens = tokens;
   shape.loss_tokens = kept;
   shape.patches = patches;
-  shape.activation_checkpoint = o.activation_checkpoint;
+  shape.checkpointing = o.checkpointing;
   shape.classifier_chunk = o.classifier_chunk;
   const model::ActivationBytes plan = model::activation_arena_bytes(c, shape);
   std::printf(

@@ -21,7 +21,8 @@ namespace {
 
 data::LoaderConfig job_loader_config(const std::string& path) {
   const train::JobConfig job = train::JobConfig::load(path);
-  QV_CHECK(job.dataset != "fixed", path, ": training.dataset = \"fixed\" does not use the loader");
+  QV_CHECK(train::parse_dataset_kind(job.dataset) != train::DatasetKind::kFixed, path,
+           ": training.dataset = \"fixed\" does not use the loader");
   return train::loader_config(job, train::model_config(job), 0, 1);
 }
 

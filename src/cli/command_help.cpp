@@ -35,6 +35,14 @@ std::map<std::string, CommandDoc> build() {
          {"merge", "", "off", "merge the adapter into the weights (W + scaling * B A)"},
          {"out", "DIR", "", "the folder to write (replaced if it exists)"},
          {"dtype", "NAME", "float32", "weights' dtype: float32, bfloat16 or float16"}}}}};
+  d["checkpoint"] = {
+      "checkpoint inspect DIR | checkpoint export DIR --out HF_DIR [--dtype "
+      "float32|bfloat16|float16]",
+      {"inspect", "export"},
+      {{"inspect", {}},
+       {"export",
+        {{"out", "HF_DIR", "", "the Hugging Face folder to write (replaced if it exists)"},
+         {"dtype", "NAME", "float32", "weights' dtype: float32, bfloat16 or float16"}}}}};
   d["generate"] = {
       "generate --model DIR [--prompt TEXT] [--image A.jpg,B.png] [--system TEXT] [sampling "
       "flags]; without --prompt a chat on stdin: one line per user turn, /image PATH attaches an "

@@ -151,19 +151,37 @@ size_t TensorSource::nbytes() const {
   return static_cast<size_t>(numel(shape)) * dtype_size(dtype);
 }
 
+size_t TensorParts::nbytes() const {
+  return static_cast<size_t>(numel(shape)) * dtype_size(dtype);
+}
+
 uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> tensors,
                            const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorParts> parts;
+  parts.reserve(tensors.size());
+  for (TensorSource& t : tensors)
+    parts.push_back(
+        {std::move(t.name), t.dtype, t.shape, {{t.data, numel(t.shape)}}, t.source_dtype});
+  return write_safetensors(path, std::move(parts), metadata);
+}
+
+uint32_t write_safetensors(const std::string& path, std::vector<TensorParts> tensors,
+                           const std::map<std::string, std::string>& metadata) {
   std::sort(tensors.begin(), tensors.end(),
-            [](const TensorSource& a, const TensorSource& b) { return a.name < b.name; });
+            [](const TensorParts& a, const TensorParts& b) { return a.name < b.name; });
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
-  for (const TensorSource& t : tensors) {
+  for (const TensorParts& t : tensors) {
     QV_CHECK(t.source_dtype == t.dtype || (t.source_dtype == DType::kF32 &&
                                            (t.dtype == DType::kBF16 || t.dtype == DType::kF16)),
              path, ": cannot store tensor '", t.name, "' of ", dtype_name(t.source_dtype), " as ",
              dtype_name(t.dtype));
     QV_CHECK(!header.contains(t.name), path, ": tensor '", t.name, "' given twice");
+    int64_t count = 0;
+    for (const auto& p : t.parts) count += p.count;
+    QV_CHECK(count == numel(t.shape), path, ": the parts of tensor '", t.name, "' hold ", count,
+             " elements, its shape ", numel(t.shape));
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + t.nbytes()}}};
@@ -176,24 +194,25 @@ uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> te
   file.write(&len, 8);
   file.write(h.data(), h.size());
   std::vector<uint16_t> chunk;
-  for (const TensorSource& t : tensors) {
-    if (t.source_dtype == t.dtype) {
-      file.write(t.data, t.nbytes());
-      continue;
+  for (const TensorParts& t : tensors)
+    for (const TensorParts::Part& part : t.parts) {
+      if (t.source_dtype == t.dtype) {
+        file.write(part.data, static_cast<size_t>(part.count) * dtype_size(t.dtype));
+        continue;
+      }
+      const auto* src = static_cast<const float*>(part.data);
+      const int64_t n = part.count;
+      constexpr int64_t kChunk = 1 << 16;
+      chunk.resize(kChunk);
+      for (int64_t i = 0; i < n; i += kChunk) {
+        const int64_t m = std::min(kChunk, n - i);
+        if (t.dtype == DType::kBF16)
+          for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
+        else
+          for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_f16(src[i + k]);
+        file.write(chunk.data(), m * sizeof(uint16_t));
+      }
     }
-    const auto* src = static_cast<const float*>(t.data);
-    const int64_t n = numel(t.shape);
-    constexpr int64_t kChunk = 1 << 16;
-    chunk.resize(kChunk);
-    for (int64_t i = 0; i < n; i += kChunk) {
-      const int64_t m = std::min(kChunk, n - i);
-      if (t.dtype == DType::kBF16)
-        for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
-      else
-        for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_f16(src[i + k]);
-      file.write(chunk.data(), m * sizeof(uint16_t));
-    }
-  }
   file.commit();
   return file.crc32c();
 }

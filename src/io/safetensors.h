@@ -78,6 +78,24 @@ struct TensorSource {
 uint32_t write_safetensors(const std::string& path, std::vector<TensorSource> tensors,
                            const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
+// A tensor whose values lie in several places in memory, one after another (numel(shape)
+// elements of source_dtype in all): assembled while it is written, never held whole (a
+// checkpoint's pieces exported as one Hugging Face tensor).
+struct TensorParts {
+  struct Part {
+    const void* data = nullptr;
+    int64_t count = 0;  // elements of source_dtype
+  };
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  std::vector<Part> parts;
+  DType source_dtype = DType::kF32;
+  size_t nbytes() const;  // stored size
+};
+uint32_t write_safetensors(const std::string& path, std::vector<TensorParts> tensors,
+                           const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
 // Writes tensors (keys sorted, header padded to 8 bytes) atomically.
 void save_safetensors(const std::string& path, const TensorMap& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});

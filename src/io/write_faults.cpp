@@ -48,8 +48,14 @@ std::atomic<size_t> written{0};
 
 [[noreturn]] void pause_forever() {
   if (const char* marker = std::getenv("QWEN3VL_FAULT_MARKER")) {
+    // Holds this process's id, so a test can kill exactly this rank of a multi-rank job.
     const int fd = ::open(marker, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) {
+      char pid[32];
+      const int n = std::snprintf(pid, sizeof(pid), "%d\n", static_cast<int>(::getpid()));
+      if (::write(fd, pid, static_cast<size_t>(n)) != n) std::perror("QWEN3VL_FAULT_MARKER");
+      ::close(fd);
+    }
   }
   std::fprintf(stderr, "qwen3vl: QWEN3VL_FAULT: paused mid-write, waiting to be killed\n");
   for (;;) ::pause();

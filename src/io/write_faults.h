@@ -4,8 +4,9 @@
 // faults):
 //
 //   QWEN3VL_FAULT=pause@bytes:K   once K bytes have gone through write_file_atomic in this
-//                                 process, create the file QWEN3VL_FAULT_MARKER names and sleep
-//                                 until killed: the test's SIGKILL then lands at a known byte.
+//                                 process, create the file QWEN3VL_FAULT_MARKER names (holding
+//                                 the process id) and sleep until killed: the test's SIGKILL
+//                                 then lands at a known byte.
 //   QWEN3VL_FAULT=enospc@bytes:K  after K bytes every write fails with ENOSPC: a full disk where
 //                                 the test cannot mount a small tmpfs.
 #pragma once

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/bf16.h"
+
 namespace qv::kernels {
 
 constexpr int64_t kIgnoreIndex = -100;
@@ -17,5 +19,12 @@ struct CrossEntropyResult {
 template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
                                  int64_t V, T grad_scale);
+
+// The same loss, with the gradient written in bf16 (each element the float gradient above rounded
+// to nearest even: the same bits as computing it in float and rounding afterwards) for a bf16
+// classifier backward: the rounding happens while a row is still in cache instead of in a
+// separate pass over [rows, V]. `logits` is overwritten (used as scratch).
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
+                                 int64_t V, float grad_scale);
 
 }  // namespace qv::kernels

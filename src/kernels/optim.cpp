@@ -15,8 +15,4 @@ double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
   QV_DISPATCH(squared_norm, x, pieces);
 }
 
-void scale(float* x, std::span<const FlatPiece> pieces, float factor) {
-  QV_DISPATCH(scale, x, pieces, factor);
-}
-
 }  // namespace qv::kernels

@@ -62,7 +62,7 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
   auto layer = [&](int64_t l) {
     return decoder_layer_floats_per_token(t, t.is_sparse_layer(l)) * N;
   };
-  const Checkpointing ac = Checkpointing::parse(s.activation_checkpoint, s.selective_ac_option);
+  const Checkpointing& ac = s.checkpointing;
   // A dropped layer keeps its input; backward rebuilds one layer at a time. Only a rebuild of the
   // last layer adds to the peak: any earlier one happens after a later layer has been freed.
   int64_t saved = 0;

@@ -3,18 +3,17 @@
 // `qwen3vl bench train` prints it next to the arena's measured peak; docs/PERFORMANCE.md states it.
 #pragma once
 #include <cstdint>
-#include <string>
 
+#include "model/activation_checkpoint.h"
 #include "model/config.h"
 
 namespace qv::model {
 
 struct StepShape {
-  int64_t tokens = 0;       // batch x seq
-  int64_t loss_tokens = 0;  // tokens with a target (rows of the classifier)
-  int64_t patches = 0;      // vision patches of the batch (all images together)
-  std::string activation_checkpoint = "none";
-  std::string selective_ac_option = "2";  // see model/activation_checkpoint.h
+  int64_t tokens = 0;           // batch x seq
+  int64_t loss_tokens = 0;      // tokens with a target (rows of the classifier)
+  int64_t patches = 0;          // vision patches of the batch (all images together)
+  Checkpointing checkpointing;  // default: none
   int64_t classifier_chunk = 256;
 };
 

@@ -12,7 +12,7 @@
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/norms.h"
-#include "model/activation_checkpoint.h"
+#include "kernels/rows.h"
 #include "model/hf_weights.h"
 
 namespace qv::model {
@@ -26,7 +26,21 @@ void lap(std::chrono::steady_clock::time_point& start, double& acc) {
   acc += std::chrono::duration<double>(now - start).count();
   start = now;
 }
+
+const uint8_t* or_null(const PoolVector<uint8_t>& v) {
+  return v.empty() ? nullptr : v.data();
+}
 }  // namespace
+
+// Where the vision placeholders sit. HF's masked_scatter fills the image placeholders in order
+// with the image tower's rows (the n-th image token gets merged row n), and the video ones with
+// the video tower's.
+struct Placeholders {
+  bool has_images = false, has_videos = false;
+  int64_t image_rows = 0, video_rows = 0;    // merged rows each tower produces
+  PoolVector<int64_t> image_pos, video_pos;  // token index of each image / video placeholder
+  PoolVector<uint8_t> is_visual;             // per token: an image or video placeholder
+};
 
 // Everything one forward keeps for its backward. The object lives as long as the model and its
 // containers draw from the activation arena, so a step of a shape seen before allocates nothing.
@@ -34,22 +48,17 @@ struct Qwen3VLModel::State {
   bool ready = false;  // holds a forward(backward = true) that backward() has not consumed
   int64_t batch = 0, seq = 0, tokens = 0;
   PoolVector<int64_t> input_ids;
-  bool has_images = false, has_videos = false;
+  Placeholders ph;
   VisionActs image_acts, video_acts;
-  int64_t image_rows = 0, video_rows = 0;  // merged rows
-  // visual_pos[j]: token index of the j-th vision placeholder; visual_src[j]: its merged row
-  // (images first, then videos, in the concatenated [image rows | video rows] numbering).
-  PoolVector<int64_t> visual_pos, visual_src;
-  PoolVector<uint8_t> is_visual;
+  int64_t idle_vision_passes = 0;  // see ForwardOptions::vision_passes
   DecoderContext ctx;
   PoolVector<DecoderLayerActs> layers;
-  PoolVector<uint8_t> recompute;   // layers whose activations were dropped after forward
-  int64_t idle_vision_passes = 0;  // see ForwardOptions::vision_passes
+  PoolVector<uint8_t> recompute;  // layers whose activations were dropped after forward
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
-  PoolVector<int64_t> targets, loss_rows, chunk_targets;  // classifier scratch
-  RouterStats router;                                     // sparse layers' routing (MoE)
-  PoolVector<double> aux_grad;  // d objective / d router probs per expert (empty: off)
+  PoolVector<int64_t> targets, loss_rows;  // classifier scratch
+  RouterStats router;                      // sparse layers' routing (MoE)
+  PoolVector<double> aux_grad;             // d objective / d router probs per expert (empty: off)
 
   // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
   // an empty object frees storage; `v = {}` on a vector would only clear it.
@@ -58,6 +67,11 @@ struct Qwen3VLModel::State {
     State empty;
     std::swap(*this, empty);
   }
+};
+
+// The towers' outputs of one forward: read by the embedding scatter and the DeepStack adds.
+struct Qwen3VLModel::VisionFeatures {
+  VisionOutputs image, video;
 };
 
 PoolVector<int64_t> shifted_targets(const ModelInputs& in) {
@@ -202,34 +216,51 @@ void Qwen3VLModel::validate(const ModelInputs& in) const {
              " at position ", i, " is outside the vocabulary [0, ", V, ")");
 }
 
+// The forward pass, stage by stage. With options.backward set, State keeps what backward() needs.
 ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions& opt) {
   validate(in);
-  const TextConfig& tc = config_.text;
-  const int64_t B = in.batch, S = in.seq, N = B * S, H = tc.hidden_size, V = tc.vocab_size;
-  const int64_t unit = config_.vision.merge_unit();
   if (!state_) state_ = std::make_unique<State>();
-  State* st = state_.get();
-  st->release();
-  st->batch = B;
-  st->seq = S;
-  st->tokens = N;
-  st->input_ids.assign(in.input_ids.begin(), in.input_ids.end());
+  State& st = *state_;
+  st.release();
+  st.batch = in.batch;
+  st.seq = in.seq;
+  st.tokens = in.tokens();
+  st.input_ids.assign(in.input_ids.begin(), in.input_ids.end());
   ForwardResult res;
-  // Callers guard with opt.record: building the names would allocate in every training step.
-  auto record = [&](const std::string& name, const Buffer& b, Shape shape) {
-    res.recorded[name] = Tensor::from_f32(b, std::move(shape));
-  };
+  const Recorder rec = opt.record ? Recorder::into(res.recorded) : Recorder();
+  plan_placeholders(in, st, res, rec);  // 1. vision placeholders, 3-D rotary positions
+  auto clock = std::chrono::steady_clock::now();
+  VisionFeatures vis;
+  vision_forward(in, opt, st, vis, rec);  // 2. vision tower(s)
+  lap(clock, timings_.vision_forward);
+  Buffer x = embed_tokens(in, vis, st, rec);             // 3. embeddings + vision scatter
+  attention_layout(in, opt, st, res.rope, rec);          // 4. rotary tables, documents, padding
+  x = decoder_forward(std::move(x), vis, opt, st, rec);  // 5. decoder layers + DeepStack
+  lap(clock, timings_.decoder_forward);
+  const double scale = classifier_forward(in, std::move(x), opt, st, res, rec);  // 6. loss
+  lap(clock, timings_.classifier);
+  if (config_.text.is_moe())
+    finish_router(opt, scale * static_cast<double>(res.kept_tokens), res, rec);
+  if (opt.backward)
+    st.ready = true;  // backward() reads State, and the pixels through the vision acts
+  else
+    st.release();
+  return res;
+}
 
-  // Placeholder bookkeeping (HF checks the same counts before masked_scatter).
-  int64_t n_image_tokens = 0, n_video_tokens = 0;
-  st->is_visual.assign(N, 0);
+// Stage 1: which tokens are vision placeholders (HF checks the same counts before
+// masked_scatter), and every token's 3-D rotary position (HF get_rope_index).
+void Qwen3VLModel::plan_placeholders(const ModelInputs& in, State& st, ForwardResult& res,
+                                     const Recorder& rec) {
+  Placeholders& ph = st.ph;
+  const int64_t N = st.tokens, unit = config_.vision.merge_unit();
+  ph.is_visual.assign(N, 0);
   for (int64_t i = 0; i < N; ++i) {
     const bool img = in.input_ids[i] == config_.image_token_id;
     const bool vid = in.input_ids[i] == config_.video_token_id;
-    if (!img && !vid) continue;
-    st->is_visual[i] = 1;
-    st->visual_pos.push_back(i);
-    st->visual_src.push_back(img ? n_image_tokens++ : -1 - n_video_tokens++);
+    if (img) ph.image_pos.push_back(i);
+    if (vid) ph.video_pos.push_back(i);
+    ph.is_visual[i] = img || vid;
   }
   auto merged_rows = [&](const std::vector<Grid>& grids) {
     int64_t n = 0;
@@ -242,94 +273,97 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     }
     return n;
   };
-  st->has_images = in.pixel_values.defined();
-  st->has_videos = in.pixel_values_videos.defined();
-  used_vision_ = st->has_images || st->has_videos;
-  st->image_rows = st->has_images ? merged_rows(in.image_grids) : 0;
-  st->video_rows = st->has_videos ? merged_rows(in.video_grids) : 0;
-  QV_CHECK(n_image_tokens == st->image_rows || (!st->has_images && n_image_tokens == 0),
+  ph.has_images = in.pixel_values.defined();
+  ph.has_videos = in.pixel_values_videos.defined();
+  used_vision_ = ph.has_images || ph.has_videos;
+  ph.image_rows = ph.has_images ? merged_rows(in.image_grids) : 0;
+  ph.video_rows = ph.has_videos ? merged_rows(in.video_grids) : 0;
+  const auto n_image_tokens = static_cast<int64_t>(ph.image_pos.size());
+  const auto n_video_tokens = static_cast<int64_t>(ph.video_pos.size());
+  QV_CHECK(n_image_tokens == ph.image_rows || (!ph.has_images && n_image_tokens == 0),
            "Image features and image tokens do not match: tokens: ", n_image_tokens,
-           ", features: ", st->image_rows);
-  QV_CHECK(n_video_tokens == st->video_rows || (!st->has_videos && n_video_tokens == 0),
+           ", features: ", ph.image_rows);
+  QV_CHECK(n_video_tokens == ph.video_rows || (!ph.has_videos && n_video_tokens == 0),
            "Video features and video tokens do not match: tokens: ", n_video_tokens,
-           ", features: ", st->video_rows);
-  for (auto& src : st->visual_src)
-    if (src < 0) src = st->image_rows + (-1 - src);
+           ", features: ", ph.video_rows);
 
-  auto clock = std::chrono::steady_clock::now();
-  // Vision towers (images and videos are separate calls, as in HF).
-  VisionEncoder encoder(config_.vision, params_.vision, hooks_);
-  const Checkpointing ac = Checkpointing::parse(opt.activation_checkpoint, opt.selective_ac_option);
+  res.rope = compute_rope_index(config_, in);
+  rec.tensor("position_ids", [&] {
+    Tensor pos(DType::kI64, {3, st.batch, st.seq});
+    std::memcpy(pos.raw(), res.rope.positions.data(), pos.nbytes());
+    return pos;
+  });
+  rec.tensor("rope_deltas", [&] { return Tensor::from_i64(res.rope.deltas, {st.batch, 1}); });
+}
+
+// Stage 2: the vision tower, once over the images and once over the videos (as HF). A rank of a
+// sharded job with fewer passes than opt.vision_passes makes idle ones (its unit hooks only).
+void Qwen3VLModel::vision_forward(const ModelInputs& in, const ForwardOptions& opt, State& st,
+                                  VisionFeatures& vis, const Recorder& rec) {
+  const VisionEncoder encoder(config_.vision, params_.vision, hooks_);
+  const int64_t H = config_.text.hidden_size, depth = config_.vision.depth;
   if (opt.backward)
-    for (VisionActs* acts : {&st->image_acts, &st->video_acts}) {
-      acts->recompute.resize(config_.vision.depth);
-      for (int64_t b = 0; b < config_.vision.depth; ++b)
-        acts->recompute[b] = ac.vision_block(b, tc.num_layers);
+    for (VisionActs* acts : {&st.image_acts, &st.video_acts}) {
+      acts->recompute.resize(depth);
+      for (int64_t b = 0; b < depth; ++b)
+        acts->recompute[b] = opt.checkpointing.vision_block(b, config_.text.num_layers);
     }
-  VisionOutputs img, vid;
-  if (st->has_images) {
-    img = encoder.forward(store_, in.pixel_values.data<float>(), in.image_grids, st->image_acts,
-                          opt.record ? &res.recorded : nullptr, "debug.image.");
-    if (opt.record) {
-      record("image_embeds", img.embeds, {st->image_rows, H});
-      for (size_t d = 0; d < img.deepstack.size(); ++d)
-        record("image_deepstack." + std::to_string(d), img.deepstack[d], {st->image_rows, H});
-    }
-  }
-  if (st->has_videos) {
-    vid = encoder.forward(store_, in.pixel_values_videos.data<float>(), in.video_grids,
-                          st->video_acts, opt.record ? &res.recorded : nullptr, "debug.video.");
-    if (opt.record) {
-      record("video_embeds", vid.embeds, {st->video_rows, H});
-      for (size_t d = 0; d < vid.deepstack.size(); ++d)
-        record("video_deepstack." + std::to_string(d), vid.deepstack[d], {st->video_rows, H});
-    }
-  }
-  st->idle_vision_passes =
-      std::max<int64_t>(0, opt.vision_passes - st->has_images - st->has_videos);
-  for (int64_t p = 0; p < st->idle_vision_passes; ++p) encoder.idle_forward();
-  auto merged_row = [&](const VisionOutputs& i_out, const VisionOutputs& v_out, int64_t d,
-                        int64_t src) -> const float* {
-    const bool from_image = src < st->image_rows;
-    const VisionOutputs& o = from_image ? i_out : v_out;
-    const int64_t row = from_image ? src : src - st->image_rows;
-    const Buffer& buf = d < 0 ? o.embeds : o.deepstack[d];
-    return buf.data() + row * H;
+  auto tower = [&](const Tensor& pixels, const std::vector<Grid>& grids, int64_t rows,
+                   VisionActs& acts, VisionOutputs& out, const char* debug, const char* name) {
+    out = encoder.forward(store_, pixels.data<float>(), grids, acts, rec.under(debug));
+    const Recorder named = rec.under(name);
+    named("embeds", out.embeds, {rows, H});
+    for (size_t d = 0; d < out.deepstack.size(); ++d)
+      named("deepstack", static_cast<int64_t>(d), out.deepstack[d], {rows, H});
   };
+  if (st.ph.has_images)
+    tower(in.pixel_values, in.image_grids, st.ph.image_rows, st.image_acts, vis.image,
+          "debug.image.", "image_");
+  if (st.ph.has_videos)
+    tower(in.pixel_values_videos, in.video_grids, st.ph.video_rows, st.video_acts, vis.video,
+          "debug.video.", "video_");
+  st.idle_vision_passes =
+      std::max<int64_t>(0, opt.vision_passes - st.ph.has_images - st.ph.has_videos);
+  for (int64_t p = 0; p < st.idle_vision_passes; ++p) encoder.idle_forward();
+}
 
-  lap(clock, timings_.vision_forward);
-  // Embeddings with the vision features scattered into the placeholder positions.
+// Stage 3: token embeddings, each placeholder's row replaced by its vision feature.
+Buffer Qwen3VLModel::embed_tokens(const ModelInputs& in, const VisionFeatures& vis, State& st,
+                                  const Recorder& rec) {
+  const int64_t N = st.tokens, H = config_.text.hidden_size, V = config_.text.vocab_size;
   Buffer x(N * H);
   gather(params_.text.embed_unit);
   k::embedding_forward(in.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
   release(params_.text.embed_unit);
-  for (size_t j = 0; j < st->visual_pos.size(); ++j)
-    std::memcpy(&x[st->visual_pos[j] * H], merged_row(img, vid, -1, st->visual_src[j]),
-                H * sizeof(float));
-  if (opt.record) record("hidden_states.0", x, {B, S, H});
+  const Placeholders& ph = st.ph;
+  k::copy_rows(vis.image.embeds.data(), nullptr, x.data(), ph.image_pos.data(),
+               static_cast<int64_t>(ph.image_pos.size()), H);
+  k::copy_rows(vis.video.embeds.data(), nullptr, x.data(), ph.video_pos.data(),
+               static_cast<int64_t>(ph.video_pos.size()), H);
+  rec("hidden_states.0", x, {st.batch, st.seq, H});
+  return x;
+}
 
-  // Positions, rotary tables, attention layout.
-  res.rope = compute_rope_index(config_, in);
-  if (opt.record) {
-    Tensor pos(DType::kI64, {3, B, S});
-    std::memcpy(pos.raw(), res.rope.positions.data(), pos.nbytes());
-    res.recorded["position_ids"] = pos;
-    res.recorded["rope_deltas"] = Tensor::from_i64(res.rope.deltas, {B, 1});
-  }
+// Stage 4: what every decoder layer's attention reads: rotary tables at the tokens' positions,
+// documents (each row split where document_ids change), padding, the LoRA dropout key; and, for
+// generation, an emptied KV cache that the layers fill.
+void Qwen3VLModel::attention_layout(const ModelInputs& in, const ForwardOptions& opt, State& st,
+                                    const RopeIndex& rope, const Recorder& rec) {
+  const TextConfig& tc = config_.text;
+  const int64_t N = st.tokens, S = st.seq;
   if (opt.kv_cache) {
-    QV_CHECK(B == 1 && in.attention_mask.empty() && in.document_ids.empty(),
+    QV_CHECK(st.batch == 1 && in.attention_mask.empty() && in.document_ids.empty(),
              "a kv cache needs a single row without padding or packing");
+    opt.kv_cache->layers.assign(tc.num_layers, {});
     opt.kv_cache->length = N;
-    opt.kv_cache->rope_delta = res.rope.deltas[0];
+    opt.kv_cache->rope_delta = rope.deltas[0];
   }
-  DecoderContext& ctx = st->ctx;
+  DecoderContext& ctx = st.ctx;
   ctx.tokens = N;
   ctx.lora_dropout_key = opt.backward ? opt.lora_dropout_key : kNoDropout;
-  text_rope_tables(tc, res.rope.positions, N, ctx.cos, ctx.sin);
-  if (opt.record) {
-    record("debug.text_rope_cos", ctx.cos, {B, S, tc.head_dim});
-    record("debug.text_rope_sin", ctx.sin, {B, S, tc.head_dim});
-  }
+  text_rope_tables(tc, rope.positions, N, ctx.cos, ctx.sin);
+  rec("debug.text_rope_cos", ctx.cos, {st.batch, S, tc.head_dim});
+  rec("debug.text_rope_sin", ctx.sin, {st.batch, S, tc.head_dim});
   ctx.cu_seqlens.push_back(0);
   for (int64_t i = 1; i <= N; ++i) {
     const bool row_end = i % S == 0;
@@ -341,64 +375,73 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     ctx.key_valid.resize(N);
     for (int64_t i = 0; i < N; ++i) ctx.key_valid[i] = in.attention_mask[i] != 0;
   }
+}
 
-  // Decoder layers with DeepStack injection after the first layers.
-  const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
-  st->layers.assign(tc.num_layers, {});
-  st->recompute.assign(tc.num_layers, 0);
+// Stage 5: the decoder layers. After each of the first layers, DeepStack adds the matching
+// level of vision features to the placeholder rows. A layer's activations are kept for
+// backward, reduced to its input (activation checkpointing), or dropped (no backward).
+Buffer Qwen3VLModel::decoder_forward(Buffer x, const VisionFeatures& vis, const ForwardOptions& opt,
+                                     State& st, const Recorder& rec) {
+  const TextConfig& tc = config_.text;
+  const int64_t B = st.batch, S = st.seq, N = st.tokens, H = tc.hidden_size;
+  const auto n_deepstack = static_cast<int64_t>(config_.vision.deepstack_visual_indexes.size());
+  const Placeholders& ph = st.ph;
+  st.layers.assign(tc.num_layers, {});
+  st.recompute.assign(tc.num_layers, 0);
   for (int64_t l = 0; l < tc.num_layers; ++l) {
-    if (opt.record) record("layer_input." + std::to_string(l), x, {B, S, H});
-    const DecoderLayer layer = decoder_layer(l);
+    rec("layer_input", l, x, {B, S, H});
     Buffer out;
     gather_layer(l);
-    layer.forward(store_, ctx, std::move(x), st->layers[l], out);
+    decoder_layer(l).forward(store_, st.ctx, std::move(x), st.layers[l], out,
+                             opt.kv_cache ? &opt.kv_cache->layers[l] : nullptr);
     release_layer(l);
     if (params_.text.layers[l].sparse())
-      st->router.add(st->layers[l].moe, N, tc.num_experts_per_tok,
-                     ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
-    if (opt.kv_cache) {
-      if (opt.kv_cache->layers.size() != static_cast<size_t>(tc.num_layers))
-        opt.kv_cache->layers.assign(tc.num_layers, {});
-      opt.kv_cache->layers[l].k = st->layers[l].k;
-      opt.kv_cache->layers[l].v = st->layers[l].v;
-    }
-    if (opt.record) {
-      record("layer_output." + std::to_string(l), out, {B, S, H});
-      // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
-      // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
-      // final-norm output (which we record as final_norm).
-      record("hidden_states." + std::to_string(l + 1), out, {B, S, H});
-    }
-    if (static_cast<size_t>(l) < n_deepstack && !st->visual_pos.empty()) {
-      for (size_t j = 0; j < st->visual_pos.size(); ++j) {
-        float* h = &out[st->visual_pos[j] * H];
-        const float* f = merged_row(img, vid, l, st->visual_src[j]);
-        for (int64_t c = 0; c < H; ++c) h[c] += f[c];
-      }
+      st.router.add(st.layers[l].moe, N, tc.num_experts_per_tok, or_null(st.ctx.key_valid));
+    rec("layer_output", l, out, {B, S, H});
+    // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
+    // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
+    // final-norm output (which we record as final_norm).
+    rec("hidden_states", l + 1, out, {B, S, H});
+    if (l < n_deepstack) {
+      if (ph.has_images)
+        k::add_rows(vis.image.deepstack[l].data(), nullptr, out.data(), ph.image_pos.data(),
+                    static_cast<int64_t>(ph.image_pos.size()), H);
+      if (ph.has_videos)
+        k::add_rows(vis.video.deepstack[l].data(), nullptr, out.data(), ph.video_pos.data(),
+                    static_cast<int64_t>(ph.video_pos.size()), H);
     }
     x = std::move(out);
-    const bool drop = ac.decoder_layer(l);
+    DecoderLayerActs& acts = st.layers[l];
     if (!opt.backward) {
-      st->layers[l] = {};  // inference keeps no activations
-    } else if (drop) {
-      Buffer input = std::move(st->layers[l].x_in);
-      st->layers[l] = {};
-      st->layers[l].x_in = std::move(input);
-      st->recompute[l] = 1;
+      acts = {};  // inference keeps no activations
+    } else if (opt.checkpointing.decoder_layer(l)) {
+      Buffer input = std::move(acts.x_in);
+      acts = {};
+      acts.x_in = std::move(input);
+      st.recompute[l] = 1;
     }
   }
-  lap(clock, timings_.decoder_forward);
+  return x;
+}
+
+// Stage 6: the final norm, then the classifier fused with the cross-entropy loss (and, with
+// backward, its gradient) over chunks of the rows that have a target (all rows when logits are
+// wanted). Returns d(objective)/d(sum of token losses).
+double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const ForwardOptions& opt,
+                                        State& st, ForwardResult& res, const Recorder& rec) {
+  const TextConfig& tc = config_.text;
+  const int64_t N = st.tokens, H = tc.hidden_size, V = tc.vocab_size;
   Buffer hN(N * H);
-  st->final_rstd.resize(N);
+  st.final_rstd.resize(N);
   gather(params_.text.norm_unit);
-  k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st->final_rstd.data(), N,
+  k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), hN.data(), st.final_rstd.data(), N,
                      H, static_cast<float>(tc.rms_norm_eps));
   release(params_.text.norm_unit);
-  st->final_in = std::move(x);
-  if (opt.record) record("final_norm", hN, {B, S, H});
+  st.final_in = std::move(x);
+  rec("final_norm", hN, {st.batch, st.seq, H});
 
-  // Classifier fused with the loss (and its gradient), in chunks of rows.
-  PoolVector<int64_t>& targets = st->targets;
+  // The rows the classifier runs on, and their targets in the same order.
+  PoolVector<int64_t>& targets = st.targets;
   shifted_targets_into(in, targets);
   for (int64_t t : targets)
     if (t != k::kIgnoreIndex) {
@@ -407,80 +450,78 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
     }
   double scale = opt.loss_grad_scale;
   if (scale == 0 && res.kept_tokens > 0) scale = 1.0 / static_cast<double>(res.kept_tokens);
-  PoolVector<int64_t>& rows = st->loss_rows;
+  PoolVector<int64_t>& rows = st.loss_rows;
   for (int64_t i = 0; i < N; ++i)
     if (opt.want_logits || targets[i] != k::kIgnoreIndex) rows.push_back(i);
-  if (opt.want_logits) res.logits = Tensor(DType::kF32, {B, S, V});
-  if (opt.backward) st->d_final_out.assign(N * H, 0.0f);
+  for (size_t r = 0; r < rows.size(); ++r) targets[r] = targets[rows[r]];  // r <= rows[r]
+  targets.resize(rows.size());
+
+  if (opt.want_logits) res.logits = Tensor(DType::kF32, {st.batch, st.seq, V});
+  if (opt.backward) st.d_final_out.assign(N * H, 0.0f);
   gather(params_.text.lm_head_unit);
   const k::Weight W = store_.weight(params_.text.lm_head);
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
   Buffer h_chunk, logits_chunk, dh_chunk;
-  PoolVector<int64_t>& t_chunk = st->chunk_targets;
+  PoolVector<bf16> dlogits_b16;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
+    const int64_t* chunk_rows = rows.data() + r0;
     h_chunk.resize(n * H);
     logits_chunk.resize(n * V);
-    t_chunk.resize(n);
-    for (int64_t r = 0; r < n; ++r) {
-      std::memcpy(&h_chunk[r * H], &hN[rows[r0 + r] * H], H * sizeof(float));
-      t_chunk[r] = targets[rows[r0 + r]];
-    }
+    k::copy_rows(hN.data(), chunk_rows, h_chunk.data(), nullptr, n, H);
     k::linear_forward(h_chunk.data(), W, static_cast<const float*>(nullptr), logits_chunk.data(), n,
                       H, V);
     if (opt.want_logits)
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(res.logits.data<float>() + rows[r0 + r] * V, &logits_chunk[r * V],
-                    V * sizeof(float));
-    const auto ce = k::cross_entropy(logits_chunk.data(), t_chunk.data(),
-                                     opt.backward ? logits_chunk.data() : nullptr, n, V,
-                                     static_cast<float>(scale));
+      k::copy_rows(logits_chunk.data(), nullptr, res.logits.data<float>(), chunk_rows, n, V);
+    // With bf16 products the loss writes its gradient in bf16 directly (the backward products
+    // would round it anyway), sparing a pass over the [n, V] chunk.
+    const bool bf16_grad = opt.backward && W.b16 != nullptr;
+    if (bf16_grad) dlogits_b16.resize(n * V);
+    const auto ce = bf16_grad
+                        ? k::cross_entropy(logits_chunk.data(), targets.data() + r0,
+                                           dlogits_b16.data(), n, V, static_cast<float>(scale))
+                        : k::cross_entropy(logits_chunk.data(), targets.data() + r0,
+                                           opt.backward ? logits_chunk.data() : nullptr, n, V,
+                                           static_cast<float>(scale));
     res.loss_sum += ce.loss_sum;
     if (opt.backward) {
       dh_chunk.resize(n * H);
-      k::linear_backward(h_chunk.data(), W, logits_chunk.data(), dh_chunk.data(), dW,
-                         static_cast<float*>(nullptr), n, H, V);
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(&st->d_final_out[rows[r0 + r] * H], &dh_chunk[r * H], H * sizeof(float));
+      if (bf16_grad)
+        k::linear_backward(h_chunk.data(), W, dlogits_b16.data(), dh_chunk.data(), dW, n, H, V);
+      else
+        k::linear_backward(h_chunk.data(), W, logits_chunk.data(), dh_chunk.data(), dW,
+                           static_cast<float*>(nullptr), n, H, V);
+      k::copy_rows(dh_chunk.data(), nullptr, st.d_final_out.data(), chunk_rows, n, H);
     }
   }
   // An untied LM head's gradient is complete here; a tied one also gets the embedding's in
   // backward().
-  if (opt.backward && params_.text.lm_head_unit != params_.text.embed_unit && hooks_)
-    hooks_->grads_ready(params_.text.lm_head_unit);
+  if (opt.backward && params_.text.lm_head_unit != params_.text.embed_unit)
+    grads_ready(params_.text.lm_head_unit);
   release(params_.text.lm_head_unit);
-  lap(clock, timings_.classifier);
   res.loss = res.kept_tokens > 0 ? res.loss_sum / static_cast<double>(res.kept_tokens)
                                  : std::numeric_limits<double>::quiet_NaN();
-  if (opt.record && res.kept_tokens > 0)
-    res.recorded["loss"] = Tensor::from_f32({static_cast<float>(res.loss)}, {});
-  if (tc.is_moe()) finish_router(opt, scale * static_cast<double>(res.kept_tokens), res);
-  if (opt.backward) {
-    st->image_acts.pixels = st->has_images ? in.pixel_values.data<float>() : nullptr;
-    st->video_acts.pixels = st->has_videos ? in.pixel_values_videos.data<float>() : nullptr;
-    st->ready = true;
-  } else {
-    st->release();
-  }
-  return res;
+  if (res.kept_tokens > 0)
+    rec.tensor("loss", [&] { return Tensor::from_f32({static_cast<float>(res.loss)}, {}); });
+  return scale;
 }
 
-void Qwen3VLModel::finish_router(const ForwardOptions& opt, double batch_share,
-                                 ForwardResult& res) {
+// MoE: the router statistics and load-balancing loss of the forward (and its gradient).
+void Qwen3VLModel::finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res,
+                                 const Recorder& rec) {
   State* st = state_.get();
   res.tokens_per_expert.assign(st->router.tokens_per_expert.begin(),
                                st->router.tokens_per_expert.end());
   res.aux_loss = st->router.aux_loss();
-  if (opt.record) {
-    res.recorded["aux_loss"] = Tensor::from_f32({static_cast<float>(res.aux_loss)}, {});
-    const double with_aux = res.loss + config_.text.router_aux_loss_coef * res.aux_loss;
-    res.recorded["loss_with_aux"] = Tensor::from_f32({static_cast<float>(with_aux)}, {});
-  }
+  const double with_aux = res.loss + config_.text.router_aux_loss_coef * res.aux_loss;
+  rec.tensor("aux_loss", [&] { return Tensor::from_f32({static_cast<float>(res.aux_loss)}, {}); });
+  rec.tensor("loss_with_aux", [&] { return Tensor::from_f32({static_cast<float>(with_aux)}, {}); });
   if (opt.backward && opt.router_aux_loss_coef > 0)
     st->aux_grad = st->router.aux_grad(opt.router_aux_loss_coef * batch_share);
 }
 
+// One new token through the same decoder layers as forward(), attending over the cache.
 std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   const TextConfig& tc = config_.text;
   const int64_t H = tc.hidden_size, V = tc.vocab_size;
@@ -488,11 +529,17 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
            "decode() needs a cache filled by forward(kv_cache = ...)");
   Buffer x(H);
   k::embedding_forward(&token, store_.value(params_.text.embed), x.data(), 1, V, H);
+  DecoderContext ctx;
+  ctx.tokens = 1;
+  ctx.cu_seqlens = {0, 1};
   const int64_t pos = cache.length + cache.rope_delta;
-  PoolVector<float> cos, sin;
-  text_rope_tables(tc, {pos, pos, pos}, 1, cos, sin);
-  for (int64_t l = 0; l < tc.num_layers; ++l)
-    decoder_layer(l).decode(store_, cos.data(), sin.data(), cache.layers[l], x);
+  text_rope_tables(tc, {pos, pos, pos}, 1, ctx.cos, ctx.sin);
+  DecoderLayerActs scratch;
+  for (int64_t l = 0; l < tc.num_layers; ++l) {
+    Buffer out;
+    decoder_layer(l).forward(store_, ctx, std::move(x), scratch, out, &cache.layers[l]);
+    x = std::move(out);
+  }
   ++cache.length;
   Buffer h(H), rstd(1);
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
@@ -503,28 +550,57 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   return logits;
 }
 
+// The gradients a backward pass hands to the vision towers: of their outputs at the placeholder
+// rows, per tower (rows in tower order).
+struct Qwen3VLModel::VisionGrads {
+  Buffer image_embeds, video_embeds;
+  PoolVector<Buffer> image_deepstack, video_deepstack;  // per DeepStack level
+};
+
+// The backward pass: the forward's stages in reverse (the placeholder plan has no gradient).
 void Qwen3VLModel::backward() {
   QV_CHECK(state_ && state_->ready,
            "backward() needs a preceding forward() with options.backward = true");
   State& st = *state_;
-  const TextConfig& tc = config_.text;
-  const int64_t N = st.tokens, H = tc.hidden_size;
   auto clock = std::chrono::steady_clock::now();
+  VisionGrads vg;
+  Buffer d = final_norm_backward(st);          // 6. (the classifier's ran in forward)
+  d = decoder_backward(std::move(d), st, vg);  // 5.
+  lap(clock, timings_.decoder_backward);
+  embed_backward(d, st);       // 3. (stage 4 has no parameters)
+  vision_backward(d, vg, st);  // 2.
+  lap(clock, timings_.vision_backward);
+  st.release();
+}
+
+Buffer Qwen3VLModel::final_norm_backward(State& st) {
+  const int64_t N = st.tokens, H = config_.text.hidden_size;
   Buffer d(N * H);
   gather(params_.text.norm_unit);
   k::rmsnorm_backward(st.final_in.data(), store_.value(params_.text.norm), st.final_rstd.data(),
                       st.d_final_out.data(), d.data(), store_.grad(params_.text.norm), N, H);
   grads_ready(params_.text.norm_unit);
   release(params_.text.norm_unit);
-  const size_t n_deepstack = config_.vision.deepstack_visual_indexes.size();
-  const int64_t total_rows = st.image_rows + st.video_rows;
-  PoolVector<Buffer> d_deepstack(n_deepstack, Buffer(total_rows * H, 0.0f));
+  return d;
+}
+
+// Decoder layers in reverse. The gradient reaching layer l's output is also that of the
+// DeepStack features added there: it is gathered at the placeholder rows first.
+Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
+  const TextConfig& tc = config_.text;
+  const int64_t H = tc.hidden_size;
+  const auto n_deepstack = static_cast<int64_t>(config_.vision.deepstack_visual_indexes.size());
+  const Placeholders& ph = st.ph;
+  vg.image_deepstack.assign(n_deepstack, Buffer(ph.image_rows * H));
+  vg.video_deepstack.assign(n_deepstack, Buffer(ph.video_rows * H));
   Buffer d_in;
   for (int64_t l = tc.num_layers - 1; l >= 0; --l) {
-    if (static_cast<size_t>(l) < n_deepstack)
-      for (size_t j = 0; j < st.visual_pos.size(); ++j)
-        std::memcpy(&d_deepstack[l][st.visual_src[j] * H], &d[st.visual_pos[j] * H],
-                    H * sizeof(float));
+    if (l < n_deepstack) {
+      k::copy_rows(d.data(), ph.image_pos.data(), vg.image_deepstack[l].data(), nullptr,
+                   static_cast<int64_t>(ph.image_pos.size()), H);
+      k::copy_rows(d.data(), ph.video_pos.data(), vg.video_deepstack[l].data(), nullptr,
+                   static_cast<int64_t>(ph.video_pos.size()), H);
+    }
     const DecoderLayer layer = decoder_layer(l);
     gather_layer(l);
     if (st.recompute[l]) {  // activation checkpointing: rebuild this layer's activations
@@ -532,7 +608,7 @@ void Qwen3VLModel::backward() {
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
     const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
-                         st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data()};
+                         or_null(st.ctx.key_valid)};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     grads_ready(params_.text.layer_units[l]);
     if (lora_config_.enabled()) grads_ready(lora_params_.layer_units[l]);
@@ -540,28 +616,31 @@ void Qwen3VLModel::backward() {
     std::swap(d, d_in);
     st.layers[l] = {};  // free as we go
   }
-  lap(clock, timings_.decoder_backward);
-  // d is the gradient of the embeddings after the vision scatter (no parameter is read).
+  return d;
+}
+
+// d is the gradient of the embeddings after the vision scatter: placeholder rows belong to the
+// vision features, the others to the embedding table (its parameters are not read).
+void Qwen3VLModel::embed_backward(const Buffer& d, State& st) {
   if (float* g = store_.grad(params_.text.embed))
-    k::embedding_backward(st.input_ids.data(), d.data(), g, N, H, st.is_visual.data());
+    k::embedding_backward(st.input_ids.data(), d.data(), g, st.tokens, config_.text.hidden_size,
+                          st.ph.is_visual.data());
   grads_ready(params_.text.embed_unit);
-  Buffer d_merged(total_rows * H, 0.0f);
-  for (size_t j = 0; j < st.visual_pos.size(); ++j)
-    std::memcpy(&d_merged[st.visual_src[j] * H], &d[st.visual_pos[j] * H], H * sizeof(float));
-  VisionEncoder encoder(config_.vision, params_.vision, hooks_);
-  auto slice = [&](const Buffer& b, int64_t row0, int64_t rows) {
-    return Buffer(b.begin() + row0 * H, b.begin() + (row0 + rows) * H);
-  };
-  auto run = [&](const VisionActs& acts, int64_t row0, int64_t rows) {
-    PoolVector<Buffer> dds;
-    for (const Buffer& b : d_deepstack) dds.push_back(slice(b, row0, rows));
-    encoder.backward(store_, acts, slice(d_merged, row0, rows), dds);
-  };
-  if (st.has_images) run(st.image_acts, 0, st.image_rows);
-  if (st.has_videos) run(st.video_acts, st.image_rows, st.video_rows);
+}
+
+void Qwen3VLModel::vision_backward(const Buffer& d, VisionGrads& vg, State& st) {
+  const int64_t H = config_.text.hidden_size;
+  const Placeholders& ph = st.ph;
+  const VisionEncoder encoder(config_.vision, params_.vision, hooks_);
+  vg.image_embeds.resize(ph.image_rows * H);
+  vg.video_embeds.resize(ph.video_rows * H);
+  k::copy_rows(d.data(), ph.image_pos.data(), vg.image_embeds.data(), nullptr,
+               static_cast<int64_t>(ph.image_pos.size()), H);
+  k::copy_rows(d.data(), ph.video_pos.data(), vg.video_embeds.data(), nullptr,
+               static_cast<int64_t>(ph.video_pos.size()), H);
+  if (ph.has_images) encoder.backward(store_, st.image_acts, vg.image_embeds, vg.image_deepstack);
+  if (ph.has_videos) encoder.backward(store_, st.video_acts, vg.video_embeds, vg.video_deepstack);
   for (int64_t p = 0; p < st.idle_vision_passes; ++p) encoder.idle_backward();
-  lap(clock, timings_.vision_backward);
-  st.release();
 }
 
 }  // namespace qv::model

@@ -1,5 +1,6 @@
 // The whole Qwen3-VL model: vision tower(s), placeholder scatter, decoder with DeepStack
-// injection, final norm, and the classifier fused with the cross-entropy loss.
+// injection, final norm, and the classifier fused with the cross-entropy loss. forward() and
+// backward() are short lists of named stages (qwen3vl.cpp, docs/ARCHITECTURE.md).
 #pragma once
 #include <limits>
 #include <map>
@@ -8,11 +9,13 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/activation_checkpoint.h"
 #include "model/config.h"
 #include "model/inputs.h"
 #include "model/lora.h"
 #include "model/params.h"
 #include "model/positions.h"
+#include "model/recorder.h"
 #include "model/text_decoder.h"
 #include "model/unit_hooks.h"
 #include "model/vision_encoder.h"
@@ -34,12 +37,9 @@ struct ForwardOptions {
   bool want_logits = false;  // return the full [batch, seq, vocab] logits (memory: tokens x vocab)
   bool record = false;       // return intermediate tensors under HF fixture names
   int64_t classifier_chunk = 256;  // rows of logits held at once when want_logits is false
-  // Activation checkpointing of decoder layers and vision blocks: "none" keeps every layer's
-  // activations, "full" keeps only each layer's input and recomputes the layer in backward,
-  // "selective" does that for the layers selective_ac_option picks ("2": every second one,
-  // "op": torchtitan's per-op option). model/activation_checkpoint.h says which.
-  std::string activation_checkpoint = "none";
-  std::string selective_ac_option = "2";
+  // Activation checkpointing of decoder layers and vision blocks (model/activation_checkpoint.h
+  // says which are dropped after forward and recomputed in backward); default: none.
+  Checkpointing checkpointing;
   // When set (batch of one, no padding), every layer's keys and values are stored for decode().
   KvCache* kv_cache = nullptr;
   // Sharded training: the most vision-tower passes (images, videos) any rank runs for this
@@ -124,9 +124,28 @@ class Qwen3VLModel {
 
  private:
   struct State;
+  struct VisionFeatures;
+  struct VisionGrads;
   void validate(const ModelInputs& in) const;
+  // The stages of forward() and backward(), in the order they run (qwen3vl.cpp).
+  void plan_placeholders(const ModelInputs& in, State& st, ForwardResult& res, const Recorder& rec);
+  void vision_forward(const ModelInputs& in, const ForwardOptions& opt, State& st,
+                      VisionFeatures& vis, const Recorder& rec);
+  Buffer embed_tokens(const ModelInputs& in, const VisionFeatures& vis, State& st,
+                      const Recorder& rec);
+  void attention_layout(const ModelInputs& in, const ForwardOptions& opt, State& st,
+                        const RopeIndex& rope, const Recorder& rec);
+  Buffer decoder_forward(Buffer x, const VisionFeatures& vis, const ForwardOptions& opt, State& st,
+                         const Recorder& rec);
+  double classifier_forward(const ModelInputs& in, Buffer x, const ForwardOptions& opt, State& st,
+                            ForwardResult& res, const Recorder& rec);
+  Buffer final_norm_backward(State& st);
+  Buffer decoder_backward(Buffer d, State& st, VisionGrads& vg);
+  void embed_backward(const Buffer& d, State& st);
+  void vision_backward(const Buffer& d, VisionGrads& vg, State& st);
   // MoE: router statistics and the load-balancing loss (and its gradient) of the last forward.
-  void finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res);
+  void finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res,
+                     const Recorder& rec);
   void gather(int unit) {
     if (hooks_) hooks_->gather(unit);
   }

@@ -2,11 +2,13 @@
 
 #include <cmath>
 
+#include "core/error.h"
 #include "kernels/activations.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
 #include "kernels/norms.h"
 #include "kernels/rope.h"
+#include "kernels/rows.h"
 
 namespace qv::model {
 
@@ -70,8 +72,32 @@ void DecoderLayer::mlp_backward(ParamStore& s, const float* h, int64_t N, const 
                   /*accumulate_dx=*/true, key);
 }
 
+void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache) const {
+  const TextConfig& c = config_;
+  const int64_t N = ctx.tokens, nh = c.num_heads, kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t cached = cache ? static_cast<int64_t>(cache->k.size()) / kv_dim : 0;
+  if (cache) {  // append this pass's rows
+    for (auto [from, to] : {std::pair{&A.k, &cache->k}, {&A.v, &cache->v}}) {
+      to->resize((cached + N) * kv_dim);
+      k::copy_rows(from->data(), nullptr, to->data() + cached * kv_dim, nullptr, N, kv_dim);
+    }
+  }
+  A.attn.resize(N * nh * c.head_dim);
+  if (cached > 0) {  // decode: the new token attends to every cached position, itself included
+    QV_CHECK(N == 1, "a filled kv cache takes one token at a time, got ", N);
+    k::attention_decode(A.q.data(), cache->k.data(), cache->v.data(), A.attn.data(), cached + 1,
+                        attention_dims(c, cached + 1));
+    return;
+  }
+  A.lse.resize(N * nh);
+  k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
+                       ctx.cu_seqlens.data(), static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
+                       attention_dims(c, N),
+                       ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
+}
+
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
-                           DecoderLayerActs& A, Buffer& out) const {
+                           DecoderLayerActs& A, Buffer& out, KvLayer* cache) const {
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads,
                 hd = c.head_dim;
@@ -98,12 +124,7 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                      eps);
   k::rope_forward(A.q.data(), ctx.cos.data(), ctx.sin.data(), A.q.data(), N, nh, hd);
   k::rope_forward(A.k.data(), ctx.cos.data(), ctx.sin.data(), A.k.data(), N, nkv, hd);
-  A.attn.resize(N * nh * hd);
-  A.lse.resize(N * nh);
-  k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
-                       ctx.cu_seqlens.data(), static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
-                       attention_dims(c, N),
-                       ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
+  attend(ctx, A, cache);
   A.x_mid.resize(N * H);
   linear(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A.x_mid.data(), N, nh * hd, H, &A, key);
   k::add_inplace(A.x_mid.data(), A.x_in.data(), N * H);
@@ -113,35 +134,6 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
   out.resize(N * H);
   mlp_forward(s, A.h2.data(), N, A, out.data(), key);
   k::add_inplace(out.data(), A.x_mid.data(), N * H);
-}
-
-void DecoderLayer::decode(ParamStore& s, const float* cos, const float* sin, KvLayer& cache,
-                          Buffer& x) const {
-  const TextConfig& c = config_;
-  const int64_t H = c.hidden_size, nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  Buffer h(H), q(nh * hd), k(nkv * hd), v(nkv * hd), rs(std::max(nh, nkv));
-  k::rmsnorm_forward(x.data(), s.value(p_.input_norm), h.data(), rs.data(), 1, H, eps);
-  linear(s, LoraTarget::kQ, p_.q_proj, h.data(), q.data(), 1, H, nh * hd, nullptr, kNoDropout);
-  linear(s, LoraTarget::kK, p_.k_proj, h.data(), k.data(), 1, H, nkv * hd, nullptr, kNoDropout);
-  linear(s, LoraTarget::kV, p_.v_proj, h.data(), v.data(), 1, H, nkv * hd, nullptr, kNoDropout);
-  k::rmsnorm_forward(q.data(), s.value(p_.q_norm), q.data(), rs.data(), nh, hd, eps);
-  k::rmsnorm_forward(k.data(), s.value(p_.k_norm), k.data(), rs.data(), nkv, hd, eps);
-  k::rope_forward(q.data(), cos, sin, q.data(), 1, nh, hd);
-  k::rope_forward(k.data(), cos, sin, k.data(), 1, nkv, hd);
-  cache.k.insert(cache.k.end(), k.begin(), k.end());
-  cache.v.insert(cache.v.end(), v.begin(), v.end());
-  const int64_t length = static_cast<int64_t>(cache.k.size()) / (nkv * hd);
-  Buffer attn(nh * hd), o(H);
-  k::attention_decode(q.data(), cache.k.data(), cache.v.data(), attn.data(), length,
-                      attention_dims(c, length));
-  linear(s, LoraTarget::kO, p_.o_proj, attn.data(), o.data(), 1, nh * hd, H, nullptr, kNoDropout);
-  k::add_inplace(x.data(), o.data(), H);
-  Buffer down(H);
-  k::rmsnorm_forward(x.data(), s.value(p_.post_norm), h.data(), rs.data(), 1, H, eps);
-  DecoderLayerActs scratch;
-  mlp_forward(s, h.data(), 1, scratch, down.data(), kNoDropout);
-  k::add_inplace(x.data(), down.data(), H);
 }
 
 void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const DecoderLayerActs& A,

@@ -45,18 +45,19 @@ class DecoderLayer {
                const LoraLayer* lora = nullptr)
       : config_(config), p_(params), lora_(lora) {}
   // x: [tokens, hidden] in; out: layer output (x may not alias out). Saves activations in acts.
+  // The one path of training, prefill and decode: with a cache, the pass's keys and values are
+  // appended to it; an empty cache (prefill) attends as without one, a filled one (decode: one
+  // new token, ctx.cos / sin at its position) attends over every cached position.
   void forward(ParamStore& store, const DecoderContext& ctx, Buffer x_in, DecoderLayerActs& acts,
-               Buffer& out) const;
-  // One new token: x [hidden] is replaced by the layer output; its key and value are appended to
-  // the cache. cos / sin: [head_dim] for the token's position.
-  void decode(ParamStore& store, const float* cos, const float* sin, KvLayer& cache,
-              Buffer& x) const;
+               Buffer& out, KvLayer* cache = nullptr) const;
   // d_out: gradient of the layer output; d_in receives the gradient of its input. aux: the
   // load-balancing loss's gradient (sparse layers; null = none).
   void backward(ParamStore& store, const DecoderContext& ctx, const DecoderLayerActs& acts,
                 const Buffer& d_out, Buffer& d_in, const MoeAuxGrad* aux = nullptr) const;
 
  private:
+  // Attention of A.q over A.k / A.v (or the cache, see forward()) into A.attn.
+  void attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache) const;
   // The feed-forward on h [tokens, hidden]: out (overwritten) and d_h (overwritten).
   void mlp_forward(ParamStore& store, const float* h, int64_t tokens, DecoderLayerActs& acts,
                    float* out, int64_t dropout_key) const;

@@ -1,27 +1,19 @@
-// The vision tower: patch embedding, interpolated position table, ViT blocks with 2-D rotary
-// and per-image attention, the patch merger and the DeepStack mergers. Explicit forward that
-// saves what backward needs, and backward that accumulates parameter gradients.
+// The vision tower: patch embedding, interpolated position table, ViT blocks (model/vision_block.h)
+// with 2-D rotary and per-image attention, the patch merger and the DeepStack mergers. Explicit
+// forward that saves what backward needs, and backward that accumulates parameter gradients.
 #pragma once
-#include <map>
 #include <string>
 #include <vector>
 
 #include "core/buffer_pool.h"
-#include "core/tensor.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
+#include "model/recorder.h"
 #include "model/unit_hooks.h"
+#include "model/vision_block.h"
 
 namespace qv::model {
-
-// Activations and their gradients live in the activation arena (core/buffer_pool.h).
-using Buffer = PoolVector<float>;
-
-struct VisionBlockActs {
-  Buffer x_in, ln1, ln1_mean, ln1_rstd, q, k, v, attn, lse, x_mid, ln2, ln2_mean, ln2_rstd, fc1,
-      act;
-};
 
 struct MergerActs {
   Buffer ln, ln_mean, ln_rstd, fc1, act;
@@ -51,11 +43,10 @@ class VisionEncoder {
   VisionEncoder(const VisionConfig& config, const VisionParams& params, UnitHooks* hooks = nullptr)
       : config_(config), p_(params), hooks_(hooks) {}
 
-  // pixels: [patches, patch_dim]. When `record` is non-null it receives debug tensors
-  // (patch_embed, pos_embeds, rotary_angles, block_output.i) under `prefix`.
+  // pixels: [patches, patch_dim]. `record` receives debug tensors (patch_embed, pos_embeds,
+  // rotary_angles, block_output.i).
   VisionOutputs forward(ParamStore& store, const float* pixels, const std::vector<Grid>& grids,
-                        VisionActs& acts, std::map<std::string, Tensor>* record = nullptr,
-                        const std::string& prefix = "") const;
+                        VisionActs& acts, const Recorder& record = {}) const;
 
   // d_embeds / d_deepstack: gradients of the outputs; accumulates into store's gradients.
   void backward(ParamStore& store, const VisionActs& acts, const Buffer& d_embeds,
@@ -67,9 +58,9 @@ class VisionEncoder {
   void idle_backward() const;
 
  private:
-  // One ViT block: A.x_in in, A filled, out = the block output.
-  void block_forward(ParamStore& store, const VisionBlockParams& P, const VisionPositions& pos,
-                     VisionBlockActs& A, Buffer& out) const;
+  bool recomputed(const VisionActs& acts, int64_t block) const {
+    return block < static_cast<int64_t>(acts.recompute.size()) && acts.recompute[block];
+  }
   void merger_forward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,
                       int64_t patches, MergerActs& a, Buffer& out) const;
   void merger_backward(ParamStore& store, const MergerParams& m, bool postshuffle, const Buffer& x,

@@ -30,7 +30,8 @@ void AdamW::write_bf16_copies(bf16* copies, std::vector<uint8_t> span_has_copy) 
   span_has_copy_ = std::move(span_has_copy);
 }
 
-void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr) {
+void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
+                 float grad_scale) {
   for (size_t s = 0; s < spans_.size(); ++s) {
     if (!active[s]) continue;
     const int64_t step = ++steps_[s];
@@ -44,7 +45,8 @@ void AdamW::step(float* params, const float* grads, const std::vector<uint8_t>& 
                                   static_cast<float>(1 - c_.beta2),
                                   static_cast<float>(-(lr / bc1)),
                                   static_cast<float>(std::sqrt(bc2)),
-                                  static_cast<float>(c_.eps)};
+                                  static_cast<float>(c_.eps),
+                                  grad_scale};
     // The parts of this span inside the owned ranges (whole span when unsharded).
     const int64_t span_end = spans_[s].offset + spans_[s].numel;
     for (size_t r = 0; r < owned_.size(); ++r) {

@@ -33,8 +33,10 @@ class AdamW {
   // bf16 mixed precision: from now on step() also writes the bf16 copy of each updated span
   // whose span_has_copy[i] is set, into `copies` (the flat layout of params), in the same pass.
   void write_bf16_copies(bf16* copies, std::vector<uint8_t> span_has_copy);
-  // One update of every span whose active[i] is set, with learning rate lr.
-  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr);
+  // One update of every span whose active[i] is set, with learning rate lr, from the gradients
+  // times grad_scale (gradient clipping, applied on the fly; `grads` is not written).
+  void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
+            float grad_scale = 1.0f);
 
   // Moments of the owned elements, range after range.
   std::vector<float>& exp_avg() { return m_; }

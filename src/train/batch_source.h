@@ -4,6 +4,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/inputs.h"
@@ -18,6 +19,14 @@ class BatchSource {
   virtual model::ModelInputs next() = 0;
   virtual nlohmann::json state() const = 0;
   virtual void restore(const nlohmann::json& state) = 0;
+  // Continues from a checkpoint saved by another number of ranks: `states` holds every saving
+  // rank's state (rank order). The rule (docs/CHECKPOINTS.md): the epoch the furthest saving
+  // rank was in restarts from its beginning over the new ranks, or with next_epoch the epoch
+  // after it begins. Sources without epochs restore the first state.
+  virtual void restore_resharded(const std::vector<nlohmann::json>& states, bool next_epoch) {
+    (void)next_epoch;
+    restore(states.at(0));
+  }
   virtual std::string describe() const = 0;
   // Samples skipped so far because of bad data (logged by the source with file and key).
   virtual int64_t skipped() const { return 0; }

@@ -15,6 +15,7 @@
 #include "io/atomic_file.h"
 #include "io/checksum.h"
 #include "io/safetensors.h"
+#include "train/checkpoint_shards.h"
 
 namespace qv::train {
 
@@ -24,6 +25,8 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kPrefix = "step-";
+constexpr const char* kFormatV1 = "qwen3vl-checkpoint-v1";
+constexpr const char* kFormatV2 = "qwen3vl-checkpoint-v2";
 
 std::string step_name(int64_t step) {
   char buf[32];
@@ -102,11 +105,31 @@ void remove_stale_temp_dirs(const std::string& folder) {
   }
 }
 
+// Removes all but the newest keep_latest_k complete checkpoints (0 keeps all). The new
+// checkpoint is complete; failing to prune older ones only costs disk space.
+void prune(const std::string& folder, int64_t keep_latest_k) {
+  if (keep_latest_k <= 0) return;
+  try {
+    auto all = complete_checkpoints(folder);
+    for (size_t i = 0; i + keep_latest_k < all.size(); ++i) remove_checkpoint_dir(all[i]);
+  } catch (const std::exception& e) {
+    log::warn(cat("could not remove old checkpoints in ", folder, ": ", e.what()));
+  }
+}
+
+std::string save_failed(const std::string& final_dir, const std::string& why) {
+  return cat("checkpoint save to ", final_dir, " failed (previous checkpoints kept): ", why);
+}
+
 }  // namespace
 
-std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
-                            const OptimizerState* opt, const TrainState& state,
-                            int64_t keep_latest_k) {
+std::string checkpoint_dir(const std::string& folder, int64_t step) {
+  return (fs::path(folder) / step_name(step)).string();
+}
+
+std::string save_checkpoint_v1(const std::string& folder, const model::ParamStore& store,
+                               const OptimizerState* opt, const TrainState& state,
+                               int64_t keep_latest_k) {
   const fs::path final_dir = fs::path(folder) / step_name(state.step);
   const fs::path tmp_dir = io::temp_sibling(final_dir.string(), "");
   try {
@@ -133,7 +156,7 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
     if (opt)
       files["optimizer.safetensors"] =
           io::write_safetensors((tmp_dir / "optimizer.safetensors").string(), std::move(optim));
-    json j = {{"format", "qwen3vl-checkpoint-v1"},
+    json j = {{"format", kFormatV1},
               {"step", state.step},
               {"data_state", state.data_state},
               {"extra", state.extra},
@@ -147,16 +170,140 @@ std::string save_checkpoint(const std::string& folder, const model::ParamStore& 
     fail("checkpoint save to ", final_dir.string(),
          " failed (previous checkpoints kept): ", e.what());
   }
-  if (keep_latest_k > 0) {
-    // The new checkpoint is complete; failing to prune older ones only costs disk space.
+  prune(folder, keep_latest_k);
+  return final_dir.string();
+}
+
+std::string begin_sharded_save(dist::Communicator& comm, const std::string& final_dir) {
+  const fs::path target(final_dir);
+  std::string error;
+  double v[2] = {0, 0};  // failed, rank 0's process id (names the temporary folder)
+  if (comm.rank() == 0) {
     try {
-      auto all = complete_checkpoints(folder);
-      for (size_t i = 0; i + keep_latest_k < all.size(); ++i) remove_checkpoint_dir(all[i]);
+      fs::create_directories(target.parent_path());
+      remove_stale_temp_dirs(target.parent_path().string());
+      const std::string tmp = io::temp_sibling(final_dir, "");
+      fs::remove_all(tmp);
+      fs::create_directories(tmp);
     } catch (const std::exception& e) {
-      log::warn(cat("could not remove old checkpoints in ", folder, ": ", e.what()));
+      error = e.what();
+      v[0] = 1;
+    }
+    v[1] = static_cast<double>(::getpid());
+  }
+  comm.all_reduce_max(v, 2);
+  if (v[0] > 0)
+    fail(save_failed(final_dir, comm.rank() == 0
+                                    ? error
+                                    : std::string("rank 0 could not create the "
+                                                  "temporary folder (see its error)")));
+  return (target.parent_path() / (".tmp-" + target.filename().string() + "-" +
+                                  std::to_string(static_cast<long long>(v[1]))))
+      .string();
+}
+
+std::string finish_sharded_save(dist::Communicator& comm, const std::string& tmp_dir,
+                                const std::string& final_dir, const RankFiles& mine,
+                                const std::vector<FlatRange>& written,
+                                const model::ParamStore& store, const SaveInfo& info) {
+  const int world = comm.size(), rank = comm.rank();
+  // Every rank's outcome, file CRCs and written ranges, through one sum over ranks (each rank
+  // fills its own slot; CRCs and flat offsets are exact in a double).
+  double most = static_cast<double>(written.size());
+  comm.all_reduce_max(&most, 1);
+  const int64_t max_ranges = static_cast<int64_t>(most);
+  const std::vector<std::string> kinds = {"model", "optim", "data"};
+  const int64_t per = 2 + static_cast<int64_t>(kinds.size()) + 2 * max_ranges;
+  std::vector<double> all(static_cast<size_t>(world * per), 0.0);
+  double* slot = all.data() + rank * per;
+  slot[0] = mine.error.empty() ? 0 : 1;
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    auto it = mine.crc.find(rank_file(kinds[k], rank, k == 2 ? "json" : "safetensors"));
+    slot[1 + k] = it == mine.crc.end() ? -1.0 : static_cast<double>(it->second);
+  }
+  slot[1 + kinds.size()] = static_cast<double>(written.size());
+  for (size_t i = 0; i < written.size(); ++i) {
+    slot[2 + kinds.size() + 2 * i] = static_cast<double>(written[i].begin);
+    slot[3 + kinds.size() + 2 * i] = static_cast<double>(written[i].end);
+  }
+  comm.all_reduce_sum(all.data(), static_cast<int64_t>(all.size()));
+  int failed_rank = -1;
+  for (int r = world - 1; r >= 0; --r)
+    if (all[r * per] > 0) failed_rank = r;
+  std::string error;
+  if (rank == 0) {
+    try {
+      if (failed_rank >= 0) {
+        std::error_code ec;
+        fs::remove_all(tmp_dir, ec);
+      } else {
+        std::map<std::string, uint32_t> crcs;
+        std::vector<std::vector<FlatRange>> ranges(world);
+        for (int r = 0; r < world; ++r) {
+          const double* s = all.data() + r * per;
+          for (size_t k = 0; k < kinds.size(); ++k)
+            if (s[1 + k] >= 0)
+              crcs[rank_file(kinds[k], r, k == 2 ? "json" : "safetensors")] =
+                  static_cast<uint32_t>(s[1 + k]);
+          for (int64_t i = 0; i < static_cast<int64_t>(s[1 + kinds.size()]); ++i)
+            ranges[r].push_back({static_cast<int64_t>(s[2 + kinds.size() + 2 * i]),
+                                 static_cast<int64_t>(s[3 + kinds.size() + 2 * i])});
+        }
+        const bool has_opt = !info.optimizer_steps.empty();
+        const json index = build_index(store, ranges, info.replicate, info.shard, has_opt,
+                                       info.optimizer_steps, crcs);
+        const std::string index_text = index.dump(1) + "\n";
+        io::write_file_atomic((fs::path(tmp_dir) / "index.json").string(), index_text);
+        json files = {{"index.json", io::crc32c(index_text.data(), index_text.size())}};
+        if (!info.model_config_json.empty()) {
+          io::write_file_atomic((fs::path(tmp_dir) / "config.json").string(),
+                                info.model_config_json);
+          files["config.json"] =
+              io::crc32c(info.model_config_json.data(), info.model_config_json.size());
+        }
+        json j = {{"format", kFormatV2},         {"step", info.step},
+                  {"extra", info.extra},         {"world", world},
+                  {"replicate", info.replicate}, {"shard", info.shard},
+                  {"has_optimizer", has_opt},    {"crc32c", files}};
+        j["state_crc32c"] = state_crc(j);
+        io::write_file_atomic((fs::path(tmp_dir) / "state.json").string(), j.dump(2) + "\n");
+        io::publish_dir(tmp_dir, final_dir);
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+      std::error_code ec;
+      fs::remove_all(tmp_dir, ec);
     }
   }
-  return final_dir.string();
+  double published_failed = error.empty() ? 0.0 : 1.0;
+  comm.all_reduce_max(&published_failed, 1);
+  if (failed_rank >= 0)
+    fail(save_failed(final_dir,
+                     !mine.error.empty()
+                         ? cat("writing failed on rank ", rank, ": ", mine.error)
+                         : cat("writing failed on rank ", failed_rank, " (see its error)")));
+  if (published_failed > 0)
+    fail(save_failed(final_dir, rank == 0 ? error : "publishing failed on rank 0 (see its error)"));
+  if (rank == 0) prune(fs::path(final_dir).parent_path().string(), info.keep_latest_k);
+  return final_dir;
+}
+
+std::string save_checkpoint(const std::string& folder, const model::ParamStore& store,
+                            const OptimizerState* opt, const TrainState& state,
+                            int64_t keep_latest_k) {
+  auto comm = dist::make_local_communicator();
+  const std::string final_dir = checkpoint_dir(folder, state.step);
+  const std::string tmp = begin_sharded_save(*comm, final_dir);
+  const std::vector<FlatRange> all = {{0, store.total()}};
+  const ShareView share = view_share(store, all, all, opt ? opt->exp_avg.data() : nullptr,
+                                     opt ? opt->exp_avg_sq.data() : nullptr);
+  const RankFiles files = write_rank_files(tmp, 0, store.entries(), share, state.data_state);
+  SaveInfo info;
+  info.step = state.step;
+  info.extra = state.extra;
+  if (opt) info.optimizer_steps = opt->steps;
+  info.keep_latest_k = keep_latest_k;
+  return finish_sharded_save(*comm, tmp, final_dir, files, all, store, info);
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& folder) {
@@ -189,16 +336,18 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
   return load_checkpoint(path, store, &whole);
 }
 
-TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
-                           const OptimizerTarget* opt) {
-  const fs::path dir(path);
+namespace {
+
+// state.json, parsed and checked (format field, its own CRC).
+json read_state(const std::string& path) {
   json j;
   try {
-    j = json::parse(io::read_file((dir / "state.json").string()));
+    j = json::parse(io::read_file((fs::path(path) / "state.json").string()));
   } catch (const json::exception& e) {
     fail(path, ": state.json is not valid JSON: ", e.what());
   }
-  QV_CHECK(j.is_object() && j.value("format", "") == "qwen3vl-checkpoint-v1", path,
+  const std::string format = j.is_object() ? j.value("format", "") : "";
+  QV_CHECK(format == kFormatV1 || format == kFormatV2, path,
            ": not a qwen3vl checkpoint (state.json format field)");
   // Checkpoints written before the field existed have none.
   if (j.contains("state_crc32c")) {
@@ -206,6 +355,12 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
         j["state_crc32c"].is_number_unsigned() && j["state_crc32c"].get<uint32_t>() == state_crc(j),
         path, ": state.json is corrupt (CRC-32C of its content does not match)");
   }
+  return j;
+}
+
+void load_v1(const std::string& path, const json& j, model::ParamStore& store,
+             const OptimizerTarget* opt, const std::vector<FlatRange>& param_ranges) {
+  const fs::path dir(path);
   const json files = j.value("crc32c", json::object());
   for (auto it = files.begin(); it != files.end(); ++it) {
     const std::string file = (dir / it.key()).string();
@@ -216,34 +371,92 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
              ")");
   }
   io::SafetensorsFile model((dir / "model.safetensors").string());
-  for (const model::ParamEntry& e : store.entries())
-    std::memcpy(store.value(e.ref), f32_data(model, e.name, e.ref.numel), e.ref.numel * 4);
+  for (const model::ParamEntry& e : store.entries()) {
+    const float* src = f32_data(model, e.name, e.ref.numel);
+    for (const FlatRange& r : param_ranges) {
+      const int64_t lo = std::max(r.begin, e.ref.offset);
+      const int64_t hi = std::min(r.end, e.ref.offset + e.ref.numel);
+      if (lo < hi)
+        std::memcpy(store.values().data() + lo, src + (lo - e.ref.offset), (hi - lo) * 4);
+    }
+  }
+  if (!opt) return;
+  QV_CHECK(files.contains("optimizer.safetensors"), path,
+           ": has no optimizer state (saved model-only); cannot resume training from it");
+  // Elements outside every parameter (alignment padding between units) stay zero.
+  std::fill(opt->exp_avg.begin(), opt->exp_avg.end(), 0.0f);
+  std::fill(opt->exp_avg_sq.begin(), opt->exp_avg_sq.end(), 0.0f);
+  io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
+  opt->steps->assign(store.entries().size(), 0);
+  for (size_t i = 0; i < store.entries().size(); ++i) {
+    const model::ParamEntry& e = store.entries()[i];
+    const int64_t base = e.ref.offset, n = e.ref.numel;
+    copy_owned(f32_data(optim, "exp_avg." + e.name, n), base, n, *opt, opt->exp_avg);
+    copy_owned(f32_data(optim, "exp_avg_sq." + e.name, n), base, n, *opt, opt->exp_avg_sq);
+    Tensor s = optim.read("step." + e.name);
+    QV_CHECK(s.dtype() == DType::kI64 && s.numel() == 1, path, ": bad step tensor for ", e.name);
+    (*opt->steps)[i] = s.data<int64_t>()[0];
+  }
+}
+
+// Every saving rank's data-loader state, each file's CRC checked against index.json.
+std::vector<json> read_data_states(const std::string& path, const json& index) {
+  std::vector<json> out;
+  const int64_t world = index.at("world").get<int64_t>();
+  const json& files = index.at("files");
+  for (int64_t r = 0; r < world; ++r) {
+    const std::string name = rank_file("data", r, "json");
+    const std::string file = (fs::path(path) / name).string();
+    QV_CHECK(files.contains(name) && fs::exists(file), path, ": missing shard file ", name,
+             " (rank ", r, "'s data-loader state)");
+    const std::string text = io::read_file(file);
+    const uint32_t crc = io::crc32c(text.data(), text.size());
+    QV_CHECK(crc == files[name].get<uint32_t>(), path, ": ", name,
+             " is corrupt (CRC-32C mismatch: stored ", files[name].get<uint32_t>(), ", computed ",
+             crc, ")");
+    try {
+      out.push_back(json::parse(text));
+    } catch (const json::exception& e) {
+      fail(file, ": not valid JSON: ", e.what());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
+                           const OptimizerTarget* opt, const std::vector<FlatRange>* param_ranges) {
+  const json j = read_state(path);
   if (opt) {
-    QV_CHECK(files.contains("optimizer.safetensors"), path,
-             ": has no optimizer state (saved model-only); cannot resume training from it");
     int64_t owned = 0;
     for (const FlatRange& r : opt->owned) owned += r.size();
     QV_CHECK(static_cast<int64_t>(opt->exp_avg.size()) == owned &&
                  static_cast<int64_t>(opt->exp_avg_sq.size()) == owned,
              "load_checkpoint: optimizer buffers do not match the owned ranges");
-    // Elements outside every parameter (alignment padding between units) stay zero.
-    std::fill(opt->exp_avg.begin(), opt->exp_avg.end(), 0.0f);
-    std::fill(opt->exp_avg_sq.begin(), opt->exp_avg_sq.end(), 0.0f);
-    io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
-    opt->steps->assign(store.entries().size(), 0);
-    for (size_t i = 0; i < store.entries().size(); ++i) {
-      const model::ParamEntry& e = store.entries()[i];
-      const int64_t base = e.ref.offset, n = e.ref.numel;
-      copy_owned(f32_data(optim, "exp_avg." + e.name, n), base, n, *opt, opt->exp_avg);
-      copy_owned(f32_data(optim, "exp_avg_sq." + e.name, n), base, n, *opt, opt->exp_avg_sq);
-      Tensor s = optim.read("step." + e.name);
-      QV_CHECK(s.dtype() == DType::kI64 && s.numel() == 1, path, ": bad step tensor for ", e.name);
-      (*opt->steps)[i] = s.data<int64_t>()[0];
-    }
   }
   TrainState st;
+  st.format = j.at("format").get<std::string>();
+  const std::vector<FlatRange> ranges =
+      param_ranges ? *param_ranges : std::vector<FlatRange>{{0, store.total()}};
+  if (st.format == kFormatV1) {
+    load_v1(path, j, store, opt, ranges);
+  } else {
+    const json index = read_index(path, j);
+    ShardedLoad load;
+    load.param_ranges = ranges;
+    if (opt) {
+      load.owned = opt->owned;
+      load.exp_avg = opt->exp_avg.data();
+      load.exp_avg_sq = opt->exp_avg_sq.data();
+      load.steps = opt->steps;
+    }
+    load_sharded(path, index, store, load);
+    st.data_states = read_data_states(path, index);
+    if (!st.data_states.empty()) st.data_state = st.data_states[0];
+  }
   st.step = j.at("step").get<int64_t>();
-  st.data_state = j.value("data_state", json::object());
+  if (st.format == kFormatV1) st.data_state = j.value("data_state", json::object());
   st.extra = j.value("extra", json::object());
   return st;
 }

@@ -231,6 +231,9 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"checkpoint.load_only", bool_field(c.load_only)},
       {"checkpoint.last_save_model_only", bool_field(c.last_save_model_only)},
       {"checkpoint.export_dtype", string_field(c.export_dtype, {"float32", "bfloat16", "float16"})},
+      {"checkpoint.async_mode",
+       string_field(c.async_mode, {"disabled", "async", "async_with_pinned_mem"})},
+      {"checkpoint.data_reshard", string_field(c.data_reshard, {"restart_epoch", "next_epoch"})},
       {"checkpoint.export_folder", string_field(c.export_folder)},
       {"activation_checkpoint.mode", string_field(c.ac_mode, {"none", "selective", "full"})},
       {"activation_checkpoint.selective_ac_option", string_field(c.ac_selective_option)},
@@ -276,7 +279,7 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.expert_parallel >= 1, "parallelism.expert_parallel_degree must be >= 1");
   QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
   QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
-  model::Checkpointing::parse(c.ac_mode, c.ac_selective_option);  // an error names a bad option
+  JobChoices::parse(c);  // an error names a bad choice
   c.lora.validate();
   QV_CHECK(!c.lora.enabled() || c.freeze.empty(),
            "model.freeze and lora.rank > 0 together: LoRA freezes every base weight already");
@@ -457,6 +460,46 @@ JobConfig JobConfig::parse(const std::string& text, const std::string& origin,
 JobConfig JobConfig::load(const std::string& path,
                           const std::vector<std::pair<std::string, std::string>>& overrides) {
   return parse(io::read_file(path), path, overrides);
+}
+
+DatasetKind parse_dataset_kind(const std::string& name, const char* key) {
+  if (name == "cc12m" || name == "cc12m-test") return DatasetKind::kCc12m;
+  if (name == "obelics") return DatasetKind::kObelics;
+  if (name == "chat") return DatasetKind::kChat;
+  QV_CHECK(name == "fixed", key, " = '", name, "' is not one of: cc12m, obelics, chat, fixed");
+  return DatasetKind::kFixed;
+}
+
+namespace {
+// value's position in choices; an error names the key and lists the choices.
+size_t choice(const std::string& value, std::initializer_list<const char*> choices,
+              const char* key) {
+  size_t i = 0;
+  std::string list;
+  for (const char* c : choices) {
+    if (value == c) return i;
+    list += (i++ ? ", " : "") + std::string(c);
+  }
+  throw Error(cat(key, " = '", value, "' is not one of: ", list));
+}
+}  // namespace
+
+JobChoices JobChoices::parse(const JobConfig& c) {
+  JobChoices j;
+  j.dataset = parse_dataset_kind(c.dataset);
+  j.on_nonfinite = choice(c.on_nonfinite, {"stop", "skip"}, "training.on_nonfinite") == 0
+                       ? NonFinitePolicy::kStop
+                       : NonFinitePolicy::kSkip;
+  const DType f32_bf16[] = {DType::kF32, DType::kBF16};
+  j.matmul_dtype = f32_bf16[choice(c.mixed_precision_param, {"float32", "bfloat16"},
+                                   "training.mixed_precision_param")];
+  const DType export_dtypes[] = {DType::kF32, DType::kBF16, DType::kF16};
+  j.export_dtype = export_dtypes[choice(c.export_dtype, {"float32", "bfloat16", "float16"},
+                                        "checkpoint.export_dtype")];
+  j.truncate_long_samples =
+      choice(c.overlong_samples, {"truncate", "skip"}, "data.overlong_samples") == 0;
+  j.checkpointing = model::Checkpointing::parse(c.ac_mode, c.ac_selective_option);
+  return j;
 }
 
 }  // namespace qv::train

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
+#include "model/activation_checkpoint.h"
 #include "model/lora_config.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
@@ -80,6 +82,16 @@ struct JobConfig {
   bool load_only = false;                     // resume if possible, never save
   bool last_save_model_only = false;
   std::string export_dtype = "float32";  // float32 | bfloat16 | float16
+  // disabled: every rank writes its share at the step boundary, training waits. async (and
+  // torchtitan's async_with_pinned_mem, the same here): each rank copies its share to host
+  // memory (4 bytes per written parameter, 12 with the optimizer state) and writes it on a
+  // background thread while training continues; the checkpoint is published at a later step
+  // boundary once every rank has written (docs/CHECKPOINTS.md).
+  std::string async_mode = "disabled";
+  // When the number of ranks differs from the checkpoint's: restart_epoch starts the epoch the
+  // furthest saving rank was in from its beginning over the new ranks; next_epoch starts the
+  // epoch after it.
+  std::string data_reshard = "restart_epoch";
   std::string export_folder = "hf_export";
   // [activation_checkpoint]
   std::string ac_mode = "none";  // none | selective | full
@@ -133,6 +145,25 @@ struct JobConfig {
   static bool is_known_key(const std::string& key);
   // Every implemented key with its value in this config, as TOML ("[section]" / "key = value").
   std::string to_toml() const;
+};
+
+// The closed sets of a JobConfig (kept there as the TOML spells them, so `to_toml` and overrides
+// stay textual) as enums: parsed once, by the Trainer at construction and by the data sources,
+// instead of string comparisons where they are used. Errors name the key and the choices.
+enum class DatasetKind { kCc12m, kObelics, kChat, kFixed };  // cc12m-test reads as cc12m
+enum class NonFinitePolicy { kStop, kSkip };
+
+DatasetKind parse_dataset_kind(const std::string& name, const char* key = "training.dataset");
+
+struct JobChoices {
+  DatasetKind dataset = DatasetKind::kCc12m;              // training.dataset
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::kStop;  // training.on_nonfinite
+  DType matmul_dtype = DType::kF32;    // training.mixed_precision_param: kF32 or kBF16
+  DType export_dtype = DType::kF32;    // checkpoint.export_dtype: kF32, kBF16 or kF16
+  bool truncate_long_samples = true;   // data.overlong_samples: truncate (true) or skip
+  model::Checkpointing checkpointing;  // [activation_checkpoint] mode and selective_ac_option
+
+  static JobChoices parse(const JobConfig& config);
 };
 
 }  // namespace qv::train

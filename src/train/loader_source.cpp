@@ -1,4 +1,5 @@
 // BatchSource over the data loader (cc12m WebDataset shards).
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -35,6 +36,12 @@ class LoaderSource final : public BatchSource {
   model::ModelInputs next() override { return batch_to_inputs(loader_.next()); }
   nlohmann::json state() const override { return loader_.state(); }
   void restore(const nlohmann::json& s) override { loader_.restore(s); }
+  void restore_resharded(const std::vector<nlohmann::json>& states, bool next_epoch) override {
+    int64_t epoch = 0;
+    for (const auto& s : states)
+      if (s.contains("pipeline")) epoch = std::max(epoch, s["pipeline"].value("epoch", int64_t{0}));
+    loader_.restart_at_epoch(epoch + (next_epoch ? 1 : 0));
+  }
   std::string describe() const override {
     const auto& c = loader_.config();
     return cat(c.dataset, " shards ", c.path, " (rank ", c.rank, " of ", c.world_size, "), ",
@@ -73,7 +80,7 @@ data::LoaderConfig loader_config(const JobConfig& c, const model::ModelConfig& m
            c.max_images_per_sample, ") exceeds the images one row may hold (", l.max_images_per_row,
            " = max_images_per_batch / local_batch_size): a sample has to fit in one row");
   l.max_tokens_per_sample = c.max_tokens_per_sample;
-  l.truncate_long_samples = c.overlong_samples == "truncate";
+  l.truncate_long_samples = JobChoices::parse(c).truncate_long_samples;
   l.max_images_per_sample = c.max_images_per_sample;
   l.seed = static_cast<uint64_t>(c.seed);
   l.rank = rank;

@@ -31,6 +31,28 @@ double peak_rss_mib() {
   return proc_status_kib("VmHWM:") / 1024.0;
 }
 
+RssWatch::RssWatch() : peak_(rss_mib()) {
+  thread_ = std::thread([this] {
+    while (!stop_.load()) {
+      const double now = rss_mib();
+      if (now > peak_.load()) peak_ = now;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+}
+
+RssWatch::~RssWatch() {
+  stop();
+}
+
+double RssWatch::stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  const double now = rss_mib();
+  if (now > peak_.load()) peak_ = now;
+  return peak_.load();
+}
+
 MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel& model, bool writer,
                              double peak_gflops_rank, double peak_gflops_total, int ranks)
     : config_(config), model_(model), writer_(writer), peak_gflops_(peak_gflops_total) {
@@ -43,7 +65,7 @@ MetricsLogger::MetricsLogger(const JobConfig& config, const model::Qwen3VLModel&
   if (ranks > 1)
     std::snprintf(per_rank, sizeof(per_rank), " over %d ranks (%.1f on rank 0)", ranks,
                   peak_gflops_rank);
-  const bool bf16 = config.mixed_precision_param == "bfloat16";
+  const bool bf16 = JobChoices::parse(config).matmul_dtype == DType::kBF16;
   std::printf("MFU below: the model FLOP rate over the %s GEMM peak (2048^3): %.1f GFLOP/s%s\n",
               bf16 ? "bf16" : "float32", peak_gflops_total, per_rank);
 }

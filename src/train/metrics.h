@@ -1,7 +1,9 @@
 // What the user sees each log step: a console line, metrics.jsonl and TensorBoard scalars.
 #pragma once
+#include <atomic>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "model/qwen3vl.h"
 #include "train/job_config.h"
@@ -36,5 +38,19 @@ class MetricsLogger {
 // Resident memory now and at peak, in MiB (from /proc/self/status).
 double rss_mib();
 double peak_rss_mib();
+
+// The largest resident set size seen while it runs, sampled every 5 ms on a thread of its own:
+// the peak of one phase (a checkpoint save), which the process-lifetime peak cannot show.
+class RssWatch {
+ public:
+  RssWatch();
+  ~RssWatch();
+  double stop();  // MiB; stops sampling
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<double> peak_{0};
+  std::thread thread_;
+};
 
 }  // namespace qv::train

@@ -99,7 +99,6 @@ std::vector<TorchtitanKey> build() {
       {"checkpoint.last_save_in_hf", kAny,
        "checkpoints hold HF-named safetensors and the final model is always exported as a "
        "Hugging Face folder (checkpoint.export_folder)"},
-      {"checkpoint.async_mode", {"disabled"}, "checkpoints are written synchronously"},
       {"checkpoint.exclude_from_loading",
        {"[]"},
        "resume loads model, optimizer, schedule and data position together"},

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <thread>
 
 #include "core/buffer_pool.h"
 #include "core/error.h"
@@ -36,6 +37,20 @@ struct Trainer::Metrics {
   std::unique_ptr<MetricsLogger> logger;
 };
 
+// An asynchronous save in flight: the snapshot the background thread writes, and what
+// finish_sharded_save needs afterwards.
+struct Trainer::PendingSave {
+  ShareView snapshot;  // in Trainer::snapshot_storage_
+  nlohmann::json data_state;
+  std::string tmp_dir, final_dir;
+  SaveInfo info;
+  RankFiles files;
+  std::atomic<bool> done{false};
+  std::thread writer;
+  Clock::time_point started;
+  double copy_seconds = 0;
+};
+
 model::ModelConfig model_config(const JobConfig& c) {
   if (c.hf_config.empty()) return model::ModelConfig::flavor(c.flavor);
   const fs::path p(c.hf_config);
@@ -46,7 +61,12 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
   const model::ModelConfig mc = model_config(c);
   auto m = std::make_unique<model::Qwen3VLModel>(mc, unit_align);
   if (!c.initial_load_path.empty()) {
-    model::load_hf_weights(c.initial_load_path, m->store());
+    // A training checkpoint's step folder (its weights only), or a Hugging Face folder.
+    if (fs::exists(fs::path(c.initial_load_path) / "state.json"))
+      load_checkpoint(c.initial_load_path, m->store(),
+                      static_cast<const OptimizerTarget*>(nullptr));
+    else
+      model::load_hf_weights(c.initial_load_path, m->store());
     log::info("loaded weights from " + c.initial_load_path);
   } else {
     model::init_params(mc, m->store(), static_cast<uint64_t>(c.seed),
@@ -58,6 +78,7 @@ std::unique_ptr<model::Qwen3VLModel> build_model(const JobConfig& c, int64_t uni
 Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
                  std::unique_ptr<BatchSource> data, std::unique_ptr<dist::Communicator> comm)
     : config_(std::move(config)),
+      choices_(JobChoices::parse(config_)),
       model_(std::move(model)),
       data_(std::move(data)),
       comm_(std::move(comm)),
@@ -90,7 +111,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   // Every rank starts from rank 0's weights (a seeded init is identical anyway; this also
   // covers weights loaded from different files).
   comm_->broadcast(model_->store().values().data(), model_->store().total(), 0);
-  if (config_.mixed_precision_param == "bfloat16") model_->enable_bf16_matmuls();
+  if (choices_.matmul_dtype == DType::kBF16) model_->enable_bf16_matmuls();
   apply_freeze();
   dp_ = dist::make_data_parallel(model_->store(), *comm_, dims_, config_.overlap_grad_reduce);
   optimizer_ = std::make_unique<AdamW>(config_.adamw, spans, dp_->owned());
@@ -103,7 +124,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   if (ep_) log::info("expert parallel: " + ep_->describe(experts));
   log::info("GEMM: " + kernels::gemm_description());
   log::info(cat("matrix products in ", config_.mixed_precision_param,
-                config_.mixed_precision_param == "bfloat16" && !kernels::gemm_bf16_native()
+                choices_.matmul_dtype == DType::kBF16 && !kernels::gemm_bf16_native()
                     ? " (this CPU has no bf16 GEMM path: bf16 inputs are widened to float)"
                     : ""));
   metrics_ = std::make_unique<Metrics>();
@@ -111,6 +132,9 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
 
 Trainer::~Trainer() {
   if (model_) model_->set_unit_hooks(nullptr);
+  // An unfinished background save (the job is failing): its temporary folder is left for the
+  // next save to remove.
+  if (pending_save_ && pending_save_->writer.joinable()) pending_save_->writer.join();
 }
 
 void Trainer::apply_freeze() {
@@ -193,8 +217,7 @@ StepRecord Trainer::train_step() {
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
-  opt.activation_checkpoint = config_.ac_mode;
-  opt.selective_ac_option = config_.ac_selective_option;
+  opt.checkpointing = choices_.checkpointing;
   opt.router_aux_loss_coef = config_.router_aux_loss_coef;
   RouterTotals router(model_->config().text);
   // The sparse layers exchange slot rows with the group during this step's forwards and
@@ -226,23 +249,20 @@ StepRecord Trainer::train_step() {
   rec.lr = config_.adamw.lr * schedule_.factor(step_);
   if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
     QV_CHECK(
-        config_.on_nonfinite == "skip", "step ", rec.step, ": non-finite ",
+        choices_.on_nonfinite == NonFinitePolicy::kSkip, "step ", rec.step, ": non-finite ",
         std::isfinite(rec.loss) ? "gradient norm" : "loss", " (loss ", rec.loss, ", grad norm ",
         rec.grad_norm,
         "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
     log::warn(cat("step ", rec.step, ": non-finite loss or gradient, step skipped"));
     rec.skipped = true;
   } else {
-    if (config_.max_norm > 0) {
-      const float coef = std::min(
+    // Gradient clipping as torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that
+    // is below 1, inside the optimizer's pass.
+    float clip = 1.0f;
+    if (config_.max_norm > 0)
+      clip = std::min(
           1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
-      if (coef < 1.0f) {
-        std::vector<kernels::FlatPiece> owned;
-        for (const FlatRange& r : dp_->owned()) owned.push_back({r.begin, r.end});
-        kernels::scale(store.grads().data(), owned, coef);
-      }
-    }
-    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr);
+    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr, clip);
   }
   ++step_;
   rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
@@ -277,34 +297,105 @@ std::vector<int64_t> Trainer::vision_passes(const std::vector<model::ModelInputs
   return out;
 }
 
+namespace {
+
+// Bytes in a checkpoint folder's files.
+int64_t folder_bytes(const std::string& path) {
+  int64_t bytes = 0;
+  for (const auto& e : fs::directory_iterator(path))
+    if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
+  return bytes;
+}
+
+void log_saved(const std::string& path, double seconds, const std::string& how) {
+  const double mib = static_cast<double>(folder_bytes(path)) / 1048576.0;
+  char stats[160];
+  std::snprintf(stats, sizeof(stats), " (%.0f MiB in %.2f s, %.0f MiB/s%s)", mib, seconds,
+                mib / std::max(seconds, 1e-9), how.c_str());
+  log::info("saved checkpoint " + path + stats);
+}
+
+}  // namespace
+
 void Trainer::save(bool final_save) {
   if (!config_.checkpoint_enable || config_.load_only) return;
+  complete_pending_save(/*wait=*/true);  // one save in flight at a time
+  const auto t0 = Clock::now();
   const std::string folder = (fs::path(config_.dump_folder) / config_.checkpoint_folder).string();
-  TrainState st;
-  st.step = step_;
-  st.data_state = data_->state();
-  st.extra = {{"seed", config_.seed}};
   const bool model_only = final_save && config_.last_save_model_only;
-  OptimizerState full;
-  if (!model_only) {
-    dp_->gather_state(optimizer_->exp_avg(), full.exp_avg);
-    dp_->gather_state(optimizer_->exp_avg_sq(), full.exp_avg_sq);
-    full.steps = optimizer_->steps();
+  auto& store = model_->store();
+  // Ranks holding the same ranges (replicas) write disjoint parts of them.
+  const std::vector<FlatRange> write =
+      ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard);
+  const ShareView share =
+      view_share(store, write, dp_->owned(), model_only ? nullptr : optimizer_->exp_avg().data(),
+                 model_only ? nullptr : optimizer_->exp_avg_sq().data());
+  SaveInfo info;
+  info.step = step_;
+  info.extra = {{"seed", config_.seed}};
+  info.replicate = dims_.replicate;
+  info.shard = dims_.shard;
+  if (!model_only) info.optimizer_steps = optimizer_->steps();
+  info.model_config_json = model_->config().to_json_text();
+  info.keep_latest_k = config_.keep_latest_k;
+  const std::string final_dir = checkpoint_dir(folder, step_);
+  const std::string tmp = begin_sharded_save(*comm_, final_dir);
+  if (config_.async_mode != "disabled") {
+    auto p = std::make_unique<PendingSave>();
+    const auto t_copy = Clock::now();
+    p->snapshot = snapshot_share(share, snapshot_storage_);
+    p->copy_seconds = std::chrono::duration<double>(Clock::now() - t_copy).count();
+    p->data_state = data_->state();
+    p->tmp_dir = tmp;
+    p->final_dir = final_dir;
+    p->info = std::move(info);
+    p->started = t0;
+    PendingSave* raw = p.get();
+    const int rank = comm_->rank();
+    p->writer = std::thread([raw, rank, &store] {
+      raw->files =
+          write_rank_files(raw->tmp_dir, rank, store.entries(), raw->snapshot, raw->data_state);
+      raw->done = true;
+    });
+    pending_save_ = std::move(p);
+    return;
   }
-  dp_->gather_all();
-  run_on_rank0([&] {
-    const auto t0 = Clock::now();
-    const std::string path = save_checkpoint(folder, model_->store(), model_only ? nullptr : &full,
-                                             st, config_.keep_latest_k);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    int64_t bytes = 0;
-    for (const auto& e : fs::directory_iterator(path))
-      if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
-    char stats[96];
-    std::snprintf(stats, sizeof(stats), " (%.0f MiB in %.2f s, %.0f MiB/s)", bytes / 1048576.0,
-                  seconds, bytes / 1048576.0 / std::max(seconds, 1e-9));
-    log::info("saved checkpoint " + path + stats);
-  });
+  const double rss_before = rss_mib();
+  RssWatch watch;
+  const RankFiles files =
+      write_rank_files(tmp, comm_->rank(), store.entries(), share, data_->state());
+  const double write_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const std::string path = finish_sharded_save(*comm_, tmp, final_dir, files, write, store, info);
+  const double rss_peak = watch.stop();
+  if (comm_->rank() == 0)
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - t0).count(),
+        cat(", ", comm_->size(), " ranks writing; rank 0 wrote ",
+            std::lround(share.elements() * (share.has_optimizer() ? 12.0 : 4.0) / 1048576.0),
+            " MiB in ", std::lround(write_seconds * 1000), " ms, RSS ", std::lround(rss_before),
+            " MiB before, peak ", std::lround(rss_peak), " MiB during the save"));
+}
+
+void Trainer::complete_pending_save(bool wait) {
+  if (!pending_save_) return;
+  if (!wait) {
+    // Published only once every rank's writer is done: ask all ranks (one small collective per
+    // step boundary while a save is in flight).
+    double busy = pending_save_->done.load() ? 0.0 : 1.0;
+    comm_->all_reduce_max(&busy, 1);
+    if (busy > 0) return;
+  }
+  pending_save_->writer.join();
+  const std::unique_ptr<PendingSave> p = std::move(pending_save_);
+  const std::string path = finish_sharded_save(*comm_, p->tmp_dir, p->final_dir, p->files,
+                                               p->snapshot.ranges, model_->store(), p->info);
+  if (comm_->rank() == 0)
+    log_saved(
+        path, std::chrono::duration<double>(Clock::now() - p->started).count(),
+        cat(", asynchronous: training paused ", std::lround(p->copy_seconds * 1000), " ms to copy ",
+            std::lround(p->snapshot.elements() * (p->snapshot.has_optimizer() ? 12.0 : 4.0) /
+                        1048576.0),
+            " MiB per rank"));
 }
 
 data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model::ModelConfig& m) {
@@ -341,9 +432,7 @@ void Trainer::export_hf() {
     const auto files = hf_export_files(
         model_->config(), trained_image_config(config_, model_->config()),
         has_tokenizer ? io::read_file(config_.tokenizer_path) : "", config_.tokenizer_path);
-    const DType dtype = config_.export_dtype == "bfloat16"  ? DType::kBF16
-                        : config_.export_dtype == "float16" ? DType::kF16
-                                                            : DType::kF32;
+    const DType dtype = choices_.export_dtype;
     if (lora)
       model::save_hf_checkpoint(dir, model_->config(), model_->merged_store(), dtype, 4ll << 30, {},
                                 files);
@@ -379,14 +468,41 @@ void Trainer::resume_if_possible() {
                     ? std::optional<std::string>(checkpoint_at_step(folder, config_.load_step))
                     : latest_checkpoint(folder);
   if (!latest) return;
-  // Checkpoints hold unsharded state, so any number of ranks can load this rank's share.
+  // Any layout loads any checkpoint: each rank reads the pieces that overlap what it owns.
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
                          &optimizer_->steps()};
-  const TrainState st = load_checkpoint(*latest, model_->store(), &target);
+  const std::vector<FlatRange> owned = dp_->owned();
+  // A rank that cannot read its pieces (a missing or corrupt file) ends every rank at once,
+  // instead of leaving the others at the next collective until the timeout.
+  TrainState st;
+  std::string error;
+  try {
+    st = load_checkpoint(*latest, model_->store(), &target, &owned);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const int world = comm_->size();
+  double failed[2] = {error.empty() ? 0.0 : 1.0,
+                      error.empty() ? 0.0 : static_cast<double>(world - comm_->rank())};
+  comm_->all_reduce_max(failed, 2);
+  if (failed[0] > 0)
+    fail(!error.empty() ? error
+                        : cat("loading ", *latest, " failed on rank ",
+                              world - static_cast<int>(failed[1]), " (see its error)"));
   model_->store().sync_bf16();
   dp_->release_all();
   step_ = st.step;
-  data_->restore(st.data_state);
+  const auto saved_world = static_cast<int64_t>(st.data_states.size());
+  if (st.data_states.empty()) {
+    data_->restore(st.data_state);  // v1: rank 0's state (other ranks replay their stream)
+  } else if (saved_world == comm_->size()) {
+    data_->restore(st.data_states[comm_->rank()]);
+  } else {
+    if (comm_->rank() == 0)
+      log::warn(cat("checkpoint saved by ", saved_world, " ranks, resuming on ", comm_->size(),
+                    ": data order follows checkpoint.data_reshard = ", config_.data_reshard));
+    data_->restore_resharded(st.data_states, config_.data_reshard == "next_epoch");
+  }
   log::info(cat("resumed from ", *latest, " at step ", step_));
 }
 
@@ -394,7 +510,7 @@ std::vector<StepRecord> Trainer::run() {
   resume_if_possible();
   // MFU compares the job's FLOP rate with the sum of every rank's GEMM peak for the precision in
   // use (each rank measures its own, at the same time as the others, as it will train).
-  const DType dtype = config_.mixed_precision_param == "bfloat16" ? DType::kBF16 : DType::kF32;
+  const DType dtype = choices_.matmul_dtype;
   const double peak_rank = kernels::measure_peak_gflops(dtype);
   double peak_total = peak_rank;
   comm_->all_reduce_sum(&peak_total, 1);
@@ -412,11 +528,13 @@ std::vector<StepRecord> Trainer::run() {
     if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop ||
         (step_ == 1 && config_.enable_first_step_checkpoint))
       save(step_ == config_.steps);
+    complete_pending_save(/*wait=*/stop);
     if (stop) {
       log::info(cat("stop requested: checkpoint saved at step ", step_, "; exiting"));
       break;
     }
   }
+  complete_pending_save(/*wait=*/true);
   if (step_ == config_.steps && config_.checkpoint_enable && !config_.load_only) export_hf();
   report_memory();
   return history;

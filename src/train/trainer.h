@@ -49,7 +49,12 @@ class Trainer {
 
  private:
   StepRecord train_step();
+  // Every rank writes its share of the state (train/checkpoint_shards.h); in async mode the
+  // share is copied and written on a background thread, published by complete_pending_save.
   void save(bool final_save);
+  // Publishes a background save once every rank has written it (collective: every rank calls
+  // it at the same step boundaries); wait = block until then.
+  void complete_pending_save(bool wait);
   void export_hf();  // the final model as a Hugging Face folder
   // Runs `write` (a save) on rank 0 only; if it throws, every rank throws, rank 0 with its error.
   void run_on_rank0(const std::function<void()>& write);
@@ -65,6 +70,8 @@ class Trainer {
   std::vector<int64_t> vision_passes(const std::vector<model::ModelInputs>& micro);
 
   JobConfig config_;
+  JobChoices choices_;  // config_'s closed sets, parsed once
+
   std::unique_ptr<model::Qwen3VLModel> model_;
   std::unique_ptr<BatchSource> data_;
   std::unique_ptr<dist::Communicator> comm_;
@@ -78,6 +85,11 @@ class Trainer {
   int64_t accumulation_ = 1;
   struct Metrics;
   std::unique_ptr<Metrics> metrics_;
+  struct PendingSave;
+  std::unique_ptr<PendingSave> pending_save_;
+  // The asynchronous save's host copy of this rank's share, kept between saves (its size is
+  // the extra memory async mode costs: docs/CHECKPOINTS.md).
+  std::vector<float> snapshot_storage_;
 };
 
 // The image preprocessing a job trains with (the export's preprocessor_config.json).

@@ -55,7 +55,7 @@ std::unique_ptr<ValidationSource> make_validation_source(const JobConfig& config
                                                          const model::ModelConfig& model_config,
                                                          int rank, int world_size) {
   const JobConfig v = validation_job(config);
-  if (v.dataset == "fixed")
+  if (parse_dataset_kind(v.dataset, "validation.dataset") == DatasetKind::kFixed)
     return std::make_unique<FixedOnce>(
         make_fixed_source(v.dataset_path, &model_config, rank, world_size));
   data::LoaderConfig l = loader_config(v, model_config, rank, world_size);

@@ -155,7 +155,8 @@ void DataLoader::produce() {
     std::vector<PackedRow> rows;
     const int workers = std::max(1, c_.num_workers);
     const nlohmann::json pipeline = std::exchange(resume_, nullptr);
-    const int64_t first_epoch = pipeline.is_null() ? 0 : pipeline.at("epoch").get<int64_t>();
+    const int64_t first_epoch =
+        pipeline.is_null() ? start_epoch_ : pipeline.at("epoch").get<int64_t>();
     for (int64_t epoch = first_epoch;; ++epoch) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -251,6 +252,7 @@ void DataLoader::restore(const nlohmann::json& s) {
   handed_out_ = 0;
   samples_built_ = 0;
   pipeline_ = nullptr;
+  start_epoch_ = 0;
   skips_->reset(nlohmann::json::object());
   // Resharding (another world size) cannot continue the same stream: start fresh then.
   if (s.value("world", c_.world_size) != c_.world_size) {
@@ -270,6 +272,18 @@ void DataLoader::restore(const nlohmann::json& s) {
   }
   start();
   while (handed_out_ < target) next();
+}
+
+void DataLoader::restart_at_epoch(int64_t epoch) {
+  QV_CHECK(epoch >= 0, "data loader: cannot start at epoch ", epoch);
+  stop();
+  handed_out_ = 0;
+  samples_built_ = 0;
+  pipeline_ = nullptr;
+  resume_ = nullptr;
+  start_epoch_ = epoch;
+  skips_->reset(nlohmann::json::object());
+  start();
 }
 
 }  // namespace qv::data

@@ -48,6 +48,10 @@ class DataLoader {
   std::optional<Batch> try_next();
   nlohmann::json state() const;
   void restore(const nlohmann::json& state);
+  // Starts `epoch` from its beginning (this rank's share of it in this config's world): how a
+  // job continues when the number of ranks changed since the checkpoint (states of another
+  // world cannot be continued sample for sample). Costs no reading of earlier data.
+  void restart_at_epoch(int64_t epoch);
   const SkipStats& skips() const { return *skips_; }
   int64_t epoch() const;
   const LoaderConfig& config() const { return c_; }
@@ -83,6 +87,7 @@ class DataLoader {
   bool done_ = false, stopping_ = false;
   int64_t handed_out_ = 0;
   int64_t epoch_ = 0;
+  int64_t start_epoch_ = 0;  // the epoch a start() without a pipeline to resume begins with
   std::atomic<int64_t> samples_built_{0};
 };
 

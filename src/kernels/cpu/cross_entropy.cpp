@@ -12,46 +12,43 @@
 
 namespace qv::kernels::cpu {
 
-template <typename T>
-CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
-                                 int64_t V, T grad_scale) {
+namespace {
+
+void check_targets(const int64_t* targets, int64_t rows, int64_t V) {
   for (int64_t r = 0; r < rows; ++r)
     QV_CHECK(targets[r] == kIgnoreIndex || (targets[r] >= 0 && targets[r] < V),
              "cross_entropy: target ", targets[r], " in row ", r, " is outside [0, ", V,
              ") and is not the ignore index ", kIgnoreIndex);
+}
 
-  // Per-row terms are summed afterwards in row order, so the loss does not depend on threads.
-  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
-#pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* x = logits + r * V;
-    T* d = dlogits ? dlogits + r * V : nullptr;
-    const int64_t t = targets[r];
-    if (t == kIgnoreIndex) {
-      if (d) std::fill_n(d, V, T(0));
-      continue;
-    }
-    T mx = -std::numeric_limits<T>::infinity();
+// One row: returns its loss term; with d, leaves (softmax - onehot) * grad_scale in d (which may
+// alias x). Ignored rows are handled by the callers.
+template <typename T>
+double row_loss_and_grad(const T* x, T* d, int64_t t, int64_t V, T grad_scale) {
+  T mx = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : mx)
-    for (int64_t j = 0; j < V; ++j) mx = x[j] > mx ? x[j] : mx;
-    const double target_logit = x[t];  // read now: d may alias x and is written below
-    double sum = 0;
-    if (d) {
-      // Keep exp(x - max) in d to avoid a second exp pass; it is rescaled once the sum is known.
-      sum = exp_shifted(x, d, V, mx);
-    } else {
-      T scratch[1024];
-      for (int64_t j = 0; j < V; j += 1024)
-        sum += exp_shifted(x + j, scratch, std::min<int64_t>(1024, V - j), mx);
-    }
-    const double lse = mx + std::log(sum);
-    row_loss[r] = lse - target_logit;
-    if (d) {
-      const T factor = static_cast<T>(static_cast<double>(grad_scale) / sum);
-      for (int64_t j = 0; j < V; ++j) d[j] *= factor;
-      d[t] -= grad_scale;
-    }
+  for (int64_t j = 0; j < V; ++j) mx = x[j] > mx ? x[j] : mx;
+  const double target_logit = x[t];  // read now: d may alias x and is written below
+  double sum = 0;
+  if (d) {
+    // Keep exp(x - max) in d to avoid a second exp pass; it is rescaled once the sum is known.
+    sum = exp_shifted(x, d, V, mx);
+  } else {
+    T scratch[1024];
+    for (int64_t j = 0; j < V; j += 1024)
+      sum += exp_shifted(x + j, scratch, std::min<int64_t>(1024, V - j), mx);
   }
+  if (d) {
+    const T factor = static_cast<T>(static_cast<double>(grad_scale) / sum);
+    for (int64_t j = 0; j < V; ++j) d[j] *= factor;
+    d[t] -= grad_scale;
+  }
+  return mx + std::log(sum) - target_logit;
+}
+
+// Per-row terms summed in row order, so the loss does not depend on the thread count.
+CrossEntropyResult sum_rows(const PoolVector<double>& row_loss, const int64_t* targets,
+                            int64_t rows) {
   CrossEntropyResult result;
   for (int64_t r = 0; r < rows; ++r) {
     if (targets[r] == kIgnoreIndex) continue;
@@ -59,6 +56,43 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
     ++result.kept;
   }
   return result;
+}
+
+}  // namespace
+
+template <typename T>
+CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
+                                 int64_t V, T grad_scale) {
+  check_targets(targets, rows, V);
+  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
+#pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    T* d = dlogits ? dlogits + r * V : nullptr;
+    if (targets[r] == kIgnoreIndex) {
+      if (d) std::fill_n(d, V, T(0));
+      continue;
+    }
+    row_loss[r] = row_loss_and_grad(logits + r * V, d, targets[r], V, grad_scale);
+  }
+  return sum_rows(row_loss, targets, rows);
+}
+
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
+                                 int64_t V, float grad_scale) {
+  check_targets(targets, rows, V);
+  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
+#pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
+  for (int64_t r = 0; r < rows; ++r) {
+    bf16* d = dlogits + r * V;
+    if (targets[r] == kIgnoreIndex) {
+      std::fill_n(d, V, bf16{0});
+      continue;
+    }
+    float* x = logits + r * V;
+    row_loss[r] = row_loss_and_grad(x, x, targets[r], V, grad_scale);
+    to_bf16(x, d, V);  // the row is still in cache; serial inside this parallel loop
+  }
+  return sum_rows(row_loss, targets, rows);
 }
 
 template CrossEntropyResult cross_entropy<float>(const float*, const int64_t*, float*, int64_t,

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/buffer_pool.h"
+#include "core/error.h"
 #include "kernels/cpu/gemm.h"
 
 namespace qv::kernels::cpu {
@@ -39,6 +40,17 @@ PoolVector<bf16> rounded(const float* x, int64_t n) {
   return out;
 }
 
+// The two bf16 backward products from a bf16 dy: dx = dy . w, dw += dy^T . round(x).
+void products_from_bf16_dy(const float* x, Weight w, const bf16* dy, float* dx, float* dw,
+                           int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
+  if (dx)
+    gemm_bf16(false, false, M, K, N, 1.0f, dy, N, w.b16, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
+  if (dw) {
+    const PoolVector<bf16> xb = rounded(x, M * K);
+    gemm_bf16(true, false, N, K, M, 1.0f, dy, N, xb.data(), K, 1.0f, dw, K);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -68,15 +80,15 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
   if (!w.b16) return linear_backward<float>(x, w.f32, dy, dx, dw, dbias, M, K, N, accumulate_dx);
   if (dx || dw) {
     const PoolVector<bf16> dyb = rounded(dy, M * N);
-    if (dx)
-      gemm_bf16(false, false, M, K, N, 1.0f, dyb.data(), N, w.b16, K, accumulate_dx ? 1.0f : 0.0f,
-                dx, K);
-    if (dw) {
-      const PoolVector<bf16> xb = rounded(x, M * K);
-      gemm_bf16(true, false, N, K, M, 1.0f, dyb.data(), N, xb.data(), K, 1.0f, dw, K);
-    }
+    products_from_bf16_dy(x, w, dyb.data(), dx, dw, M, K, N, accumulate_dx);
   }
   if (dbias) bias_grad(dy, dbias, M, N);
+}
+
+void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
+                     int64_t K, int64_t N) {
+  QV_CHECK(w.b16 != nullptr, "linear_backward with a bf16 dy needs the weight's bf16 copy");
+  products_from_bf16_dy(x, w, dy, dx, dw, M, K, N, false);
 }
 
 #define QV_INSTANTIATE(T)                                                                       \

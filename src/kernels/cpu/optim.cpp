@@ -17,9 +17,10 @@ namespace {
 [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]] void update_block(
     const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* pb, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
+    const float gi = g[i] * s.grad_scale;
     float pi = p[i] * s.decay;
-    m[i] = m[i] * s.b1 + s.one_b1 * g[i];
-    v[i] = v[i] * s.b2 + s.one_b2 * g[i] * g[i];
+    m[i] = m[i] * s.b1 + s.one_b1 * gi;
+    v[i] = v[i] * s.b2 + s.one_b2 * gi * gi;
     const float denom = std::sqrt(v[i]) / s.bc2_sqrt + s.eps;
     pi = pi + s.step_size * (m[i] / denom);
     p[i] = pi;
@@ -58,13 +59,6 @@ double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
   double sq = 0;
   for (double s : sums) sq += s;
   return sq;
-}
-
-void scale(float* x, std::span<const FlatPiece> pieces, float factor) {
-  for (const FlatPiece& piece : pieces) {
-#pragma omp parallel for schedule(static) if (piece.end - piece.begin > (1 << 16))
-    for (int64_t j = piece.begin; j < piece.end; ++j) x[j] *= factor;
-  }
 }
 
 }  // namespace qv::kernels::cpu

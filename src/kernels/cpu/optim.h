@@ -10,6 +10,5 @@ namespace qv::kernels::cpu {
 void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* p_bf16,
                   int64_t n);
 double squared_norm(const float* x, std::span<const FlatPiece> pieces);
-void scale(float* x, std::span<const FlatPiece> pieces, float factor);
 
 }  // namespace qv::kernels::cpu
