@@ -1,5 +1,5 @@
 // The arena size formula (model/activation_memory.h) against the arena's measured peak over a
-// training step, for each activation checkpointing mode.
+// training step, for each activation checkpointing mode, dense and mixture-of-experts.
 #include <gtest/gtest.h>
 
 #include "core/buffer_pool.h"
@@ -29,21 +29,33 @@ model::ModelConfig midsize_config() {
   return c;
 }
 
-// "MODE" or "selective:OPTION" (selective_ac_option).
+// The same with every decoder layer sparse: 8 experts of 128, 2 per token.
+model::ModelConfig midsize_moe_config() {
+  model::ModelConfig c = midsize_config();
+  c.text.num_experts = 8;
+  c.text.num_experts_per_tok = 2;
+  c.text.moe_intermediate_size = 128;
+  c.text.decoder_sparse_step = 1;
+  return c;
+}
+
+// "[moe/]MODE" or "[moe/]selective:OPTION" (selective_ac_option).
 class ArenaFormula : public ::testing::TestWithParam<const char*> {
  protected:
+  bool moe() const { return std::string(GetParam()).rfind("moe/", 0) == 0; }
+  std::string param() const { return std::string(GetParam()).substr(moe() ? 4 : 0); }
   std::string mode() const {
-    const std::string p = GetParam();
+    const std::string p = param();
     return p.substr(0, p.find(':'));
   }
   std::string option() const {
-    const std::string p = GetParam();
+    const std::string p = param();
     return p.find(':') == std::string::npos ? "2" : p.substr(p.find(':') + 1);
   }
 };
 
 TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
-  const model::ModelConfig c = midsize_config();
+  const model::ModelConfig c = moe() ? midsize_moe_config() : midsize_config();
   model::Qwen3VLModel model(c);
   model::init_params(c, model.store(), 5);
   model::ModelInputs in;
@@ -87,7 +99,13 @@ TEST_P(ArenaFormula, PredictsTheMeasuredPeak) {
 
 INSTANTIATE_TEST_SUITE_P(ActivationCheckpoint, ArenaFormula,
                          ::testing::Values("none", "selective", "selective:3", "selective:op",
-                                           "full"));
+                                           "full", "moe/none", "moe/selective", "moe/full"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '/' || ch == ':') ch = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace qv

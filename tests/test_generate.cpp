@@ -1,6 +1,7 @@
 // infer::generate and its pieces: the KV-cached decode loop against greedy decoding by full
 // forwards, stop tokens and the token limit, UTF-8 holdback on characters split between tokens,
-// and the library giving exactly what `qwen3vl generate` prints.
+// and the library giving exactly what `qwen3vl generate` prints (dense and mixture-of-experts
+// checkpoints).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -161,17 +162,23 @@ TEST(Generate, TextStreamHandsOutWholeCharacters) {
 }
 
 // A tiny random model with the real vocabulary, saved as an HF folder the CLI can load.
-std::string save_tiny_model() {
-  const std::string dir = testing::fresh_dir("Generate", "tiny_model");
-  const model::ModelConfig c = testing::small_real_vocab_config();
+// moe: every decoder layer sparse (4 experts, 2 per token), as a qwen3_vl_moe checkpoint.
+std::string save_tiny_model(bool moe) {
+  const std::string dir = testing::fresh_dir("Generate", moe ? "tiny_moe_model" : "tiny_model");
+  model::ModelConfig c = testing::small_real_vocab_config();
+  if (moe) {
+    c.text.num_experts = 4;
+    c.text.num_experts_per_tok = 2;
+    c.text.moe_intermediate_size = 24;
+    c.text.decoder_sparse_step = 1;
+  }
   model::Qwen3VLModel m(c);
   model::init_params(c, m.store(), 23);
   model::save_hf_checkpoint(dir, c, m.store());
   return dir;
 }
 
-TEST(Generate, LibraryGivesWhatTheCliPrints) {
-  const std::string dir = save_tiny_model();
+void expect_cli_prints_what_the_library_gives(const std::string& dir) {
   const std::string image = std::string(QWEN3VL_SOURCE_DIR) + "/tests/data/images/000000001.jpg";
   const std::string text = "What is shown?";
   auto m = model::Qwen3VLModel::from_pretrained(dir);
@@ -214,6 +221,18 @@ TEST(Generate, LibraryGivesWhatTheCliPrints) {
     ASSERT_EQ(cli.exit_code, 0) << cli.output;
     EXPECT_EQ(cli.output, streamed + "\n") << "temperature " << temperature;
   }
+}
+
+TEST(Generate, LibraryGivesWhatTheCliPrints) {
+  expect_cli_prints_what_the_library_gives(save_tiny_model(false));
+}
+
+// A mixture-of-experts checkpoint loads and generates through the CLI (KV-cached decoding of the
+// MoE model against its full forward: MoeModel.IncrementalDecodeMatchesFullForward).
+TEST(Generate, MoeCheckpointGeneratesAsTheLibrary) {
+  const std::string dir = save_tiny_model(true);
+  ASSERT_TRUE(model::Qwen3VLModel::from_pretrained(dir)->config().text.is_moe());
+  expect_cli_prints_what_the_library_gives(dir);
 }
 
 }  // namespace

@@ -43,6 +43,7 @@ TEST(TorchtitanConfig, DebugConfigParsesAndListsTheKeysWithoutEffect) {
   const JobConfig c = JobConfig::load(kDebugToml);
   EXPECT_EQ(c.flavor, "debugmodel");
   EXPECT_EQ(c.dp_shard, 8);
+  EXPECT_EQ(c.expert_parallel, 1);  // a key of ours now (dist/expert_parallel.h)
   EXPECT_EQ(c.ac_mode, "full");
   EXPECT_EQ(c.hf_assets_path, "assets/hf/Qwen3-VL-8B-Instruct");
   // hf_assets_path supplies the tokenizer, as in torchtitan.
@@ -60,7 +61,6 @@ TEST(TorchtitanConfig, DebugConfigParsesAndListsTheKeysWithoutEffect) {
                                              "parallelism.tensor_parallel_degree",
                                              "parallelism.enable_async_tensor_parallel",
                                              "parallelism.pipeline_parallel_degree",
-                                             "parallelism.expert_parallel_degree",
                                              "parallelism.context_parallel_degree"};
   auto got = c.accepted_torchtitan_keys;
   auto want = expected;

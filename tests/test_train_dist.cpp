@@ -1,8 +1,10 @@
 // Data-parallel modes through the binary under mpirun, each against one process with the
 // combined batch: sharded (FSDP / ZeRO-3) with activation checkpointing, with images on one rank
 // only, with a frozen vision tower; hybrid replicate x shard on 4 ranks; replicated with and
-// without the overlapped all-reduce; the mixture-of-experts model sharded. Also: a rank that dies
-// or stalls ends the whole job.
+// without the overlapped all-reduce; the mixture-of-experts model sharded, and with its experts
+// split over the ranks (expert parallelism: 2 of 2 ranks, also with activation checkpointing;
+// 4 of 4; 2 inside each shard group of a 2 x 2 hybrid). Also: a rank that dies or stalls ends
+// the whole job.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -118,7 +120,7 @@ struct DistCase {
   int ranks;
   const char* flags;  // for both runs ({} = the dataset path goes here)
   const char* multi_flags;
-  bool own_batch;  // mixed (image fixture) or four-row (text fixture) batch file
+  bool own_batch;  // mixed (image fixture) or four-row (text fixture's rows) batch file
 };
 
 void PrintTo(const DistCase& c, std::ostream* os) {
@@ -141,6 +143,9 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
                          train_cmd(fixed_batch_config(c.fixture, many, 3, 10)) + flags + " " +
                          c.multi_flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  if (std::string(c.multi_flags).find("expert_parallel_degree") != std::string::npos) {
+    EXPECT_NE(r.output.find("expert parallel: degree"), std::string::npos) << r.output;
+  }
   Agreement tol =
       std::string(c.flags).find("bfloat16") != std::string::npos ? bf16_agreement() : Agreement{};
   if (std::string(c.fixture) == "hf-tiny-text") tol.weights = 2e-5;
@@ -149,6 +154,10 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
 
 const char* kShard2 =
     "--parallelism.data_parallel_replicate_degree 1 --parallelism.data_parallel_shard_degree 2";
+
+const char* kShard2Ep2 =
+    "--parallelism.data_parallel_replicate_degree 1 --parallelism.data_parallel_shard_degree 2 "
+    "--parallelism.expert_parallel_degree 2";
 
 INSTANTIATE_TEST_SUITE_P(
     Modes, TrainDist,
@@ -161,6 +170,22 @@ INSTANTIATE_TEST_SUITE_P(
                                " --training.mixed_precision_param bfloat16", kShard2, true},
                       // MoE: expert weights sharded as part of their layer's unit.
                       DistCase{"zero3_moe", "hf-tiny-moe", 2, "", kShard2, true},
+                      // Expert parallelism (EP) inside the shard group; the single process is
+                      // the same as for zero3_moe. Same bounds: EP's expert products see the
+                      // same rows in the same order as one process, the rest is ZeRO-3's.
+                      DistCase{"ep2_zero3_moe", "hf-tiny-moe", 2, "", kShard2Ep2, true},
+                      DistCase{"ep2_zero3_full_ac_moe", "hf-tiny-moe", 2,
+                               " --activation_checkpoint.mode full", kShard2Ep2, true},
+                      DistCase{"ep4_zero3_moe", "hf-tiny-moe", 4, "",
+                               "--parallelism.data_parallel_replicate_degree 1 "
+                               "--parallelism.data_parallel_shard_degree 4 "
+                               "--parallelism.expert_parallel_degree 4",
+                               true},
+                      DistCase{"ep2_hybrid_2x2_moe", "hf-tiny-moe", 4, "",
+                               "--parallelism.data_parallel_replicate_degree 2 "
+                               "--parallelism.data_parallel_shard_degree 2 "
+                               "--parallelism.expert_parallel_degree 2",
+                               true},
                       DistCase{"zero3_frozen_vision", "hf-tiny-image", 2, " --model.freeze visual",
                                kShard2, true},
                       DistCase{"hybrid_2x2", "hf-tiny-text", 4, "",
@@ -173,6 +198,22 @@ INSTANTIATE_TEST_SUITE_P(
                                "--parallelism.overlap_grad_reduce false",
                                false}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// An expert-parallel degree that does not fit is a clear error before training starts.
+TEST(TrainDistConfig, ExpertParallelDegreeThatDoesNotFitIsNamed) {
+  const std::string dir = fresh("ep_bad_degree");
+  const std::string cmd = train_cmd(fixed_batch_config("hf-tiny-moe", dir, 1, 10));
+  auto r = testing::run_shell(cmd + " --parallelism.expert_parallel_degree 3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("expert_parallel_degree (3) must divide the model's num_experts (4)"),
+            std::string::npos)
+      << r.output;
+  r = testing::run_shell(cmd + " --parallelism.expert_parallel_degree 2");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("must divide data_parallel_shard_degree (1 of 1 ranks)"),
+            std::string::npos)
+      << r.output;
+}
 
 // A rank that exits or stalls at step 3 ends the job with a non-zero code and a message; the
 // time bound only guards against a hang.

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/error.h"
+
 namespace qv::dist {
 
 class Communicator {
@@ -19,6 +21,20 @@ class Communicator {
   // in[size * n] summed over ranks; rank r keeps block r in out[n].
   virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) = 0;
   virtual void broadcast(float* data, int64_t n, int root) = 0;
+  // All-to-all with a size per rank pair (MPI_Alltoallv), for expert parallelism: this rank
+  // sends send_counts[r] floats to rank r, taken from `in` in rank order, and receives
+  // recv_counts[r] floats from rank r into `out` in rank order (both arrays have size()
+  // entries; recv_counts[r] must equal what rank r sends here).
+  virtual void all_to_all_v(const float* in, const int64_t* send_counts, float* out,
+                            const int64_t* recv_counts) {
+    (void)in, (void)send_counts, (void)out, (void)recv_counts;
+    throw Error("this communicator has no all_to_all_v (expert parallelism)");
+  }
+  // out[r * n, (r + 1) * n) = rank r's in[rank() * n, (rank() + 1) * n) (MPI_Alltoall).
+  virtual void all_to_all(const int64_t* in, int64_t* out, int64_t n) {
+    (void)in, (void)out, (void)n;
+    throw Error("this communicator has no all_to_all (expert parallelism)");
+  }
   virtual void barrier() = 0;
 
   // A sum all-reduce that returns at once; wait_all() completes every one started so far (the

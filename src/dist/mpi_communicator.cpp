@@ -152,6 +152,31 @@ class MpiCommunicator final : public Communicator {
     chunked(
         n, [&](int64_t o, int c) { MPI_Bcast(d + o, c, MPI_FLOAT, root, comm_); }, "broadcast");
   }
+  void all_to_all_v(const float* in, const int64_t* send_counts, float* out,
+                    const int64_t* recv_counts) override {
+    std::vector<int> sc(size_), sd(size_), rc(size_), rd(size_);
+    int64_t so = 0, ro = 0;
+    for (int r = 0; r < size_; ++r) {
+      QV_CHECK(so + send_counts[r] < (1ll << 31) && ro + recv_counts[r] < (1ll << 31),
+               "all_to_all_v: more than 2^31 floats in one exchange");
+      sc[r] = static_cast<int>(send_counts[r]);
+      sd[r] = static_cast<int>(so);
+      rc[r] = static_cast<int>(recv_counts[r]);
+      rd[r] = static_cast<int>(ro);
+      so += send_counts[r];
+      ro += recv_counts[r];
+    }
+    watchdog_->begin("all_to_all_v");
+    MPI_Alltoallv(in, sc.data(), sd.data(), MPI_FLOAT, out, rc.data(), rd.data(), MPI_FLOAT, comm_);
+    watchdog_->end();
+  }
+  void all_to_all(const int64_t* in, int64_t* out, int64_t n) override {
+    QV_CHECK(n < (1ll << 31), "all_to_all block too large");
+    watchdog_->begin("all_to_all");
+    MPI_Alltoall(in, static_cast<int>(n), MPI_INT64_T, out, static_cast<int>(n), MPI_INT64_T,
+                 comm_);
+    watchdog_->end();
+  }
   void barrier() override {
     watchdog_->begin("barrier");
     MPI_Barrier(comm_);

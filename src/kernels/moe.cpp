@@ -33,6 +33,27 @@ void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64
 }
 
 template <typename T>
+void moe_dispatch(const T* x, const MoeRouting& r, const MoeDims& d, T* xs) {
+  QV_DISPATCH_T(T, moe_dispatch, x, r, d, xs);
+}
+
+template <typename T>
+void moe_dispatch_backward(const T* d_xs, const MoeRouting& r, const MoeDims& d, T* dx) {
+  QV_DISPATCH_T(T, moe_dispatch_backward, d_xs, r, d, dx);
+}
+
+template <typename T>
+void moe_combine(const T* ys, const MoeRouting& r, const T* weight, const MoeDims& d, T* y) {
+  QV_DISPATCH_T(T, moe_combine, ys, r, weight, d, y);
+}
+
+template <typename T>
+void moe_combine_backward(const T* dy, const T* ys, const MoeRouting& r, const T* weight,
+                          const MoeDims& d, T* d_ys, T* d_weight) {
+  QV_DISPATCH_T(T, moe_combine_backward, dy, ys, r, weight, d, d_ys, d_weight);
+}
+
+template <typename T>
 void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
                          const MoeDims& d, const MoeActs<T>& acts, T* y) {
   QV_DISPATCH_T(T, moe_experts_forward, x, w, r, weight, d, acts, y);
@@ -61,6 +82,15 @@ template void moe_topk_backward<float>(const float* probs, const int32_t* expert
 template void moe_topk_backward<double>(const double* probs, const int32_t* expert,
                                         const double* weight, const double* d_weight,
                                         const MoeDims& d, double* d_probs);
+#define QV_INSTANTIATE_ROUTE(T)                                                            \
+  template void moe_dispatch<T>(const T*, const MoeRouting&, const MoeDims&, T*);          \
+  template void moe_dispatch_backward<T>(const T*, const MoeRouting&, const MoeDims&, T*); \
+  template void moe_combine<T>(const T*, const MoeRouting&, const T*, const MoeDims&, T*); \
+  template void moe_combine_backward<T>(const T*, const T*, const MoeRouting&, const T*,   \
+                                        const MoeDims&, T*, T*);
+QV_INSTANTIATE_ROUTE(float)
+QV_INSTANTIATE_ROUTE(double)
+#undef QV_INSTANTIATE_ROUTE
 template void moe_experts_forward<float>(const float* x, const MoeExperts<float>& w,
                                          const MoeRouting& r, const float* weight, const MoeDims& d,
                                          const MoeActs<float>& acts, float* y);

@@ -2,7 +2,10 @@
 //  - routing: softmax of the router logits, top-k experts per token, weights renormalised;
 //  - bucketing: the tokens x top_k (token, choice) slots sorted by expert with a counting sort;
 //  - experts: per expert, grouped GEMMs over only the slots routed to it (no dense all-experts
-//    compute), SwiGLU, and the weighted combine back into token order.
+//    compute), SwiGLU, and the weighted combine back into token order;
+//  - the dispatch (token rows into slot order) and combine (slot rows back into tokens) on their
+//    own, for expert parallelism, where the slot rows travel to the rank owning the expert in
+//    between (model/moe_block.cpp).
 // Expert weights are Hugging Face's fused layout: gate_up [E, H, 2I] (x . gate_up[e] gives the
 // gate in columns [0, I) and up in [I, 2I)) and down [E, I, H]. Templated on float and double
 // (double for finite-difference tests); the float experts can multiply in bf16 (see Weight in
@@ -80,7 +83,24 @@ struct MoeSaved {
   const T* ys = nullptr;
 };
 
-// y[N, H] (overwritten) = sum over j of weight[t, j] * expert_{expert[t, j]}(x[t]).
+// Dispatch: xs[p, H] = x[order[p] / top_k] for every slot p in bucket order (overwritten).
+template <typename T>
+void moe_dispatch(const T* x, const MoeRouting& r, const MoeDims& d, T* xs);
+// Its backward: dx[t] (overwritten) = sum over j, in order, of d_xs[position[t * top_k + j]].
+template <typename T>
+void moe_dispatch_backward(const T* d_xs, const MoeRouting& r, const MoeDims& d, T* dx);
+// Combine: y[t, H] (overwritten) = sum over j, in order, of ys[position[t * top_k + j]] *
+// weight[t, j] (ys in bucket order: the experts' outputs before the routing weight).
+template <typename T>
+void moe_combine(const T* ys, const MoeRouting& r, const T* weight, const MoeDims& d, T* y);
+// Its backward: d_ys[p] = weight[s] * dy[s / top_k] and d_weight[s] = dy[s / top_k] . ys[p] with
+// p = position[s] (both overwritten).
+template <typename T>
+void moe_combine_backward(const T* dy, const T* ys, const MoeRouting& r, const T* weight,
+                          const MoeDims& d, T* d_ys, T* d_weight);
+
+// y[N, H] (overwritten) = sum over j of weight[t, j] * expert_{expert[t, j]}(x[t]): moe_dispatch,
+// the grouped expert GEMMs, moe_combine.
 template <typename T>
 void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
                          const MoeDims& d, const MoeActs<T>& acts, T* y);

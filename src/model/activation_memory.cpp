@@ -9,21 +9,36 @@ namespace qv::model {
 namespace {
 constexpr int64_t kFloat = 4;
 
+// Floats the feed-forward of a layer saves per token. Dense: gate / up / SiLU. Sparse (MoE,
+// model/moe_block.h, without expert parallelism): router probabilities [E], routing weights and
+// chosen experts (int32) [k], the slots' bucket order and position (int64) [k], and per slot its
+// input, gate_up, SwiGLU and expert output.
+int64_t mlp_floats_per_token(const TextConfig& t, bool sparse) {
+  if (!sparse) return 3 * t.intermediate_size;
+  const int64_t k = t.num_experts_per_tok;
+  return t.num_experts + 2 * k + 4 * k + k * (2 * t.hidden_size + 3 * t.moe_intermediate_size);
+}
+
 // Floats one decoder layer saves per token: the input, both norm outputs and their rstd, raw and
-// rotated q / k, v, the attention output and its log-sum-exp, the residual, gate / up / SiLU.
-int64_t decoder_layer_floats_per_token(const TextConfig& t) {
+// rotated q / k, v, the attention output and its log-sum-exp, the residual, the feed-forward's.
+int64_t decoder_layer_floats_per_token(const TextConfig& t, bool sparse) {
   const int64_t q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
   return 4 * t.hidden_size + 3 * q + 3 * kv + t.num_heads + t.num_kv_heads + 2 +
-         3 * t.intermediate_size;
+         mlp_floats_per_token(t, sparse);
 }
 
 // Floats one decoder layer's backward holds at once per token: the layer's input and output
-// gradients and the two residual-branch gradients, plus the larger of the MLP branch's scratch
-// (gate / up / SiLU gradients, freed before the attention branch starts) and the attention
-// branch's (o_proj input, q / k / v and pre-norm q / k gradients).
-int64_t decoder_backward_floats_per_token(const TextConfig& t) {
+// gradients and the two residual-branch gradients, plus the larger of the feed-forward branch's
+// scratch (dense: gate / up / SiLU gradients; MoE: router logit and routing weight gradients and
+// per slot the output, SwiGLU, gate_up and input gradients), freed before the attention branch
+// starts, and the attention branch's (o_proj input, q / k / v and pre-norm q / k gradients).
+int64_t decoder_backward_floats_per_token(const TextConfig& t, bool sparse) {
   const int64_t q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
-  return 4 * t.hidden_size + std::max(3 * t.intermediate_size, 3 * q + 3 * kv);
+  const int64_t k = t.num_experts_per_tok;
+  const int64_t mlp =
+      sparse ? t.num_experts + k + k * (2 * t.hidden_size + 3 * t.moe_intermediate_size)
+             : 3 * t.intermediate_size;
+  return 4 * t.hidden_size + std::max(mlp, 3 * q + 3 * kv);
 }
 
 // Floats per patch of one ViT block: input, two LayerNorms (+ mean, rstd), q, k, v, attention
@@ -44,16 +59,17 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
   const TextConfig& t = c.text;
   const VisionConfig& v = c.vision;
   const int64_t N = s.tokens, H = t.hidden_size, L = t.num_layers;
-  const int64_t layer = decoder_layer_floats_per_token(t) * N;
+  auto layer = [&](int64_t l) {
+    return decoder_layer_floats_per_token(t, t.is_sparse_layer(l)) * N;
+  };
   const Checkpointing& ac = s.checkpointing;
-  int64_t kept_layers = 0;  // layers whose activations stay until backward
-  for (int64_t l = 0; l < L; ++l) kept_layers += !ac.decoder_layer(l);
   // A dropped layer keeps its input; backward rebuilds one layer at a time. Only a rebuild of the
   // last layer adds to the peak: any earlier one happens after a later layer has been freed.
-  const int64_t dropped = L - kept_layers;
-  const bool last_dropped = L > 0 && ac.decoder_layer(L - 1);
+  int64_t saved = 0;
+  for (int64_t l = 0; l < L; ++l) saved += ac.decoder_layer(l) ? N * H : layer(l);
+  if (L > 0 && ac.decoder_layer(L - 1)) saved += layer(L - 1);
   ActivationBytes b;
-  b.decoder_saved = kFloat * (kept_layers * layer + dropped * N * H + (last_dropped ? layer : 0));
+  b.decoder_saved = kFloat * saved;
 
   const int64_t P = s.patches;
   if (P > 0) {
@@ -78,7 +94,11 @@ ActivationBytes activation_arena_bytes(const ModelConfig& c, const StepShape& s)
   const int64_t classifier = chunk * (t.vocab_size + 2 * H);
   const int64_t deepstack_grads =
       static_cast<int64_t>(v.deepstack_visual_indexes.size()) * (P / v.merge_unit()) * H;
-  const int64_t backward = decoder_backward_floats_per_token(t) * N + deepstack_grads;
+  int64_t layer_backward = 0;
+  for (int64_t l = 0; l < L; ++l)
+    layer_backward =
+        std::max(layer_backward, decoder_backward_floats_per_token(t, t.is_sparse_layer(l)));
+  const int64_t backward = layer_backward * N + deepstack_grads;
   b.transient = kFloat * std::max(classifier, backward);
   return b;
 }

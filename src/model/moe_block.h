@@ -3,23 +3,38 @@
 // experts per token (weights renormalised when norm_topk_prob) -> each expert's SwiGLU over the
 // tokens routed to it (grouped GEMMs, kernels/moe.h) -> weighted sum. Chosen per layer by
 // TextConfig::is_sparse_layer; the dense SwiGLU MLP is the other choice (text_decoder.cpp).
+// While an expert-parallel group is installed (model/expert_parallel.h) the experts' part runs
+// split by expert over the group's ranks, with the slot rows exchanged all-to-all.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "kernels/moe.h"
 #include "model/config.h"
+#include "model/expert_parallel.h"
 #include "model/params.h"
 #include "model/vision_encoder.h"  // Buffer
 
 namespace qv::model {
+
+// What an expert-parallel forward adds: the traffic of each rank pair and the rows this rank
+// received, bucketed by its own (local) experts.
+struct MoeParallelActs {
+  PoolVector<int64_t> send, recv;                // [ranks x local experts] rows to / from each rank
+  PoolVector<int64_t> send_floats, recv_floats;  // [ranks] floats to / from each rank
+  PoolVector<int64_t> offsets, order, position;  // received rows bucketed by local expert
+  Buffer ones;                                   // [received rows] routing weight 1 (exact)
+  Buffer slot_ys;                                // [slots, H] experts' outputs, bucket order
+};
 
 struct MoeActs {
   Buffer probs;                                  // [N, E] router softmax
   Buffer weight;                                 // [N, k] routing weights of the chosen experts
   PoolVector<int32_t> expert;                    // [N, k] chosen experts
   PoolVector<int64_t> offsets, order, position;  // slots bucketed by expert (moe_bucket)
-  Buffer xs, gate_up, act, ys;                   // per slot, in bucket order
+  // Per slot in bucket order; under expert parallelism per received row in local bucket order.
+  Buffer xs, gate_up, act, ys;
+  MoeParallelActs ep;  // expert parallelism only
 };
 
 // The load-balancing loss's gradient for one layer: d(objective)/d(probs[t, e]) =
@@ -32,18 +47,19 @@ struct MoeAuxGrad {
 // Routing over the sparse layers of one forward: what HF's load_balancing_loss_func reads
 // (router logits of all sparse layers concatenated, padding masked out) and the per-step router
 // statistics.
+// Arena vectors, so that a step after the first allocates nothing (tests/test_no_alloc.cpp).
 struct RouterStats {
-  std::vector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
-  std::vector<double> chosen;              // [E] valid tokens' slots routed to each expert
-  std::vector<double> prob_sum;            // [E] valid tokens' router probabilities summed
-  double valid_tokens = 0;                 // valid tokens x sparse layers
+  PoolVector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
+  PoolVector<double> chosen;              // [E] valid tokens' slots routed to each expert
+  PoolVector<double> prob_sum;            // [E] valid tokens' router probabilities summed
+  double valid_tokens = 0;                // valid tokens x sparse layers
 
   void add(const MoeActs& acts, int64_t tokens, int64_t top_k, const uint8_t* valid);
   bool empty() const { return valid_tokens == 0; }
   // num_experts x sum_e (chosen_e / T) (prob_sum_e / T), T = valid_tokens (Switch-style).
   double aux_loss() const;
   // d(scale x aux_loss) / d probs[t, e] for a valid token t: the same for every t and layer.
-  std::vector<double> aux_grad(double scale) const;
+  PoolVector<double> aux_grad(double scale) const;
 };
 
 class MoeBlock {
@@ -58,7 +74,16 @@ class MoeBlock {
                 const float* d_out, const MoeAuxGrad* aux, float* d_h) const;
 
  private:
-  kernels::MoeExperts<float> experts(const ParamStore& store) const;
+  // Router, top-k and bucketing: acts.probs, weight, expert, offsets, order, position.
+  void route(ParamStore& store, const float* h, int64_t tokens, MoeActs& acts) const;
+  // The experts' part split over the group (forward and backward), from the slots in bucket
+  // order to the combined output / from d_out to the slots' input gradients d_h.
+  void forward_parallel(ExpertExchange& ep, ParamStore& store, const float* h, int64_t tokens,
+                        MoeActs& acts, float* out) const;
+  void backward_parallel(ExpertExchange& ep, ParamStore& store, int64_t tokens, const MoeActs& acts,
+                         const float* d_out, float* d_weight, float* d_h) const;
+  // Experts [first, first + count) (all of them by default).
+  kernels::MoeExperts<float> experts(const ParamStore& store, int64_t first = 0) const;
   const TextConfig& config_;
   const TextLayerParams& p_;
 };

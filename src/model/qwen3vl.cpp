@@ -58,7 +58,7 @@ struct Qwen3VLModel::State {
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
   PoolVector<int64_t> targets, loss_rows;  // classifier scratch
   RouterStats router;                      // sparse layers' routing (MoE)
-  std::vector<double> aux_grad;            // d objective / d router probs per expert (empty: off)
+  PoolVector<double> aux_grad;             // d objective / d router probs per expert (empty: off)
 
   // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
   // an empty object frees storage; `v = {}` on a vector would only clear it.
@@ -511,7 +511,8 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
 void Qwen3VLModel::finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res,
                                  const Recorder& rec) {
   State* st = state_.get();
-  res.tokens_per_expert = st->router.tokens_per_expert;
+  res.tokens_per_expert.assign(st->router.tokens_per_expert.begin(),
+                               st->router.tokens_per_expert.end());
   res.aux_loss = st->router.aux_loss();
   const double with_aux = res.loss + config_.text.router_aux_loss_coef * res.aux_loss;
   rec.tensor("aux_loss", [&] { return Tensor::from_f32({static_cast<float>(res.aux_loss)}, {}); });

@@ -246,6 +246,7 @@ std::map<std::string, Field> schema(JobConfig& c) {
       {"parallelism.data_parallel_replicate_degree", int_field(c.dp_replicate)},
       {"parallelism.data_parallel_shard_degree", int_field(c.dp_shard)},
       {"parallelism.overlap_grad_reduce", bool_field(c.overlap_grad_reduce)},
+      {"parallelism.expert_parallel_degree", int_field(c.expert_parallel)},
       {"comm.train_timeout_seconds", double_field(c.comm_timeout_seconds)},
       {"lora.rank", int_field(c.lora.rank)},
       {"lora.alpha", double_field(c.lora.alpha)},
@@ -279,6 +280,7 @@ void validate(const JobConfig& c) {
   QV_CHECK(c.keep_latest_k >= 0, "checkpoint.keep_latest_k must be >= 0 (0 keeps all)");
   QV_CHECK(c.adamw.lr >= 0, "optimizer.lr must be >= 0");
   QV_CHECK(c.comm_timeout_seconds > 0, "comm.train_timeout_seconds must be positive");
+  QV_CHECK(c.expert_parallel >= 1, "parallelism.expert_parallel_degree must be >= 1");
   QV_CHECK(c.lr_total_steps >= 0, "lr_scheduler.total_steps must be >= 0 (0: training.steps)");
   QV_CHECK(c.load_step >= -1, "checkpoint.load_step must be >= -1 (-1: the newest)");
   JobChoices::parse(c);  // an error names a bad choice

@@ -107,6 +107,9 @@ struct JobConfig {
   bool enable_jsonl = true;
   // [parallelism]
   int64_t dp_replicate = 1, dp_shard = -1;
+  // Experts of each sparse layer split over this many ranks of a shard group (MoE models only;
+  // dist/expert_parallel.h).
+  int64_t expert_parallel = 1;
   // Replicated mode: all-reduce gradient buckets while backward still runs.
   bool overlap_grad_reduce = true;
   // [comm]

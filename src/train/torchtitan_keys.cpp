@@ -85,7 +85,6 @@ std::vector<TorchtitanKey> build() {
       {"parallelism.context_parallel_degree", {"1"}, "context parallelism is not implemented"},
       {"parallelism.context_parallel_load_balancer", kAny, kOnlyCp},
       {"parallelism.context_parallel_rotate_method", kAny, kOnlyCp},
-      {"parallelism.expert_parallel_degree", {"1"}, kNoExperts},
       {"parallelism.expert_tensor_parallel_degree", {"1"}, kNoExperts},
       {"parallelism.expert_parallel_comm_backend", kAny, kNoExperts},
       {"checkpoint.enable_ft_dataloader_checkpoints", kAny,

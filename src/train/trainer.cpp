@@ -86,6 +86,10 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
                 config_.lr_total_steps > 0 ? config_.lr_total_steps : config_.steps) {
   const int64_t world = comm_->size();
   dims_ = dist::resolve_parallel_dims(config_.dp_replicate, config_.dp_shard, world);
+  const int64_t experts = model_->config().text.is_moe() ? model_->config().text.num_experts : 0;
+  dist::check_expert_parallel(config_.expert_parallel, dims_, experts);
+  if (config_.expert_parallel > 1)
+    ep_ = std::make_unique<dist::ExpertParallelGroup>(*comm_, config_.expert_parallel);
   const int64_t per_step = config_.local_batch_size * world;
   const int64_t global = config_.global_batch_size > 0 ? config_.global_batch_size : per_step;
   QV_CHECK(global % per_step == 0, "training.global_batch_size (", global,
@@ -117,6 +121,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   dp_->release_all();
   model_->set_unit_hooks(dp_.get());
   log::info("data parallel: " + dp_->describe());
+  if (ep_) log::info("expert parallel: " + ep_->describe(experts));
   log::info("GEMM: " + kernels::gemm_description());
   log::info(cat("matrix products in ", config_.mixed_precision_param,
                 choices_.matmul_dtype == DType::kBF16 && !kernels::gemm_bf16_native()
@@ -215,6 +220,9 @@ StepRecord Trainer::train_step() {
   opt.checkpointing = choices_.checkpointing;
   opt.router_aux_loss_coef = config_.router_aux_loss_coef;
   RouterTotals router(model_->config().text);
+  // The sparse layers exchange slot rows with the group during this step's forwards and
+  // backwards only (validation and generation compute every expert locally).
+  const model::ExpertParallelScope expert_parallel(ep_.get());
   for (size_t i = 0; i < micro.size(); ++i) {
     dp_->begin_micro_batch(i + 1 == micro.size());
     opt.vision_passes = passes[i];

@@ -9,6 +9,7 @@
 #include "data/image/image_processor_config.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
+#include "dist/expert_parallel.h"
 #include "model/qwen3vl.h"
 #include "train/adamw.h"
 #include "train/batch_source.h"
@@ -76,6 +77,7 @@ class Trainer {
   std::unique_ptr<dist::Communicator> comm_;
   dist::ParallelDims dims_;
   std::unique_ptr<dist::DataParallel> dp_;
+  std::unique_ptr<dist::ExpertParallelGroup> ep_;  // null unless expert_parallel_degree > 1
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   std::vector<uint8_t> vision_span_, frozen_span_;

@@ -154,11 +154,65 @@ void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64
 }
 
 template <typename T>
+void moe_dispatch(const T* x, const MoeRouting& r, const MoeDims& d, T* xs) {
+  const int64_t S = d.slots(), H = d.hidden, K = d.top_k;
+#pragma omp parallel for if (S * H > kParallelMin)
+  for (int64_t p = 0; p < S; ++p) std::copy_n(x + (r.order[p] / K) * H, H, xs + p * H);
+}
+
+template <typename T>
+void moe_dispatch_backward(const T* d_xs, const MoeRouting& r, const MoeDims& d, T* dx) {
+  const int64_t H = d.hidden, K = d.top_k;
+  // Each token sums its slots' input gradients (no scatter races, fixed order).
+#pragma omp parallel for if (d.tokens * H > kParallelMin)
+  for (int64_t t = 0; t < d.tokens; ++t) {
+    T* out = dx + t * H;
+    std::fill(out, out + H, T(0));
+    for (int64_t j = 0; j < K; ++j) {
+      const T* g = d_xs + r.position[t * K + j] * H;
+      for (int64_t c = 0; c < H; ++c) out[c] += g[c];
+    }
+  }
+}
+
+template <typename T>
+void moe_combine(const T* ys, const MoeRouting& r, const T* weight, const MoeDims& d, T* y) {
+  const int64_t H = d.hidden, K = d.top_k;
+#pragma omp parallel for if (d.tokens * H > kParallelMin)
+  for (int64_t t = 0; t < d.tokens; ++t) {
+    T* out = y + t * H;
+    std::fill(out, out + H, T(0));
+    for (int64_t j = 0; j < K; ++j) {
+      const T wt = weight[t * K + j];
+      const T* row = ys + r.position[t * K + j] * H;
+      for (int64_t c = 0; c < H; ++c) out[c] += row[c] * wt;
+    }
+  }
+}
+
+template <typename T>
+void moe_combine_backward(const T* dy, const T* ys, const MoeRouting& r, const T* weight,
+                          const MoeDims& d, T* d_ys, T* d_weight) {
+  const int64_t S = d.slots(), H = d.hidden, K = d.top_k;
+#pragma omp parallel for if (S * H > kParallelMin)
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t p = r.position[s];
+    const T* g = dy + (s / K) * H;
+    const T* row = ys + p * H;
+    T dot = 0;
+    for (int64_t c = 0; c < H; ++c) {
+      d_ys[p * H + c] = g[c] * weight[s];
+      dot += g[c] * row[c];
+    }
+    d_weight[s] = dot;
+  }
+}
+
+template <typename T>
 void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
                          const MoeDims& d, const MoeActs<T>& a, T* y) {
-  const int64_t S = d.slots(), H = d.hidden, I = d.inter, K = d.top_k;
-#pragma omp parallel for if (S * H > kParallelMin)
-  for (int64_t p = 0; p < S; ++p) std::copy_n(x + (r.order[p] / K) * H, H, a.xs + p * H);
+  const int64_t S = d.slots(), H = d.hidden, I = d.inter;
+  cpu::moe_dispatch(x, r, d, a.xs);
   const bool b16 = bf16_mode(w);
   const PoolVector<bf16> xs_b = rounded_if(b16, a.xs, S * H);
   for (int64_t e = 0; e < d.experts; ++e) {
@@ -181,37 +235,17 @@ void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r
     const Operand<T> dn{w.down + e * I * H, b16 ? w.down_b16 + e * I * H : nullptr};
     product<T>(false, false, n, H, I, rows(a.act, act_b, p0 * I), I, dn, H, T(0), a.ys + p0 * H, H);
   }
-#pragma omp parallel for if (d.tokens * H > kParallelMin)
-  for (int64_t t = 0; t < d.tokens; ++t) {
-    T* out = y + t * H;
-    std::fill(out, out + H, T(0));
-    for (int64_t j = 0; j < K; ++j) {
-      const T wt = weight[t * K + j];
-      const T* ys = a.ys + r.position[t * K + j] * H;
-      for (int64_t c = 0; c < H; ++c) out[c] += ys[c] * wt;
-    }
-  }
+  cpu::moe_combine(a.ys, r, weight, d, y);
 }
 
 template <typename T>
 void moe_experts_backward(const T* dy, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
                           const MoeDims& d, const MoeSaved<T>& a, T* dx, T* d_gate_up, T* d_down,
                           T* d_weight) {
-  const int64_t S = d.slots(), H = d.hidden, I = d.inter, K = d.top_k;
+  const int64_t S = d.slots(), H = d.hidden, I = d.inter;
   // Combine: d ys = weight * dy; d weight = dy . ys.
   PoolVector<T> d_ys(S * H);
-#pragma omp parallel for if (S * H > kParallelMin)
-  for (int64_t s = 0; s < S; ++s) {
-    const int64_t p = r.position[s];
-    const T* g = dy + (s / K) * H;
-    const T* ys = a.ys + p * H;
-    T dot = 0;
-    for (int64_t c = 0; c < H; ++c) {
-      d_ys[p * H + c] = g[c] * weight[s];
-      dot += g[c] * ys[c];
-    }
-    d_weight[s] = dot;
-  }
+  cpu::moe_combine_backward(dy, a.ys, r, weight, d, d_ys.data(), d_weight);
   const bool b16 = bf16_mode(w);
   const PoolVector<bf16> dys_b = rounded_if(b16, d_ys.data(), S * H);
   const PoolVector<bf16> act_b = rounded_if(b16, a.act, S * I);
@@ -251,19 +285,15 @@ void moe_experts_backward(const T* dy, const MoeExperts<T>& w, const MoeRouting&
                  rows(d_gu.data(), dgu_b, p0 * 2 * I), 2 * I, T(1), d_gate_up + e * H * 2 * I,
                  2 * I);
   }
-  // Each token sums its slots' input gradients (no scatter races, fixed order).
-#pragma omp parallel for if (d.tokens * H > kParallelMin)
-  for (int64_t t = 0; t < d.tokens; ++t) {
-    T* out = dx + t * H;
-    std::fill(out, out + H, T(0));
-    for (int64_t j = 0; j < K; ++j) {
-      const T* g = d_xs.data() + r.position[t * K + j] * H;
-      for (int64_t c = 0; c < H; ++c) out[c] += g[c];
-    }
-  }
+  cpu::moe_dispatch_backward(d_xs.data(), r, d, dx);
 }
 
 #define QV_INSTANTIATE(T)                                                                          \
+  template void moe_dispatch<T>(const T*, const MoeRouting&, const MoeDims&, T*);                  \
+  template void moe_dispatch_backward<T>(const T*, const MoeRouting&, const MoeDims&, T*);         \
+  template void moe_combine<T>(const T*, const MoeRouting&, const T*, const MoeDims&, T*);         \
+  template void moe_combine_backward<T>(const T*, const T*, const MoeRouting&, const T*,           \
+                                        const MoeDims&, T*, T*);                                   \
   template void moe_softmax<T>(const T*, T*, int64_t, int64_t);                                    \
   template void moe_softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t);                 \
   template void moe_topk<T>(const T*, const MoeDims&, int32_t*, T*);                               \
