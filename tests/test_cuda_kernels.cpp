@@ -383,6 +383,31 @@ TEST(CudaKernels, CrossEntropyMatchesCpuWithIgnoredRowsAndInPlaceGradient) {
   EXPECT_THROW(gpu::cross_entropy<float>(dl2.data(), bad.data(), nullptr, rows, V, 1.f), Error);
 }
 
+// The bf16-gradient form: the CUDA float gradient rounded to bf16 (the same kernel arithmetic),
+// so within one bf16 rounding (2^-8 relative) plus the float bound of the CPU gradient.
+TEST(CudaKernels, CrossEntropyBf16GradientMatchesCpu) {
+  QV_REQUIRE_CUDA();
+  const int64_t rows = 9, V = 4099;
+  const std::vector<float> logits = rand_f(rows * V, 23, -8, 8);
+  std::vector<int64_t> targets(rows);
+  for (int64_t r = 0; r < rows; ++r) targets[r] = r == 4 ? kernels::kIgnoreIndex : (r * 577) % V;
+  std::vector<float> scratch = logits;
+  std::vector<bf16> want(rows * V);
+  const auto w = cpu::cross_entropy(scratch.data(), targets.data(), want.data(), rows, V, 1.f / 9);
+  auto dl = to_device(logits);
+  auto dt = to_device(targets);
+  gpu::DeviceArray<bf16> dd(rows * V);
+  const auto got = gpu::cross_entropy(dl.data(), dt.data(), dd.data(), rows, V, 1.f / 9);
+  EXPECT_EQ(got.kept, w.kept);
+  EXPECT_NEAR(got.loss_sum, w.loss_sum, kF32 * std::fabs(w.loss_sum));
+  std::vector<bf16> host(rows * V);
+  dd.download(host.data());
+  std::vector<float> got_f(rows * V), want_f(rows * V);
+  to_float(host.data(), got_f.data(), rows * V);
+  to_float(want.data(), want_f.data(), rows * V);
+  QV_EXPECT_REL(got_f, want_f, std::ldexp(1.0, -8) + kF32);
+}
+
 // ---- GEMM and linear ----
 
 TEST(CudaKernels, GemmAllTransposesMatchCpuInFloatAndBf16) {
@@ -432,6 +457,21 @@ TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
     QV_EXPECT_REL(to_host(gdw), dw, tol);
     QV_EXPECT_REL(to_host(gdb), db, kF32);
   }
+  // From a dy already in bf16 (the classifier's): the same products as the float dy rounding to
+  // it.
+  const std::vector<bf16> dyb = to_b(dy);
+  std::vector<float> dx(M * K), dw(N * K, 0.1f);
+  const kernels::Weight cw{w.data(), wb.data()};
+  cpu::linear_backward(x.data(), cw, dyb.data(), dx.data(), dw.data(), M, K, N);
+  auto gx = to_device(x), gw = to_device(w);
+  auto gwb = to_device(wb);
+  auto gdyb = to_device(dyb);
+  gpu::DeviceArray<float> gdx(M * K);
+  auto gdw = to_device(std::vector<float>(N * K, 0.1f));
+  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gdyb.data(), gdx.data(),
+                       gdw.data(), M, K, N);
+  QV_EXPECT_REL(to_host(gdx), dx, 1e-4);
+  QV_EXPECT_REL(to_host(gdw), dw, 1e-4);
 }
 
 // ---- attention ----

@@ -30,6 +30,22 @@ void moe_bucket(const int32_t*, const MoeDims&, int64_t*, int64_t*, int64_t*) {
   not_on_cuda("moe_bucket");
 }
 template <typename T>
+void moe_dispatch(const T*, const MoeRouting&, const MoeDims&, T*) {
+  not_on_cuda("moe_dispatch");
+}
+template <typename T>
+void moe_dispatch_backward(const T*, const MoeRouting&, const MoeDims&, T*) {
+  not_on_cuda("moe_dispatch_backward");
+}
+template <typename T>
+void moe_combine(const T*, const MoeRouting&, const T*, const MoeDims&, T*) {
+  not_on_cuda("moe_combine");
+}
+template <typename T>
+void moe_combine_backward(const T*, const T*, const MoeRouting&, const T*, const MoeDims&, T*, T*) {
+  not_on_cuda("moe_combine_backward");
+}
+template <typename T>
 void moe_experts_forward(const T*, const MoeExperts<T>&, const MoeRouting&, const T*,
                          const MoeDims&, const MoeActs<T>&, T*) {
   not_on_cuda("moe_experts_forward");
@@ -45,6 +61,12 @@ template void moe_softmax_backward<float>(const float*, const float*, float*, in
 template void moe_topk<float>(const float*, const MoeDims&, int32_t*, float*);
 template void moe_topk_backward<float>(const float*, const int32_t*, const float*, const float*,
                                        const MoeDims&, float*);
+template void moe_dispatch<float>(const float*, const MoeRouting&, const MoeDims&, float*);
+template void moe_dispatch_backward<float>(const float*, const MoeRouting&, const MoeDims&, float*);
+template void moe_combine<float>(const float*, const MoeRouting&, const float*, const MoeDims&,
+                                 float*);
+template void moe_combine_backward<float>(const float*, const float*, const MoeRouting&,
+                                          const float*, const MoeDims&, float*, float*);
 template void moe_experts_forward<float>(const float*, const MoeExperts<float>&, const MoeRouting&,
                                          const float*, const MoeDims&, const MoeActs<float>&,
                                          float*);

@@ -19,6 +19,15 @@ void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, c
 void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
                 int64_t* position);
 template <typename T>
+void moe_dispatch(const T* x, const MoeRouting& r, const MoeDims& d, T* xs);
+template <typename T>
+void moe_dispatch_backward(const T* d_xs, const MoeRouting& r, const MoeDims& d, T* dx);
+template <typename T>
+void moe_combine(const T* ys, const MoeRouting& r, const T* weight, const MoeDims& d, T* y);
+template <typename T>
+void moe_combine_backward(const T* dy, const T* ys, const MoeRouting& r, const T* weight,
+                          const MoeDims& d, T* d_ys, T* d_weight);
+template <typename T>
 void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r, const T* weight,
                          const MoeDims& d, const MoeActs<T>& acts, T* y);
 template <typename T>
