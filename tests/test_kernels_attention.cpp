@@ -13,8 +13,8 @@
 namespace qv {
 namespace {
 
-using kernels::cpu::AttentionBackwardPlan;
 using kernels::AttentionDims;
+using kernels::cpu::AttentionBackwardPlan;
 using kernels::cpu::AttentionTuning;
 using testing::cast_vector;
 using testing::numeric_grad;
@@ -152,7 +152,7 @@ AttnOut run_forward(const AttnCase& c, const AttentionTuning& tuning = {}) {
   const auto q = cast_vector<T>(c.q), k = cast_vector<T>(c.k), v = cast_vector<T>(c.v);
   std::vector<T> out(q.size(), T(7)), lse(c.dims.tokens * c.dims.heads, T(7));
   kernels::cpu::attention_forward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
-                                      c.cu.data(), c.n_seqs(), c.dims, c.valid_ptr(), tuning);
+                                           c.cu.data(), c.n_seqs(), c.dims, c.valid_ptr(), tuning);
   return {cast_vector<double>(out), cast_vector<double>(lse)};
 }
 
@@ -167,8 +167,8 @@ AttnGrads run_backward(const AttnCase& c, AttentionBackwardPlan plan, AttentionT
   std::vector<T> dq(q.size(), T(3)), dk(k.size(), T(3)), dv(v.size(), T(3));
   tuning.plan = plan;
   kernels::cpu::attention_backward_tuned<T>(q.data(), k.data(), v.data(), out.data(), lse.data(),
-                                       dout.data(), dq.data(), dk.data(), dv.data(), c.cu.data(),
-                                       c.n_seqs(), c.dims, c.valid_ptr(), tuning);
+                                            dout.data(), dq.data(), dk.data(), dv.data(),
+                                            c.cu.data(), c.n_seqs(), c.dims, c.valid_ptr(), tuning);
   return {cast_vector<double>(dq), cast_vector<double>(dk), cast_vector<double>(dv)};
 }
 

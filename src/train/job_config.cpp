@@ -4,9 +4,9 @@
 
 #include <filesystem>
 #include <functional>
-#include <regex>
 #include <sstream>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "model/activation_checkpoint.h"
@@ -265,12 +265,21 @@ std::map<std::string, Field> schema(JobConfig& c) {
   };
 }
 
+bool names_a_device(const std::string& text) {
+  try {
+    parse_device(text);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 void validate(const JobConfig& c) {
   QV_CHECK(c.local_batch_size > 0, "training.local_batch_size must be positive");
   QV_CHECK(c.seq_len > 1, "training.seq_len must be at least 2");
   QV_CHECK(c.steps > 0, "training.steps must be positive");
-  QV_CHECK(std::regex_match(c.device, std::regex("cpu|cuda(:[0-9]+)?")),
-           "training.device must be cpu, cuda or cuda:N, got '", c.device, "'");
+  QV_CHECK(names_a_device(c.device), "training.device must be cpu, cuda or cuda:N, got '", c.device,
+           "'");
   QV_CHECK(c.max_tokens_per_sample >= 0, "data.max_tokens_per_sample must be >= 0 (0: seq_len)");
   QV_CHECK(c.max_images_per_sample >= 0,
            "data.max_images_per_sample must be >= 0 (0: max_images_per_batch / local_batch_size)");

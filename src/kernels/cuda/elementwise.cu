@@ -4,8 +4,8 @@
 #include "kernels/cuda/activations.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding.h"
-#include "kernels/cuda/rows.h"
 #include "kernels/cuda/rope.h"
+#include "kernels/cuda/rows.h"
 
 namespace qv::kernels::cuda {
 namespace {
@@ -170,8 +170,8 @@ __global__ void move_rows_k(const D* src, const int64_t* src_rows, D* dst, const
   }
 }
 
-__global__ void copy_columns_k(const float* src, int64_t src_stride, float* dst,
-                               int64_t dst_stride, int64_t rows, int64_t cols) {
+__global__ void copy_columns_k(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                               int64_t rows, int64_t cols) {
   QV_GRID_STRIDE(idx, rows * cols) {
     const int64_t r = idx / cols, c = idx % cols;
     dst[r * dst_stride + c] = src[r * src_stride + c];
@@ -307,7 +307,7 @@ void copy_columns(const float* src, int64_t src_stride, float* dst, int64_t dst_
   template void weighted_gather_forward<T>(const int64_t*, const T*, const T*, T*, int64_t,    \
                                            int64_t, int64_t);                                  \
   template void weighted_gather_backward<T>(const int64_t*, const T*, const T*, T*, int64_t,   \
-                                            int64_t, int64_t);                                 \
+                                            int64_t, int64_t);
 
 QV_INSTANTIATE(float)
 QV_INSTANTIATE(qv::bf16)

@@ -309,8 +309,8 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   return run_cross_entropy<float>(logits, targets, dlogits, rows, V, grad_scale);
 }
 
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits,
-                                 int64_t rows, int64_t V, float grad_scale) {
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
+                                 int64_t V, float grad_scale) {
   return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), rows, V, grad_scale);
 }
 
