@@ -246,6 +246,21 @@ std::string gemm_description() {
              describe_device(device));
 }
 
+namespace {
+
+// The two bf16 backward products from a bf16 dy: dx = dy . w, dw += dy^T . round(x).
+void products_from_bf16_dy(const float* x, Weight w, const bf16* dy, float* dx, float* dw,
+                           int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
+  if (dx)
+    gemm_bf16(false, false, M, K, N, 1.0f, dy, N, w.b16, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
+  if (dw) {
+    const DeviceArray<bf16> xb = rounded(x, M * K);
+    gemm_bf16(true, false, N, K, M, 1.0f, dy, N, xb.data(), K, 1.0f, dw, K);
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t K, int64_t N) {
   if (bias) fill_bias(bias, y, M, N);
@@ -273,13 +288,7 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
   if (!w.b16) return linear_backward<float>(x, w.f32, dy, dx, dw, dbias, M, K, N, accumulate_dx);
   if (dx || dw) {
     const DeviceArray<bf16> dyb = rounded(dy, M * N);
-    if (dx)
-      gemm_bf16(false, false, M, K, N, 1.0f, dyb.data(), N, w.b16, K, accumulate_dx ? 1.0f : 0.0f,
-                dx, K);
-    if (dw) {
-      const DeviceArray<bf16> xb = rounded(x, M * K);
-      gemm_bf16(true, false, N, K, M, 1.0f, dyb.data(), N, xb.data(), K, 1.0f, dw, K);
-    }
+    products_from_bf16_dy(x, w, dyb.data(), dx, dw, M, K, N, accumulate_dx);
   }
   if (dbias) bias_grad(dy, dbias, M, N);
 }
@@ -287,11 +296,7 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
 void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
                      int64_t K, int64_t N) {
   if (!w.b16) fail("linear_backward with a bf16 dy needs the weight's bf16 copy");
-  if (dx) gemm_bf16(false, false, M, K, N, 1.0f, dy, N, w.b16, K, 0.0f, dx, K);
-  if (dw) {
-    const DeviceArray<bf16> xb = rounded(x, M * K);
-    gemm_bf16(true, false, N, K, M, 1.0f, dy, N, xb.data(), K, 1.0f, dw, K);
-  }
+  products_from_bf16_dy(x, w, dy, dx, dw, M, K, N, false);
 }
 
 template void linear_forward<float>(const float*, const float*, const float*, float*, int64_t,
