@@ -10,7 +10,8 @@
 
 namespace qv::model {
 
-ParamStore::ParamStore(int64_t unit_align) : unit_align_(unit_align) {
+ParamStore::ParamStore(int64_t unit_align, Device device)
+    : unit_align_(unit_align), device_(device) {
   QV_CHECK(unit_align > 0 && unit_align % 16 == 0, "unit alignment ", unit_align,
            " is not a positive multiple of 16");
 }
@@ -47,13 +48,13 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weig
 void ParamStore::allocate() {
   total_ = (total_ + unit_align_ - 1) / unit_align_ * unit_align_;
   if (!units_.empty()) units_.back().end = total_;
-  values_.allocate(total_);
-  grads_.allocate(total_);
+  values_.allocate(total_, device_);
+  grads_.allocate(total_, device_);
 }
 
 void ParamStore::enable_bf16_copies(const EntryFilter& wanted) {
   QV_CHECK(values_.size() > 0, "enable_bf16_copies() before allocate()");
-  if (values_bf16_.empty()) values_bf16_.allocate(total_);
+  if (values_bf16_.empty()) values_bf16_.allocate(total_, device_);
   bf16_entry_.clear();
   for (const ParamEntry& e : entries_) bf16_entry_.push_back(wanted(e));
   sync_bf16();

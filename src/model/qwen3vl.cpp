@@ -109,7 +109,7 @@ void Qwen3VLModel::enable_bf16_matmuls() {
 }
 
 void Qwen3VLModel::relayout(int64_t unit_align) {
-  ParamStore fresh(unit_align);
+  ParamStore fresh(unit_align, store_.device());
   ModelParams p = layout_params(config_, fresh);
   LoraParams lp = layout_lora(config_, lora_config_, fresh);
   fresh.allocate();
@@ -140,7 +140,7 @@ void Qwen3VLModel::load_lora_adapter(const std::string& dir) {
 }
 
 ParamStore Qwen3VLModel::merged_store() const {
-  ParamStore out;
+  ParamStore out(16, store_.device());
   layout_params(config_, out);
   out.allocate();
   for (const ParamEntry& e : out.entries()) {
