@@ -16,6 +16,8 @@
 #include "model/params.h"
 #include "model/qwen3vl.h"
 #include "model_test_utils.h"
+#include "train/trainer.h"
+#include "train_test_utils.h"
 
 namespace qv {
 namespace {
@@ -88,6 +90,46 @@ TEST(DeviceMemory, AModelAndItsStepAllocateFromItsDevicesAllocator) {
   // Every block the arena asked for during the step is one the registered allocator handed out.
   EXPECT_EQ(rec.block_allocations() - blocks_before, system);
   BufferPool::of(kCpuDevice).release_cached();  // give the blocks back while rec is registered
+}
+
+// The trainer's placement, checked on the CPU (issue #18): with a recording allocator standing
+// in for the CPU's, a training job's parameters, gradients, bf16 copies, optimizer moments and
+// every activation block of its steps come from the allocator of the model's device. On a GPU
+// the same code takes them from the CUDA allocator.
+TEST(DeviceMemory, TrainingTakesModelAndOptimizerMemoryFromTheDevicesAllocator) {
+  BufferPool::of(kCpuDevice).release_cached();
+  RecordingAllocator rec(kCpuDevice);
+  RecordingAllocator::Scope scope(DeviceKind::kCpu, rec);
+  const std::string dump = testing::fresh_dir("device_memory", "trainer");
+  auto config = train::JobConfig::load(
+      testing::fixed_batch_config("hf-tiny-text", dump, 2, 100),
+      {{"checkpoint.enable", "false"}, {"training.mixed_precision_param", "bfloat16"}});
+  auto model = train::build_model(config);
+  train::Trainer trainer(config, std::move(model), train::make_fixed_source(config.dataset_path),
+                         dist::make_local_communicator());
+  const int64_t arena_before = BufferPool::of(kCpuDevice).stats().system_allocations;
+  const int64_t blocks_before = rec.block_allocations();
+  const auto history = trainer.run();
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_TRUE(std::isfinite(history.back().loss));
+
+  const model::ParamStore& s = trainer.model().store();
+  const size_t bytes = static_cast<size_t>(s.total()) * sizeof(float);
+  EXPECT_TRUE(rec.owns(s.values().data(), bytes, /*pages=*/true));
+  EXPECT_TRUE(rec.owns(s.grads().data(), bytes, true));
+  ASSERT_TRUE(s.has_bf16_copies());
+  EXPECT_TRUE(rec.owns(trainer.model().store().values_bf16().data(), bytes / 2, true));
+  train::AdamW& opt = trainer.optimizer();
+  const size_t moments = static_cast<size_t>(opt.exp_avg().size()) * sizeof(float);
+  EXPECT_GT(moments, 0u);
+  EXPECT_TRUE(rec.owns(opt.exp_avg().data(), moments, true));
+  EXPECT_TRUE(rec.owns(opt.exp_avg_sq().data(), moments, true));
+  // The steps' activations came from the arena, whose blocks all came from `rec`.
+  const int64_t arena = BufferPool::of(kCpuDevice).stats().system_allocations - arena_before;
+  EXPECT_GT(arena, 0);
+  EXPECT_GE(rec.block_allocations() - blocks_before, arena);
+  BufferPool::of(kCpuDevice).release_cached();
+  EXPECT_EQ(rec.foreign_frees(), 0) << "the arena held a block of another allocator";
 }
 
 // ZeRO-3's release of other ranks' shards reaches the device's allocator as whole pages.
