@@ -10,6 +10,7 @@
 #include "core/allocator.h"
 #include "core/buffer_pool.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "core/page_buffer.h"
 #include "core/tensor.h"
 #include "device_test_utils.h"
@@ -130,6 +131,24 @@ TEST(DeviceMemory, TrainingTakesModelAndOptimizerMemoryFromTheDevicesAllocator) 
   EXPECT_GE(rec.block_allocations() - blocks_before, arena);
   BufferPool::of(kCpuDevice).release_cached();
   EXPECT_EQ(rec.foreign_frees(), 0) << "the arena held a block of another allocator";
+}
+
+// Host code reaches a parameter through copies (write_value / read_value), which on the CPU are
+// plain copies of exactly the parameter's elements.
+TEST(DeviceMemory, ParameterValuesGoInAndOutThroughCopies) {
+  model::ParamStore store;
+  const model::ParamRef a = store.add("a", {3, 5});
+  const model::ParamRef b = store.add("b", {7});
+  store.allocate();
+  std::vector<float> in(15), out(15, -1.0f);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = 0.5f * static_cast<float>(i);
+  store.write_value(a, in.data(), 15);
+  store.read_value(a, out.data(), 15);
+  EXPECT_EQ(out, in);
+  std::vector<float> b_out(7, -1.0f);
+  store.read_value(b, b_out.data(), 7);
+  EXPECT_EQ(b_out, std::vector<float>(7, 0.0f));  // the neighbour is untouched
+  EXPECT_THROW(store.write_value(a, in.data(), 14), Error);
 }
 
 // ZeRO-3's release of other ranks' shards reaches the device's allocator as whole pages.

@@ -79,6 +79,10 @@ class ParamStore {
   // Refreshes the copies inside flat elements [begin, end); no-op when off.
   void sync_bf16(int64_t begin, int64_t end);
   void sync_bf16() { sync_bf16(0, total_); }
+  // Host <-> store copies of one parameter's values, whichever device the store is on (host
+  // code never touches the store's memory directly when it is on a GPU).
+  void write_value(ParamRef r, const float* host, int64_t n);
+  void read_value(ParamRef r, float* host, int64_t n) const;
   // The parameter as a matrix operand: its values and, when enabled, its bf16 copy.
   kernels::Weight weight(ParamRef r) const { return {value(r), value_bf16(r)}; }
 

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/activations.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/device.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/norms.h"
@@ -147,7 +148,8 @@ ParamStore Qwen3VLModel::merged_store() const {
     const ParamEntry* src = store_.find(e.name);
     QV_CHECK(src && src->ref.numel == e.ref.numel, "merged_store: parameter '", e.name,
              "' missing");
-    std::copy_n(store_.value(src->ref), e.ref.numel, out.value(e.ref));
+    kernels::copy_bytes(out.value(e.ref), out.device(), store_.value(src->ref), store_.device(),
+                        static_cast<size_t>(e.ref.numel) * sizeof(float));
   }
   merge_lora(config_, lora_config_, store_, out);
   return out;
