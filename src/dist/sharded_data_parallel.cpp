@@ -17,9 +17,10 @@
 // consecutive ranks of an EP group hold E / ep experts each (EP rank e: experts
 // [e E / ep, (e + 1) E / ep), the ones it computes), and the shard / ep ranks of the shard
 // group that hold the same experts split that slice between them (ZeRO-3 within them, chunks
-// padded to equal size). Gathers for compute bring back only this rank's slice, and its
-// gradient is reduce-scattered only over the ranks holding the same experts; the other
-// experts' gradients on this rank are zero (the experts run on their owners) and are dropped.
+// padded to equal size when the slice does not divide). Gathers for compute bring back only this
+// rank's slice, and its gradient is reduce-scattered only over the ranks holding the same experts;
+// the other experts' gradients on this rank are zero (the experts run on their owners) and are
+// dropped.
 #include <algorithm>
 #include <cstring>
 
@@ -81,7 +82,8 @@ class ShardedDataParallel final : public DataParallel {
         p.chunk = std::max<int64_t>(1, (p.length + m - 1) / m);
         const int64_t lo = std::min(p.length, p.chunk * expert_shard_->rank());
         p.own = {p.base + lo, p.base + std::min(p.length, lo + p.chunk)};
-        slice_floats_ = std::max(slice_floats_, p.chunk * m);
+        p.holders = m;
+        if (p.length != p.chunk * m) slice_floats_ = std::max(slice_floats_, p.chunk * m);
       } else {
         QV_CHECK(u.begin % align == 0 && (u.end - u.begin) % align == 0, "parameter unit '", u.name,
                  "' is not aligned to ", align, " floats (build the model with unit_alignment())");
@@ -94,9 +96,8 @@ class ShardedDataParallel final : public DataParallel {
       plans_.push_back(p);
       owned_.push_back(p.own);
     }
-    // Expert slices pass through these (chunks padded to equal size); sized once.
+    // Expert slices that do not divide pass through these (chunks padded to equal size).
     slice_.assign(slice_floats_, 0.0f);
-    slice_out_.assign(slice_floats_, 0.0f);
     if (store.has_bf16_copies()) slice_bf16_.assign(slice_floats_, bf16{});
     gathered_.assign(store.units().size(), kFloat);  // the model starts with every parameter
     frozen_.assign(store.units().size(), 0);
@@ -169,12 +170,19 @@ class ShardedDataParallel final : public DataParallel {
     // The own chunk already holds the sum of earlier passes; the other ranks' chunks hold zeros
     // there, so the reduced chunk is that sum plus every rank's new contribution.
     if (p.expert) {
-      // This rank's experts only, over the ranks holding the same experts (padded chunks).
-      const int m = expert_shard_->size();
-      std::copy(g + p.base, g + p.base + p.length, slice_.data());
-      std::fill(slice_.data() + p.length, slice_.data() + p.chunk * m, 0.0f);
-      expert_shard_->reduce_scatter_sum(slice_.data(), slice_out_.data(), p.chunk);
-      std::copy(slice_out_.data(), slice_out_.data() + p.own.size(), g + p.own.begin);
+      // This rank's experts only, over the ranks holding the same experts (one holder: the
+      // slice is its own chunk already).
+      if (p.holders > 1) {
+        const float* in = g + p.base;
+        if (p.padded()) {
+          std::copy(g + p.base, g + p.base + p.length, slice_.data());
+          std::fill(slice_.data() + p.length, slice_.data() + p.chunk * p.holders, 0.0f);
+          in = slice_.data();
+        }
+        scratch_.resize(p.chunk);
+        expert_shard_->reduce_scatter_sum(in, scratch_.data(), p.chunk);
+        std::copy(scratch_.data(), scratch_.data() + p.own.size(), g + p.own.begin);
+      }
       clear(store_.grads(), u.begin, p.own.begin - u.begin);
       clear(store_.grads(), p.own.end, u.end - p.own.end);
       return;
@@ -242,12 +250,17 @@ class ShardedDataParallel final : public DataParallel {
   struct Plan {
     bool expert = false;
     int64_t base = 0, length = 0, chunk = 0;
+    int64_t holders = 0;  // expert units: ranks sharing the slice
     FlatRange own;
+    bool padded() const { return expert && length != chunk * holders; }
   };
 
-  // An expert slice [base, base + length) of buf from every holder's own chunk.
+  // An expert slice [base, base + length) of buf from every holder's own chunk (in place
+  // unless the chunks are padded).
   template <typename T>
   void gather_slice(const Plan& p, T* buf, T* scratch) {
+    if (p.holders == 1) return;  // the slice is the own chunk
+    if (!p.padded()) return all_gather(*expert_shard_, buf + p.own.begin, buf + p.base, p.chunk);
     T* mine = scratch + p.chunk * expert_shard_->rank();
     std::copy(buf + p.own.begin, buf + p.own.end, mine);
     std::fill(mine + p.own.size(), mine + p.chunk, T{});
@@ -343,9 +356,9 @@ class ShardedDataParallel final : public DataParallel {
   std::vector<FlatRange> owned_;
   std::vector<uint8_t> gathered_, frozen_;
   std::vector<float> scratch_;
-  // Expert slices padded to whole chunks: values / gradients in, reduced chunk out, bf16 copies.
+  // Expert slices padded to whole chunks (float values / gradients, bf16 copies).
   int64_t slice_floats_ = 0;
-  std::vector<float> slice_, slice_out_;
+  std::vector<float> slice_;
   std::vector<bf16> slice_bf16_;
   // bf16 gathers: [unit][rank] float-read pieces of the rank's chunk, the largest total per
   // unit, and the packing buffers (sized once).
