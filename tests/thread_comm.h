@@ -6,6 +6,7 @@
 // check). After construction and the first use of a split, collectives allocate nothing except
 // the float all-reduce's scratch.
 #pragma once
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <functional>
