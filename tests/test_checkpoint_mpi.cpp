@@ -57,8 +57,9 @@ std::string layout_flags(const Layout& l) {
 
 // `train` on `l`'s ranks with the job in `dump` (steps, checkpoint every `interval`).
 testing::CommandResult run_train(const std::string& dump, const Layout& l, int steps, int interval,
-                                 const std::string& batch, const std::string& extra = "") {
-  const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, steps, interval);
+                                 const std::string& batch, const std::string& extra = "",
+                                 const std::string& fixture = "hf-tiny-text") {
+  const std::string cfg = testing::fixed_batch_config(fixture, dump, steps, interval);
   const std::string launch = l.world() > 1 ? testing::mpirun(static_cast<int>(l.world())) : "";
   return testing::run_shell(launch + QWEN3VL_BINARY + " train --config " + cfg + layout_flags(l) +
                             " --training.dataset_path " + batch + extra);
@@ -143,6 +144,29 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointReshardMpi,
                                            ReshardCase{"replicated_2_to_zero3_4", {2, 1}, {1, 4}},
                                            ReshardCase{"zero3_4_to_one", {1, 4}, {1, 1}}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Expert parallelism: each rank saves the pieces of its own experts (owned ranges split by
+// expert). The step-2 checkpoint of an EP2 job, loaded by one process and written again in the
+// one-process layout, then resumed on EP2, continues bit for bit like the job resumed from its own
+// checkpoint: EP2 -> one process -> EP2 loses nothing.
+TEST(CheckpointExpertParallelMpi, Ep2ToOneProcessAndBackIsBitExact) {
+  const std::string a = fresh("ep2_direct"), b = fresh("ep2_via_one");
+  const std::string batch = four_rows(a);
+  const std::string ep = " --parallelism.expert_parallel_degree 2";
+  auto r = run_train(a, {1, 2}, 4, 2, batch, ep, "hf-tiny-moe");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("expert tensors split by expert over 2 ranks"), std::string::npos)
+      << r.output;
+  const train::CheckpointReport saved = train::inspect_checkpoint(a + "/checkpoint/step-00000002");
+  EXPECT_TRUE(saved.ok()) << saved.describe();
+  testing::fixed_batch_config("hf-tiny-moe", b, 4, 2);  // b's job.toml
+  rewrite_as(a, {1, 1}, b);
+  r = run_train(b, {1, 2}, 4, 2, batch, ep, "hf-tiny-moe");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + b + "/checkpoint/step-00000002"), std::string::npos)
+      << r.output;
+  expect_identical_continuation(a, b);
+}
 
 class CheckpointResumeMpi : public ::testing::TestWithParam<Layout> {};
 

@@ -1,10 +1,11 @@
 // Data-parallel modes through the binary under mpirun, each against one process with the
 // combined batch: sharded (FSDP / ZeRO-3) with activation checkpointing, with images on one rank
-// only, with a frozen vision tower; hybrid replicate x shard on 4 ranks; replicated with and
-// without the overlapped all-reduce; LoRA adapters sharded and replicated; the mixture-of-experts
-// model sharded, and with its experts split over the ranks (expert parallelism: 2 of 2 ranks, also
-// with activation checkpointing; 4 of 4; 2 inside each shard group of a 2 x 2 hybrid). Also: a rank
-// that dies or stalls ends the whole job.
+// only, with a frozen vision tower, in bf16 (bf16 gathers) on 2 and 4 shards; hybrid replicate x
+// shard on 4 ranks; replicated with and without the overlapped all-reduce; LoRA adapters sharded
+// (also in bf16: adapters are read in float, so they travel in float) and replicated; the
+// mixture-of-experts model sharded, and with its experts split over the ranks (expert
+// parallelism: 2 of 2 ranks, also with activation checkpointing and in bf16; 4 of 4; 2 inside
+// each shard group of a 2 x 2 hybrid). Also: a rank that dies or stalls ends the whole job.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -168,12 +169,21 @@ INSTANTIATE_TEST_SUITE_P(
                       DistCase{"zero3_image_on_one_rank", "hf-tiny-image", 2, "", kShard2, true},
                       DistCase{"zero3_bf16", "hf-tiny-image", 2,
                                " --training.mixed_precision_param bfloat16", kShard2, true},
+                      // bf16 gathers on 4 shards (the text fixture's rows twice).
+                      DistCase{"zero3_bf16_4", "hf-tiny-text", 4,
+                               " --training.mixed_precision_param bfloat16",
+                               "--parallelism.data_parallel_replicate_degree 1 "
+                               "--parallelism.data_parallel_shard_degree 4",
+                               true},
                       // MoE: expert weights sharded as part of their layer's unit.
                       DistCase{"zero3_moe", "hf-tiny-moe", 2, "", kShard2, true},
                       // Expert parallelism (EP) inside the shard group; the single process is
                       // the same as for zero3_moe. Same bounds: EP's expert products see the
                       // same rows in the same order as one process, the rest is ZeRO-3's.
                       DistCase{"ep2_zero3_moe", "hf-tiny-moe", 2, "", kShard2Ep2, true},
+                      // bf16: the own experts' slice gathered as bf16.
+                      DistCase{"ep2_zero3_bf16_moe", "hf-tiny-moe", 2,
+                               " --training.mixed_precision_param bfloat16", kShard2Ep2, true},
                       DistCase{"ep2_zero3_full_ac_moe", "hf-tiny-moe", 2,
                                " --activation_checkpoint.mode full", kShard2Ep2, true},
                       DistCase{"ep4_zero3_moe", "hf-tiny-moe", 4, "",
@@ -191,6 +201,11 @@ INSTANTIATE_TEST_SUITE_P(
                       DistCase{"zero3_lora", "hf-tiny-text", 2,
                                " --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "
                                "--lora.target_modules q_proj,v_proj,o_proj,down_proj",
+                               kShard2, false},
+                      DistCase{"zero3_lora_bf16", "hf-tiny-text", 2,
+                               " --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "
+                               "--lora.target_modules q_proj,v_proj,o_proj,down_proj "
+                               "--training.mixed_precision_param bfloat16",
                                kShard2, false},
                       DistCase{"replicate_lora", "hf-tiny-text", 2,
                                " --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/bf16.h"
 #include "core/error.h"
 
 namespace qv::dist {
@@ -18,6 +19,11 @@ class Communicator {
   virtual void all_reduce_max(double* data, int64_t n) = 0;
   // out[size * n] = every rank's in[n], in rank order.
   virtual void all_gather(const float* in, float* out, int64_t n) = 0;
+  // all_gather of bf16 values (2 bytes each; ZeRO-3 gathers mixed-precision weights with it).
+  virtual void all_gather_bf16(const bf16* in, bf16* out, int64_t n) {
+    (void)in, (void)out, (void)n;
+    throw Error("this communicator has no all_gather_bf16");
+  }
   // in[size * n] summed over ranks; rank r keeps block r in out[n].
   virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) = 0;
   virtual void broadcast(float* data, int64_t n, int root) = 0;

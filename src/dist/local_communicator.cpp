@@ -15,6 +15,9 @@ class LocalCommunicator final : public Communicator {
   void all_gather(const float* in, float* out, int64_t n) override {
     if (in != out) std::memcpy(out, in, n * sizeof(float));
   }
+  void all_gather_bf16(const bf16* in, bf16* out, int64_t n) override {
+    if (in != out) std::memcpy(out, in, n * sizeof(bf16));
+  }
   void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
     if (in != out) std::memcpy(out, in, n * sizeof(float));
   }

@@ -142,6 +142,13 @@ class MpiCommunicator final : public Communicator {
                   static_cast<int>(n), MPI_FLOAT, comm_);
     watchdog_->end();
   }
+  void all_gather_bf16(const bf16* in, bf16* out, int64_t n) override {
+    QV_CHECK(n < (1ll << 31), "all_gather block too large");
+    watchdog_->begin("all_gather");
+    MPI_Allgather(in == out + rank_ * n ? MPI_IN_PLACE : in, static_cast<int>(n), MPI_UINT16_T, out,
+                  static_cast<int>(n), MPI_UINT16_T, comm_);
+    watchdog_->end();
+  }
   void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
     QV_CHECK(n < (1ll << 31), "reduce_scatter block too large");
     watchdog_->begin("reduce_scatter");

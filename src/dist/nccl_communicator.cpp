@@ -68,6 +68,11 @@ class NcclCommunicator final : public Communicator {
     QV_NCCL_CHECK(ncclAllGather(in, out, count(n), ncclFloat32, comm_, stream_));
     wait_all();
   }
+  void all_gather_bf16(const bf16* in, bf16* out, int64_t n) override {
+    begin();
+    QV_NCCL_CHECK(ncclAllGather(in, out, count(n), ncclBfloat16, comm_, stream_));
+    wait_all();
+  }
   void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
     begin();
     QV_NCCL_CHECK(ncclReduceScatter(in, out, count(n), ncclFloat32, ncclSum, comm_, stream_));

@@ -7,6 +7,9 @@ namespace qv::dist {
 
 struct ParallelDims {
   int64_t replicate = 1, shard = 1;
+  // Expert-parallel degree ([parallelism] expert_parallel_degree; divides shard): the sharded
+  // strategy splits every expert unit by expert over groups of this many consecutive ranks.
+  int64_t expert = 1;
   bool sharded() const { return shard > 1; }
 };
 

@@ -3,6 +3,24 @@
 // each unit and returns the other pages of the parameter and gradient buffers to the OS; an
 // all-gather into the same addresses brings a unit's parameters back for its forward and
 // backward, a reduce-scatter leaves this rank the sum of its chunk of a unit's gradient.
+//
+// bf16 mixed precision: a unit gathered for compute travels as bf16: every rank's chunk of the
+// bf16 copies (AdamW writes them for the chunk it updates) is all-gathered, half the bytes of
+// the float values; the entries the model also reads in float (norm weights, biases, a tied
+// embedding, LoRA adapters: ParamStore::bf16_only is false) follow in a second, small float
+// all-gather of just their elements. The float masters of the other entries stay sharded. A
+// unit without any bf16-only entry (an untied embedding, the norm) is gathered in float.
+// gather_all() (saving, export, validation) gathers the float values of everything.
+//
+// Expert parallelism (dims.expert = ep > 1; torchtitan's dp_shard_mod_ep layout): an expert
+// unit (ParamUnit::experts, one tensor stacking E experts) is split by expert first: the ep
+// consecutive ranks of an EP group hold E / ep experts each (EP rank e: experts
+// [e E / ep, (e + 1) E / ep), the ones it computes), and the shard / ep ranks of the shard
+// group that hold the same experts split that slice between them (ZeRO-3 within them, chunks
+// padded to equal size when the slice does not divide). Gathers for compute bring back only this
+// rank's slice, and its gradient is reduce-scattered only over the ranks holding the same experts;
+// the other experts' gradients on this rank are zero (the experts run on their owners) and are
+// dropped.
 #include <algorithm>
 #include <cstring>
 
@@ -12,6 +30,26 @@
 namespace qv::dist {
 namespace {
 
+void all_gather(Communicator& c, const float* in, float* out, int64_t n) {
+  c.all_gather(in, out, n);
+}
+void all_gather(Communicator& c, const bf16* in, bf16* out, int64_t n) {
+  c.all_gather_bf16(in, out, n);
+}
+
+// Zeros [offset, offset + n) of a page buffer: whole pages go back to the OS, the partial pages
+// at either end are written.
+template <class T>
+void clear(PageArray<T>& buf, int64_t offset, int64_t n) {
+  if (n <= 0) return;
+  buf.discard_inside(offset, n);
+  const int64_t pp = PageArray<T>::per_page();
+  const int64_t first = std::min(offset + n, (offset + pp - 1) / pp * pp);
+  const int64_t last = std::max(first, (offset + n) / pp * pp);
+  std::fill(buf.data() + offset, buf.data() + first, T{});
+  std::fill(buf.data() + last, buf.data() + offset + n, T{});
+}
+
 class ShardedDataParallel final : public DataParallel {
  public:
   ShardedDataParallel(model::ParamStore& store, Communicator& world, const ParallelDims& dims)
@@ -20,16 +58,50 @@ class ShardedDataParallel final : public DataParallel {
     const int rank = world.rank(), shard = static_cast<int>(dims.shard);
     shard_ = world.split(rank / shard, rank);
     if (dims.replicate > 1) replicate_ = world.split(rank % shard, rank);
+    const int ep = static_cast<int>(dims.expert);
+    QV_CHECK(ep >= 1 && shard % ep == 0, "expert-parallel degree ", ep,
+             " must divide the shard degree ", shard);
+    if (ep > 1) {
+      // EP groups: ep consecutive ranks (dist/expert_parallel.h); the ranks of the shard group
+      // holding the same experts: one from each EP group.
+      const int s = shard_->rank();
+      expert_shard_ = shard_->split(s % ep, s);
+      expert_group_ = shard_->split(s / ep, s);
+    }
     const int64_t align = dims.shard * PageBuffer::floats_per_page();
     for (const auto& u : store.units()) {
-      QV_CHECK(u.begin % align == 0 && (u.end - u.begin) % align == 0, "parameter unit '", u.name,
-               "' is not aligned to ", align, " floats (build the model with unit_alignment())");
-      const int64_t chunk = (u.end - u.begin) / dims.shard;
-      const int64_t own = u.begin + chunk * shard_->rank();
-      owned_.push_back({own, own + chunk});
+      Plan p;
+      if (ep > 1 && u.experts > 0) {
+        QV_CHECK(u.experts % ep == 0, "expert unit '", u.name, "' has ", u.experts,
+                 " experts, not a multiple of the expert-parallel degree ", ep);
+        const model::ParamRef& ref = store.entries()[u.entries.at(0)].ref;
+        const int m = expert_shard_->size();
+        p.expert = true;
+        p.length = ref.numel / ep;
+        p.base = ref.offset + p.length * expert_group_->rank();
+        p.chunk = std::max<int64_t>(1, (p.length + m - 1) / m);
+        const int64_t lo = std::min(p.length, p.chunk * expert_shard_->rank());
+        p.own = {p.base + lo, p.base + std::min(p.length, lo + p.chunk)};
+        p.holders = m;
+        if (p.length != p.chunk * m) slice_floats_ = std::max(slice_floats_, p.chunk * m);
+      } else {
+        QV_CHECK(u.begin % align == 0 && (u.end - u.begin) % align == 0, "parameter unit '", u.name,
+                 "' is not aligned to ", align, " floats (build the model with unit_alignment())");
+        p.base = u.begin;
+        p.length = u.end - u.begin;
+        p.chunk = p.length / dims.shard;
+        const int64_t own = u.begin + p.chunk * shard_->rank();
+        p.own = {own, own + p.chunk};
+      }
+      plans_.push_back(p);
+      owned_.push_back(p.own);
     }
-    gathered_.assign(store.units().size(), 1);  // the model starts with every parameter
+    // Expert slices that do not divide pass through these (chunks padded to equal size).
+    slice_.assign(slice_floats_, 0.0f);
+    if (store.has_bf16_copies()) slice_bf16_.assign(slice_floats_, bf16{});
+    gathered_.assign(store.units().size(), kFloat);  // the model starts with every parameter
     frozen_.assign(store.units().size(), 0);
+    if (store.has_bf16_copies()) plan_float_pieces();
   }
 
   const std::vector<FlatRange>& owned() const override { return owned_; }
@@ -48,35 +120,77 @@ class ShardedDataParallel final : public DataParallel {
   void begin_micro_batch(bool) override {}
 
   void gather(int unit) override {
-    if (gathered_[unit]) return;
-    const auto& u = store_.units()[unit];
-    const FlatRange& r = owned_[unit];
-    float* v = store_.values().data();
-    shard_->all_gather(v + r.begin, v + u.begin, r.size());
-    // bf16 products read the gathered values' copies (the float values travel: norms and
-    // biases are read in float; gathering bf16 alone would halve the bytes, see PERFORMANCE.md).
-    store_.sync_bf16(u.begin, u.end);
-    gathered_[unit] = 1;
+    if (gathered_[unit] != kNone) return;
+    const Plan& p = plans_[unit];
+    if (p.expert) {
+      // Only this rank's experts: the ones it computes under expert parallelism.
+      const size_t entry = store_.units()[unit].entries[0];
+      if (store_.bf16_only(entry))
+        gather_slice(p, store_.values_bf16().data(), slice_bf16_.data());
+      else {
+        gather_slice(p, store_.values().data(), slice_.data());
+        store_.sync_bf16(p.base, p.base + p.length);
+      }
+      gathered_[unit] = kBf16;
+      return;
+    }
+    if (!store_.has_bf16_copies() || !bf16_unit_[unit]) return gather_float(unit);
+    const FlatRange& r = p.own;
+    bf16* b = store_.values_bf16().data();
+    shard_->all_gather_bf16(b + r.begin, b + p.base, r.size());
+    gather_float_pieces(unit);
+    gathered_[unit] = kBf16;
   }
   void release(int unit) override {
-    discard_others(store_.values(), unit);
-    if (store_.has_bf16_copies()) {
-      const auto& u = store_.units()[unit];
-      const FlatRange& r = owned_[unit];
-      store_.values_bf16().discard_inside(u.begin, r.begin - u.begin);
-      store_.values_bf16().discard_inside(r.end, u.end - r.end);
+    const auto& u = store_.units()[unit];
+    const Plan& p = plans_[unit];
+    if (p.expert) {
+      clear(store_.values(), u.begin, p.own.begin - u.begin);
+      clear(store_.values(), p.own.end, u.end - p.own.end);
+    } else {
+      discard_others(store_.values(), unit);
     }
-    gathered_[unit] = 0;
+    if (store_.has_bf16_copies()) {
+      auto& b = store_.values_bf16();
+      if (p.expert) {
+        clear(b, u.begin, p.own.begin - u.begin);
+        clear(b, p.own.end, u.end - p.own.end);
+      } else {
+        b.discard_inside(u.begin, p.own.begin - u.begin);
+        b.discard_inside(p.own.end, u.end - p.own.end);
+      }
+    }
+    gathered_[unit] = kNone;
   }
   void grads_ready(int unit) override {
     if (frozen_[unit]) return;  // no gradient anywhere (every rank freezes the same units)
     const auto& u = store_.units()[unit];
-    const FlatRange& r = owned_[unit];
+    const Plan& p = plans_[unit];
+    float* g = store_.grads().data();
     // The own chunk already holds the sum of earlier passes; the other ranks' chunks hold zeros
     // there, so the reduced chunk is that sum plus every rank's new contribution.
+    if (p.expert) {
+      // This rank's experts only, over the ranks holding the same experts (one holder: the
+      // slice is its own chunk already).
+      if (p.holders > 1) {
+        const float* in = g + p.base;
+        if (p.padded()) {
+          std::copy(g + p.base, g + p.base + p.length, slice_.data());
+          std::fill(slice_.data() + p.length, slice_.data() + p.chunk * p.holders, 0.0f);
+          in = slice_.data();
+        }
+        scratch_.resize(p.chunk);
+        expert_shard_->reduce_scatter_sum(in, scratch_.data(), p.chunk);
+        std::copy(scratch_.data(), scratch_.data() + p.own.size(), g + p.own.begin);
+      }
+      clear(store_.grads(), u.begin, p.own.begin - u.begin);
+      clear(store_.grads(), p.own.end, u.end - p.own.end);
+      return;
+    }
+    const FlatRange& r = p.own;
     scratch_.resize(r.size());
-    shard_->reduce_scatter_sum(store_.grads().data() + u.begin, scratch_.data(), r.size());
-    std::memcpy(store_.grads().data() + r.begin, scratch_.data(), r.size() * sizeof(float));
+    shard_->reduce_scatter_sum(g + u.begin, scratch_.data(), r.size());
+    std::memcpy(g + r.begin, scratch_.data(), r.size() * sizeof(float));
     discard_others(store_.grads(), unit);
   }
 
@@ -98,26 +212,133 @@ class ShardedDataParallel final : public DataParallel {
   void max_over_shards(double* v, int64_t n) override { shard_->all_reduce_max(v, n); }
 
   void gather_all() override {
-    for (size_t u = 0; u < owned_.size(); ++u) gather(static_cast<int>(u));
+    for (size_t u = 0; u < owned_.size(); ++u)
+      if (gathered_[u] != kFloat) gather_float(static_cast<int>(u));
   }
   void release_all() override {
     for (size_t u = 0; u < owned_.size(); ++u) release(static_cast<int>(u));
   }
   void gather_state(const std::vector<float>& owned_state, std::vector<float>& full) override {
     full.assign(store_.total(), 0.0f);
-    int64_t base = 0;
+    const float* s = owned_state.data();
     for (size_t u = 0; u < owned_.size(); ++u) {
-      shard_->all_gather(owned_state.data() + base, full.data() + store_.units()[u].begin,
-                         owned_[u].size());
-      base += owned_[u].size();
+      std::copy(s, s + owned_[u].size(), full.data() + owned_[u].begin);
+      s += owned_[u].size();
+      gather_whole(plans_[u], full.data());
     }
   }
   std::string describe() const override {
     return cat("sharded (FSDP) over ", dims_.shard, " ranks",
-               dims_.replicate > 1 ? cat(", replicated ", dims_.replicate, " times") : "");
+               dims_.replicate > 1 ? cat(", replicated ", dims_.replicate, " times") : "",
+               dims_.expert > 1
+                   ? cat("; expert tensors split by expert over ", dims_.expert,
+                         " ranks, each slice sharded over ", dims_.shard / dims_.expert)
+                   : "");
   }
 
  private:
+  enum Gathered : uint8_t {
+    kNone,   // only the own chunk is present
+    kBf16,   // for compute: bf16 copies and float-read entries (expert units: own experts)
+    kFloat,  // float values (and bf16 copies) of the whole unit
+  };
+
+  // How a unit is split. Dense units: the shard group splits [base, base + length) = the whole
+  // unit in equal page-aligned chunks (collectives in place). Expert units under expert
+  // parallelism: the ranks holding the same experts split this EP rank's slice in chunks padded
+  // to equal size (collectives through the slice buffers).
+  struct Plan {
+    bool expert = false;
+    int64_t base = 0, length = 0, chunk = 0;
+    int64_t holders = 0;  // expert units: ranks sharing the slice
+    FlatRange own;
+    bool padded() const { return expert && length != chunk * holders; }
+  };
+
+  // An expert slice [base, base + length) of buf from every holder's own chunk (in place
+  // unless the chunks are padded).
+  template <typename T>
+  void gather_slice(const Plan& p, T* buf, T* scratch) {
+    if (p.holders == 1) return;  // the slice is the own chunk
+    if (!p.padded()) return all_gather(*expert_shard_, buf + p.own.begin, buf + p.base, p.chunk);
+    T* mine = scratch + p.chunk * expert_shard_->rank();
+    std::copy(buf + p.own.begin, buf + p.own.end, mine);
+    std::fill(mine + p.own.size(), mine + p.chunk, T{});
+    all_gather(*expert_shard_, mine, scratch, p.chunk);
+    std::copy(scratch, scratch + p.length, buf + p.base);
+  }
+
+  // The whole unit's float values in buf from every rank's own chunk.
+  void gather_whole(const Plan& p, float* buf) {
+    if (!p.expert) return shard_->all_gather(buf + p.own.begin, buf + p.base, p.own.size());
+    gather_slice(p, buf, slice_.data());
+    const int64_t first = p.base - p.length * expert_group_->rank();
+    expert_group_->all_gather(buf + p.base, buf + first, p.length);
+  }
+
+  // The whole unit's float values; the bf16 copies follow from them.
+  void gather_float(int unit) {
+    const auto& u = store_.units()[unit];
+    gather_whole(plans_[unit], store_.values().data());
+    store_.sync_bf16(u.begin, u.end);
+    gathered_[unit] = kFloat;
+  }
+
+  // Which dense units travel as bf16 (those with a bf16-only entry; the others, e.g. an
+  // embedding without a copy, are gathered in float in place) and, per such unit and rank, the
+  // pieces of that rank's chunk that belong to entries read in float; sizes the packing
+  // buffers once (a gather allocates nothing).
+  void plan_float_pieces() {
+    const int ranks = shard_->size();
+    pieces_.assign(owned_.size(), {});
+    piece_max_.assign(owned_.size(), 0);
+    bf16_unit_.assign(owned_.size(), 0);
+    int64_t most = 0;
+    for (size_t ui = 0; ui < owned_.size(); ++ui) {
+      const auto& u = store_.units()[ui];
+      for (size_t e : u.entries) bf16_unit_[ui] |= store_.bf16_only(e);
+      if (plans_[ui].expert || !bf16_unit_[ui]) continue;
+      const int64_t chunk = plans_[ui].chunk;
+      pieces_[ui].resize(ranks);
+      for (int k = 0; k < ranks; ++k) {
+        const int64_t lo = u.begin + chunk * k, hi = lo + chunk;
+        int64_t count = 0;
+        for (size_t e : u.entries) {
+          if (store_.bf16_only(e)) continue;
+          const model::ParamRef& ref = store_.entries()[e].ref;
+          const int64_t b = std::max(lo, ref.offset), en = std::min(hi, ref.offset + ref.numel);
+          if (en <= b) continue;
+          pieces_[ui][k].push_back({b, en});
+          count += en - b;
+        }
+        piece_max_[ui] = std::max(piece_max_[ui], count);
+      }
+      most = std::max(most, piece_max_[ui]);
+    }
+    pack_.assign(most, 0.0f);
+    unpack_.assign(most * ranks, 0.0f);
+  }
+
+  // The float-read entries' elements of every rank's chunk, packed (each rank's block padded to
+  // the unit's largest) and all-gathered into place.
+  void gather_float_pieces(int unit) {
+    const int64_t n = piece_max_[unit];
+    if (n == 0) return;
+    float* v = store_.values().data();
+    const int me = shard_->rank();
+    float* p = pack_.data();
+    for (const FlatRange& f : pieces_[unit][me]) p = std::copy(v + f.begin, v + f.end, p);
+    shard_->all_gather(pack_.data(), unpack_.data(), n);
+    for (int k = 0; k < shard_->size(); ++k) {
+      if (k == me) continue;
+      const float* q = unpack_.data() + k * n;
+      for (const FlatRange& f : pieces_[unit][k]) {
+        std::copy(q, q + f.size(), v + f.begin);
+        q += f.size();
+      }
+    }
+  }
+
   // Returns the pages of the unit outside this rank's chunk to the OS (they read as zeros).
   void discard_others(PageBuffer& buf, int unit) {
     const auto& u = store_.units()[unit];
@@ -128,9 +349,23 @@ class ShardedDataParallel final : public DataParallel {
   model::ParamStore& store_;
   ParallelDims dims_;
   std::unique_ptr<Communicator> shard_, replicate_;
+  // Expert parallelism only: the shard group's ranks holding the same experts, and this rank's
+  // EP group (its experts' neighbours: the other slices).
+  std::unique_ptr<Communicator> expert_shard_, expert_group_;
+  std::vector<Plan> plans_;
   std::vector<FlatRange> owned_;
   std::vector<uint8_t> gathered_, frozen_;
   std::vector<float> scratch_;
+  // Expert slices padded to whole chunks (float values / gradients, bf16 copies).
+  int64_t slice_floats_ = 0;
+  std::vector<float> slice_;
+  std::vector<bf16> slice_bf16_;
+  // bf16 gathers: [unit][rank] float-read pieces of the rank's chunk, the largest total per
+  // unit, and the packing buffers (sized once).
+  std::vector<std::vector<std::vector<FlatRange>>> pieces_;
+  std::vector<int64_t> piece_max_;
+  std::vector<float> pack_, unpack_;
+  std::vector<uint8_t> bf16_unit_;  // per unit: has a bf16-only entry
 };
 
 }  // namespace

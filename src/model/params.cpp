@@ -17,11 +17,11 @@ ParamStore::ParamStore(int64_t unit_align, Device device)
            " is not a positive multiple of 16");
 }
 
-int ParamStore::begin_unit(const std::string& name) {
+int ParamStore::begin_unit(const std::string& name, int64_t experts) {
   QV_CHECK(values_.size() == 0, "unit '", name, "' started after allocate()");
   total_ = (total_ + unit_align_ - 1) / unit_align_ * unit_align_;
   if (!units_.empty()) units_.back().end = total_;
-  units_.push_back({name, total_, total_, {}});
+  units_.push_back({name, total_, total_, {}, experts});
   return static_cast<int>(units_.size()) - 1;
 }
 
@@ -29,6 +29,8 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weig
   QV_CHECK(!by_name_.count(name), "parameter '", name, "' registered twice");
   QV_CHECK(values_.size() == 0, "parameter '", name, "' added after allocate()");
   if (units_.empty()) begin_unit("");
+  QV_CHECK(units_.back().experts == 0 || units_.back().entries.empty(), "expert unit '",
+           units_.back().name, "' holds one parameter; '", name, "' would be its second");
   ParamEntry e;
   e.name = name;
   e.shape = std::move(shape);
@@ -58,7 +60,14 @@ void ParamStore::enable_bf16_copies(const EntryFilter& wanted) {
   if (values_bf16_.empty()) values_bf16_.allocate(total_, device_);
   bf16_entry_.clear();
   for (const ParamEntry& e : entries_) bf16_entry_.push_back(wanted(e));
+  bf16_only_.clear();
   sync_bf16();
+}
+
+void ParamStore::set_bf16_only(const EntryFilter& only) {
+  QV_CHECK(has_bf16_copies(), "set_bf16_only() before enable_bf16_copies()");
+  bf16_only_.assign(entries_.size(), 0);
+  for (size_t i = 0; i < entries_.size(); ++i) bf16_only_[i] = bf16_entry_[i] && only(entries_[i]);
 }
 
 void ParamStore::sync_bf16(int64_t begin, int64_t end) {
@@ -149,8 +158,8 @@ MergerParams add_merger(ParamStore& s, const std::string& p, const VisionConfig&
 }
 
 // The layer's feed-forward: the dense SwiGLU MLP or the sparse MoE block (HF names).
-void add_mlp(ParamStore& s, const std::string& l, const TextConfig& t, bool sparse,
-             TextLayerParams& L) {
+void add_mlp(ParamStore& s, const std::string& l, const std::string& unit, const TextConfig& t,
+             bool sparse, TextLayerParams& L, ExpertUnits& units) {
   const int64_t H = t.hidden_size;
   if (!sparse) {
     L.gate = s.add(l + "mlp.gate_proj.weight", {t.intermediate_size, H});
@@ -160,7 +169,9 @@ void add_mlp(ParamStore& s, const std::string& l, const TextConfig& t, bool spar
   }
   const int64_t E = t.num_experts, I = t.moe_intermediate_size;
   L.router = s.add(l + "mlp.gate.weight", {E, H});
+  units.gate_up = s.begin_unit(unit + ".experts.gate_up", E);
   L.experts_gate_up = s.add(l + "mlp.experts.gate_up_proj", {E, H, 2 * I});
+  units.down = s.begin_unit(unit + ".experts.down", E);
   L.experts_down = s.add(l + "mlp.experts.down_proj", {E, I, H});
 }
 
@@ -177,7 +188,8 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
   const int64_t H = t.hidden_size, q = t.num_heads * t.head_dim, kv = t.num_kv_heads * t.head_dim;
   for (int64_t i = 0; i < t.num_layers; ++i) {
     const std::string l = lm + "layers." + std::to_string(i) + ".";
-    p.text.layer_units.push_back(s.begin_unit("layers." + std::to_string(i)));
+    const std::string unit = "layers." + std::to_string(i);
+    p.text.layer_units.push_back(s.begin_unit(unit));
     TextLayerParams L;
     L.input_norm = s.add(l + "input_layernorm.weight", {H}, true);
     L.q_proj = s.add(l + "self_attn.q_proj.weight", {q, H});
@@ -187,8 +199,10 @@ ModelParams layout_params(const ModelConfig& config, ParamStore& s) {
     L.q_norm = s.add(l + "self_attn.q_norm.weight", {t.head_dim}, true);
     L.k_norm = s.add(l + "self_attn.k_norm.weight", {t.head_dim}, true);
     L.post_norm = s.add(l + "post_attention_layernorm.weight", {H}, true);
-    add_mlp(s, l, t, t.is_sparse_layer(i), L);
+    ExpertUnits eu;
+    add_mlp(s, l, unit, t, t.is_sparse_layer(i), L, eu);
     p.text.layers.push_back(L);
+    p.text.expert_units.push_back(eu);
   }
   p.text.norm_unit = s.begin_unit("norm");
   p.text.norm = s.add(lm + "norm.weight", {H}, true);

@@ -41,6 +41,9 @@ struct ParamUnit {
   std::string name;
   int64_t begin = 0, end = 0;
   std::vector<size_t> entries;  // indices into ParamStore::entries()
+  // > 0: an expert unit, its one entry stacking this many experts along dim 0 (expert
+  // parallelism splits it by expert; dist/sharded_data_parallel.cpp).
+  int64_t experts = 0;
 };
 
 class ParamStore {
@@ -50,8 +53,9 @@ class ParamStore {
   // Allocator); by default the calling thread's current device.
   explicit ParamStore(int64_t unit_align = 16, Device device = current_device());
   Device device() const { return device_; }
-  // Starts a new unit; parameters added next belong to it. Returns its index.
-  int begin_unit(const std::string& name);
+  // Starts a new unit; parameters added next belong to it. Returns its index. experts > 0:
+  // an expert unit (ParamUnit::experts), which must get exactly one parameter.
+  int begin_unit(const std::string& name, int64_t experts = 0);
   ParamRef add(const std::string& name, Shape shape, bool is_norm_weight = false);
   void allocate();  // closes the last unit and maps values() and grads() (zeros)
 
@@ -72,6 +76,13 @@ class ParamStore {
     return !bf16_entry_.empty() && bf16_entry_[entry_index];
   }
   const std::vector<uint8_t>& bf16_entries() const { return bf16_entry_; }  // per entry
+  // Entries whose float values no forward or backward reads while the copies are on (only their
+  // bf16 copy is a matrix operand): sharded training gathers these as bf16 alone. The model
+  // marks them (it knows its readers); every other entry, copy or not, is also read in float.
+  void set_bf16_only(const EntryFilter& only);
+  bool bf16_only(size_t entry_index) const {
+    return !bf16_only_.empty() && bf16_only_[entry_index];
+  }
   const bf16* value_bf16(ParamRef r) const {
     return has_bf16_copy(index_of(r)) ? values_bf16_.data() + r.offset : nullptr;
   }
@@ -113,6 +124,7 @@ class ParamStore {
   PageBuffer values_, grads_;
   PageArray<bf16> values_bf16_;
   std::vector<uint8_t> bf16_entry_;  // per entry: has a bf16 copy
+  std::vector<uint8_t> bf16_only_;   // per entry: has a copy, float value unread (set_bf16_only)
   int64_t unit_align_ = 16;
   int64_t total_ = 0;
   Device device_ = kCpuDevice;
@@ -129,10 +141,18 @@ struct TextLayerParams {
   bool sparse() const { return router.valid(); }
 };
 
+// The two expert units of a sparse layer (each expert tensor in a unit of its own, after the
+// layer's unit, so expert parallelism can split it by expert); -1 in a dense layer.
+struct ExpertUnits {
+  int gate_up = -1, down = -1;
+  bool valid() const { return gate_up >= 0; }
+};
+
 // Unit indices (ParamStore::units()) sit next to the parameters they group.
 struct TextParams {
   int embed_unit = -1, norm_unit = -1, lm_head_unit = -1;  // lm_head_unit = embed_unit when tied
   std::vector<int> layer_units;
+  std::vector<ExpertUnits> expert_units;  // per layer
   ParamRef embed;
   std::vector<TextLayerParams> layers;
   ParamRef norm;

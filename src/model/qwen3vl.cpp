@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "core/error.h"
 #include "kernels/activations.h"
@@ -107,6 +108,14 @@ void Qwen3VLModel::enable_bf16_matmuls() {
     const int64_t o = e.ref.offset;
     return e.is_matrix && o != pos && (o != embed || embed == lm_head);
   });
+  // Read in float as well, so not bf16-only: a tied embedding (the lookup reads the float
+  // rows) and the LoRA adapters (lora_forward multiplies in float). Every other copied matrix
+  // is read only through weight() / the experts' bf16 operands.
+  std::set<int64_t> float_read = {embed};
+  for (const LoraLayer& l : lora_params_.layers)
+    for (const LoraAdapter& a : l.adapters)
+      if (a.a.valid()) float_read.insert({a.a.offset, a.b.offset});
+  store_.set_bf16_only([&](const ParamEntry& e) { return float_read.count(e.ref.offset) == 0; });
 }
 
 void Qwen3VLModel::relayout(int64_t unit_align) {
@@ -162,11 +171,19 @@ DecoderLayer Qwen3VLModel::decoder_layer(int64_t l) const {
 
 void Qwen3VLModel::gather_layer(int64_t l) {
   gather(params_.text.layer_units[l]);
+  if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {
+    gather(e.gate_up);
+    gather(e.down);
+  }
   if (lora_config_.enabled()) gather(lora_params_.layer_units[l]);
 }
 
 void Qwen3VLModel::release_layer(int64_t l) {
   release(params_.text.layer_units[l]);
+  if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {
+    release(e.gate_up);
+    release(e.down);
+  }
   if (lora_config_.enabled()) release(lora_params_.layer_units[l]);
 }
 
@@ -613,6 +630,11 @@ Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
     const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
                          or_null(st.ctx.key_valid)};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
+    // In reverse layout order (the replicated strategy's buckets grow downwards).
+    if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {
+      grads_ready(e.down);
+      grads_ready(e.gate_up);
+    }
     grads_ready(params_.text.layer_units[l]);
     if (lora_config_.enabled()) grads_ready(lora_params_.layer_units[l]);
     release_layer(l);

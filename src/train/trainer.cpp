@@ -92,6 +92,7 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
   dims_ = dist::resolve_parallel_dims(config_.dp_replicate, config_.dp_shard, world);
   const int64_t experts = model_->config().text.is_moe() ? model_->config().text.num_experts : 0;
   dist::check_expert_parallel(config_.expert_parallel, dims_, experts);
+  dims_.expert = config_.expert_parallel;  // expert units split by expert (sharded strategy)
   if (config_.expert_parallel > 1)
     ep_ = std::make_unique<dist::ExpertParallelGroup>(*comm_, config_.expert_parallel);
   const int64_t per_step = config_.local_batch_size * world;
