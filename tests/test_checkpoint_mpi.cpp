@@ -16,6 +16,7 @@
 #include "dist/parallel_dims.h"
 #include "io/atomic_file.h"
 #include "loader_test_utils.h"
+#include "model/hf_weights.h"
 #include "model/inputs_io.h"
 #include "model_test_utils.h"
 #include "train/checkpoint.h"
@@ -166,6 +167,52 @@ TEST_P(CheckpointResumeMpi, HalfThenResumeEqualsTheStraightRun) {
 INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointResumeMpi,
                          ::testing::Values(Layout{2, 1}, Layout{1, 2}, Layout{2, 2}),
                          [](const auto& info) { return info.param.name(); });
+
+struct ExportCase {
+  Layout layout;
+  const char* dtype;  // checkpoint.export_dtype
+};
+
+void PrintTo(const ExportCase& c, std::ostream* os) {
+  *os << c.layout.name() << "_" << c.dtype;
+}
+
+class CheckpointExportMpi : public ::testing::TestWithParam<ExportCase> {};
+
+// The job's end-of-training export, streamed to rank 0 from the ranks that own each range,
+// equals byte for byte (config.json and every weights file) what save_hf_checkpoint writes for
+// the whole model: the export the job wrote before, from the model gathered onto rank 0. The
+// whole model is the final checkpoint's, loaded in-process (bit-exact, see the tests above).
+TEST_P(CheckpointExportMpi, StreamedExportEqualsTheGatheredOne) {
+  const ExportCase& c = GetParam();
+  const std::string dump = fresh(std::string("export_") + c.layout.name() + "_" + c.dtype);
+  const std::string batch = four_rows(dump);
+  auto r =
+      run_train(dump, c.layout, 2, 2, batch, std::string(" --checkpoint.export_dtype ") + c.dtype);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("streamed from " + std::to_string(c.layout.world()) + " ranks"),
+            std::string::npos)
+      << r.output;
+  auto config = train::JobConfig::load(dump + "/job.toml");
+  auto model = train::build_model(config);
+  train::load_checkpoint(dump + "/checkpoint/step-00000002", model->store(),
+                         static_cast<const train::OptimizerTarget*>(nullptr));
+  const std::string want = dump + "/gathered";
+  model::save_hf_checkpoint(want, model->config(), model->store(),
+                            std::string(c.dtype) == "bfloat16" ? DType::kBF16 : DType::kF32);
+  for (const auto& f : fs::directory_iterator(want)) {
+    const std::string name = f.path().filename().string();
+    EXPECT_TRUE(io::read_file(f.path().string()) == io::read_file(dump + "/hf_export/" + name))
+        << name << " differs";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, CheckpointExportMpi,
+    ::testing::Values(ExportCase{{1, 2}, "float32"}, ExportCase{{1, 2}, "bfloat16"},
+                      ExportCase{{2, 2}, "float32"}, ExportCase{{2, 2}, "bfloat16"},
+                      ExportCase{{1, 4}, "bfloat16"}),
+    [](const auto& info) { return info.param.layout.name() + "_" + info.param.dtype; });
 
 // Rank 1's own environment (mpirun's MPMD form: one app context per rank).
 std::string two_ranks_with_env_on_rank1(const std::string& cmd, const std::string& env) {
