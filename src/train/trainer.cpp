@@ -445,6 +445,8 @@ void Trainer::export_hf() {
   // Streamed to rank 0 window by window from the ranks that write each range in checkpoints:
   // no rank holds more than its share and the windows (train/streamed_export.h).
   const auto t0 = Clock::now();
+  const double rss_before = rss_mib();
+  RssWatch watch;
   StreamedExport options;
   options.dir = dir;
   options.dtype = dtype;
@@ -453,12 +455,14 @@ void Trainer::export_hf() {
       *comm_, model_->store(),
       ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard), model_->config(),
       options);
+  const double rss_peak = watch.stop();
   if (comm_->rank() == 0)
     log::info(cat("exported Hugging Face checkpoint to ", dir, " (",
                   std::lround(static_cast<double>(stats.bytes_written) / 1048576.0),
                   " MiB streamed from ", comm_->size(), " ranks in ", stats.windows, " windows, ",
                   std::lround(std::chrono::duration<double>(Clock::now() - t0).count() * 1000),
-                  " ms)"));
+                  " ms; rank 0 RSS ", std::lround(rss_before), " MiB before, peak ",
+                  std::lround(rss_peak), " MiB during the export)"));
 }
 
 void Trainer::run_on_rank0(const std::function<void()>& write) {
