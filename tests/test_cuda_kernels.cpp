@@ -393,11 +393,12 @@ TEST(CudaKernels, CrossEntropyBf16GradientMatchesCpu) {
   for (int64_t r = 0; r < rows; ++r) targets[r] = r == 4 ? kernels::kIgnoreIndex : (r * 577) % V;
   std::vector<float> scratch = logits;
   std::vector<bf16> want(rows * V);
-  const auto w = cpu::cross_entropy(scratch.data(), targets.data(), want.data(), rows, V, 1.f / 9);
+  const auto w =
+      cpu::cross_entropy(scratch.data(), targets.data(), want.data(), V, rows, V, 1.f / 9);
   auto dl = to_device(logits);
   auto dt = to_device(targets);
   gpu::DeviceArray<bf16> dd(rows * V);
-  const auto got = gpu::cross_entropy(dl.data(), dt.data(), dd.data(), rows, V, 1.f / 9);
+  const auto got = gpu::cross_entropy(dl.data(), dt.data(), dd.data(), V, rows, V, 1.f / 9);
   EXPECT_EQ(got.kept, w.kept);
   EXPECT_NEAR(got.loss_sum, w.loss_sum, kF32 * std::fabs(w.loss_sum));
   std::vector<bf16> host(rows * V);
@@ -406,6 +407,16 @@ TEST(CudaKernels, CrossEntropyBf16GradientMatchesCpu) {
   to_float(host.data(), got_f.data(), rows * V);
   to_float(want.data(), want_f.data(), rows * V);
   QV_EXPECT_REL(got_f, want_f, std::ldexp(1.0, -8) + kF32);
+  // In place: each row's bf16 gradient in the first half of its own float row (ld = 2 V).
+  auto in_place = to_device(logits);
+  bf16* over = reinterpret_cast<bf16*>(in_place.data());
+  const auto got2 = gpu::cross_entropy(in_place.data(), dt.data(), over, 2 * V, rows, V, 1.f / 9);
+  EXPECT_EQ(got2.loss_sum, got.loss_sum);
+  std::vector<float> raw(rows * V);
+  in_place.download(raw.data());
+  const bf16* raw_b = reinterpret_cast<const bf16*>(raw.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < V; ++j) ASSERT_EQ(raw_b[r * 2 * V + j].bits, host[r * V + j].bits);
 }
 
 // ---- GEMM and linear ----
@@ -462,16 +473,26 @@ TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
   const std::vector<bf16> dyb = to_b(dy);
   std::vector<float> dx(M * K), dw(N * K, 0.1f);
   const kernels::Weight cw{w.data(), wb.data()};
-  cpu::linear_backward(x.data(), cw, dyb.data(), dx.data(), dw.data(), M, K, N);
+  cpu::linear_backward(x.data(), cw, dyb.data(), N, dx.data(), dw.data(), M, K, N);
   auto gx = to_device(x), gw = to_device(w);
   auto gwb = to_device(wb);
   auto gdyb = to_device(dyb);
   gpu::DeviceArray<float> gdx(M * K);
   auto gdw = to_device(std::vector<float>(N * K, 0.1f));
-  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gdyb.data(), gdx.data(),
+  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gdyb.data(), N, gdx.data(),
                        gdw.data(), M, K, N);
   QV_EXPECT_REL(to_host(gdx), dx, 1e-4);
   QV_EXPECT_REL(to_host(gdw), dw, 1e-4);
+  // The same dy with rows 2 N apart (the classifier's in-place bf16 gradient).
+  std::vector<bf16> strided(M * 2 * N, bf16{0x7fc0});
+  for (int64_t m = 0; m < M; ++m)
+    std::copy(dyb.begin() + m * N, dyb.begin() + (m + 1) * N, strided.begin() + m * 2 * N);
+  auto gstrided = to_device(strided);
+  auto gdw2 = to_device(std::vector<float>(N * K, 0.1f));
+  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gstrided.data(), 2 * N,
+                       gdx.data(), gdw2.data(), M, K, N);
+  QV_EXPECT_REL(to_host(gdx), dx, 1e-4);
+  QV_EXPECT_REL(to_host(gdw2), dw, 1e-4);
 }
 
 // ---- attention ----

@@ -214,9 +214,18 @@ TEST(LinearBF16, ForwardAndBackwardWithinTheBF16Bound) {
   std::vector<bf16> dyb(M * N);
   to_bf16(dy.data(), dyb.data(), M * N);
   std::vector<float> dx_b(M * K, 7.0f), dw_b(N * K, 0.5f);
-  kernels::linear_backward(x.data(), weight, dyb.data(), dx_b.data(), dw_b.data(), M, K, N);
+  kernels::linear_backward(x.data(), weight, dyb.data(), N, dx_b.data(), dw_b.data(), M, K, N);
   EXPECT_EQ(dx_b, dx16);
   EXPECT_EQ(dw_b, dw16);
+  // And with dy's rows 2 N apart (the classifier's in-place bf16 gradient): the same bits.
+  std::vector<bf16> strided(M * 2 * N, bf16{0x7fc0});  // NaN between the rows
+  for (int64_t m = 0; m < M; ++m)
+    std::copy(dyb.begin() + m * N, dyb.begin() + (m + 1) * N, strided.begin() + m * 2 * N);
+  std::vector<float> dx_s(M * K, 7.0f), dw_s(N * K, 0.5f);
+  kernels::linear_backward(x.data(), weight, strided.data(), 2 * N, dx_s.data(), dw_s.data(), M, K,
+                           N);
+  EXPECT_EQ(dx_s, dx16);
+  EXPECT_EQ(dw_s, dw16);
 }
 
 TEST(GemmEngine, ReportsTheProcessorAndAPathThatFitsIt) {

@@ -116,7 +116,8 @@ TEST(KernelsCrossEntropy, ManyRowsUseThreadsAndStillMatch) {
 
 // The bf16-gradient form is the float form rounded afterwards, bit for bit (the same float
 // arithmetic, then round to nearest even), with the same loss; ignored rows get +0. Rows long
-// enough (V = 3000 x 40 rows) that the row loop runs in parallel.
+// enough (V = 3000 x 40 rows) that the row loop runs in parallel. Also in place: each row's bf16
+// gradient written into the first half of its own float row (ld = 2 V), the same bits.
 TEST(KernelsCrossEntropy, Bf16GradientIsTheFloatGradientRounded) {
   const int64_t V = 3000, rows = 40;
   std::vector<int64_t> targets(rows);
@@ -128,10 +129,18 @@ TEST(KernelsCrossEntropy, Bf16GradientIsTheFloatGradientRounded) {
   std::vector<float> scratch = logits;
   std::vector<bf16> d16(rows * V, bf16{0x7fff});
   const auto r16 =
-      kernels::cross_entropy(scratch.data(), targets.data(), d16.data(), rows, V, 0.01f);
+      kernels::cross_entropy(scratch.data(), targets.data(), d16.data(), V, rows, V, 0.01f);
   EXPECT_EQ(r16.loss_sum, r32.loss_sum);
   EXPECT_EQ(r16.kept, r32.kept);
   for (int64_t i = 0; i < rows * V; ++i) ASSERT_EQ(d16[i].bits, to_bf16(d32[i]).bits) << i;
+  std::vector<float> in_place = logits;
+  bf16* over = reinterpret_cast<bf16*>(in_place.data());
+  const auto rp =
+      kernels::cross_entropy(in_place.data(), targets.data(), over, 2 * V, rows, V, 0.01f);
+  EXPECT_EQ(rp.loss_sum, r32.loss_sum);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < V; ++j)
+      ASSERT_EQ(over[r * 2 * V + j].bits, to_bf16(d32[r * V + j]).bits) << r << " " << j;
 }
 
 TEST(KernelsCrossEntropy, TargetOutsideVocabularyThrows) {

@@ -1,10 +1,10 @@
 // Data-parallel modes through the binary under mpirun, each against one process with the
 // combined batch: sharded (FSDP / ZeRO-3) with activation checkpointing, with images on one rank
 // only, with a frozen vision tower; hybrid replicate x shard on 4 ranks; replicated with and
-// without the overlapped all-reduce; the mixture-of-experts model sharded, and with its experts
-// split over the ranks (expert parallelism: 2 of 2 ranks, also with activation checkpointing;
-// 4 of 4; 2 inside each shard group of a 2 x 2 hybrid). Also: a rank that dies or stalls ends
-// the whole job.
+// without the overlapped all-reduce; LoRA adapters sharded and replicated; the mixture-of-experts
+// model sharded, and with its experts split over the ranks (expert parallelism: 2 of 2 ranks, also
+// with activation checkpointing; 4 of 4; 2 inside each shard group of a 2 x 2 hybrid). Also: a rank
+// that dies or stalls ends the whole job.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -186,6 +186,18 @@ INSTANTIATE_TEST_SUITE_P(
                                "--parallelism.data_parallel_shard_degree 2 "
                                "--parallelism.expert_parallel_degree 2",
                                true},
+                      // LoRA: frozen base, adapters as their own units; the merged export
+                      // compares the adapted weights.
+                      DistCase{"zero3_lora", "hf-tiny-text", 2,
+                               " --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "
+                               "--lora.target_modules q_proj,v_proj,o_proj,down_proj",
+                               kShard2, false},
+                      DistCase{"replicate_lora", "hf-tiny-text", 2,
+                               " --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "
+                               "--lora.target_modules q_proj,k_proj,gate_proj,up_proj",
+                               "--parallelism.data_parallel_replicate_degree 2 "
+                               "--parallelism.data_parallel_shard_degree 1",
+                               false},
                       DistCase{"zero3_frozen_vision", "hf-tiny-image", 2, " --model.freeze visual",
                                kShard2, true},
                       DistCase{"hybrid_2x2", "hf-tiny-text", 4, "",

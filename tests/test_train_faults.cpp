@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <thread>
 
@@ -20,6 +21,18 @@ namespace fs = std::filesystem;
 
 std::string fresh(const std::string& name) {
   return testing::fresh_dir("fault", name);
+}
+
+// Whether signal `sig` waits in the process-wide or main thread's pending set of `pid`
+// (/proc/PID/status ShdPnd / SigPnd: hexadecimal masks, bit sig-1).
+bool signal_pending(pid_t pid, int sig) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("ShdPnd:", 0) != 0 && line.rfind("SigPnd:", 0) != 0) continue;
+    if ((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1) return true;
+  }
+  return false;
 }
 
 std::unique_ptr<train::Trainer> poisoned_trainer(const std::string& dump, const std::string& mode) {
@@ -82,6 +95,33 @@ TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExits143) {
   // No temporary folder is left behind.
   for (const auto& e : fs::directory_iterator(dump + "/checkpoint"))
     EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos);
+}
+
+// A second signal does not wait for the checkpoint: the process ends at once with 128 + signal
+// and no checkpoint is listed (a save cut short leaves only its temporary folder, which the
+// complete-or-absent protocol ignores). The second signal is sent as soon as the first has left
+// the process's pending set (two pending SIGINTs would merge into one), microseconds later: a
+// step boundary may fall in between, but the save it starts (tens of ms) cannot finish first.
+TEST(TrainFaults, SecondSignalExitsAtOnceWithoutACheckpoint) {
+  const std::string dump = fresh("sigint_twice");
+  const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
+  const pid_t pid = testing::spawn_qwen3vl({"train", "--config", cfg});
+  ASSERT_GT(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(testing::read_metrics(dump).size(), 3u) << "training did not start";
+  kill(pid, SIGINT);
+  while (signal_pending(pid, SIGINT) && std::chrono::steady_clock::now() < deadline) {
+  }
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT);
+  if (!fs::exists(dump + "/checkpoint")) return;
+  for (const auto& e : fs::directory_iterator(dump + "/checkpoint"))
+    EXPECT_NE(e.path().filename().string().rfind("step-", 0), 0u) << e.path();
 }
 
 }  // namespace

@@ -12,9 +12,9 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   QV_DISPATCH_T(T, cross_entropy, logits, targets, dlogits, rows, V, grad_scale);
 }
 
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale) {
-  QV_DISPATCH(cross_entropy, logits, targets, dlogits, rows, V, grad_scale);
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale) {
+  QV_DISPATCH(cross_entropy, logits, targets, dlogits, ld, rows, V, grad_scale);
 }
 
 template CrossEntropyResult cross_entropy<float>(const float* logits, const int64_t* targets,

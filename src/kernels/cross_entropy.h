@@ -23,8 +23,11 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
 // The same loss, with the gradient written in bf16 (each element the float gradient above rounded
 // to nearest even: the same bits as computing it in float and rounding afterwards) for a bf16
 // classifier backward: the rounding happens while a row is still in cache instead of in a
-// separate pass over [rows, V]. `logits` is overwritten (used as scratch).
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale);
+// separate pass over [rows, V]. Row r's gradient goes to dlogits + r * ld (ld >= V). `logits` is
+// overwritten (used as scratch), and dlogits may be the logits' own memory seen as bf16 with
+// ld = 2 V: each row's gradient then fills the first half of that row's float storage, so the
+// classifier needs no second [rows, V] buffer.
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale);
 
 }  // namespace qv::kernels

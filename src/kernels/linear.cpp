@@ -27,9 +27,9 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
   QV_DISPATCH(linear_backward, x, w, dy, dx, dw, dbias, M, K, N, accumulate_dx);
 }
 
-void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
-                     int64_t K, int64_t N) {
-  QV_DISPATCH(linear_backward, x, w, dy, dx, dw, M, K, N);
+void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
+                     int64_t M, int64_t K, int64_t N) {
+  QV_DISPATCH(linear_backward, x, w, dy, ldy, dx, dw, M, K, N);
 }
 
 template void linear_forward<float>(const float* x, const float* w, const float* bias, float* y,

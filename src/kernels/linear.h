@@ -31,10 +31,10 @@ void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias
 void linear_backward(const float* x, Weight w, const float* dy, float* dx, float* dw, float* dbias,
                      int64_t M, int64_t K, int64_t N, bool accumulate_dx = false);
 
-// The bf16 backward with dy already in bf16 (from cross_entropy's bf16 gradient): dx = dy . w
-// (overwritten), dw += dy^T . x, with x rounded to bf16 as in the overload above. w.b16 is
-// required. Either of dx, dw may be null.
-void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
-                     int64_t K, int64_t N);
+// The bf16 backward with dy already in bf16 (from cross_entropy's bf16 gradient; row m at
+// dy + m * ldy, ldy >= N): dx = dy . w (overwritten), dw += dy^T . x, with x rounded to bf16 as
+// in the overload above. w.b16 is required. Either of dx, dw may be null.
+void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
+                     int64_t M, int64_t K, int64_t N);
 
 }  // namespace qv::kernels

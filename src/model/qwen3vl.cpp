@@ -463,7 +463,6 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
   Buffer h_chunk, logits_chunk, dh_chunk;
-  PoolVector<bf16> dlogits_b16;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
     const int64_t* chunk_rows = rows.data() + r0;
@@ -475,12 +474,14 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     if (opt.want_logits)
       k::copy_rows(logits_chunk.data(), nullptr, res.logits.data<float>(), chunk_rows, n, V);
     // With bf16 products the loss writes its gradient in bf16 directly (the backward products
-    // would round it anyway), sparing a pass over the [n, V] chunk.
+    // would round it anyway), sparing a pass over the [n, V] chunk; each row's bf16 gradient
+    // goes into the first half of its own float row (rows 2 V bf16 apart), so no second
+    // [n, V] buffer is held.
     const bool bf16_grad = opt.backward && W.b16 != nullptr;
-    if (bf16_grad) dlogits_b16.resize(n * V);
+    bf16* dlogits_b16 = reinterpret_cast<bf16*>(logits_chunk.data());
     const auto ce = bf16_grad
-                        ? k::cross_entropy(logits_chunk.data(), targets.data() + r0,
-                                           dlogits_b16.data(), n, V, static_cast<float>(scale))
+                        ? k::cross_entropy(logits_chunk.data(), targets.data() + r0, dlogits_b16,
+                                           2 * V, n, V, static_cast<float>(scale))
                         : k::cross_entropy(logits_chunk.data(), targets.data() + r0,
                                            opt.backward ? logits_chunk.data() : nullptr, n, V,
                                            static_cast<float>(scale));
@@ -488,7 +489,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     if (opt.backward) {
       dh_chunk.resize(n * H);
       if (bf16_grad)
-        k::linear_backward(h_chunk.data(), W, dlogits_b16.data(), dh_chunk.data(), dW, n, H, V);
+        k::linear_backward(h_chunk.data(), W, dlogits_b16, 2 * V, dh_chunk.data(), dW, n, H, V);
       else
         k::linear_backward(h_chunk.data(), W, logits_chunk.data(), dh_chunk.data(), dW,
                            static_cast<float*>(nullptr), n, H, V);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -77,20 +78,38 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
   return sum_rows(row_loss, targets, rows);
 }
 
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale) {
+namespace {
+
+// Rounds a row of V floats to bf16 into d, which may be the row's own memory (d == (bf16*)x):
+// blocks pass through a buffer on the stack, and block j's bf16 values land on bytes
+// [2 j, 2 j + 2 n) of the row, floats that this block or an earlier one has already read.
+void row_to_bf16(const float* x, bf16* d, int64_t V) {
+  constexpr int64_t kBlock = 1024;
+  bf16 block[kBlock];
+  for (int64_t j = 0; j < V; j += kBlock) {
+    const int64_t n = std::min(kBlock, V - j);
+    to_bf16(x + j, block, n);  // serial: n is far below to_bf16's threading grain
+    std::memcpy(d + j, block, static_cast<size_t>(n) * sizeof(bf16));
+  }
+}
+
+}  // namespace
+
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale) {
   check_targets(targets, rows, V);
+  QV_CHECK(ld >= V, "cross_entropy: the bf16 gradient's row stride ", ld, " is below V = ", V);
   PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
 #pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
-    bf16* d = dlogits + r * V;
+    bf16* d = dlogits + r * ld;
     if (targets[r] == kIgnoreIndex) {
       std::fill_n(d, V, bf16{0});
       continue;
     }
     float* x = logits + r * V;
     row_loss[r] = row_loss_and_grad(x, x, targets[r], V, grad_scale);
-    to_bf16(x, d, V);  // the row is still in cache; serial inside this parallel loop
+    row_to_bf16(x, d, V);  // the row is still in cache
   }
   return sum_rows(row_loss, targets, rows);
 }

@@ -42,6 +42,8 @@ Dnnl& dnnl() {
   return d;
 }
 
+thread_local bool t_in_execution = false;  // in_bf16_matmul_execution()
+
 // A bf16 matmul primitive for one shape, with memory objects whose data handles are set per call.
 struct BF16Matmul {
   dnnl_primitive_t prim = nullptr;
@@ -96,7 +98,8 @@ BF16Matmul make_bf16_matmul(const MatmulKey& key) {
 
 // Primitives by shape, least recently used evicted beyond kMaxEntries. Each primitive holds its
 // JIT code (~0.7 MiB measured), so the bound matters when shapes vary (the vision tower's row
-// count follows the images of each batch); training cycles through a few dozen shapes a step.
+// count follows the images of each batch); training cycles through a few dozen shapes a step, and
+// a mixture-of-experts model adds 9 piece shapes per expert product (kernels/cpu/moe.cpp).
 class MatmulCache {
  public:
   MatmulCache() = default;
@@ -115,9 +118,21 @@ class MatmulCache {
     dnnl_memory_set_data_handle(m.c, C);
     const dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, m.a}, {DNNL_ARG_WEIGHTS, m.b}, {DNNL_ARG_DST, m.c}};
-    check(dnnl_primitive_execute(m.prim, dnnl().stream, 3, args), "matmul execute");
+    t_in_execution = true;
+    const dnnl_status_t s = dnnl_primitive_execute(m.prim, dnnl().stream, 3, args);
+    t_in_execution = false;
+    check(s, "matmul execute");
     check(dnnl_stream_wait(dnnl().stream), "stream_wait");
+    ++stats_.executed;
     return true;
+  }
+  Bf16MatmulStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+  void prepare(const MatmulKey& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    find_or_make(key);
   }
   std::string impl_of(const MatmulKey& key) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -126,7 +141,7 @@ class MatmulCache {
   }
 
  private:
-  static constexpr size_t kMaxEntries = 96;
+  static constexpr size_t kMaxEntries = 128;
   struct Entry {
     BF16Matmul matmul;
     uint64_t last_use = 0;
@@ -136,6 +151,7 @@ class MatmulCache {
     if (it == cache_.end()) {
       if (cache_.size() >= kMaxEntries) evict_oldest();
       it = cache_.emplace(key, Entry{make_bf16_matmul(key), 0}).first;
+      ++stats_.built;
     }
     it->second.last_use = ++clock_;
     return it->second.matmul;
@@ -153,6 +169,7 @@ class MatmulCache {
   std::mutex mu_;
   std::map<MatmulKey, Entry> cache_;
   uint64_t clock_ = 0;
+  Bf16MatmulStats stats_;
 };
 
 MatmulCache& matmul_cache() {
@@ -257,6 +274,21 @@ void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
       matmul_cache().run({ta, tb, M, N, K, lda, ldb, ldc, alpha, beta == 1.0f}, A, B, C))
     return;
   gemm_bf16_widened(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_bf16_prepare(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, int64_t lda,
+                       int64_t ldb, float beta, int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0 || !gemm_info().bf16_native || (beta != 0.0f && beta != 1.0f))
+    return;
+  matmul_cache().prepare({ta, tb, M, N, K, lda, ldb, ldc, alpha, beta == 1.0f});
+}
+
+bool in_bf16_matmul_execution() {
+  return t_in_execution;
+}
+
+Bf16MatmulStats bf16_matmul_stats() {
+  return matmul_cache().stats();
 }
 
 double measure_peak_gflops(DType dtype) {

@@ -35,6 +35,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// Builds (once; cached) what gemm_bf16 with this shape and beta will run, so that a later call
+// allocates nothing. No-op where bf16 products are widened to float.
+void gemm_bf16_prepare(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       int64_t lda, int64_t ldb, float beta, int64_t ldc);
+
 // The path gemm_bf16 takes where the processor has no bf16 kernels: both operands widened to
 // float (exactly), then the float engine. Public so that tests check it on every machine.
 void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -42,5 +47,17 @@ void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
                        int64_t ldc);
 
 double measure_peak_gflops(DType dtype);
+
+// What the bf16 matmul cache has done in this process: primitives built (each a JIT compile and
+// its allocations) and products executed. For the no-allocation test.
+struct Bf16MatmulStats {
+  int64_t built = 0, executed = 0;
+};
+Bf16MatmulStats bf16_matmul_stats();
+
+// True while the calling thread is inside oneDNN's execution of a bf16 matmul, which allocates its
+// argument bookkeeping on the heap at every call (freed before it returns; nothing we can pass
+// in). The no-allocation test sets those allocations apart from ours with it.
+bool in_bf16_matmul_execution();
 
 }  // namespace qv::kernels::cpu

@@ -41,13 +41,13 @@ PoolVector<bf16> rounded(const float* x, int64_t n) {
 }
 
 // The two bf16 backward products from a bf16 dy: dx = dy . w, dw += dy^T . round(x).
-void products_from_bf16_dy(const float* x, Weight w, const bf16* dy, float* dx, float* dw,
-                           int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
+void products_from_bf16_dy(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx,
+                           float* dw, int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
   if (dx)
-    gemm_bf16(false, false, M, K, N, 1.0f, dy, N, w.b16, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
+    gemm_bf16(false, false, M, K, N, 1.0f, dy, ldy, w.b16, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
   if (dw) {
     const PoolVector<bf16> xb = rounded(x, M * K);
-    gemm_bf16(true, false, N, K, M, 1.0f, dy, N, xb.data(), K, 1.0f, dw, K);
+    gemm_bf16(true, false, N, K, M, 1.0f, dy, ldy, xb.data(), K, 1.0f, dw, K);
   }
 }
 
@@ -80,15 +80,16 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
   if (!w.b16) return linear_backward<float>(x, w.f32, dy, dx, dw, dbias, M, K, N, accumulate_dx);
   if (dx || dw) {
     const PoolVector<bf16> dyb = rounded(dy, M * N);
-    products_from_bf16_dy(x, w, dyb.data(), dx, dw, M, K, N, accumulate_dx);
+    products_from_bf16_dy(x, w, dyb.data(), N, dx, dw, M, K, N, accumulate_dx);
   }
   if (dbias) bias_grad(dy, dbias, M, N);
 }
 
-void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
-                     int64_t K, int64_t N) {
+void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
+                     int64_t M, int64_t K, int64_t N) {
   QV_CHECK(w.b16 != nullptr, "linear_backward with a bf16 dy needs the weight's bf16 copy");
-  products_from_bf16_dy(x, w, dy, dx, dw, M, K, N, false);
+  QV_CHECK(ldy >= N, "linear_backward: dy's row stride ", ldy, " is below N = ", N);
+  products_from_bf16_dy(x, w, dy, ldy, dx, dw, M, K, N, false);
 }
 
 #define QV_INSTANTIATE(T)                                                                       \

@@ -26,12 +26,49 @@ struct Operand {
   const bf16* b = nullptr;
 };
 
+// The experts' row counts change every step as routing moves, and oneDNN's bf16 matmul is built
+// per shape (allocating). So in bf16 the token dimension of an expert product is cut into pieces
+// of fixed sizes: 256 rows at a time, then the remainder's binary digits (128, 64, ..., 1). Each
+// product then has at most 9 shapes, all built the first time it is seen, and a step allocates
+// nothing however the tokens are routed.
+constexpr int64_t kPiece = 256;
+
+template <class F>
+void for_each_piece(int64_t n, F&& piece) {
+  int64_t at = 0;
+  for (; n - at >= kPiece; at += kPiece) piece(at, kPiece);
+  for (int64_t p = kPiece / 2; p >= 1; p /= 2)
+    if (n - at >= p) piece(at, p), at += p;
+}
+
+// The bf16 product with the token dimension in pieces: M (rows of C and of op(A)) when A is not
+// transposed, else K (the reduction: the pieces' partial products add up in C, in float).
+void product_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const bf16* A, int64_t lda,
+                  const bf16* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (!ta) {
+    for (int64_t p = kPiece; p >= 1; p /= 2)
+      gemm_bf16_prepare(ta, tb, p, N, K, 1.0f, lda, ldb, beta, ldc);
+    for_each_piece(M, [&](int64_t m0, int64_t m) {
+      gemm_bf16(ta, tb, m, N, K, 1.0f, A + m0 * lda, lda, B, ldb, beta, C + m0 * ldc, ldc);
+    });
+    return;
+  }
+  for (int64_t p = kPiece; p >= 1; p /= 2)
+    for (const float b : {beta, 1.0f}) gemm_bf16_prepare(ta, tb, M, N, p, 1.0f, lda, ldb, b, ldc);
+  bool first = true;
+  for_each_piece(K, [&](int64_t k0, int64_t k) {
+    gemm_bf16(ta, tb, M, N, k, 1.0f, A + k0 * lda, lda, tb ? B + k0 : B + k0 * ldb, ldb,
+              first ? beta : 1.0f, C, ldc);
+    first = false;
+  });
+}
+
 // C = op(A) . op(B) + beta C through the GEMM engine, in bf16 when both operands have copies.
 template <typename T>
 void product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, Operand<T> A, int64_t lda,
              Operand<T> B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if constexpr (std::is_same_v<T, float>) {
-    if (A.b && B.b) return gemm_bf16(ta, tb, M, N, K, 1.0f, A.b, lda, B.b, ldb, beta, C, ldc);
+    if (A.b && B.b) return product_bf16(ta, tb, M, N, K, A.b, lda, B.b, ldb, beta, C, ldc);
   }
   gemm<T>(ta, tb, M, N, K, T(1), A.f, lda, B.f, ldb, beta, C, ldc);
 }

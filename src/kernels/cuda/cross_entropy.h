@@ -18,7 +18,7 @@ using qv::kernels::kIgnoreIndex;
 template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
                                  int64_t V, T grad_scale);
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale);
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale);
 
 }  // namespace qv::kernels::cuda

@@ -20,7 +20,7 @@ void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias
                      int64_t K, int64_t N, bool accumulate_dx = false);
 void linear_backward(const float* x, Weight w, const float* dy, float* dx, float* dw, float* dbias,
                      int64_t M, int64_t K, int64_t N, bool accumulate_dx = false);
-void linear_backward(const float* x, Weight w, const bf16* dy, float* dx, float* dw, int64_t M,
-                     int64_t K, int64_t N);
+void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
+                     int64_t M, int64_t K, int64_t N);
 
 }  // namespace qv::kernels::cuda

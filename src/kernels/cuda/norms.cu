@@ -225,18 +225,19 @@ void layernorm_backward(const T* x, const T* w, const T* mean, const T* rstd, co
 namespace {
 
 // One block per row. row_loss[r] = lse - x[t] (0 for ignored rows); bad[0] = lowest row whose
-// target is invalid (atomicMin; starts at rows). d may alias x: each element is read and
-// written by the same thread, and x[t] is read before the block's first barrier.
+// target is invalid (atomicMin; starts at rows). Row r's gradient goes to d_all + r * ld. d may
+// alias x when D is float and ld = V: each element is read and written by the same thread, and
+// x[t] is read before the block's first barrier.
 // D: float, or __nv_bfloat16 for the bf16 gradient (each element the float value rounded to
 // nearest even, as the CPU op).
 template <typename D>
-__global__ void cross_entropy_k(const float* x_all, const int64_t* targets, D* d_all,
+__global__ void cross_entropy_k(const float* x_all, const int64_t* targets, D* d_all, int64_t ld,
                                 float* row_loss, unsigned long long* bad, int64_t V,
                                 float grad_scale) {
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const float* x = x_all + r * V;
-  D* d = d_all ? d_all + r * V : nullptr;
+  D* d = d_all ? d_all + r * ld : nullptr;
   const int64_t t = targets[r];
   if (t == kIgnoreIndex || t < 0 || t >= V) {
     if (t != kIgnoreIndex && threadIdx.x == 0) atomicMin(bad, static_cast<unsigned long long>(r));
@@ -270,7 +271,7 @@ namespace {
 // order in double, as the CPU op.
 template <typename D>
 CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets, D* dlogits,
-                                     int64_t rows, int64_t V, float grad_scale) {
+                                     int64_t ld, int64_t rows, int64_t V, float grad_scale) {
   CrossEntropyResult result;
   if (rows <= 0) return result;
   DeviceArray<float> row_loss(rows);
@@ -278,7 +279,7 @@ CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets
   const unsigned long long none = static_cast<unsigned long long>(rows);
   bad.upload(&none);
   cross_entropy_k<D><<<row_grid(rows), 512, 0, cuda_stream()>>>(
-      logits, targets, dlogits, row_loss.data(), bad.data(), V, grad_scale);
+      logits, targets, dlogits, ld, row_loss.data(), bad.data(), V, grad_scale);
   QV_CUDA_LAUNCHED();
   unsigned long long first = 0;
   bad.download(&first);
@@ -306,12 +307,27 @@ template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
                                  int64_t V, T grad_scale) {
   static_assert(std::is_same_v<T, float>, "CUDA cross_entropy: float logits only");
-  return run_cross_entropy<float>(logits, targets, dlogits, rows, V, grad_scale);
+  return run_cross_entropy<float>(logits, targets, dlogits, V, rows, V, grad_scale);
 }
 
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t rows,
-                                 int64_t V, float grad_scale) {
-  return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), rows, V, grad_scale);
+// A bf16 gradient written over the logits' own memory (ld = 2 V) would race inside a row (a
+// thread's bf16 store lands on floats another thread has yet to read), so that case goes
+// through a [rows, V] scratch array and one strided copy into place.
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale) {
+  if (ld < V) fail("cross_entropy: the bf16 gradient's row stride ", ld, " is below V = ", V);
+  const char* d0 = reinterpret_cast<const char*>(dlogits);
+  const char* x0 = reinterpret_cast<const char*>(logits);
+  const bool overlaps = dlogits && rows > 0 && d0 < x0 + rows * V * sizeof(float) &&
+                        x0 < d0 + ((rows - 1) * ld + V) * sizeof(bf16);
+  if (!overlaps)
+    return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), ld, rows, V, grad_scale);
+  DeviceArray<__nv_bfloat16> scratch(rows * V);
+  const CrossEntropyResult r =
+      run_cross_entropy<__nv_bfloat16>(logits, targets, scratch.data(), V, rows, V, grad_scale);
+  QV_CUDA_CHECK(cudaMemcpy2DAsync(dlogits, ld * sizeof(bf16), scratch.data(), V * sizeof(bf16),
+                                  V * sizeof(bf16), rows, cudaMemcpyDeviceToDevice, cuda_stream()));
+  return r;
 }
 
 #define QV_INSTANTIATE(T)                                                                        \
