@@ -3,8 +3,8 @@
 // model; the values of the files' tensors come to it in windows of at most `window` floats, in
 // file order, each element sent by the one rank that writes it in a checkpoint (one
 // all-to-all per window). So no rank ever holds more of the model than its own share plus
-// the windows: rank 0 two (what it receives, and the same values in file order), every other
-// rank one (what it sends).
+// the windows: rank 0 three (its own part, what it receives, and the same values in file
+// order), every other rank one (what it sends).
 #pragma once
 #include <cstdint>
 #include <functional>
