@@ -214,6 +214,62 @@ INSTANTIATE_TEST_SUITE_P(
                       ExportCase{{1, 4}, "bfloat16"}),
     [](const auto& info) { return info.param.layout.name() + "_" + info.param.dtype; });
 
+// A full disk on rank 0 in the middle of the streamed export (its first weights file): both
+// ranks end with an error (no hang), rank 0 naming the disk, the final checkpoint stays listed
+// and no export folder or temporary file is left.
+TEST(CheckpointExportMpi, FullDiskOnRankZeroDuringTheExportFailsEveryRank) {
+  const std::string clean = fresh("export_enospc_clean"), dump = fresh("export_enospc");
+  const std::string batch = four_rows(clean);
+  auto r = run_train(clean, {1, 2}, 2, 2, batch);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Rank 0's bytes through the atomic writer before the export's weights: its checkpoint files,
+  // the index, config and state, then the export's config.json; the fault hits 100 bytes later.
+  const std::string ckpt = clean + "/checkpoint/step-00000002";
+  int64_t before = static_cast<int64_t>(fs::file_size(clean + "/hf_export/config.json"));
+  for (const char* f : {"model-rank00000.safetensors", "optim-rank00000.safetensors",
+                        "data-rank00000.json", "index.json", "config.json", "state.json"})
+    before += static_cast<int64_t>(fs::file_size(ckpt + "/" + f));
+  testing::fixed_batch_config("hf-tiny-text", dump, 2, 2);
+  const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + dump + "/job.toml" +
+                          layout_flags({1, 2}) + " --training.dataset_path " + batch;
+  r = testing::run_shell(testing::mpirun(1) + "env QWEN3VL_FAULT=enospc@bytes:" +
+                         std::to_string(before + 100) + " " + cmd + " : -np 1 " + cmd);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("No space left on device"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the Hugging Face export to " + dump + "/hf_export failed on rank 0"),
+            std::string::npos)
+      << r.output;
+  EXPECT_TRUE(train::latest_checkpoint(dump + "/checkpoint").has_value());
+  EXPECT_FALSE(fs::exists(dump + "/hf_export"));
+  for (const auto& e : fs::directory_iterator(dump))
+    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos)
+        << e.path() << " left behind";
+}
+
+// `qwen3vl checkpoint inspect|export` on a job's checkpoint: inspect passes every CRC and exits
+// 1 naming a missing file; export writes the same model.safetensors, byte for byte, as the job's
+// own (streamed) export in the same dtype.
+TEST(CheckpointToolsMpi, InspectAndExportAJobsCheckpoint) {
+  const std::string dump = fresh("cli_tools");
+  const std::string batch = four_rows(dump);
+  auto r = run_train(dump, {1, 2}, 2, 2, batch, " --checkpoint.export_dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = dump + "/checkpoint/step-00000002";
+  const std::string bin = QWEN3VL_BINARY;
+  r = testing::run_shell(bin + " checkpoint inspect " + ckpt);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("all CRC-32C checks passed"), std::string::npos) << r.output;
+  r = testing::run_shell(bin + " checkpoint export " + ckpt + " --out " + dump +
+                         "/cli_export --dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(io::read_file(dump + "/cli_export/model.safetensors") ==
+              io::read_file(dump + "/hf_export/model.safetensors"));
+  fs::remove(ckpt + "/optim-rank00001.safetensors");
+  r = testing::run_shell(bin + " checkpoint inspect " + ckpt);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("MISSING"), std::string::npos) << r.output;
+}
+
 // Rank 1's own environment (mpirun's MPMD form: one app context per rank).
 std::string two_ranks_with_env_on_rank1(const std::string& cmd, const std::string& env) {
   return testing::mpirun(1) + cmd + " : -np 1 env " + env + " " + cmd;
