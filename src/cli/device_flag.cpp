@@ -34,8 +34,10 @@ Device activate_device(const DeviceChoice& choice, std::string* description) {
 
 void fail_model_not_on_cuda(const std::string& command) {
   fail(command,
-       " --device cuda: the CUDA kernels are built (kernels/cuda/), but the model and trainer do "
-       "not run on them yet (docs/CUDA.md); use --device cpu");
+       " --device cuda: the CUDA kernels are built (kernels/cuda/) and the model's memory is "
+       "placed on the GPU, but model code still reads and writes some of it from the host, so "
+       "the model and trainer do not run there yet (docs/CUDA.md, \"Not done yet\"); use "
+       "--device cpu");
 }
 
 }  // namespace qv::cli

@@ -1,5 +1,9 @@
 #include "core/allocator.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
 #include <new>
 #include <string>
@@ -26,27 +30,53 @@ class CpuAllocator final : public Allocator {
   void zero(void* p, size_t bytes) override {
     if (bytes) std::memset(p, 0, bytes);
   }
+  // Anonymous private mappings: zero-filled, and pages read as zeros again after MADV_DONTNEED.
+  void* allocate_pages(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    QV_CHECK(p != MAP_FAILED, "cannot map ", bytes, " bytes of host memory");
+    return p;
+  }
+  void deallocate_pages(void* p, size_t bytes) override {
+    if (p) munmap(p, bytes);
+  }
+  void release_pages(void* p, size_t bytes) override {
+    if (bytes) QV_CHECK(madvise(p, bytes, MADV_DONTNEED) == 0, "madvise failed");
+  }
 };
 
-Allocator* g_cuda_allocator = nullptr;
+std::atomic<Allocator*> g_cpu_override{nullptr};
+std::atomic<Allocator*> g_cuda_allocator{nullptr};
 
 }  // namespace
+
+size_t page_bytes() {
+  static const auto n = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return n;
+}
 
 Allocator& cpu_allocator() {
   static CpuAllocator cpu;
   return cpu;
 }
 
-void register_allocator(DeviceKind kind, Allocator* allocator) {
-  QV_CHECK(kind == DeviceKind::kCuda, "the CPU allocator is built in and cannot be replaced");
-  g_cuda_allocator = allocator;
+Allocator* register_allocator(DeviceKind kind, Allocator* allocator) {
+  if (kind == DeviceKind::kCpu) {
+    Allocator* previous = g_cpu_override.exchange(allocator);
+    return previous ? previous : &cpu_allocator();
+  }
+  return g_cuda_allocator.exchange(allocator);
 }
 
 Allocator& allocator_for(Device device) {
-  if (device.is_cpu()) return cpu_allocator();
-  QV_CHECK(g_cuda_allocator != nullptr,
+  if (device.is_cpu()) {
+    Allocator* a = g_cpu_override.load();
+    return a ? *a : cpu_allocator();
+  }
+  Allocator* a = g_cuda_allocator.load();
+  QV_CHECK(a != nullptr,
            "device " + to_string(device) + ": this binary was built without the CUDA backend");
-  return *g_cuda_allocator;
+  return *a;
 }
 
 }  // namespace qv

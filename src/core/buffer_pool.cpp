@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <new>
+#include <utility>
 
 #include "core/allocator.h"
 
@@ -61,17 +63,52 @@ size_t system_bytes(size_t class_bytes) {
   return (class_bytes + kMinBlock - 1) / kMinBlock * kMinBlock;
 }
 
+// Free blocks of one size class. A host block links to the next through its own first bytes (so
+// caching a block allocates nothing); the host cannot write device memory, so a device arena
+// keeps its blocks' addresses in a host list instead.
 struct SizeClass {
-  FreeBlock* head = nullptr;
+  FreeBlock* head = nullptr;       // host arena
+  std::vector<void*> device_free;  // device arena
   int64_t free_count = 0;
   int64_t min_free = 0;  // low-water mark of free_count since the last end_step()
 };
 }  // namespace
 
 struct BufferPool::Impl {
+  explicit Impl(Device d) : device(d) {}
+  Device device;
   mutable std::mutex mu;
   SizeClass classes[kClasses];
   BufferPoolStats stats;
+
+  void push(SizeClass& c, void* p, size_t bytes) {
+    if (device.is_cpu()) {
+      auto* b = static_cast<FreeBlock*>(p);
+      b->next = c.head;
+      c.head = b;
+      // A cached block is not live memory: poison it so a use after free still trips ASan. The
+      // link stays readable, so LeakSanitizer can follow the free list and does not call it a
+      // leak.
+      QV_POISON(reinterpret_cast<char*>(b) + sizeof(FreeBlock), bytes - sizeof(FreeBlock));
+    } else {
+      c.device_free.push_back(p);
+    }
+    ++c.free_count;
+  }
+  // The most recently freed block of the class, or nullptr.
+  void* pop(SizeClass& c, size_t bytes) {
+    if (c.free_count == 0) return nullptr;
+    --c.free_count;
+    if (!device.is_cpu()) {
+      void* p = c.device_free.back();
+      c.device_free.pop_back();
+      return p;
+    }
+    FreeBlock* b = c.head;
+    QV_UNPOISON(b, bytes);
+    c.head = b->next;
+    return b;
+  }
 
   void note_peaks() {
     stats.peak_in_use_bytes = std::max(stats.peak_in_use_bytes, stats.in_use_bytes);
@@ -79,25 +116,29 @@ struct BufferPool::Impl {
         std::max(stats.peak_reserved_bytes, stats.in_use_bytes + stats.cached_bytes);
   }
   void release_from(SizeClass& c, size_t bytes, int64_t count) {
-    for (int64_t i = 0; i < count && c.head; ++i) {
-      FreeBlock* b = c.head;
-      QV_UNPOISON(b, bytes);
-      c.head = b->next;
-      --c.free_count;
+    for (int64_t i = 0; i < count && c.free_count > 0; ++i) {
+      void* b = pop(c, bytes);
       stats.cached_bytes -= static_cast<int64_t>(bytes);
-      cpu_allocator().deallocate(b, system_bytes(bytes));
+      allocator_for(device).deallocate(b, system_bytes(bytes));
     }
   }
 };
 
-BufferPool& BufferPool::instance() {
-  static BufferPool pool;
-  return pool;
-}
+BufferPool::BufferPool(Device device) : device_(device), impl_(std::make_unique<Impl>(device)) {}
+BufferPool::~BufferPool() = default;
 
-BufferPool::Impl& BufferPool::impl() const {
-  static Impl impl;
-  return impl;
+BufferPool& BufferPool::of(Device device) {
+  // One arena per device, made on first use and kept for the process (never destroyed: buffers
+  // of static objects may still return memory at exit).
+  static BufferPool* const host = new BufferPool(kCpuDevice);
+  if (device.is_cpu()) return *host;
+  static std::mutex mu;
+  static auto* pools = new std::map<std::pair<int, int>, BufferPool*>;
+  const std::pair<int, int> key{static_cast<int>(device.kind), device.index};
+  std::lock_guard<std::mutex> lock(mu);
+  BufferPool*& pool = (*pools)[key];
+  if (!pool) pool = new BufferPool(device);
+  return *pool;
 }
 
 size_t BufferPool::class_bytes(size_t bytes) {
@@ -110,11 +151,8 @@ void* BufferPool::allocate(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(im.mu);
     SizeClass& c = im.classes[class_index(rounded)];
-    if (c.head) {
-      FreeBlock* b = c.head;
-      c.head = b->next;
-      c.min_free = std::min(c.min_free, --c.free_count);
-      QV_UNPOISON(b, rounded);
+    if (void* b = im.pop(c, rounded)) {
+      c.min_free = std::min(c.min_free, c.free_count);
       im.stats.cached_bytes -= static_cast<int64_t>(rounded);
       im.stats.in_use_bytes += static_cast<int64_t>(rounded);
       ++im.stats.reuses;
@@ -122,7 +160,7 @@ void* BufferPool::allocate(size_t bytes) {
       return b;
     }
   }
-  void* p = cpu_allocator().allocate(system_bytes(rounded));
+  void* p = allocator_for(device_).allocate(system_bytes(rounded));
   std::lock_guard<std::mutex> lock(im.mu);
   im.stats.in_use_bytes += static_cast<int64_t>(rounded);
   ++im.stats.system_allocations;
@@ -135,16 +173,9 @@ void BufferPool::deallocate(void* p, size_t bytes) noexcept {
   const size_t rounded = round_to_class(bytes);
   Impl& im = impl();
   std::lock_guard<std::mutex> lock(im.mu);
-  SizeClass& c = im.classes[class_index(rounded)];
-  auto* b = static_cast<FreeBlock*>(p);
-  b->next = c.head;
-  c.head = b;
-  ++c.free_count;
+  im.push(im.classes[class_index(rounded)], p, rounded);
   im.stats.in_use_bytes -= static_cast<int64_t>(rounded);
   im.stats.cached_bytes += static_cast<int64_t>(rounded);
-  // A cached block is not live memory: poison it so a use after free still trips ASan. The link
-  // stays readable, so LeakSanitizer can follow the free list and does not call it a leak.
-  QV_POISON(reinterpret_cast<char*>(b) + sizeof(FreeBlock), rounded - sizeof(FreeBlock));
 }
 
 void BufferPool::end_step() {

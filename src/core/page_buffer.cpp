@@ -1,35 +1,25 @@
 #include "core/page_buffer.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <cstring>
 #include <utility>
 
+#include "core/allocator.h"
 #include "core/error.h"
 
 namespace qv {
 
-namespace {
-int64_t page_bytes() {
-  static const int64_t n = static_cast<int64_t>(sysconf(_SC_PAGESIZE));
-  return n;
-}
-}  // namespace
-
 template <class T>
 int64_t PageArray<T>::per_page() {
-  return page_bytes() / static_cast<int64_t>(sizeof(T));
+  return static_cast<int64_t>(page_bytes() / sizeof(T));
 }
 
 template <class T>
 int64_t PageArray<T>::floats_per_page() {
-  return page_bytes() / static_cast<int64_t>(sizeof(float));
+  return static_cast<int64_t>(page_bytes() / sizeof(float));
 }
 
 template <class T>
 PageArray<T>::~PageArray() {
-  if (data_) munmap(data_, mapped_bytes_);
+  if (data_) allocator_for(device_).deallocate_pages(data_, mapped_bytes_);
 }
 
 template <class T>
@@ -37,18 +27,18 @@ void PageArray<T>::swap(PageArray& o) noexcept {
   std::swap(data_, o.data_);
   std::swap(size_, o.size_);
   std::swap(mapped_bytes_, o.mapped_bytes_);
+  std::swap(device_, o.device_);
 }
 
 template <class T>
-void PageArray<T>::allocate(int64_t n) {
+void PageArray<T>::allocate(int64_t n, Device device) {
   PageArray old(std::move(*this));
+  device_ = device;
   if (n == 0) return;
-  const size_t page = static_cast<size_t>(page_bytes());
-  mapped_bytes_ = (static_cast<size_t>(n) * sizeof(T) + page - 1) / page * page;
-  void* p =
-      mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  QV_CHECK(p != MAP_FAILED, "cannot map ", mapped_bytes_, " bytes for a parameter buffer");
-  data_ = static_cast<T*>(p);
+  const size_t page = page_bytes();
+  const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + page - 1) / page * page;
+  data_ = static_cast<T*>(allocator_for(device).allocate_pages(bytes));
+  mapped_bytes_ = bytes;
   size_ = n;
 }
 
@@ -58,8 +48,7 @@ void PageArray<T>::discard(int64_t offset, int64_t n) {
   QV_CHECK(offset % pp == 0 && n % pp == 0 && offset >= 0 && offset + n <= size_,
            "PageArray::discard: range [", offset, ", ", offset + n, ") is not whole pages");
   if (n == 0) return;
-  // Private anonymous pages read back as zeros after MADV_DONTNEED.
-  QV_CHECK(madvise(data_ + offset, n * sizeof(T), MADV_DONTNEED) == 0, "madvise failed");
+  allocator_for(device_).release_pages(data_ + offset, n * sizeof(T));
 }
 
 template <class T>
@@ -71,7 +60,14 @@ void PageArray<T>::discard_inside(int64_t offset, int64_t n) {
 
 template <class T>
 void PageArray<T>::fill_zero() {
-  if (data_) std::memset(static_cast<void*>(data_), 0, size_ * sizeof(T));
+  if (data_) allocator_for(device_).zero(data_, size_ * sizeof(T));
+}
+
+template <class T>
+std::vector<T> PageArray<T>::to_vector() const {
+  QV_CHECK(device_.is_cpu(), "PageArray::to_vector: the array is on ", to_string(device_),
+           "; copy it to the host first");
+  return std::vector<T>(begin(), end());
 }
 
 template class PageArray<float>;

@@ -41,7 +41,7 @@ void load_hf_weights(const std::string& dir, ParamStore& store) {
              it->second, ": tensor '", e.name, "' has dtype ", dtype_name(info.dtype),
              " (expected a float type)");
     Tensor t = f.read(e.name).to(DType::kF32);
-    std::memcpy(store.value(e.ref), t.data<float>(), e.ref.numel * sizeof(float));
+    store.write_value(e.ref, t.data<float>(), e.ref.numel);
     used.insert(e.name);
   }
   for (const auto& [name, path] : where) {
@@ -60,13 +60,20 @@ void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamS
                             : dtype == DType::kF16 ? "float16"
                                                    : "float32";
   io::write_file_atomic((dir / "config.json").string(), config.to_json_text(torch_dtype));
-  // Tensors go straight from the parameter store (converted on the way for BF16): no copy of
-  // the model is made.
+  // Tensors go straight from a host parameter store (converted on the way for BF16): no copy
+  // of the model is made. A store on a GPU is copied to the host first (4 bytes a parameter).
+  std::vector<std::vector<float>> host_copies;
   std::vector<io::TensorSource> tensors;
   std::vector<std::string> names;
   std::vector<int64_t> bytes;
   for (const ParamEntry& e : store.entries()) {
-    tensors.push_back({e.name, dtype, e.shape, store.value(e.ref), DType::kF32});
+    const float* values = store.value(e.ref);
+    if (!store.device().is_cpu()) {
+      host_copies.emplace_back(static_cast<size_t>(e.ref.numel));
+      store.read_value(e.ref, host_copies.back().data(), e.ref.numel);
+      values = host_copies.back().data();
+    }
+    tensors.push_back({e.name, dtype, e.shape, values, DType::kF32});
     names.push_back(e.name);
     bytes.push_back(static_cast<int64_t>(tensors.back().nbytes()));
   }

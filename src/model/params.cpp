@@ -7,10 +7,12 @@
 #include <random>
 
 #include "core/error.h"
+#include "kernels/device.h"
 
 namespace qv::model {
 
-ParamStore::ParamStore(int64_t unit_align) : unit_align_(unit_align) {
+ParamStore::ParamStore(int64_t unit_align, Device device)
+    : unit_align_(unit_align), device_(device) {
   QV_CHECK(unit_align > 0 && unit_align % 16 == 0, "unit alignment ", unit_align,
            " is not a positive multiple of 16");
 }
@@ -47,13 +49,13 @@ ParamRef ParamStore::add(const std::string& name, Shape shape, bool is_norm_weig
 void ParamStore::allocate() {
   total_ = (total_ + unit_align_ - 1) / unit_align_ * unit_align_;
   if (!units_.empty()) units_.back().end = total_;
-  values_.allocate(total_);
-  grads_.allocate(total_);
+  values_.allocate(total_, device_);
+  grads_.allocate(total_, device_);
 }
 
 void ParamStore::enable_bf16_copies(const EntryFilter& wanted) {
   QV_CHECK(values_.size() > 0, "enable_bf16_copies() before allocate()");
-  if (values_bf16_.empty()) values_bf16_.allocate(total_);
+  if (values_bf16_.empty()) values_bf16_.allocate(total_, device_);
   bf16_entry_.clear();
   for (const ParamEntry& e : entries_) bf16_entry_.push_back(wanted(e));
   sync_bf16();
@@ -66,8 +68,30 @@ void ParamStore::sync_bf16(int64_t begin, int64_t end) {
     if (!bf16_entry_[i]) continue;
     const int64_t lo = std::max(begin, entries_[i].ref.offset);
     const int64_t hi = std::min(end, entries_[i].ref.offset + entries_[i].ref.numel);
-    if (hi > lo) to_bf16(values_.data() + lo, values_bf16_.data() + lo, hi - lo);
+    if (hi <= lo) continue;
+    if (device_.is_cpu()) {
+      to_bf16(values_.data() + lo, values_bf16_.data() + lo, hi - lo);
+      continue;
+    }
+    // On a GPU through the host (loads and gathers only; the optimizer writes its own copies).
+    std::vector<float> host(static_cast<size_t>(hi - lo));
+    std::vector<bf16> host_b16(host.size());
+    kernels::copy_bytes(host.data(), kCpuDevice, values_.data() + lo, device_,
+                        host.size() * sizeof(float));
+    to_bf16(host.data(), host_b16.data(), hi - lo);
+    kernels::copy_bytes(values_bf16_.data() + lo, device_, host_b16.data(), kCpuDevice,
+                        host_b16.size() * sizeof(bf16));
   }
+}
+
+void ParamStore::write_value(ParamRef r, const float* host, int64_t n) {
+  QV_CHECK(n == r.numel, "write_value: ", n, " values for a parameter of ", r.numel);
+  kernels::copy_bytes(value(r), device_, host, kCpuDevice, static_cast<size_t>(n) * sizeof(float));
+}
+
+void ParamStore::read_value(ParamRef r, float* host, int64_t n) const {
+  QV_CHECK(n == r.numel, "read_value: ", n, " values for a parameter of ", r.numel);
+  kernels::copy_bytes(host, kCpuDevice, value(r), device_, static_cast<size_t>(n) * sizeof(float));
 }
 
 void ParamStore::copy_from(const ParamStore& other) {
@@ -76,7 +100,8 @@ void ParamStore::copy_from(const ParamStore& other) {
     auto it = by_name_.find(src.name);
     QV_CHECK(it != by_name_.end() && entries_[it->second].ref.numel == src.ref.numel,
              "copy_from: parameter '", src.name, "' missing or of another size");
-    std::copy_n(other.value(src.ref), src.ref.numel, value(entries_[it->second].ref));
+    kernels::copy_bytes(value(entries_[it->second].ref), device_, other.value(src.ref),
+                        other.device_, static_cast<size_t>(src.ref.numel) * sizeof(float));
     frozen_[it->second] = other.frozen_[i];
   }
   sync_bf16();
@@ -272,8 +297,12 @@ InitScheme parse_init_scheme(const std::string& name) {
 
 void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed, InitScheme scheme) {
   std::mt19937_64 rng(seed);
+  // On a GPU each parameter is drawn into host scratch, then copied over (same values).
+  const bool on_host = store.device().is_cpu();
+  std::vector<float> scratch;
   for (const ParamEntry& e : store.entries()) {
-    float* w = store.value(e.ref);
+    if (!on_host) scratch.resize(static_cast<size_t>(e.ref.numel));
+    float* w = on_host ? store.value(e.ref) : scratch.data();
     if (e.is_norm_weight) {
       std::fill(w, w + e.ref.numel, 1.0f);
     } else if (!e.is_matrix) {
@@ -292,6 +321,7 @@ void init_params(const ModelConfig& config, ParamStore& store, uint64_t seed, In
         w[i] = static_cast<float>(x);
       }
     }
+    if (!on_host) store.write_value(e.ref, w, e.ref.numel);
   }
 }
 

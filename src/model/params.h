@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/device.h"
 #include "core/page_buffer.h"
 #include "core/tensor.h"
 #include "kernels/linear.h"
@@ -45,7 +46,10 @@ struct ParamUnit {
 class ParamStore {
  public:
   // unit_align: units start and end at multiples of this many floats (a multiple of 16).
-  explicit ParamStore(int64_t unit_align = 16);
+  // device: where values, gradients and bf16 copies live (their pages come from that device's
+  // Allocator); by default the calling thread's current device.
+  explicit ParamStore(int64_t unit_align = 16, Device device = current_device());
+  Device device() const { return device_; }
   // Starts a new unit; parameters added next belong to it. Returns its index.
   int begin_unit(const std::string& name);
   ParamRef add(const std::string& name, Shape shape, bool is_norm_weight = false);
@@ -75,6 +79,10 @@ class ParamStore {
   // Refreshes the copies inside flat elements [begin, end); no-op when off.
   void sync_bf16(int64_t begin, int64_t end);
   void sync_bf16() { sync_bf16(0, total_); }
+  // Host <-> store copies of one parameter's values, whichever device the store is on (host
+  // code never touches the store's memory directly when it is on a GPU).
+  void write_value(ParamRef r, const float* host, int64_t n);
+  void read_value(ParamRef r, float* host, int64_t n) const;
   // The parameter as a matrix operand: its values and, when enabled, its bf16 copy.
   kernels::Weight weight(ParamRef r) const { return {value(r), value_bf16(r)}; }
 
@@ -107,6 +115,7 @@ class ParamStore {
   std::vector<uint8_t> bf16_entry_;  // per entry: has a bf16 copy
   int64_t unit_align_ = 16;
   int64_t total_ = 0;
+  Device device_ = kCpuDevice;
 };
 
 // ---- the model's parameter layout, with HF names ----

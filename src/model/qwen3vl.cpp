@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/activations.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/device.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/norms.h"
@@ -109,7 +110,7 @@ void Qwen3VLModel::enable_bf16_matmuls() {
 }
 
 void Qwen3VLModel::relayout(int64_t unit_align) {
-  ParamStore fresh(unit_align);
+  ParamStore fresh(unit_align, store_.device());
   ModelParams p = layout_params(config_, fresh);
   LoraParams lp = layout_lora(config_, lora_config_, fresh);
   fresh.allocate();
@@ -140,14 +141,15 @@ void Qwen3VLModel::load_lora_adapter(const std::string& dir) {
 }
 
 ParamStore Qwen3VLModel::merged_store() const {
-  ParamStore out;
+  ParamStore out(16, store_.device());
   layout_params(config_, out);
   out.allocate();
   for (const ParamEntry& e : out.entries()) {
     const ParamEntry* src = store_.find(e.name);
     QV_CHECK(src && src->ref.numel == e.ref.numel, "merged_store: parameter '", e.name,
              "' missing");
-    std::copy_n(store_.value(src->ref), e.ref.numel, out.value(e.ref));
+    kernels::copy_bytes(out.value(e.ref), out.device(), store_.value(src->ref), store_.device(),
+                        static_cast<size_t>(e.ref.numel) * sizeof(float));
   }
   merge_lora(config_, lora_config_, store_, out);
   return out;

@@ -82,6 +82,8 @@ struct ModelTimings {
 class Qwen3VLModel {
  public:
   // Parameters allocated, zero; parameter units aligned to unit_align floats (see ParamStore).
+  // The model lives on the device current when it is made (parameters, gradients, and the
+  // activations of its passes, which run under that device's scope).
   explicit Qwen3VLModel(const ModelConfig& config, int64_t unit_align = 16);
   Qwen3VLModel(const Qwen3VLModel&) = delete;
   Qwen3VLModel& operator=(const Qwen3VLModel&) = delete;
@@ -92,6 +94,7 @@ class Qwen3VLModel {
   const ModelConfig& config() const { return config_; }
   ParamStore& store() { return store_; }
   const ParamStore& store() const { return store_; }
+  Device device() const { return store_.device(); }
   const ModelParams& params() const { return params_; }
   // Moves the parameters into a store whose units are aligned to unit_align floats.
   void relayout(int64_t unit_align);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "kernels/optim.h"
 
@@ -17,8 +18,8 @@ AdamW::AdamW(const AdamWConfig& c, std::vector<ParamSpan> spans, std::vector<Fla
     state_base_.push_back(n);
     n += r.size();
   }
-  m_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
+  m_.allocate(n, current_device());  // zeros, from the device's allocator
+  v_.allocate(n, current_device());
   QV_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1,
            "optimizer betas must lie in [0, 1), got (", c.beta1, ", ", c.beta2, ")");
   QV_CHECK(c.eps > 0, "optimizer eps must be positive");

@@ -1,11 +1,14 @@
 // AdamW with torch.optim.AdamW semantics (decoupled weight decay, bias correction, per-parameter
 // step counts) over the flat parameter buffer. Parameters that took no part in a step (no
-// gradient, as torch's grad=None) are skipped: no update, no decay, no step count.
+// gradient, as torch's grad=None) are skipped: no update, no decay, no step count. The moments
+// live on the device current when the optimizer is made (the trainer makes it under the
+// model's DeviceScope), beside the parameters the update reads.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/page_buffer.h"
 #include "dist/flat_range.h"
 
 namespace qv::train {
@@ -38,9 +41,9 @@ class AdamW {
   void step(float* params, const float* grads, const std::vector<uint8_t>& active, double lr,
             float grad_scale = 1.0f);
 
-  // Moments of the owned elements, range after range.
-  std::vector<float>& exp_avg() { return m_; }
-  std::vector<float>& exp_avg_sq() { return v_; }
+  // Moments of the owned elements, range after range, on the optimizer's device.
+  PageBuffer& exp_avg() { return m_; }
+  PageBuffer& exp_avg_sq() { return v_; }
   std::vector<int64_t>& steps() { return steps_; }  // per span
   const AdamWConfig& config() const { return c_; }
 
@@ -49,7 +52,7 @@ class AdamW {
   std::vector<ParamSpan> spans_;
   std::vector<FlatRange> owned_;
   std::vector<int64_t> state_base_;  // where each owned range starts in m_ / v_
-  std::vector<float> m_, v_;
+  PageBuffer m_, v_;
   std::vector<int64_t> steps_;
   bf16* bf16_copies_ = nullptr;
   std::vector<uint8_t> span_has_copy_;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/device_info.h"
 #include "train/trainer.h"
 
 namespace qv::train {
@@ -85,11 +86,14 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
   const double mfu = peak_gflops_ > 0 ? gflops / peak_gflops_ : 0;
   const double eta = elapsed_ / steps_seen_ * (total_steps - r.step);
   const double wait = r.step_seconds > 0 ? r.data_seconds / r.step_seconds : 0;
+  // Memory: the host's RSS always; on a GPU also its caching allocator's figures.
+  std::string device_mem = kernels::format_device_memory(model_.device());
+  if (!device_mem.empty()) device_mem = " | " + device_mem;
   std::printf(
       "step %5lld | loss %8.4f | grad_norm %8.4f | lr %.3e | %7.1f tok/s | %.3f TFLOP/s | MFU "
-      "%4.1f%% | mem %.0f MiB | data wait %4.1f%% | ETA %.0fs%s\n",
+      "%4.1f%% | mem %.0f MiB%s | data wait %4.1f%% | ETA %.0fs%s\n",
       static_cast<long long>(r.step), r.loss, r.grad_norm, r.lr, tokens_per_s, gflops / 1e3,
-      100 * mfu, rss_mib(), 100 * wait, eta, r.skipped ? " | SKIPPED" : "");
+      100 * mfu, rss_mib(), device_mem.c_str(), 100 * wait, eta, r.skipped ? " | SKIPPED" : "");
   std::fflush(stdout);
   nlohmann::json j = {{"step", r.step},
                       {"loss", r.loss},

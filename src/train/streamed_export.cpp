@@ -241,11 +241,12 @@ StreamedExportStats export_hf_streamed(dist::Communicator& comm, const model::Pa
   if (rank == 0) writer = std::make_unique<ExportWriter>(config, store, files, options);
   std::vector<float> send, received, ordered;
   std::vector<int64_t> send_counts(ranks, 0), recv_counts(ranks, 0);
-  const float* values = store.values().data();
   for (const std::vector<Segment>& window : windows) {
+    // This rank's values in the window, copied to the host (from a GPU store too).
     send.clear();
     for_each_overlap(mine, window, [&](int64_t b, int64_t e, int64_t) {
-      send.insert(send.end(), values + b, values + e);
+      send.resize(send.size() + (e - b));
+      store.read_value({b, e - b}, send.data() + send.size() - (e - b), e - b);
     });
     send_counts[0] = static_cast<int64_t>(send.size());
     int64_t total = 0;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/buffer_pool.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
@@ -85,6 +86,9 @@ Trainer::Trainer(JobConfig config, std::unique_ptr<model::Qwen3VLModel> model,
       comm_(std::move(comm)),
       schedule_(config_.lr_scheduler,
                 config_.lr_total_steps > 0 ? config_.lr_total_steps : config_.steps) {
+  // Everything the trainer makes (a relaid-out store, the optimizer's moments, sharding
+  // scratch) lives on the model's device.
+  const DeviceScope on_device(model_->device());
   const int64_t world = comm_->size();
   dims_ = dist::resolve_parallel_dims(config_.dp_replicate, config_.dp_shard, world);
   const int64_t experts = model_->config().text.is_moe() ? model_->config().text.num_experts : 0;
@@ -186,6 +190,9 @@ struct RouterTotals {
 }  // namespace
 
 StepRecord Trainer::train_step() {
+  // Forward, backward and the optimizer run on the model's device; their activations come
+  // from that device's arena.
+  const DeviceScope on_device(model_->device());
   auto& store = model_->store();
   StepRecord rec;
   rec.step = step_ + 1;
@@ -542,7 +549,7 @@ std::vector<StepRecord> Trainer::run() {
   while (step_ < config_.steps) {
     StepRecord rec = train_step();
     // Blocks no request needed during this step go back to the system (shapes changed).
-    BufferPool::instance().end_step();
+    BufferPool::of(model_->device()).end_step();
     history.push_back(rec);
     metrics_->logger->log(rec, config_.steps, data_->skipped());
     if (validation_due(config_, step_)) validate();
@@ -570,10 +577,14 @@ void Trainer::validate() {
   model_->set_unit_hooks(nullptr);
   const auto source = make_validation_source(
       config_, model_->config(), static_cast<int>(comm_->rank()), static_cast<int>(comm_->size()));
-  const ValidationSums local = validation_sums(*model_, *source, config_.validation_steps);
+  ValidationSums local;
+  {
+    const DeviceScope on_device(model_->device());
+    local = validation_sums(*model_, *source, config_.validation_steps);
+  }
   model_->set_unit_hooks(dp_.get());
   dp_->release_all();
-  BufferPool::instance().end_step();
+  BufferPool::of(model_->device()).end_step();
   double sums[3] = {local.loss_sum, static_cast<double>(local.kept_tokens),
                     static_cast<double>(local.batches)};
   comm_->all_reduce_sum(sums, 3);

@@ -414,6 +414,38 @@ class CudaAllocator final : public Allocator {
     cuda::deallocate(p, static_cast<int64_t>(bytes));
   }
   void zero(void* p, size_t bytes) override { fill_zero(p, static_cast<int64_t>(bytes)); }
+  // Pages from the caching allocator, whose blocks are only 512-byte aligned: one page more is
+  // taken and the first page boundary inside is handed out. A released range is zeroed, not
+  // returned to the driver (a cudaMalloc block cannot give back part of itself), so under ZeRO-3
+  // on a GPU the shards other ranks own still occupy device memory (docs/CUDA.md).
+  void* allocate_pages(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    void* p = cuda::allocate(static_cast<int64_t>(bytes + page_bytes()));
+    auto addr = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t page = page_bytes();
+    const uintptr_t aligned = (addr + page - 1) / page * page;
+    std::lock_guard<std::mutex> lock(mu_);
+    bases_[aligned] = p;
+    fill_zero(reinterpret_cast<void*>(aligned), static_cast<int64_t>(bytes));
+    return reinterpret_cast<void*>(aligned);
+  }
+  void deallocate_pages(void* p, size_t bytes) override {
+    if (!p) return;
+    void* base = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = bases_.find(reinterpret_cast<uintptr_t>(p));
+      QV_CHECK(it != bases_.end(), "deallocate_pages: not a page block of the CUDA allocator");
+      base = it->second;
+      bases_.erase(it);
+    }
+    cuda::deallocate(base, static_cast<int64_t>(bytes + page_bytes()));
+  }
+  void release_pages(void* p, size_t bytes) override { fill_zero(p, static_cast<int64_t>(bytes)); }
+
+ private:
+  std::mutex mu_;
+  std::map<uintptr_t, void*> bases_;  // page-aligned address -> the caching allocator's block
 };
 
 // Registered when this file is linked in (it is whenever any CUDA op is); touches no GPU.
