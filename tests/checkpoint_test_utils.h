@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -18,7 +19,8 @@ namespace qv::testing {
 
 using train::FlatRange;
 
-// The sums and maxima of `size` threads (the only collectives the checkpoint protocol uses).
+// The sums and maxima of `size` threads (the only collectives the checkpoint protocol uses), and
+// the all-to-all exchanges of the streamed export.
 class ThreadWorld {
  public:
   explicit ThreadWorld(int size) : size_(size) {}
@@ -52,8 +54,37 @@ class ThreadWorld {
     }
   }
 
+  // Every rank posts one block of bytes per destination rank; each gets the blocks addressed to
+  // it, in rank order (all-to-all).
+  std::vector<std::vector<char>> exchange(int rank, std::vector<std::vector<char>> blocks) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (posted_.empty()) posted_.resize(size_);
+    posted_[rank] = std::move(blocks);
+    const int64_t gen = generation_;
+    if (++arrived_ == size_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lock, [&] { return generation_ != gen; });
+    }
+    std::vector<std::vector<char>> mine;
+    for (int r = 0; r < size_; ++r) mine.push_back(posted_[r][rank]);
+    if (++read_ == size_) {
+      read_ = 0;
+      posted_.assign(size_, {});
+      ++read_generation_;
+      cv_.notify_all();
+    } else {
+      const int64_t rg = read_generation_;
+      cv_.wait(lock, [&] { return read_generation_ != rg; });
+    }
+    return mine;
+  }
+
  private:
   int size_;
+  std::vector<std::vector<std::vector<char>>> posted_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<double> acc_, result_;
@@ -72,6 +103,34 @@ class ThreadComm final : public dist::Communicator {
   void all_gather(const float*, float*, int64_t) override { unused(); }
   void reduce_scatter_sum(const float*, float*, int64_t) override { unused(); }
   void broadcast(float*, int64_t, int) override { unused(); }
+  // The streamed export's exchanges.
+  void all_to_all_v(const float* in, const int64_t* send_counts, float* out,
+                    const int64_t* recv_counts) override {
+    std::vector<std::vector<char>> blocks;
+    for (int r = 0; r < size(); ++r) {
+      const auto* p = reinterpret_cast<const char*>(in);
+      blocks.emplace_back(p, p + send_counts[r] * sizeof(float));
+      in += send_counts[r];
+    }
+    const auto got = w_.exchange(rank_, std::move(blocks));
+    auto* o = reinterpret_cast<char*>(out);
+    for (int r = 0; r < size(); ++r) {
+      QV_CHECK(static_cast<int64_t>(got[r].size()) == recv_counts[r] * 4,
+               "ThreadComm::all_to_all_v: rank ", r, " sent ", got[r].size() / 4, " floats, ",
+               recv_counts[r], " expected");
+      std::copy(got[r].begin(), got[r].end(), o);
+      o += got[r].size();
+    }
+  }
+  void all_to_all(const int64_t* in, int64_t* out, int64_t n) override {
+    std::vector<std::vector<char>> blocks;
+    for (int r = 0; r < size(); ++r) {
+      const auto* p = reinterpret_cast<const char*>(in + r * n);
+      blocks.emplace_back(p, p + n * sizeof(int64_t));
+    }
+    const auto got = w_.exchange(rank_, std::move(blocks));
+    for (int r = 0; r < size(); ++r) std::memcpy(out + r * n, got[r].data(), n * sizeof(int64_t));
+  }
   void barrier() override { unused(); }
   void start_all_reduce_sum(float*, int64_t) override { unused(); }
   void progress() override {}

@@ -16,6 +16,7 @@
 #include "dist/parallel_dims.h"
 #include "io/atomic_file.h"
 #include "loader_test_utils.h"
+#include "model/hf_weights.h"
 #include "model/inputs_io.h"
 #include "model_test_utils.h"
 #include "train/checkpoint.h"
@@ -190,6 +191,108 @@ TEST_P(CheckpointResumeMpi, HalfThenResumeEqualsTheStraightRun) {
 INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointResumeMpi,
                          ::testing::Values(Layout{2, 1}, Layout{1, 2}, Layout{2, 2}),
                          [](const auto& info) { return info.param.name(); });
+
+struct ExportCase {
+  Layout layout;
+  const char* dtype;  // checkpoint.export_dtype
+};
+
+void PrintTo(const ExportCase& c, std::ostream* os) {
+  *os << c.layout.name() << "_" << c.dtype;
+}
+
+class CheckpointExportMpi : public ::testing::TestWithParam<ExportCase> {};
+
+// The job's end-of-training export, streamed to rank 0 from the ranks that own each range,
+// equals byte for byte (config.json and every weights file) what save_hf_checkpoint writes for
+// the whole model: the export the job wrote before, from the model gathered onto rank 0. The
+// whole model is the final checkpoint's, loaded in-process (bit-exact, see the tests above).
+TEST_P(CheckpointExportMpi, StreamedExportEqualsTheGatheredOne) {
+  const ExportCase& c = GetParam();
+  const std::string dump = fresh(std::string("export_") + c.layout.name() + "_" + c.dtype);
+  const std::string batch = four_rows(dump);
+  auto r =
+      run_train(dump, c.layout, 2, 2, batch, std::string(" --checkpoint.export_dtype ") + c.dtype);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("streamed from " + std::to_string(c.layout.world()) + " ranks"),
+            std::string::npos)
+      << r.output;
+  auto config = train::JobConfig::load(dump + "/job.toml");
+  auto model = train::build_model(config);
+  train::load_checkpoint(dump + "/checkpoint/step-00000002", model->store(),
+                         static_cast<const train::OptimizerTarget*>(nullptr));
+  const std::string want = dump + "/gathered";
+  model::save_hf_checkpoint(want, model->config(), model->store(),
+                            std::string(c.dtype) == "bfloat16" ? DType::kBF16 : DType::kF32);
+  for (const auto& f : fs::directory_iterator(want)) {
+    const std::string name = f.path().filename().string();
+    EXPECT_TRUE(io::read_file(f.path().string()) == io::read_file(dump + "/hf_export/" + name))
+        << name << " differs";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, CheckpointExportMpi,
+    ::testing::Values(ExportCase{{1, 2}, "float32"}, ExportCase{{1, 2}, "bfloat16"},
+                      ExportCase{{2, 2}, "float32"}, ExportCase{{2, 2}, "bfloat16"},
+                      ExportCase{{1, 4}, "bfloat16"}),
+    [](const auto& info) { return info.param.layout.name() + "_" + info.param.dtype; });
+
+// A full disk on rank 0 in the middle of the streamed export (its first weights file): both
+// ranks end with an error (no hang), rank 0 naming the disk, the final checkpoint stays listed
+// and no export folder or temporary file is left.
+TEST(CheckpointExportMpi, FullDiskOnRankZeroDuringTheExportFailsEveryRank) {
+  const std::string clean = fresh("export_enospc_clean"), dump = fresh("export_enospc");
+  const std::string batch = four_rows(clean);
+  auto r = run_train(clean, {1, 2}, 2, 2, batch);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Rank 0's bytes through the atomic writer before the export's weights: its checkpoint files,
+  // the index, config and state, then the export's config.json; the fault hits 100 bytes later.
+  const std::string ckpt = clean + "/checkpoint/step-00000002";
+  int64_t before = static_cast<int64_t>(fs::file_size(clean + "/hf_export/config.json"));
+  for (const char* f : {"model-rank00000.safetensors", "optim-rank00000.safetensors",
+                        "data-rank00000.json", "index.json", "config.json", "state.json"})
+    before += static_cast<int64_t>(fs::file_size(ckpt + "/" + f));
+  testing::fixed_batch_config("hf-tiny-text", dump, 2, 2);
+  const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + dump + "/job.toml" +
+                          layout_flags({1, 2}) + " --training.dataset_path " + batch;
+  r = testing::run_shell(testing::mpirun(1) + "env QWEN3VL_FAULT=enospc@bytes:" +
+                         std::to_string(before + 100) + " " + cmd + " : -np 1 " + cmd);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("No space left on device"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the Hugging Face export to " + dump + "/hf_export failed on rank 0"),
+            std::string::npos)
+      << r.output;
+  EXPECT_TRUE(train::latest_checkpoint(dump + "/checkpoint").has_value());
+  EXPECT_FALSE(fs::exists(dump + "/hf_export"));
+  for (const auto& e : fs::directory_iterator(dump))
+    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos)
+        << e.path() << " left behind";
+}
+
+// `qwen3vl checkpoint inspect|export` on a job's checkpoint: inspect passes every CRC and exits
+// 1 naming a missing file; export writes the same model.safetensors, byte for byte, as the job's
+// own (streamed) export in the same dtype.
+TEST(CheckpointToolsMpi, InspectAndExportAJobsCheckpoint) {
+  const std::string dump = fresh("cli_tools");
+  const std::string batch = four_rows(dump);
+  auto r = run_train(dump, {1, 2}, 2, 2, batch, " --checkpoint.export_dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = dump + "/checkpoint/step-00000002";
+  const std::string bin = QWEN3VL_BINARY;
+  r = testing::run_shell(bin + " checkpoint inspect " + ckpt);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("all CRC-32C checks passed"), std::string::npos) << r.output;
+  r = testing::run_shell(bin + " checkpoint export " + ckpt + " --out " + dump +
+                         "/cli_export --dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(io::read_file(dump + "/cli_export/model.safetensors") ==
+              io::read_file(dump + "/hf_export/model.safetensors"));
+  fs::remove(ckpt + "/optim-rank00001.safetensors");
+  r = testing::run_shell(bin + " checkpoint inspect " + ckpt);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("MISSING"), std::string::npos) << r.output;
+}
 
 // Rank 1's own environment (mpirun's MPMD form: one app context per rank).
 std::string two_ranks_with_env_on_rank1(const std::string& cmd, const std::string& env) {

@@ -172,6 +172,56 @@ TEST(CheckpointShards, MissingOrCorruptShardIsAnErrorNamingIt) {
   expect_error("missing shard file data-rank00001.json");
 }
 
+// A rank reads only the pieces that overlap its ranges: with the other rank's files gone it
+// still loads its share, and a corrupt piece it does not need (whose CRC it would check on
+// reading) goes unnoticed by it while the rank that needs it reports it.
+TEST(CheckpointShards, ARankReadsOnlyThePiecesItsRangesNeed) {
+  const std::string dump = testing::fresh_dir("ckptshards", "selective");
+  auto model = tiny_model(dump);
+  model::ParamStore& store = model->store();
+  const Reference ref = make_reference(store);
+  std::memcpy(store.values().data(), ref.values.data(), store.total() * 4);
+  auto load_as = [&](const std::string& path, int rank) {
+    const Layout l{1, 2};
+    const auto owned = owned_ranges(store, l, rank);
+    int64_t n = 0;
+    for (const auto& o : owned) n += o.size();
+    std::vector<float> m(n), v(n);
+    std::vector<int64_t> steps;
+    train::OptimizerTarget target{m, v, owned, &steps};
+    train::load_checkpoint(path, store, &target, &owned);
+  };
+  // Saved by ZeRO-3 on 2 ranks; rank 1's parameter and optimizer files removed.
+  const std::string two = save_as(store, ref, {1, 2}, dump + "/two", 5);
+  fs::remove(two + "/model-rank00001.safetensors");
+  fs::remove(two + "/optim-rank00001.safetensors");
+  EXPECT_NO_THROW(load_as(two, 0));
+  EXPECT_THROW(load_as(two, 1), Error);
+  // Saved by one rank (whole tensors in one file); a flipped byte in a tensor only rank 1 owns.
+  const std::string one = save_as(store, ref, {1, 1}, dump + "/one", 5);
+  const auto rank1 = owned_ranges(store, {1, 2}, 1);
+  const model::ParamEntry* target = nullptr;
+  for (const auto& e : store.entries())
+    for (const auto& o : rank1)
+      if (!target && e.ref.offset >= o.begin && e.ref.offset + e.ref.numel <= o.end) target = &e;
+  ASSERT_NE(target, nullptr);
+  const std::string file = one + "/model-rank00000.safetensors";
+  std::string bytes = io::read_file(file);
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  const size_t at = 8 + header + io::SafetensorsFile(file).info(target->name).begin;
+  bytes[at + 1] ^= 0x20;
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_NO_THROW(load_as(one, 0));
+  try {
+    load_as(one, 1);
+    ADD_FAILURE() << "rank 1 read the corrupt piece of " << target->name << " without an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + target->name + "' is corrupt"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(CheckpointShards, FailedRankLeavesNoCheckpointAndEveryRankReportsIt) {
   const std::string dump = testing::fresh_dir("ckptshards", "rankfail");
   auto model = tiny_model(dump);

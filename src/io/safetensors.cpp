@@ -169,52 +169,86 @@ uint32_t write_safetensors(const std::string& path, std::vector<TensorParts> ten
                            const std::map<std::string, std::string>& metadata) {
   std::sort(tensors.begin(), tensors.end(),
             [](const TensorParts& a, const TensorParts& b) { return a.name < b.name; });
+  std::vector<SafetensorsWriter::Tensor> decl;
+  decl.reserve(tensors.size());
+  for (const TensorParts& t : tensors) decl.push_back({t.name, t.dtype, t.shape, t.source_dtype});
+  SafetensorsWriter file(path, std::move(decl), metadata);
+  for (const TensorParts& t : tensors) {
+    int64_t count = 0;
+    for (const auto& p : t.parts) count += p.count;
+    QV_CHECK(count == numel(t.shape), path, ": the parts of tensor '", t.name, "' hold ", count,
+             " elements, its shape ", numel(t.shape));
+    for (const TensorParts::Part& part : t.parts) file.append(part.data, part.count);
+  }
+  return file.commit();
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<Tensor> tensors,
+                                     const std::map<std::string, std::string>& metadata)
+    : path_(path), tensors_(std::move(tensors)) {
+  std::stable_sort(tensors_.begin(), tensors_.end(),
+                   [](const Tensor& a, const Tensor& b) { return a.name < b.name; });
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   size_t offset = 0;
-  for (const TensorParts& t : tensors) {
+  for (const Tensor& t : tensors_) {
     QV_CHECK(t.source_dtype == t.dtype || (t.source_dtype == DType::kF32 &&
                                            (t.dtype == DType::kBF16 || t.dtype == DType::kF16)),
              path, ": cannot store tensor '", t.name, "' of ", dtype_name(t.source_dtype), " as ",
              dtype_name(t.dtype));
     QV_CHECK(!header.contains(t.name), path, ": tensor '", t.name, "' given twice");
-    int64_t count = 0;
-    for (const auto& p : t.parts) count += p.count;
-    QV_CHECK(count == numel(t.shape), path, ": the parts of tensor '", t.name, "' hold ", count,
-             " elements, its shape ", numel(t.shape));
+    const size_t bytes = static_cast<size_t>(numel(t.shape)) * dtype_size(t.dtype);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
-                      {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
   std::string h = header.dump();
   while ((h.size() % 8) != 0) h.push_back(' ');
-  AtomicFile file(path);
+  file_ = std::make_unique<AtomicFile>(path);
   const uint64_t len = h.size();
-  file.write(&len, 8);
-  file.write(h.data(), h.size());
-  std::vector<uint16_t> chunk;
-  for (const TensorParts& t : tensors)
-    for (const TensorParts::Part& part : t.parts) {
-      if (t.source_dtype == t.dtype) {
-        file.write(part.data, static_cast<size_t>(part.count) * dtype_size(t.dtype));
-        continue;
-      }
-      const auto* src = static_cast<const float*>(part.data);
-      const int64_t n = part.count;
-      constexpr int64_t kChunk = 1 << 16;
-      chunk.resize(kChunk);
-      for (int64_t i = 0; i < n; i += kChunk) {
-        const int64_t m = std::min(kChunk, n - i);
-        if (t.dtype == DType::kBF16)
-          for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_bf16(src[i + k]);
-        else
-          for (int64_t k = 0; k < m; ++k) chunk[k] = f32_to_f16(src[i + k]);
-        file.write(chunk.data(), m * sizeof(uint16_t));
-      }
+  file_->write(&len, 8);
+  file_->write(h.data(), h.size());
+  while (current_ < tensors_.size() && numel(tensors_[current_].shape) == 0) ++current_;
+}
+
+SafetensorsWriter::~SafetensorsWriter() = default;
+
+void SafetensorsWriter::append(const void* data, int64_t count) {
+  if (count == 0) return;
+  QV_CHECK(current_ < tensors_.size(), path_, ": ", count,
+           " values appended after the last tensor");
+  const Tensor& t = tensors_[current_];
+  QV_CHECK(count > 0 && filled_ + count <= numel(t.shape), path_, ": tensor '", t.name, "' has ",
+           numel(t.shape), " elements; ", filled_, " written and ", count, " more appended");
+  if (t.source_dtype == t.dtype) {
+    file_->write(data, static_cast<size_t>(count) * dtype_size(t.dtype));
+  } else {
+    const auto* src = static_cast<const float*>(data);
+    constexpr int64_t kChunk = 1 << 16;
+    chunk_.resize(kChunk);
+    for (int64_t i = 0; i < count; i += kChunk) {
+      const int64_t m = std::min(kChunk, count - i);
+      if (t.dtype == DType::kBF16)
+        for (int64_t k = 0; k < m; ++k) chunk_[k] = f32_to_bf16(src[i + k]);
+      else
+        for (int64_t k = 0; k < m; ++k) chunk_[k] = f32_to_f16(src[i + k]);
+      file_->write(chunk_.data(), m * sizeof(uint16_t));
     }
-  file.commit();
-  return file.crc32c();
+  }
+  filled_ += count;
+  if (filled_ < numel(t.shape)) return;
+  filled_ = 0;
+  ++current_;
+  while (current_ < tensors_.size() && numel(tensors_[current_].shape) == 0) ++current_;
+}
+
+uint32_t SafetensorsWriter::commit() {
+  QV_CHECK(current_ == tensors_.size(), path_, ": tensor '", tensors_[current_].name,
+           "' is incomplete (", filled_, " of ", numel(tensors_[current_].shape),
+           " elements written)");
+  file_->commit();
+  return file_->crc32c();
 }
 
 void save_safetensors(const std::string& path, const TensorMap& tensors,

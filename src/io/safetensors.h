@@ -3,12 +3,15 @@
 // with model.safetensors.index.json.
 #pragma once
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace qv::io {
+
+class AtomicFile;
 
 struct TensorInfo {
   DType dtype;
@@ -95,6 +98,45 @@ struct TensorParts {
 };
 uint32_t write_safetensors(const std::string& path, std::vector<TensorParts> tensors,
                            const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// One safetensors file written tensor after tensor: the header (every tensor's name, stored
+// dtype, shape and offsets, sorted by name) goes out first, then each tensor's values in that
+// order as the caller appends them, converted on the way (F32 -> BF16 / F16 as Tensor::to
+// does). So a tensor needs to exist only while its values are appended: assembled from a
+// checkpoint's pieces, or from windows other ranks send. write_safetensors is this writer fed
+// from memory, so both give the same bytes. Written atomically (io::AtomicFile): the file
+// appears at commit() or never.
+class SafetensorsWriter {
+ public:
+  struct Tensor {
+    std::string name;
+    DType dtype = DType::kF32;  // stored
+    Shape shape;
+    DType source_dtype = DType::kF32;  // what append() receives
+  };
+  SafetensorsWriter(const std::string& path, std::vector<Tensor> tensors,
+                    const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+
+  // The tensors in the order their values are appended (by name).
+  const std::vector<Tensor>& order() const { return tensors_; }
+  // The next `count` elements (source dtype) of the current tensor; a tensor's values may come
+  // in any number of calls, and the next tensor starts once one is complete.
+  void append(const void* data, int64_t count);
+  // Checks that every tensor is complete, makes the file durable and visible; returns the
+  // CRC-32C of its bytes.
+  uint32_t commit();
+
+ private:
+  std::string path_;
+  std::vector<Tensor> tensors_;
+  std::unique_ptr<AtomicFile> file_;
+  size_t current_ = 0;  // tensor being appended
+  int64_t filled_ = 0;  // its elements so far
+  std::vector<uint16_t> chunk_;
+};
 
 // Writes tensors (keys sorted, header padded to 8 bytes) atomically.
 void save_safetensors(const std::string& path, const TensorMap& tensors,

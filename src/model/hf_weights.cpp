@@ -1,5 +1,6 @@
 #include "model/hf_weights.h"
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -62,8 +63,9 @@ void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamS
   // Tensors go straight from a host parameter store (converted on the way for BF16): no copy
   // of the model is made. A store on a GPU is copied to the host first (4 bytes a parameter).
   std::vector<std::vector<float>> host_copies;
-  std::vector<std::vector<io::TensorSource>> shards(1);
-  int64_t shard_bytes = 0;
+  std::vector<io::TensorSource> tensors;
+  std::vector<std::string> names;
+  std::vector<int64_t> bytes;
   for (const ParamEntry& e : store.entries()) {
     const float* values = store.value(e.ref);
     if (!store.device().is_cpu()) {
@@ -71,35 +73,60 @@ void write_hf_files(const fs::path& dir, const ModelConfig& config, const ParamS
       store.read_value(e.ref, host_copies.back().data(), e.ref.numel);
       values = host_copies.back().data();
     }
-    io::TensorSource t{e.name, dtype, e.shape, values, DType::kF32};
-    const auto bytes = static_cast<int64_t>(t.nbytes());
-    if (shard_bytes > 0 && shard_bytes + bytes > max_shard_bytes) {
-      shards.emplace_back();
-      shard_bytes = 0;
-    }
-    shards.back().push_back(std::move(t));
-    shard_bytes += bytes;
+    tensors.push_back({e.name, dtype, e.shape, values, DType::kF32});
+    names.push_back(e.name);
+    bytes.push_back(static_cast<int64_t>(tensors.back().nbytes()));
   }
-  if (shards.size() == 1) {
-    io::write_safetensors((dir / "model.safetensors").string(), std::move(shards[0]));
-    return;
+  const std::vector<HfWeightsFile> files = split_hf_weights(bytes, max_shard_bytes);
+  for (const HfWeightsFile& f : files) {
+    std::vector<io::TensorSource> mine;
+    for (size_t i : f.tensors) mine.push_back(tensors[i]);
+    io::write_safetensors((dir / f.name).string(), std::move(mine));
   }
-  nlohmann::json weight_map = nlohmann::json::object();
-  int64_t total = 0;
-  for (size_t i = 0; i < shards.size(); ++i) {
-    char name[64];
-    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, shards.size());
-    for (const io::TensorSource& t : shards[i]) {
-      weight_map[t.name] = name;
-      total += static_cast<int64_t>(t.nbytes());
-    }
-    io::write_safetensors((dir / name).string(), std::move(shards[i]));
-  }
-  nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-  io::write_file_atomic((dir / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+  if (files.size() > 1)
+    io::write_file_atomic((dir / "model.safetensors.index.json").string(),
+                          hf_weights_index_json(files, names, bytes));
 }
 
 }  // namespace
+
+std::vector<HfWeightsFile> split_hf_weights(const std::vector<int64_t>& tensor_bytes,
+                                            int64_t max_bytes) {
+  std::vector<HfWeightsFile> files(1);
+  int64_t file_bytes = 0;
+  for (size_t i = 0; i < tensor_bytes.size(); ++i) {
+    if (file_bytes > 0 && file_bytes + tensor_bytes[i] > max_bytes) {
+      files.emplace_back();
+      file_bytes = 0;
+    }
+    files.back().tensors.push_back(i);
+    file_bytes += tensor_bytes[i];
+  }
+  if (files.size() == 1) {
+    files[0].name = "model.safetensors";
+    return files;
+  }
+  for (size_t i = 0; i < files.size(); ++i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", i + 1, files.size());
+    files[i].name = name;
+  }
+  return files;
+}
+
+std::string hf_weights_index_json(const std::vector<HfWeightsFile>& files,
+                                  const std::vector<std::string>& names,
+                                  const std::vector<int64_t>& tensor_bytes) {
+  nlohmann::json weight_map = nlohmann::json::object();
+  int64_t total = 0;
+  for (const HfWeightsFile& f : files)
+    for (size_t i : f.tensors) {
+      weight_map[names[i]] = f.name;
+      total += tensor_bytes[i];
+    }
+  const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  return index.dump(2) + "\n";
+}
 
 void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const ParamStore& store,
                         DType dtype, int64_t max_shard_bytes,

@@ -25,4 +25,20 @@ void save_hf_checkpoint(const std::string& dir, const ModelConfig& config, const
                         const std::vector<std::pair<std::string, std::string>>& extra_files = {},
                         const std::vector<std::pair<std::string, std::string>>& extra_texts = {});
 
+// How an export splits its tensors into files: in the order given, a new file whenever the next
+// tensor would take the current one past max_bytes. One file is model.safetensors; more are
+// model-0000i-of-0000n.safetensors, listed in model.safetensors.index.json. save_hf_checkpoint
+// and the training job's streamed export (train/streamed_export.h) both split the store's
+// entries in order this way, so they give the same files.
+struct HfWeightsFile {
+  std::string name;
+  std::vector<size_t> tensors;  // indices into the list given
+};
+std::vector<HfWeightsFile> split_hf_weights(const std::vector<int64_t>& tensor_bytes,
+                                            int64_t max_bytes);
+// model.safetensors.index.json for `files` (only written when there are several).
+std::string hf_weights_index_json(const std::vector<HfWeightsFile>& files,
+                                  const std::vector<std::string>& names,
+                                  const std::vector<int64_t>& tensor_bytes);
+
 }  // namespace qv::model

@@ -19,8 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kPiecesKey = "qwen3vl_pieces";
-
 // A piece: elements [begin, end) of tensor `entry` (flattened), at `data` in memory.
 struct Piece {
   size_t entry;
@@ -73,13 +71,6 @@ int64_t ShareView::elements() const {
   int64_t n = 0;
   for (const FlatRange& r : ranges) n += r.size();
   return n;
-}
-
-std::string rank_file(const std::string& kind, int64_t rank, const std::string& ext) {
-  char buf[96];
-  std::snprintf(buf, sizeof(buf), "%s-rank%05lld.%s", kind.c_str(), static_cast<long long>(rank),
-                ext.c_str());
-  return buf;
 }
 
 std::vector<FlatRange> ranges_to_write(const std::vector<FlatRange>& owned, int64_t replicas,
@@ -242,21 +233,6 @@ json build_index(const model::ParamStore& store,
           {"tensors", tensors}};
 }
 
-json read_index(const std::string& path, const json& state) {
-  const std::string file = (fs::path(path) / "index.json").string();
-  QV_CHECK(fs::exists(file), path, ": missing index.json (listed in state.json)");
-  const std::string text = io::read_file(file);
-  const uint32_t crc = io::crc32c(text.data(), text.size());
-  const uint32_t want = state.at("crc32c").at("index.json").get<uint32_t>();
-  QV_CHECK(crc == want, path, ": index.json is corrupt (CRC-32C mismatch: stored ", want,
-           ", computed ", crc, ")");
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail(path, ": index.json is not valid JSON: ", e.what());
-  }
-}
-
 namespace {
 
 // Copies, for tensor elements [t0, t0 + n) living at flat [base, base + n), the piece values
@@ -279,53 +255,6 @@ bool overlaps(const std::vector<FlatRange>& ranges, int64_t lo, int64_t hi) {
 }
 
 }  // namespace
-
-PieceReader::PieceReader(std::string dir) : dir_(std::move(dir)) {}
-PieceReader::~PieceReader() = default;
-
-const float* PieceReader::piece(const std::string& file, const std::string& name, int64_t begin,
-                                int64_t end) {
-  io::SafetensorsFile& f = open(file);
-  QV_CHECK(f.has(name), f.path(), ": missing piece '", name, "'");
-  const io::TensorInfo& i = f.info(name);
-  QV_CHECK(i.dtype == DType::kF32 && i.shape.size() == 1 && i.shape[0] == end - begin, f.path(),
-           ": piece '", name, "' is not F32 x ", end - begin);
-  const auto* p = reinterpret_cast<const float*>(f.bytes(name));
-  const std::string key = file + "\n" + name;
-  if (!checked_.count(key)) {
-    const json& meta = pieces_.at(file);
-    QV_CHECK(meta.contains(name) && meta[name].at(0).get<int64_t>() == begin &&
-                 meta[name].at(1).get<int64_t>() == end,
-             f.path(), ": piece '", name, "' is not the elements [", begin, ", ", end,
-             ") index.json names");
-    const uint32_t want = meta[name].at(2).get<uint32_t>();
-    const uint32_t crc = io::crc32c(p, static_cast<size_t>(end - begin) * sizeof(float));
-    QV_CHECK(crc == want, f.path(), ": piece '", name, "' is corrupt (CRC-32C mismatch: stored ",
-             want, ", computed ", crc, ")");
-    checked_.insert(key);
-  }
-  return p;
-}
-
-io::SafetensorsFile& PieceReader::open(const std::string& file) {
-  auto& f = files_[file];
-  if (f) return *f;
-  QV_CHECK(file.find('/') == std::string::npos && file.find("..") == std::string::npos, dir_,
-           ": index.json names a file outside the checkpoint: '", file, "'");
-  const std::string path = (fs::path(dir_) / file).string();
-  QV_CHECK(fs::exists(path), dir_, ": missing shard file ", file,
-           " (listed in index.json; was the checkpoint copied incompletely?)");
-  f = std::make_unique<io::SafetensorsFile>(path);
-  const auto& meta = f->metadata();
-  auto it = meta.find(kPiecesKey);
-  QV_CHECK(it != meta.end(), path, ": no '", kPiecesKey, "' metadata (not a checkpoint shard)");
-  try {
-    pieces_[file] = json::parse(it->second);
-  } catch (const json::exception& e) {
-    fail(path, ": bad '", kPiecesKey, "' metadata: ", e.what());
-  }
-  return *f;
-}
 
 void load_sharded(const std::string& path, const json& index, model::ParamStore& store,
                   const ShardedLoad& load) {
@@ -371,7 +300,7 @@ void load_sharded(const std::string& path, const json& index, model::ParamStore&
                      [&](int64_t flat) { return store.values().data() + flat; });
       }
       if (optim && overlaps(load.owned, lo, hi)) {
-        const std::string ofile = "optim" + file.substr(file.find('-'));
+        const std::string ofile = optimizer_file_of(file);
         copy_overlap(files.piece(ofile, "exp_avg." + e.name, b, en), lo, hi, load.owned, lo,
                      packed(load.exp_avg));
         copy_overlap(files.piece(ofile, "exp_avg_sq." + e.name, b, en), lo, hi, load.owned, lo,

@@ -30,6 +30,7 @@
 #include "dist/flat_range.h"
 #include "io/safetensors.h"
 #include "model/params.h"
+#include "train/checkpoint_index.h"
 
 namespace qv::train {
 
@@ -92,29 +93,5 @@ struct ShardedLoad {
 };
 void load_sharded(const std::string& path, const nlohmann::json& index, model::ParamStore& store,
                   const ShardedLoad& load);
-
-// The rank files of one checkpoint, mapped on first use and kept open; a piece's CRC-32C (from
-// its file's header) is checked the first time it is read, and a missing file is an error
-// naming it.
-class PieceReader {
- public:
-  explicit PieceReader(std::string dir);
-  ~PieceReader();
-  // Elements [begin, end) of tensor `name` as stored in `file` (in place in the mapping).
-  const float* piece(const std::string& file, const std::string& name, int64_t begin, int64_t end);
-
- private:
-  io::SafetensorsFile& open(const std::string& file);
-  std::string dir_;
-  std::map<std::string, std::unique_ptr<io::SafetensorsFile>> files_;
-  std::map<std::string, nlohmann::json> pieces_;
-  std::set<std::string> checked_;
-};
-
-// index.json of a v2 checkpoint, its CRC checked against state.json.
-nlohmann::json read_index(const std::string& path, const nlohmann::json& state);
-
-// The name of rank r's files ("model-rank00003.safetensors" ...).
-std::string rank_file(const std::string& kind, int64_t rank, const std::string& ext);
 
 }  // namespace qv::train

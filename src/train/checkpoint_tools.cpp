@@ -100,7 +100,8 @@ CheckpointReport inspect_checkpoint(const std::string& path) {
   r.shard = state.value("shard", int64_t{1});
   r.has_optimizer = state.value("has_optimizer", false);
   if (!fs::exists(dir / "index.json")) return r;  // reported missing above
-  const json index = parse_file((dir / "index.json").string());
+  const std::string index_file = (dir / "index.json").string();
+  const json index = parse_index(io::read_file(index_file), index_file);
   for (const auto& [name, t] : index.at("tensors").items()) {
     ++r.tensors;
     r.parameters += numel(t.at("shape").get<Shape>());

@@ -22,6 +22,7 @@
 #include "train/fault_injection.h"
 #include "train/hf_export.h"
 #include "train/metrics.h"
+#include "train/streamed_export.h"
 #include "train/validation.h"
 
 namespace qv::train {
@@ -421,10 +422,19 @@ data::ImageProcessorConfig trained_image_config(const JobConfig& c, const model:
 
 void Trainer::export_hf() {
   const std::string dir = (fs::path(config_.dump_folder) / config_.export_folder).string();
-  dp_->gather_all();
-  const bool lora = model_->lora_config().enabled();
-  run_on_rank0([&] {
-    if (lora) {
+  auto extra_texts = [this] {
+    const bool has_tokenizer =
+        !config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path);
+    return hf_export_files(model_->config(), trained_image_config(config_, model_->config()),
+                           has_tokenizer ? io::read_file(config_.tokenizer_path) : "",
+                           config_.tokenizer_path);
+  };
+  const DType dtype = choices_.export_dtype;
+  if (model_->lora_config().enabled()) {
+    // The adapter, and the merged weights (base + scaled B.A, computed from whole tensors), are
+    // written from the gathered model.
+    dp_->gather_all();
+    run_on_rank0([&] {
       const std::string adapter =
           (fs::path(config_.dump_folder) / config_.lora_adapter_folder).string();
       model::save_lora_adapter(adapter, model_->lora_config(), model_->store(),
@@ -434,21 +444,33 @@ void Trainer::export_hf() {
         log::info("no Hugging Face export: set lora.merge_on_export = true for a merged one");
         return;
       }
-    }
-    const bool has_tokenizer =
-        !config_.tokenizer_path.empty() && fs::exists(config_.tokenizer_path);
-    const auto files = hf_export_files(
-        model_->config(), trained_image_config(config_, model_->config()),
-        has_tokenizer ? io::read_file(config_.tokenizer_path) : "", config_.tokenizer_path);
-    const DType dtype = choices_.export_dtype;
-    if (lora)
       model::save_hf_checkpoint(dir, model_->config(), model_->merged_store(), dtype, 4ll << 30, {},
-                                files);
-    else
-      model::save_hf_checkpoint(dir, model_->config(), model_->store(), dtype, 4ll << 30, {},
-                                files);
-    log::info("exported Hugging Face checkpoint to " + dir);
-  });
+                                extra_texts());
+      log::info("exported Hugging Face checkpoint to " + dir);
+    });
+    return;
+  }
+  // Streamed to rank 0 window by window from the ranks that write each range in checkpoints:
+  // no rank holds more than its share and the windows (train/streamed_export.h).
+  const auto t0 = Clock::now();
+  const double rss_before = rss_mib();
+  RssWatch watch;
+  StreamedExport options;
+  options.dir = dir;
+  options.dtype = dtype;
+  options.extra_texts = extra_texts;
+  const StreamedExportStats stats = export_hf_streamed(
+      *comm_, model_->store(),
+      ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard), model_->config(),
+      options);
+  const double rss_peak = watch.stop();
+  if (comm_->rank() == 0)
+    log::info(cat("exported Hugging Face checkpoint to ", dir, " (",
+                  std::lround(static_cast<double>(stats.bytes_written) / 1048576.0),
+                  " MiB streamed from ", comm_->size(), " ranks in ", stats.windows, " windows, ",
+                  std::lround(std::chrono::duration<double>(Clock::now() - t0).count() * 1000),
+                  " ms; rank 0 RSS ", std::lround(rss_before), " MiB before, peak ",
+                  std::lround(rss_peak), " MiB during the export)"));
 }
 
 void Trainer::run_on_rank0(const std::function<void()>& write) {
