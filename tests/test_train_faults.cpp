@@ -23,6 +23,21 @@ std::string fresh(const std::string& name) {
   return testing::fresh_dir("fault", name);
 }
 
+// Starts `qwen3vl train` on the image fixture for 100000 steps (no checkpoint before a stop) and
+// returns its pid once 3 steps are logged; -1 when it does not get there within a minute.
+pid_t start_long_training(const std::string& dump) {
+  const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
+  const pid_t pid = testing::spawn_qwen3vl({"train", "--config", cfg});
+  if (pid <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (testing::read_metrics(dump).size() >= 3) return pid;
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  return -1;
+}
+
 // Whether signal `sig` waits in the process-wide or main thread's pending set of `pid`
 // (/proc/PID/status ShdPnd / SigPnd: hexadecimal masks, bit sig-1).
 bool signal_pending(pid_t pid, int sig) {
@@ -74,14 +89,8 @@ TEST(TrainFaults, NonFiniteStepsCanBeSkippedLeavingWeightsUntouched) {
 
 TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExits143) {
   const std::string dump = fresh("sigterm");
-  const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
-  const pid_t pid = testing::spawn_qwen3vl({"train", "--config", cfg});
-  ASSERT_GT(pid, 0);
-  // Wait until a few steps are logged, then preempt.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_GE(testing::read_metrics(dump).size(), 3u) << "training did not start";
+  const pid_t pid = start_long_training(dump);
+  ASSERT_GT(pid, 0) << "training did not start";
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);
@@ -104,14 +113,10 @@ TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExits143) {
 // step boundary may fall in between, but the save it starts (tens of ms) cannot finish first.
 TEST(TrainFaults, SecondSignalExitsAtOnceWithoutACheckpoint) {
   const std::string dump = fresh("sigint_twice");
-  const std::string cfg = testing::fixed_batch_config("hf-tiny-image", dump, 100000, 100000);
-  const pid_t pid = testing::spawn_qwen3vl({"train", "--config", cfg});
-  ASSERT_GT(pid, 0);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (testing::read_metrics(dump).size() < 3 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_GE(testing::read_metrics(dump).size(), 3u) << "training did not start";
+  const pid_t pid = start_long_training(dump);
+  ASSERT_GT(pid, 0) << "training did not start";
   kill(pid, SIGINT);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (signal_pending(pid, SIGINT) && std::chrono::steady_clock::now() < deadline) {
   }
   kill(pid, SIGINT);
