@@ -35,22 +35,6 @@ std::string fresh(const std::string& name) {
   return testing::fresh_dir("ckptmpi", name);
 }
 
-std::string fixture(const std::string& name) {
-  return std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/" + name;
-}
-
-// The text fixture's two rows twice: four rows, so 1, 2 and 4 ranks all split it evenly.
-std::string four_rows(const std::string& dir) {
-  auto m = model::load_inputs(fixture("hf-tiny-text") + "/inputs.safetensors");
-  m.batch = 4;
-  for (auto* v : {&m.input_ids, &m.labels, &m.attention_mask})
-    if (!v->empty()) v->insert(v->end(), v->begin(), v->end());
-  fs::create_directories(dir);
-  const std::string path = dir + "/four_rows.safetensors";
-  io::save_safetensors(path, model::inputs_to_tensors(m));
-  return path;
-}
-
 std::string layout_flags(const Layout& l) {
   return " --parallelism.data_parallel_replicate_degree " + std::to_string(l.replicate) +
          " --parallelism.data_parallel_shard_degree " + std::to_string(l.shard);
@@ -121,7 +105,7 @@ TEST_P(CheckpointReshardMpi, ResumeOnAnotherLayoutIsBitExact) {
   const ReshardCase& c = GetParam();
   const std::string a = fresh(std::string(c.name) + "_direct"),
                     b = fresh(std::string(c.name) + "_own_layout");
-  const std::string batch = four_rows(a);
+  const std::string batch = testing::four_row_text_batch(a);
   auto r = run_train(a, c.from, 2, 2, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const train::CheckpointReport saved = train::inspect_checkpoint(a + "/checkpoint/step-00000002");
@@ -152,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointReshardMpi,
 // checkpoint: EP2 -> one process -> EP2 loses nothing.
 TEST(CheckpointExpertParallelMpi, Ep2ToOneProcessAndBackIsBitExact) {
   const std::string a = fresh("ep2_direct"), b = fresh("ep2_via_one");
-  const std::string batch = four_rows(a);
+  const std::string batch = testing::four_row_text_batch(a);
   const std::string ep = " --parallelism.expert_parallel_degree 2";
   auto r = run_train(a, {1, 2}, 4, 2, batch, ep, "hf-tiny-moe");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -175,7 +159,7 @@ class CheckpointResumeMpi : public ::testing::TestWithParam<Layout> {};
 TEST_P(CheckpointResumeMpi, HalfThenResumeEqualsTheStraightRun) {
   const Layout l = GetParam();
   const std::string s = fresh("straight_" + l.name()), h = fresh("half_" + l.name());
-  const std::string batch = four_rows(s);
+  const std::string batch = testing::four_row_text_batch(s);
   auto r = run_train(s, l, 4, 2, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_train(h, l, 4, 2, batch);
@@ -210,7 +194,7 @@ class CheckpointExportMpi : public ::testing::TestWithParam<ExportCase> {};
 TEST_P(CheckpointExportMpi, StreamedExportEqualsTheGatheredOne) {
   const ExportCase& c = GetParam();
   const std::string dump = fresh(std::string("export_") + c.layout.name() + "_" + c.dtype);
-  const std::string batch = four_rows(dump);
+  const std::string batch = testing::four_row_text_batch(dump);
   auto r =
       run_train(dump, c.layout, 2, 2, batch, std::string(" --checkpoint.export_dtype ") + c.dtype);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -243,7 +227,7 @@ INSTANTIATE_TEST_SUITE_P(
 // and no export folder or temporary file is left.
 TEST(CheckpointExportMpi, FullDiskOnRankZeroDuringTheExportFailsEveryRank) {
   const std::string clean = fresh("export_enospc_clean"), dump = fresh("export_enospc");
-  const std::string batch = four_rows(clean);
+  const std::string batch = testing::four_row_text_batch(clean);
   auto r = run_train(clean, {1, 2}, 2, 2, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Rank 0's bytes through the atomic writer before the export's weights: its checkpoint files,
@@ -275,7 +259,7 @@ TEST(CheckpointExportMpi, FullDiskOnRankZeroDuringTheExportFailsEveryRank) {
 // own (streamed) export in the same dtype.
 TEST(CheckpointToolsMpi, InspectAndExportAJobsCheckpoint) {
   const std::string dump = fresh("cli_tools");
-  const std::string batch = four_rows(dump);
+  const std::string batch = testing::four_row_text_batch(dump);
   auto r = run_train(dump, {1, 2}, 2, 2, batch, " --checkpoint.export_dtype bfloat16");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const std::string ckpt = dump + "/checkpoint/step-00000002";
@@ -311,7 +295,7 @@ int64_t rank_bytes(const std::string& ckpt, int rank) {
 TEST(CheckpointFaultsMpi, KillNineOfOneRankMidSaveKeepsThePreviousCheckpoint) {
   const Layout l{1, 2};
   const std::string straight = fresh("kill_straight"), killed = fresh("kill_resumed");
-  const std::string batch = four_rows(straight);
+  const std::string batch = testing::four_row_text_batch(straight);
   auto r = run_train(straight, l, 4, 2, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // Rank 1 pauses halfway through its parameters file of the second save (step 4): in the
@@ -355,7 +339,7 @@ TEST(CheckpointFaultsMpi, KillNineOfOneRankMidSaveKeepsThePreviousCheckpoint) {
 
 TEST(CheckpointFaultsMpi, FullDiskOnOneRankFailsTheSaveOnEveryRank) {
   const std::string dump = fresh("disk_full_rank1");
-  const std::string batch = four_rows(dump);
+  const std::string batch = testing::four_row_text_batch(dump);
   const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, 3, 1,
                                                       "[comm]\ntrain_timeout_seconds = 600\n");
   const std::string cmd = std::string(QWEN3VL_BINARY) + " train --config " + cfg +
@@ -378,7 +362,7 @@ TEST(CheckpointFaultsMpi, FullDiskOnOneRankFailsTheSaveOnEveryRank) {
 
 TEST(CheckpointFaultsMpi, MissingShardFileIsAnErrorNamingIt) {
   const std::string dump = fresh("missing_shard");
-  const std::string batch = four_rows(dump);
+  const std::string batch = testing::four_row_text_batch(dump);
   auto r = run_train(dump, {1, 2}, 2, 2, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   fs::remove(dump + "/checkpoint/step-00000002/model-rank00001.safetensors");
@@ -480,7 +464,7 @@ class CheckpointAsyncMpi : public ::testing::TestWithParam<Layout> {};
 TEST_P(CheckpointAsyncMpi, AsyncSavesEqualSynchronousOnes) {
   const Layout l = GetParam();
   const std::string sync = fresh("sync_" + l.name()), async = fresh("async_" + l.name());
-  const std::string batch = four_rows(sync);
+  const std::string batch = testing::four_row_text_batch(sync);
   auto r = run_train(sync, l, 4, 1, batch);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_train(async, l, 4, 1, batch, " --checkpoint.async_mode async");
@@ -512,7 +496,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CheckpointAsyncMpi, ::testing::Values(Layout{1
 
 TEST(CheckpointAsyncMpi, FailedBackgroundSaveEndsTheJobWithoutAListedCheckpoint) {
   const std::string dump = fresh("async_enospc");
-  const std::string batch = four_rows(dump);
+  const std::string batch = testing::four_row_text_batch(dump);
   const std::string cfg = testing::fixed_batch_config("hf-tiny-text", dump, 3, 1);
   const auto r = testing::run_shell(
       "QWEN3VL_FAULT=enospc@bytes:1000 " + std::string(QWEN3VL_BINARY) + " train --config " + cfg +

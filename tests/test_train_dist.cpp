@@ -55,19 +55,6 @@ std::string mixed_batch_file(const std::string& dir) {
   return path;
 }
 
-// The text fixture's two rows twice: four rows, one per rank under mpirun -np 4.
-std::string four_row_batch_file(const std::string& dir) {
-  const auto txt = model::load_inputs(fixture("hf-tiny-text") + "/inputs.safetensors");
-  model::ModelInputs m = txt;
-  m.batch = 4;
-  for (auto* v : {&m.input_ids, &m.labels, &m.attention_mask})
-    if (!v->empty()) v->insert(v->end(), v->begin(), v->end());
-  fs::create_directories(dir);
-  const std::string path = dir + "/four_rows.safetensors";
-  io::save_safetensors(path, model::inputs_to_tensors(m));
-  return path;
-}
-
 // How close the sharded run must come to the single process. float32: losses and gradient norms
 // agree to 2e-6 / 2e-5 at every step; the weights after AdamW to 2e-5 for the text model and
 // 5e-5 for the image model, whose vision gradients are summed in a different order when they come
@@ -137,7 +124,7 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
   std::string flags = c.flags;
   if (c.own_batch)
     flags += " --training.dataset_path " +
-             (c.ranks == 4 ? four_row_batch_file(one) : mixed_batch_file(one));
+             (c.ranks == 4 ? testing::four_row_text_batch(one) : mixed_batch_file(one));
   auto r = testing::run_shell(train_cmd(fixed_batch_config(c.fixture, one, 3, 10)) + flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = testing::run_shell(testing::mpirun(c.ranks) +

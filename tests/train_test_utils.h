@@ -9,6 +9,7 @@
 
 #include "cli_test_utils.h"
 #include "io/safetensors.h"
+#include "model/inputs_io.h"
 
 namespace qv::testing {
 
@@ -41,6 +42,20 @@ inline std::string fixed_batch_config(const std::string& fixture, const std::str
                       << "/inputs.safetensors\"\n[checkpoint]\nenable = true\ninterval = "
                       << interval << "\nkeep_latest_k = 0\ninitial_load_path = \"" << dir << "\"\n"
                       << extra;
+  return path;
+}
+
+// The text fixture's two rows twice, written to dir/four_rows.safetensors: four rows, so 1, 2
+// and 4 ranks all split the batch evenly. Returns the path.
+inline std::string four_row_text_batch(const std::string& dir) {
+  const std::string fixture = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/hf-tiny-text";
+  model::ModelInputs m = model::load_inputs(fixture + "/inputs.safetensors");
+  m.batch = 4;
+  for (auto* v : {&m.input_ids, &m.labels, &m.attention_mask})
+    if (!v->empty()) v->insert(v->end(), v->begin(), v->end());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/four_rows.safetensors";
+  io::save_safetensors(path, model::inputs_to_tensors(m));
   return path;
 }
 
