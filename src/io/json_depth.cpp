@@ -33,4 +33,13 @@ void check_json_depth(std::string_view text, const std::string& origin, int max_
            " levels (at byte ", at, ")");
 }
 
+nlohmann::json parse_json(std::string_view text, const std::string& origin) {
+  check_json_depth(text, origin);
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail(origin, ": not valid JSON: ", e.what());
+  }
+}
+
 }  // namespace qv::io

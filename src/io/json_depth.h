@@ -3,6 +3,7 @@
 // from a hostile file would otherwise be able to overflow the stack.
 #pragma once
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -18,5 +19,9 @@ size_t json_depth_violation(std::string_view text, int max_depth = kMaxJsonDepth
 // Throws qv::Error naming `origin` when the text nests deeper than max_depth.
 void check_json_depth(std::string_view text, const std::string& origin,
                       int max_depth = kMaxJsonDepth);
+
+// The text parsed after check_json_depth; invalid JSON throws qv::Error "<origin>: not valid
+// JSON: <parser's reason>".
+nlohmann::json parse_json(std::string_view text, const std::string& origin);
 
 }  // namespace qv::io

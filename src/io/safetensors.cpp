@@ -263,13 +263,7 @@ std::map<std::string, std::string> parse_checkpoint_index(const std::string& tex
                                                           const std::string& origin,
                                                           const std::string& dir) {
   namespace fs = std::filesystem;
-  check_json_depth(text, origin);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON: ", e.what());
-  }
+  const json j = parse_json(text, origin);
   QV_CHECK(j.contains("weight_map") && j["weight_map"].is_object(), origin,
            ": missing 'weight_map' object");
   std::map<std::string, std::string> where;

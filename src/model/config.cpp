@@ -118,13 +118,7 @@ VisionConfig parse_vision(const json& v, const std::string& where) {
 }  // namespace
 
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& origin) {
-  io::check_json_depth(text, origin);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON: ", e.what());
-  }
+  const json j = io::parse_json(text, origin);
   QV_CHECK(j.is_object(), origin, ": config must be a JSON object");
   bool moe = false;
   if (j.contains("model_type") && j["model_type"].is_string()) {

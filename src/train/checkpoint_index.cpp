@@ -150,13 +150,7 @@ std::string optimizer_file_of(const std::string& model_file) {
 }
 
 json parse_index(const std::string& text, const std::string& origin) {
-  io::check_json_depth(text, origin);
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(origin, ": not valid JSON: ", e.what());
-  }
+  json j = io::parse_json(text, origin);
   const Fields top(j, origin, "the index");
   QV_CHECK(top.at("format", json::value_t::string) == "qwen3vl-checkpoint-v2-index", origin,
            ": format is ", j["format"].dump(), " (expected \"qwen3vl-checkpoint-v2-index\")");
