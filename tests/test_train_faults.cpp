@@ -6,10 +6,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <thread>
+#include <vector>
 
 #include "train/trainer.h"
 #include "train_test_utils.h"
@@ -48,6 +50,33 @@ bool signal_pending(pid_t pid, int sig) {
     if ((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1) return true;
   }
   return false;
+}
+
+// Names of the threads of `pid` other than the one named `watcher` that do not block `sig`
+// (SigBlk in /proc/PID/task/TID/status), and whether the watcher is there (its comm). The
+// watcher is left out: sigtimedwait unblocks the signals it waits for while it waits, and takes
+// them without a handler.
+struct ThreadSignals {
+  std::vector<std::string> not_blocking;
+  bool has_watcher = false;
+};
+ThreadSignals thread_signals(pid_t pid, int sig, const std::string& watcher) {
+  ThreadSignals out;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::string name;
+    std::getline(std::ifstream(task.path() / "comm"), name);
+    if (name == watcher) {
+      out.has_watcher = true;
+      continue;
+    }
+    std::ifstream status(task.path() / "status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("SigBlk:", 0) == 0 &&
+          !((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1))
+        out.not_blocking.push_back(name + " (" + task.path().filename().string() + ")");
+  }
+  return out;
 }
 
 std::unique_ptr<train::Trainer> poisoned_trainer(const std::string& dump, const std::string& mode) {
@@ -91,6 +120,15 @@ TEST(TrainFaults, SigtermSavesACheckpointAtAStepBoundaryAndExits143) {
   const std::string dump = fresh("sigterm");
   const pid_t pid = start_long_training(dump);
   ASSERT_GT(pid, 0) << "training did not start";
+  // No thread but the watcher may take the signal: a handler's frame pushed while a oneDNN GEMM
+  // kernel points rsp at the heap corrupts it (cli/stop_signals.h). Every thread blocks it and
+  // the watcher waits for it.
+  for (int sig : {SIGTERM, SIGINT}) {
+    const ThreadSignals threads = thread_signals(pid, sig, "qv-signals");
+    EXPECT_TRUE(threads.has_watcher);
+    EXPECT_TRUE(threads.not_blocking.empty())
+        << strsignal(sig) << " can interrupt " << ::testing::PrintToString(threads.not_blocking);
+  }
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);

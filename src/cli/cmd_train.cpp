@@ -1,12 +1,9 @@
 // qwen3vl train --config FILE [--section.key value ...]: the training job.
-#include <unistd.h>
-
-#include <atomic>
-#include <csignal>
 #include <cstdio>
 
 #include "cli/command.h"
 #include "cli/device_flag.h"
+#include "cli/stop_signals.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "dist/parallel_dims.h"
@@ -16,15 +13,6 @@
 
 namespace qv::cli {
 namespace {
-
-// The first SIGTERM / SIGINT asks the trainer to checkpoint at the next step boundary and stop
-// (the exit code is then 128 + the signal); a second one ends the process at once.
-std::atomic<int> g_signal{0};
-
-void on_signal(int sig) {
-  if (g_signal.exchange(sig) != 0) _exit(128 + sig);
-  train::stop_requested().store(true);
-}
 
 struct TrainArgs {
   std::string config_path;
@@ -63,13 +51,13 @@ TrainArgs parse_train_args(const Args& args) {
 }
 
 int run_train(const Args& args) {
+  // First, before any thread starts: SIGTERM / SIGINT checkpoint and stop (cli/stop_signals.h).
+  const StopSignals signals;
   const TrainArgs ta = parse_train_args(args);
   train::JobConfig config = train::JobConfig::load(ta.config_path, ta.overrides);
   const DeviceChoice device = parse_device_flag(config.device);
   activate_device(device);
   if (!device.device.is_cpu()) fail_model_not_on_cuda("train ([training] device)");
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
   auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)
                                          : dist::make_local_communicator();
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
@@ -86,7 +74,8 @@ int run_train(const Args& args) {
   log::info("data: " + data->describe());
   train::Trainer trainer(config, std::move(model), std::move(data), std::move(comm));
   trainer.run();
-  const int sig = g_signal.load();
+  // The exit code after a stop is 128 + the signal, the shell's "interrupted".
+  const int sig = signals.received();
   return sig != 0 ? 128 + sig : 0;
 }
 
