@@ -222,18 +222,13 @@ ChatRow parse_chat_row(std::string_view line, const std::string& source, int64_t
 // ---- ChatReader ----
 
 ChatReader::ChatReader(std::vector<std::string> files, ObelicsOptions options, SkipStats* skips)
-    : files_(std::move(files)), options_(std::move(options)), fetcher_([&] {
+    : at_(std::move(files), "chat"), options_(std::move(options)), fetcher_([&] {
         HttpFetchOptions http = options_.http;
         http.max_bytes = options_.max_image_bytes;
         return http;
       }()) {
   QV_CHECK(options_.max_image_bytes > 0 && options_.max_line_bytes > 0,
            "chat reader limits must be positive");
-  for (const auto& f : files_) {
-    struct stat st {};
-    QV_CHECK(::stat(f.c_str(), &st) == 0, "chat file ", f, " does not exist");
-    QV_CHECK(S_ISREG(st.st_mode), "chat file ", f, " is not a regular file");
-  }
   if (!skips) own_skips_ = std::make_unique<SkipStats>();
   skips_ = skips ? skips : own_skips_.get();
 }
@@ -241,9 +236,9 @@ ChatReader::ChatReader(std::vector<std::string> files, ObelicsOptions options, S
 ChatReader::~ChatReader() = default;
 
 bool ChatReader::open_file() {
-  if (file_index_ >= files_.size()) return false;
-  lines_ = std::make_unique<LineReader>(files_[file_index_], options_.max_line_bytes);
-  if (next_offset_ > 0 || next_line_ > 0) lines_->seek(next_offset_, next_line_);
+  if (at_.done()) return false;
+  lines_ = std::make_unique<LineReader>(at_.file(), options_.max_line_bytes);
+  if (!at_.at_start()) lines_->seek(at_.offset(), at_.line());
   return true;
 }
 
@@ -344,13 +339,11 @@ bool ChatReader::next(Conversation& conv) {
     const LineReader::Result r = lines_->next(line);
     if (r == LineReader::Result::kEnd) {
       lines_.reset();
-      ++file_index_;
-      next_offset_ = next_line_ = 0;
+      at_.next_file();
       continue;
     }
-    next_offset_ = lines_->offset();
-    next_line_ = lines_->line_number();
-    const std::string& file = files_[file_index_];
+    at_.advance(lines_->offset(), lines_->line_number());
+    const std::string& file = at_.file();
     const int64_t line_no = lines_->line_number();
     if (r == LineReader::Result::kTooLong) {
       skips_->add(skip::kLineTooLong, cat(file, ":", line_no),
@@ -376,26 +369,13 @@ bool ChatReader::next(Conversation& conv) {
 }
 
 ObelicsState ChatReader::state() const {
-  ObelicsState s;
-  s.file_index = static_cast<int64_t>(file_index_);
-  if (file_index_ < files_.size()) s.file = files_[file_index_];
-  s.offset = next_offset_;
-  s.line = next_line_;
-  return s;
+  return at_.state();
 }
 
 void ChatReader::restore(const ObelicsState& s) {
-  const auto n = static_cast<int64_t>(files_.size());
-  QV_CHECK(s.file_index >= 0 && s.file_index <= n, "chat reader state points at file ",
-           s.file_index, " but the list has ", n, " files");
-  QV_CHECK(s.file_index == n || files_[s.file_index] == s.file, "chat reader state names '", s.file,
-           "' at index ", s.file_index, " but the list has '",
-           s.file_index < n ? files_[s.file_index] : std::string(), "' there");
+  at_.restore(s);
   lines_.reset();
-  file_index_ = static_cast<size_t>(s.file_index);
-  next_offset_ = s.offset;
-  next_line_ = s.line;
-  if (file_index_ < files_.size()) open_file();
+  if (!at_.done()) open_file();
 }
 
 }  // namespace qv::data

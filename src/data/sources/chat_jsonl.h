@@ -100,14 +100,12 @@ class ChatReader {
                              std::string& detail);
   bool open_file();
 
-  std::vector<std::string> files_;
+  FileListCursor at_;  // the resume point
   ObelicsOptions options_;
   std::unique_ptr<SkipStats> own_skips_;
   SkipStats* skips_;
   HttpFetcher fetcher_;
-  size_t file_index_ = 0;
   std::unique_ptr<LineReader> lines_;
-  int64_t next_offset_ = 0, next_line_ = 0;
 };
 
 }  // namespace qv::data

@@ -110,16 +110,11 @@ ObelicsRow obelics_row_from_lists(std::vector<ObelicsCell> texts, std::vector<Ob
 
 ObelicsReader::ObelicsReader(std::vector<std::string> files, ObelicsOptions options,
                              SkipStats* skips)
-    : files_(std::move(files)),
+    : at_(std::move(files), "OBELICS"),
       options_(std::move(options)),
       fetcher_(with_size_limit(options_.http, options_.max_image_bytes)) {
   QV_CHECK(options_.max_image_bytes > 0 && options_.max_line_bytes > 0,
            "OBELICS reader limits must be positive");
-  for (const auto& f : files_) {
-    struct stat st {};
-    QV_CHECK(::stat(f.c_str(), &st) == 0, "OBELICS file ", f, " does not exist");
-    QV_CHECK(S_ISREG(st.st_mode), "OBELICS file ", f, " is not a regular file");
-  }
   if (!skips) own_skips_ = std::make_unique<SkipStats>();
   skips_ = skips ? skips : own_skips_.get();
 }
@@ -127,23 +122,22 @@ ObelicsReader::ObelicsReader(std::vector<std::string> files, ObelicsOptions opti
 ObelicsReader::~ObelicsReader() = default;
 
 bool ObelicsReader::open_file() {
-  if (file_index_ >= files_.size()) return false;
-  const std::string& file = files_[file_index_];
-  if (is_parquet_path(file)) {
-    if (!parquet_) parquet_ = std::make_unique<ObelicsParquetFile>(file, parquet_limits(options_));
-    parquet_->seek(next_offset_, next_line_);
+  if (at_.done()) return false;
+  if (is_parquet_path(at_.file())) {
+    if (!parquet_)
+      parquet_ = std::make_unique<ObelicsParquetFile>(at_.file(), parquet_limits(options_));
+    parquet_->seek(at_.offset(), at_.line());
     return true;
   }
-  lines_ = std::make_unique<LineReader>(file, options_.max_line_bytes);
-  if (next_offset_ > 0 || next_line_ > 0) lines_->seek(next_offset_, next_line_);
+  lines_ = std::make_unique<LineReader>(at_.file(), options_.max_line_bytes);
+  if (!at_.at_start()) lines_->seek(at_.offset(), at_.line());
   return true;
 }
 
 void ObelicsReader::close_file() {
   lines_.reset();
   parquet_.reset();
-  ++file_index_;
-  next_offset_ = next_line_ = 0;
+  at_.next_file();
 }
 
 std::string_view ObelicsReader::load_image(DocItem& item, const Document& doc,
@@ -225,27 +219,25 @@ bool ObelicsReader::load_images(Document& doc) {
 bool ObelicsReader::read_row(ObelicsRow& row) {
   if (parquet_) {
     if (!parquet_->next(row)) return false;
-    next_offset_ = parquet_->row_group();
-    next_line_ = parquet_->row();
+    at_.advance(parquet_->row_group(), parquet_->row());
     return true;
   }
   std::string line;
   while (true) {
     const LineReader::Result r = lines_->next(line);
     if (r == LineReader::Result::kEnd) return false;
-    next_offset_ = lines_->offset();
-    next_line_ = lines_->line_number();
-    const std::string& file = files_[file_index_];
+    at_.advance(lines_->offset(), lines_->line_number());
+    const std::string& file = at_.file();
     if (r == LineReader::Result::kTooLong) {
       row.skip_reason = skip::kLineTooLong;
       row.detail = cat("longer than ", options_.max_line_bytes, " bytes");
     } else if (is_blank(line)) {
       continue;
     } else {
-      row = parse_obelics_row(line, file, next_line_);
+      row = parse_obelics_row(line, file, at_.line());
     }
     row.doc.source = file;
-    row.doc.line = next_line_;
+    row.doc.line = at_.line();
     return true;
   }
 }
@@ -278,27 +270,52 @@ bool ObelicsReader::next(Document& doc) {
 }
 
 ObelicsState ObelicsReader::state() const {
-  ObelicsState s;
-  s.file_index = static_cast<int64_t>(file_index_);
-  if (file_index_ < files_.size()) s.file = files_[file_index_];
-  s.offset = next_offset_;
-  s.line = next_line_;
-  return s;
+  return at_.state();
 }
 
 void ObelicsReader::restore(const ObelicsState& s) {
+  const bool same_file = s.file_index == at_.state().file_index;
+  at_.restore(s);
+  lines_.reset();
+  if (!same_file) parquet_.reset();  // else seek it
+  if (!at_.done()) open_file();      // now, so that a bad offset fails here
+}
+
+// ---- FileListCursor ----
+
+FileListCursor::FileListCursor(std::vector<std::string> files, std::string name)
+    : files_(std::move(files)), name_(std::move(name)) {
+  for (const auto& f : files_) {
+    struct stat st {};
+    QV_CHECK(::stat(f.c_str(), &st) == 0, name_, " file ", f, " does not exist");
+    QV_CHECK(S_ISREG(st.st_mode), name_, " file ", f, " is not a regular file");
+  }
+}
+
+void FileListCursor::next_file() {
+  ++index_;
+  offset_ = line_ = 0;
+}
+
+ObelicsState FileListCursor::state() const {
+  ObelicsState s;
+  s.file_index = static_cast<int64_t>(index_);
+  if (!done()) s.file = file();
+  s.offset = offset_;
+  s.line = line_;
+  return s;
+}
+
+void FileListCursor::restore(const ObelicsState& s) {
   const auto n = static_cast<int64_t>(files_.size());
-  QV_CHECK(s.file_index >= 0 && s.file_index <= n, "OBELICS reader state points at file ",
+  QV_CHECK(s.file_index >= 0 && s.file_index <= n, name_, " reader state points at file ",
            s.file_index, " but the list has ", n, " files");
-  QV_CHECK(s.file_index == n || files_[s.file_index] == s.file, "OBELICS reader state names '",
+  QV_CHECK(s.file_index == n || files_[s.file_index] == s.file, name_, " reader state names '",
            s.file, "' at index ", s.file_index, " but the list has '",
            s.file_index < n ? files_[s.file_index] : std::string(), "' there");
-  lines_.reset();
-  if (s.file_index != static_cast<int64_t>(file_index_)) parquet_.reset();  // else seek it
-  file_index_ = static_cast<size_t>(s.file_index);
-  next_offset_ = s.offset;
-  next_line_ = s.line;
-  if (file_index_ < files_.size()) open_file();  // now, so that a bad offset fails here
+  index_ = static_cast<size_t>(s.file_index);
+  offset_ = s.offset;
+  line_ = s.line;
 }
 
 }  // namespace qv::data

@@ -62,6 +62,31 @@ struct ObelicsState {
   bool operator==(const ObelicsState&) const = default;
 };
 
+// Where a reader of a list of files stands: the file it reads and the byte offset and line
+// (Parquet: row group and row) of its next row. The OBELICS and chat readers keep one each;
+// `name` ("OBELICS", "chat") names the files and the reader in errors.
+class FileListCursor {
+ public:
+  // Checks that every file exists and is a regular file.
+  FileListCursor(std::vector<std::string> files, std::string name);
+  bool done() const { return index_ >= files_.size(); }
+  const std::string& file() const { return files_[index_]; }  // not when done()
+  int64_t offset() const { return offset_; }
+  int64_t line() const { return line_; }
+  bool at_start() const { return offset_ == 0 && line_ == 0; }
+  void advance(int64_t offset, int64_t line) { offset_ = offset, line_ = line; }  // past a row
+  void next_file();
+  ObelicsState state() const;
+  // Moves to `s` after checking that it names this list's file at its index.
+  void restore(const ObelicsState& s);
+
+ private:
+  std::vector<std::string> files_;
+  std::string name_;
+  size_t index_ = 0;
+  int64_t offset_ = 0, line_ = 0;
+};
+
 // One row parsed (images not loaded). `skip_reason` is empty when the row is well formed, else a
 // skip:: reason with `detail` saying what is wrong where.
 struct ObelicsRow {
@@ -104,15 +129,13 @@ class ObelicsReader {
   bool open_file();
   void close_file();
 
-  std::vector<std::string> files_;
+  FileListCursor at_;  // the resume point
   ObelicsOptions options_;
   std::unique_ptr<SkipStats> own_skips_;
   SkipStats* skips_;
   HttpFetcher fetcher_;
-  size_t file_index_ = 0;
   std::unique_ptr<LineReader> lines_;
   std::unique_ptr<ObelicsParquetFile> parquet_;  // instead of lines_ for *.parquet files
-  int64_t next_offset_ = 0, next_line_ = 0;      // resume point in files_[file_index_]
 };
 
 }  // namespace qv::data
