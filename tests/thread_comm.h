@@ -3,8 +3,8 @@
 // waits for all ranks, lets each rank compute its own result from the others' buffers (sums in
 // rank order, so results are deterministic), and waits again before anyone may touch them.
 // Each rank counts the bytes its all-gathers deliver (what the tests of ZeRO-3's traffic
-// check). After construction and the first use of a split, collectives allocate nothing except
-// the float all-reduce's scratch.
+// check). After construction, the first use of a split and the first all-reduce of a size,
+// collectives allocate nothing.
 #pragma once
 #include <algorithm>
 #include <condition_variable>
@@ -167,7 +167,9 @@ class ThreadCommunicator final : public dist::Communicator {
   }
   template <typename T>
   void reduce(T* d, int64_t n, bool max) {
-    std::vector<T> acc(d, d + n);
+    // Results wait in the rank's scratch until every rank has read the inputs.
+    if (reduce_scratch_.size() < n * sizeof(T)) reduce_scratch_.resize(n * sizeof(T));
+    T* acc = reinterpret_cast<T*>(reduce_scratch_.data());
     g_->collective(rank_, d, d, n, [&] {
       for (int64_t i = 0; i < n; ++i) {
         T s = static_cast<const T*>(g_->in(0))[i];
@@ -178,11 +180,12 @@ class ThreadCommunicator final : public dist::Communicator {
         acc[i] = s;
       }
     });
-    std::copy(acc.begin(), acc.end(), d);
+    std::copy(acc, acc + n, d);
   }
   std::shared_ptr<ThreadGroup> g_;
   int rank_;
   std::shared_ptr<GatherBytes> bytes_;
+  std::vector<char> reduce_scratch_;  // grown to the largest all-reduce seen
 };
 
 // Runs fn(comm) on `ranks` threads, one communicator each; rethrows the first failure.
