@@ -12,7 +12,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <thread>
 
 #include "checkpoint_test_utils.h"
 #include "core/error.h"
@@ -30,8 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using testing::Layout;
 using testing::owned_ranges;
-using testing::ThreadComm;
-using testing::ThreadWorld;
 using train::FlatRange;
 
 // The reference state: distinct values per element and per moment, steps per entry.
@@ -226,27 +223,18 @@ TEST(CheckpointShards, FailedRankLeavesNoCheckpointAndEveryRankReportsIt) {
   const std::string dump = testing::fresh_dir("ckptshards", "rankfail");
   auto model = tiny_model(dump);
   const model::ParamStore& store = model->store();
-  ThreadWorld world(2);
-  std::vector<std::string> errors(2);
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < 2; ++r)
-    ranks.emplace_back([&, r] {
-      try {
-        ThreadComm comm(world, r);
-        const std::vector<FlatRange> all = {{0, store.total()}};
-        const auto write = train::ranges_to_write(all, 2, r);
-        const std::string final_dir = train::checkpoint_dir(dump + "/checkpoint", 3);
-        const std::string tmp = train::begin_sharded_save(comm, final_dir);
-        auto files = train::write_rank_files(tmp, r, store.entries(),
-                                             train::view_share(store, write, all, nullptr, nullptr),
-                                             nlohmann::json::object());
-        if (r == 1) files.error = "No space left on device (simulated)";
-        train::finish_sharded_save(comm, tmp, final_dir, files, write, store, {});
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : ranks) t.join();
+  const auto errors = testing::run_ranks_errors(2, [&](testing::ThreadCommunicator& comm) {
+    const int r = comm.rank();
+    const std::vector<FlatRange> all = {{0, store.total()}};
+    const auto write = train::ranges_to_write(all, 2, r);
+    const std::string final_dir = train::checkpoint_dir(dump + "/checkpoint", 3);
+    const std::string tmp = train::begin_sharded_save(comm, final_dir);
+    auto files = train::write_rank_files(tmp, r, store.entries(),
+                                         train::view_share(store, write, all, nullptr, nullptr),
+                                         nlohmann::json::object());
+    if (r == 1) files.error = "No space left on device (simulated)";
+    train::finish_sharded_save(comm, tmp, final_dir, files, write, store, {});
+  });
   EXPECT_NE(errors[1].find("No space left on device (simulated)"), std::string::npos) << errors[1];
   EXPECT_NE(errors[0].find("writing failed on rank 1"), std::string::npos) << errors[0];
   EXPECT_FALSE(train::latest_checkpoint(dump + "/checkpoint").has_value());

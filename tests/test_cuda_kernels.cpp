@@ -32,7 +32,6 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
-#include "kernels/cpu/linear.h"
 #include "kernels/cpu/norms.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/rows.h"
@@ -42,12 +41,12 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
-#include "kernels/cuda/linear.h"
 #include "kernels/cuda/norms.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/device.h"
+#include "kernels/linear.h"
 #include "kernels/norms.h"
 #include "train/adamw.h"
 
@@ -442,57 +441,64 @@ TEST(CudaKernels, GemmAllTransposesMatchCpuInFloatAndBf16) {
     }
 }
 
+// The dense layers are composed once (kernels/linear.cpp); run under a CUDA DeviceScope they
+// take the CUDA GEMMs and bias primitives.
 TEST(CudaKernels, LinearForwardBackwardMatchCpuInFloatAndWithBf16Weights) {
   QV_REQUIRE_CUDA();
   const int64_t M = 33, K = 96, N = 80;
   const std::vector<float> x = rand_f(M * K, 17), w = rand_f(N * K, 18), bias = rand_f(N, 19),
                            dy = rand_f(M * N, 20);
   std::vector<bf16> wb = to_b(w);
-  for (int use_b16 = 0; use_b16 < 2; ++use_b16) {
-    SCOPED_TRACE(use_b16 ? "bf16 weights" : "float");
-    const double tol = use_b16 ? 1e-4 : kF32;
-    std::vector<float> y(M * N), dx(M * K), dw(N * K, 0.1f), db(N, 0.f);
-    const kernels::Weight cw{w.data(), use_b16 ? wb.data() : nullptr};
-    cpu::linear_forward(x.data(), cw, bias.data(), y.data(), M, K, N);
-    cpu::linear_backward(x.data(), cw, dy.data(), dx.data(), dw.data(), db.data(), M, K, N);
-    auto gx = to_device(x), gw = to_device(w), gbias = to_device(bias), gdy = to_device(dy);
-    auto gwb = to_device(wb);
-    gpu::DeviceArray<float> gy(M * N), gdx(M * K);
-    auto gdw = to_device(std::vector<float>(N * K, 0.1f));
-    auto gdb = to_device(std::vector<float>(N, 0.f));
-    const gpu::Weight dw_{gw.data(), use_b16 ? gwb.data() : nullptr};
-    gpu::linear_forward(gx.data(), dw_, gbias.data(), gy.data(), M, K, N);
-    gpu::linear_backward(gx.data(), dw_, gdy.data(), gdx.data(), gdw.data(), gdb.data(), M, K, N);
-    QV_EXPECT_REL(to_host(gy), y, tol);
-    QV_EXPECT_REL(to_host(gdx), dx, tol);
-    QV_EXPECT_REL(to_host(gdw), dw, tol);
-    QV_EXPECT_REL(to_host(gdb), db, kF32);
-  }
-  // From a dy already in bf16 (the classifier's): the same products as the float dy rounding to
-  // it.
   const std::vector<bf16> dyb = to_b(dy);
-  std::vector<float> dx(M * K), dw(N * K, 0.1f);
-  const kernels::Weight cw{w.data(), wb.data()};
-  cpu::linear_backward(x.data(), cw, dyb.data(), N, dx.data(), dw.data(), M, K, N);
-  auto gx = to_device(x), gw = to_device(w);
-  auto gwb = to_device(wb);
-  auto gdyb = to_device(dyb);
-  gpu::DeviceArray<float> gdx(M * K);
-  auto gdw = to_device(std::vector<float>(N * K, 0.1f));
-  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gdyb.data(), N, gdx.data(),
-                       gdw.data(), M, K, N);
-  QV_EXPECT_REL(to_host(gdx), dx, 1e-4);
-  QV_EXPECT_REL(to_host(gdw), dw, 1e-4);
   // The same dy with rows 2 N apart (the classifier's in-place bf16 gradient).
   std::vector<bf16> strided(M * 2 * N, bf16{0x7fc0});
   for (int64_t m = 0; m < M; ++m)
     std::copy(dyb.begin() + m * N, dyb.begin() + (m + 1) * N, strided.begin() + m * 2 * N);
-  auto gstrided = to_device(strided);
-  auto gdw2 = to_device(std::vector<float>(N * K, 0.1f));
-  gpu::linear_backward(gx.data(), gpu::Weight{gw.data(), gwb.data()}, gstrided.data(), 2 * N,
-                       gdx.data(), gdw2.data(), M, K, N);
-  QV_EXPECT_REL(to_host(gdx), dx, 1e-4);
-  QV_EXPECT_REL(to_host(gdw2), dw, 1e-4);
+  // CPU references: float and bf16 weights, and the backward from a bf16 dy.
+  std::vector<float> y[2], dx[2], dw[2], db[2];
+  for (int use_b16 = 0; use_b16 < 2; ++use_b16) {
+    y[use_b16].resize(M * N), dx[use_b16].resize(M * K);
+    dw[use_b16].assign(N * K, 0.1f), db[use_b16].assign(N, 0.f);
+    const kernels::Weight cw{w.data(), use_b16 ? wb.data() : nullptr};
+    kernels::linear_forward(x.data(), cw, bias.data(), y[use_b16].data(), M, K, N);
+    kernels::linear_backward(x.data(), cw, dy.data(), dx[use_b16].data(), dw[use_b16].data(),
+                             db[use_b16].data(), M, K, N);
+  }
+  std::vector<float> dx_b(M * K), dw_b(N * K, 0.1f);
+  kernels::linear_backward(x.data(), kernels::Weight{w.data(), wb.data()}, dyb.data(), N,
+                           dx_b.data(), dw_b.data(), M, K, N);
+
+  const DeviceScope scope(Device{DeviceKind::kCuda, 0});
+  auto gx = to_device(x), gw = to_device(w), gbias = to_device(bias), gdy = to_device(dy);
+  auto gwb = to_device(wb);
+  for (int use_b16 = 0; use_b16 < 2; ++use_b16) {
+    SCOPED_TRACE(use_b16 ? "bf16 weights" : "float");
+    const double tol = use_b16 ? 1e-4 : kF32;
+    gpu::DeviceArray<float> gy(M * N), gdx(M * K);
+    auto gdw = to_device(std::vector<float>(N * K, 0.1f));
+    auto gdb = to_device(std::vector<float>(N, 0.f));
+    const kernels::Weight dw_{gw.data(), use_b16 ? gwb.data() : nullptr};
+    kernels::linear_forward(gx.data(), dw_, gbias.data(), gy.data(), M, K, N);
+    kernels::linear_backward(gx.data(), dw_, gdy.data(), gdx.data(), gdw.data(), gdb.data(), M, K,
+                             N);
+    QV_EXPECT_REL(to_host(gy), y[use_b16], tol);
+    QV_EXPECT_REL(to_host(gdx), dx[use_b16], tol);
+    QV_EXPECT_REL(to_host(gdw), dw[use_b16], tol);
+    QV_EXPECT_REL(to_host(gdb), db[use_b16], kF32);
+  }
+  // From a dy already in bf16 (the classifier's): the same products as the float dy rounding to
+  // it, packed and strided.
+  auto gdyb = to_device(dyb), gstrided = to_device(strided);
+  for (const auto* g : {&gdyb, &gstrided}) {
+    const int64_t ld = g == &gdyb ? N : 2 * N;
+    SCOPED_TRACE(::testing::Message() << "dy row stride " << ld);
+    gpu::DeviceArray<float> gdx(M * K);
+    auto gdw = to_device(std::vector<float>(N * K, 0.1f));
+    kernels::linear_backward(gx.data(), kernels::Weight{gw.data(), gwb.data()}, g->data(), ld,
+                             gdx.data(), gdw.data(), M, K, N);
+    QV_EXPECT_REL(to_host(gdx), dx_b, 1e-4);
+    QV_EXPECT_REL(to_host(gdw), dw_b, 1e-4);
+  }
 }
 
 // ---- attention ----

@@ -1,10 +1,12 @@
 // The model's unit hooks, in one process: a unit's parameters are read only between gather()
-// and release(), its gradient is final at grads_ready(), and a rank without images makes the same
+// and release() (the embedding table's only the rows its lookup asks for with gather_rows()), its
+// gradient is final at grads_ready(), and a rank without images makes the same
 // vision-unit calls as one with images (each call is a collective under sharding).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,12 +34,26 @@ class PoisoningHooks final : public model::UnitHooks {
     ASSERT_FALSE(saved_[u].empty()) << "unit " << unit.name << " gathered twice";
     std::copy(saved_[u].begin(), saved_[u].end(), s_.values().data() + unit.begin);
     saved_[u].clear();
+    rows_only_.erase(u);
+  }
+  // Only the rows asked for come back; the rest of the unit stays NaN.
+  void gather_rows(int u, int64_t table, int64_t rows, int64_t cols, const int64_t* ids,
+                   int64_t n) override {
+    calls.push_back("g" + std::to_string(u));
+    const auto& unit = s_.units()[u];
+    ASSERT_FALSE(saved_[u].empty()) << "unit " << unit.name << " gathered twice";
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(ids[i] >= 0 && ids[i] < rows);
+      const int64_t at = table + ids[i] * cols - unit.begin;
+      std::copy_n(saved_[u].begin() + at, cols, s_.values().data() + unit.begin + at);
+    }
+    rows_only_.insert(u);
   }
   void release(int u) override {
     calls.push_back("r" + std::to_string(u));
     const auto& unit = s_.units()[u];
     float* v = s_.values().data() + unit.begin;
-    saved_[u].assign(v, v + (unit.end - unit.begin));
+    if (rows_only_.erase(u) == 0) saved_[u].assign(v, v + (unit.end - unit.begin));
     std::fill(v, v + (unit.end - unit.begin), std::numeric_limits<float>::quiet_NaN());
   }
   void grads_ready(int u) override {
@@ -57,6 +73,7 @@ class PoisoningHooks final : public model::UnitHooks {
  private:
   model::ParamStore& s_;
   std::vector<std::vector<float>> saved_;
+  std::set<int> rows_only_;  // units gathered by rows (their saved values are still whole)
 };
 
 std::unique_ptr<model::Qwen3VLModel> tiny_model(bool tied) {

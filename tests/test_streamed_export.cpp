@@ -11,7 +11,6 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <thread>
 
 #include "checkpoint_test_utils.h"
 #include "dist/parallel_dims.h"
@@ -27,8 +26,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::Layout;
-using testing::ThreadComm;
-using testing::ThreadWorld;
 using train::FlatRange;
 
 std::unique_ptr<model::Qwen3VLModel> tiny_model(const std::string& dump) {
@@ -92,20 +89,11 @@ std::vector<std::string> export_as(const std::string& dump, const model::Qwen3VL
     for (const FlatRange& x : mine[r])
       std::copy(whole.values().data() + x.begin, whole.values().data() + x.end, v + x.begin);
   }
-  ThreadWorld world(static_cast<int>(l.world()));
-  std::vector<std::string> errors(l.world());
-  std::vector<std::thread> ranks;
-  for (int r = 0; r < l.world(); ++r)
-    ranks.emplace_back([&, r] {
-      try {
-        ThreadComm comm(world, r);
+  return testing::run_ranks_errors(
+      static_cast<int>(l.world()), [&](testing::ThreadCommunicator& comm) {
+        const int r = comm.rank();
         train::export_hf_streamed(comm, copies[r]->store(), mine[r], model.config(), options);
-      } catch (const std::exception& e) {
-        errors[r] = e.what();
-      }
-    });
-  for (auto& t : ranks) t.join();
-  return errors;
+      });
 }
 
 struct Case {

@@ -10,9 +10,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <set>
 
+#include "dist/parallel_dims.h"
+#include "model/config.h"
 #include "model/inputs_io.h"
+#include "model/qwen3vl.h"
 #include "train_test_utils.h"
 
 namespace qv {
@@ -115,6 +120,39 @@ void PrintTo(const DistCase& c, std::ostream* os) {
   *os << c.name;
 }
 
+// Plain sharding (shard degree = ranks, no replicas, no expert split, no adapters): each step's
+// forward gathers the union of the combined batch's embedding rows (dist gather_rows), every
+// rank packing its chunk's elements of them. The bytes a rank receives for them, by the
+// layout's own arithmetic; -1 for other layouts.
+int64_t expected_row_bytes(const DistCase& c, const std::string& batch_file) {
+  const std::string multi = c.multi_flags, flags = c.flags;
+  if (multi.find("replicate_degree 1 ") == std::string::npos ||
+      multi.find("expert_parallel") != std::string::npos || flags.find("lora") != std::string::npos)
+    return -1;
+  const model::ModelConfig config =
+      model::ModelConfig::from_json_file(fixture(c.fixture) + "/config.json");
+  const model::Qwen3VLModel m(config, dist::unit_alignment(dist::ParallelDims{1, c.ranks}));
+  const model::ParamRef table = m.store().find("model.language_model.embed_tokens.weight")->ref;
+  const int64_t H = config.text.hidden_size;
+  const model::ModelInputs in = model::load_inputs(batch_file);
+  const std::set<int64_t> ids(in.input_ids.begin(), in.input_ids.end());
+  for (const auto& u : m.store().units()) {
+    if (table.offset < u.begin || table.offset >= u.end) continue;
+    const int64_t chunk = (u.end - u.begin) / c.ranks;
+    int64_t most = 0;
+    for (int k = 0; k < c.ranks; ++k) {
+      const int64_t lo = u.begin + chunk * k, hi = lo + chunk;
+      int64_t n = 0;
+      for (int64_t v : ids)
+        n += std::max<int64_t>(
+            0, std::min(hi, table.offset + (v + 1) * H) - std::max(lo, table.offset + v * H));
+      most = std::max(most, n);
+    }
+    return c.ranks * most * static_cast<int64_t>(sizeof(float));
+  }
+  return -1;
+}
+
 class TrainDist : public ::testing::TestWithParam<DistCase> {};
 
 TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
@@ -122,9 +160,11 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
   const std::string one = fresh(std::string(c.name) + "_1"),
                     many = fresh(std::string(c.name) + "_n");
   std::string flags = c.flags;
-  if (c.own_batch)
-    flags += " --training.dataset_path " +
-             (c.ranks == 4 ? testing::four_row_text_batch(one) : mixed_batch_file(one));
+  std::string batch_file = fixture(c.fixture) + "/inputs.safetensors";
+  if (c.own_batch) {
+    batch_file = c.ranks == 4 ? testing::four_row_text_batch(one) : mixed_batch_file(one);
+    flags += " --training.dataset_path " + batch_file;
+  }
   auto r = testing::run_shell(train_cmd(fixed_batch_config(c.fixture, one, 3, 10)) + flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = testing::run_shell(testing::mpirun(c.ranks) +
@@ -138,6 +178,16 @@ TEST_P(TrainDist, MatchesOneRankWithTheCombinedBatch) {
       std::string(c.flags).find("bfloat16") != std::string::npos ? bf16_agreement() : Agreement{};
   if (std::string(c.fixture) == "hf-tiny-text") tol.weights = 2e-5;
   expect_same_training(one, many, tol);
+  if (const int64_t rows = expected_row_bytes(c, batch_file); rows >= 0) {
+    const auto metrics = read_metrics(many);
+    for (const auto& m : metrics) {
+      EXPECT_EQ(m.value("gathered_row_bytes", int64_t{-1}), rows) << m.dump();
+      std::printf("[%s] step %lld: gathered %lld bytes, of which embedding rows %lld\n", c.name,
+                  static_cast<long long>(m["step"].get<int64_t>()),
+                  static_cast<long long>(m.value("gathered_bytes", int64_t{-1})),
+                  static_cast<long long>(rows));
+    }
+  }
 }
 
 const char* kShard2 =

@@ -3,8 +3,9 @@
 // waits for all ranks, lets each rank compute its own result from the others' buffers (sums in
 // rank order, so results are deterministic), and waits again before anyone may touch them.
 // Each rank counts the bytes its all-gathers deliver (what the tests of ZeRO-3's traffic
-// check). After construction and the first use of a split, collectives allocate nothing except
-// the float all-reduce's scratch.
+// check). After construction, the first use of a split and the first all-reduce of a size,
+// collectives allocate nothing. The checkpoint tests run their ranks on it too
+// (tests/checkpoint_test_utils.h).
 #pragma once
 #include <algorithm>
 #include <condition_variable>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -112,8 +114,9 @@ class ThreadCommunicator final : public dist::Communicator {
         const auto* counts = reinterpret_cast<const int64_t*>(g_->value(r));
         int64_t skip = 0;
         for (int k = 0; k < rank_; ++k) skip += counts[k];
-        std::memcpy(out + o, static_cast<const float*>(g_->in(r)) + skip,
-                    recv_counts[r] * sizeof(float));
+        if (recv_counts[r] > 0)  // a rank sending nothing may pass no buffer
+          std::memcpy(out + o, static_cast<const float*>(g_->in(r)) + skip,
+                      recv_counts[r] * sizeof(float));
       }
     });
   }
@@ -167,7 +170,9 @@ class ThreadCommunicator final : public dist::Communicator {
   }
   template <typename T>
   void reduce(T* d, int64_t n, bool max) {
-    std::vector<T> acc(d, d + n);
+    // Results wait in the rank's scratch until every rank has read the inputs.
+    if (reduce_scratch_.size() < n * sizeof(T)) reduce_scratch_.resize(n * sizeof(T));
+    T* acc = reinterpret_cast<T*>(reduce_scratch_.data());
     g_->collective(rank_, d, d, n, [&] {
       for (int64_t i = 0; i < n; ++i) {
         T s = static_cast<const T*>(g_->in(0))[i];
@@ -178,15 +183,19 @@ class ThreadCommunicator final : public dist::Communicator {
         acc[i] = s;
       }
     });
-    std::copy(acc.begin(), acc.end(), d);
+    std::copy(acc, acc + n, d);
   }
   std::shared_ptr<ThreadGroup> g_;
   int rank_;
   std::shared_ptr<GatherBytes> bytes_;
+  std::vector<char> reduce_scratch_;  // grown to the largest all-reduce seen
 };
 
-// Runs fn(comm) on `ranks` threads, one communicator each; rethrows the first failure.
-inline void run_ranks(int ranks, const std::function<void(ThreadCommunicator&)>& fn) {
+using RankFn = std::function<void(ThreadCommunicator&)>;
+
+// Runs fn(comm) on `ranks` threads, one communicator each; returns what each rank threw (null
+// when it finished).
+inline std::vector<std::exception_ptr> run_ranks_caught(int ranks, const RankFn& fn) {
   auto group = std::make_shared<ThreadGroup>(ranks);
   std::vector<std::exception_ptr> errors(ranks);
   std::vector<std::thread> threads;
@@ -200,8 +209,31 @@ inline void run_ranks(int ranks, const std::function<void(ThreadCommunicator&)>&
       }
     });
   for (auto& t : threads) t.join();
-  for (auto& e : errors)
+  return errors;
+}
+
+// The same; rethrows the first failure.
+inline void run_ranks(int ranks, const RankFn& fn) {
+  for (auto& e : run_ranks_caught(ranks, fn))
     if (e) std::rethrow_exception(e);
+}
+
+// The same; each rank's error message (empty when it finished), for tests of failures that
+// every rank must report.
+inline std::vector<std::string> run_ranks_errors(int ranks, const RankFn& fn) {
+  std::vector<std::string> out;
+  for (auto& e : run_ranks_caught(ranks, fn)) {
+    out.emplace_back();
+    if (!e) continue;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      out.back() = x.what();
+    } catch (...) {
+      out.back() = "unknown exception";
+    }
+  }
+  return out;
 }
 
 }  // namespace qv::testing

@@ -20,6 +20,12 @@
 
 namespace qv::dist {
 
+// Bytes this rank received through parameter all-gathers since it was made (what every rank of
+// a shard group receives alike): all of them, and those of gather_rows alone.
+struct GatherBytes {
+  int64_t all = 0, rows = 0;
+};
+
 class DataParallel : public model::UnitHooks {
  public:
   // Flat-buffer elements whose reduced gradient this rank holds and whose parameters (and
@@ -40,6 +46,8 @@ class DataParallel : public model::UnitHooks {
   // Optimizer state laid out as owned() -> the whole flat buffer, on every rank.
   virtual void gather_state(const std::vector<float>& owned_state, std::vector<float>& full) = 0;
   virtual std::string describe() const = 0;
+  // Zero when replicated (nothing is gathered).
+  virtual GatherBytes gathered_bytes() const { return {}; }
 };
 
 // Replicated (dims.shard == 1) or sharded; `world` must outlive the result.

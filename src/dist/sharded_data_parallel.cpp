@@ -6,11 +6,17 @@
 //
 // bf16 mixed precision: a unit gathered for compute travels as bf16: every rank's chunk of the
 // bf16 copies (AdamW writes them for the chunk it updates) is all-gathered, half the bytes of
-// the float values; the entries the model also reads in float (norm weights, biases, a tied
-// embedding, LoRA adapters: ParamStore::bf16_only is false) follow in a second, small float
+// the float values; the entries the model also reads in float (norm weights, biases, LoRA
+// adapters: ParamStore::bf16_only is false) follow in a second, small float
 // all-gather of just their elements. The float masters of the other entries stay sharded. A
-// unit without any bf16-only entry (an untied embedding, the norm) is gathered in float.
+// unit without any bf16-only entry (the final norm) is gathered in float.
 // gather_all() (saving, export, validation) gathers the float values of everything.
+//
+// The token embedding's lookup asks only for the rows of its tokens (gather_rows): the ranks
+// sum a mask over the vocabulary, and the union of the rows they need travels in float (each
+// rank packs the elements of those rows inside its chunk). The embedding's float values are
+// read nowhere else, so an untied table is never gathered whole for compute, and a tied one
+// is gathered whole only as bf16, for the classifier.
 //
 // Expert parallelism (dims.expert = ep > 1; torchtitan's dp_shard_mod_ep layout): an expert
 // unit (ParamUnit::experts, one tensor stacking E experts) is split by expert first: the ep
@@ -30,11 +36,14 @@
 namespace qv::dist {
 namespace {
 
-void all_gather(Communicator& c, const float* in, float* out, int64_t n) {
+// All-gathers that add the bytes received to `count`.
+void all_gather(Communicator& c, const float* in, float* out, int64_t n, int64_t& count) {
   c.all_gather(in, out, n);
+  count += c.size() * n * static_cast<int64_t>(sizeof(float));
 }
-void all_gather(Communicator& c, const bf16* in, bf16* out, int64_t n) {
+void all_gather(Communicator& c, const bf16* in, bf16* out, int64_t n, int64_t& count) {
   c.all_gather_bf16(in, out, n);
+  count += c.size() * n * static_cast<int64_t>(sizeof(bf16));
 }
 
 // Zeros [offset, offset + n) of a page buffer: whole pages go back to the OS, the partial pages
@@ -120,7 +129,7 @@ class ShardedDataParallel final : public DataParallel {
   void begin_micro_batch(bool) override {}
 
   void gather(int unit) override {
-    if (gathered_[unit] != kNone) return;
+    if (gathered_[unit] == kBf16 || gathered_[unit] == kFloat) return;
     const Plan& p = plans_[unit];
     if (p.expert) {
       // Only this rank's experts: the ones it computes under expert parallelism.
@@ -137,9 +146,48 @@ class ShardedDataParallel final : public DataParallel {
     if (!store_.has_bf16_copies() || !bf16_unit_[unit]) return gather_float(unit);
     const FlatRange& r = p.own;
     bf16* b = store_.values_bf16().data();
-    shard_->all_gather_bf16(b + r.begin, b + p.base, r.size());
+    all_gather(*shard_, b + r.begin, b + p.base, r.size(), bytes_.all);
     gather_float_pieces(unit);
     gathered_[unit] = kBf16;
+  }
+  void gather_rows(int unit, int64_t table, int64_t rows, int64_t cols, const int64_t* ids,
+                   int64_t n) override {
+    if (gathered_[unit] != kNone) return;  // the whole unit is here
+    if (plans_[unit].expert) return gather(unit);
+    // The union of every rank's rows: a summed 0/1 mask over the table's rows.
+    row_mask_.assign(rows, 0.0f);
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[i] >= 0 && ids[i] < rows) row_mask_[ids[i]] = 1.0f;
+    shard_->all_reduce_sum(row_mask_.data(), rows);
+    // Each rank's chunk holds pieces of those rows; every rank packs its own, in row order.
+    const Plan& p = plans_[unit];
+    const int ranks = shard_->size(), me = shard_->rank();
+    auto each_piece = [&](auto&& piece) {
+      for (int64_t r = 0; r < rows; ++r)
+        if (row_mask_[r] > 0) for_row_pieces(p, table + r * cols, cols, piece);
+    };
+    row_counts_.assign(ranks, 0);
+    each_piece([&](int k, FlatRange f) { row_counts_[k] += f.size(); });
+    const int64_t most = *std::max_element(row_counts_.begin(), row_counts_.end());
+    if (most == 0) return mark_rows(unit);
+    // Grown to the largest union seen, so a step like an earlier one allocates nothing.
+    if (static_cast<int64_t>(row_pack_.size()) < most) row_pack_.resize(most);
+    if (static_cast<int64_t>(row_unpack_.size()) < most * ranks) row_unpack_.resize(most * ranks);
+    float* v = store_.values().data();
+    float* out = row_pack_.data();
+    each_piece([&](int k, FlatRange f) {
+      if (k == me) out = std::copy(v + f.begin, v + f.end, out);
+    });
+    const int64_t before = bytes_.all;
+    all_gather(*shard_, row_pack_.data(), row_unpack_.data(), most, bytes_.all);
+    bytes_.rows += bytes_.all - before;
+    row_counts_.assign(ranks, 0);  // now: elements of each rank's block consumed
+    each_piece([&](int k, FlatRange f) {
+      const float* q = row_unpack_.data() + k * most + row_counts_[k];
+      if (k != me) std::copy(q, q + f.size(), v + f.begin);
+      row_counts_[k] += f.size();
+    });
+    mark_rows(unit);
   }
   void release(int unit) override {
     const auto& u = store_.units()[unit];
@@ -227,6 +275,7 @@ class ShardedDataParallel final : public DataParallel {
       gather_whole(plans_[u], full.data());
     }
   }
+  GatherBytes gathered_bytes() const override { return bytes_; }
   std::string describe() const override {
     return cat("sharded (FSDP) over ", dims_.shard, " ranks",
                dims_.replicate > 1 ? cat(", replicated ", dims_.replicate, " times") : "",
@@ -241,6 +290,7 @@ class ShardedDataParallel final : public DataParallel {
     kNone,   // only the own chunk is present
     kBf16,   // for compute: bf16 copies and float-read entries (expert units: own experts)
     kFloat,  // float values (and bf16 copies) of the whole unit
+    kRows,   // float values of the rows asked for by gather_rows
   };
 
   // How a unit is split. Dense units: the shard group splits [base, base + length) = the whole
@@ -260,21 +310,36 @@ class ShardedDataParallel final : public DataParallel {
   template <typename T>
   void gather_slice(const Plan& p, T* buf, T* scratch) {
     if (p.holders == 1) return;  // the slice is the own chunk
-    if (!p.padded()) return all_gather(*expert_shard_, buf + p.own.begin, buf + p.base, p.chunk);
+    if (!p.padded())
+      return all_gather(*expert_shard_, buf + p.own.begin, buf + p.base, p.chunk, bytes_.all);
     T* mine = scratch + p.chunk * expert_shard_->rank();
     std::copy(buf + p.own.begin, buf + p.own.end, mine);
     std::fill(mine + p.own.size(), mine + p.chunk, T{});
-    all_gather(*expert_shard_, mine, scratch, p.chunk);
+    all_gather(*expert_shard_, mine, scratch, p.chunk, bytes_.all);
     std::copy(scratch, scratch + p.length, buf + p.base);
   }
 
   // The whole unit's float values in buf from every rank's own chunk.
   void gather_whole(const Plan& p, float* buf) {
-    if (!p.expert) return shard_->all_gather(buf + p.own.begin, buf + p.base, p.own.size());
+    if (!p.expert)
+      return all_gather(*shard_, buf + p.own.begin, buf + p.base, p.own.size(), bytes_.all);
     gather_slice(p, buf, slice_.data());
     const int64_t first = p.base - p.length * expert_group_->rank();
-    expert_group_->all_gather(buf + p.base, buf + first, p.length);
+    all_gather(*expert_group_, buf + p.base, buf + first, p.length, bytes_.all);
   }
+
+  // Calls piece(k, range) for each part of flat [begin, begin + n) (inside a dense unit) that
+  // lies in rank k's chunk, in order.
+  template <class Piece>
+  static void for_row_pieces(const Plan& p, int64_t begin, int64_t n, Piece&& piece) {
+    for (int64_t b = begin, end = begin + n; b < end;) {
+      const int64_t k = (b - p.base) / p.chunk;
+      const int64_t e = std::min(end, p.base + (k + 1) * p.chunk);
+      piece(static_cast<int>(k), FlatRange{b, e});
+      b = e;
+    }
+  }
+  void mark_rows(int unit) { gathered_[unit] = kRows; }
 
   // The whole unit's float values; the bf16 copies follow from them.
   void gather_float(int unit) {
@@ -328,7 +393,7 @@ class ShardedDataParallel final : public DataParallel {
     const int me = shard_->rank();
     float* p = pack_.data();
     for (const FlatRange& f : pieces_[unit][me]) p = std::copy(v + f.begin, v + f.end, p);
-    shard_->all_gather(pack_.data(), unpack_.data(), n);
+    all_gather(*shard_, pack_.data(), unpack_.data(), n, bytes_.all);
     for (int k = 0; k < shard_->size(); ++k) {
       if (k == me) continue;
       const float* q = unpack_.data() + k * n;
@@ -366,6 +431,10 @@ class ShardedDataParallel final : public DataParallel {
   std::vector<int64_t> piece_max_;
   std::vector<float> pack_, unpack_;
   std::vector<uint8_t> bf16_unit_;  // per unit: has a bf16-only entry
+  // gather_rows: the summed row mask, per-rank element counts, packing buffers (grown only).
+  std::vector<float> row_mask_, row_pack_, row_unpack_;
+  std::vector<int64_t> row_counts_;
+  GatherBytes bytes_;
 };
 
 }  // namespace

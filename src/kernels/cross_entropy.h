@@ -20,6 +20,15 @@ template <typename T>
 CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
                                  int64_t V, T grad_scale);
 
+// Shared by every backend's cross_entropy (host code, host memory):
+// The result from each row's loss term: the kept rows' terms summed in row order in double, so
+// the loss depends neither on the thread count nor on the device; ignored rows are skipped
+// (their terms are not read). L is the type the backend computed the terms in.
+template <typename L>
+CrossEntropyResult sum_row_losses(const L* row_loss, const int64_t* targets, int64_t rows);
+// Throws qv::Error naming a target that is outside [0, V) and not the ignore index.
+[[noreturn]] void fail_bad_target(int64_t target, int64_t row, int64_t V);
+
 // The same loss, with the gradient written in bf16 (each element the float gradient above rounded
 // to nearest even: the same bits as computing it in float and rounding afterwards) for a bf16
 // classifier backward: the rounding happens while a row is still in cache instead of in a

@@ -18,6 +18,10 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
   QV_DISPATCH(gemm_bf16, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
+  QV_DISPATCH(convert_to_bf16, src, dst, n);
+}
+
 std::string gemm_description() {
   if (current_device().is_cpu()) return cpu::gemm_info().describe();
   QV_CUDA_CALL(gemm_description);

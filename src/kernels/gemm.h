@@ -21,6 +21,10 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// dst[i] = bf16(src[i]), rounded to nearest even (core/bf16.h's to_bf16): the activation operand
+// of a bf16 product.
+void convert_to_bf16(const float* src, bf16* dst, int64_t n);
+
 // One line for logs: the device and the engines its products run on.
 std::string gemm_description();
 

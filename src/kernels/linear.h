@@ -1,5 +1,6 @@
-// Dense layers: y = x . w^T (+ bias), the layout of torch.nn.Linear weights [out, in]. The
-// products go through the GEMM engine (kernels/cpu/gemm.h).
+// Dense layers: y = x . w^T (+ bias), the layout of torch.nn.Linear weights [out, in]. They are
+// composed once, in linear.cpp, of the GEMMs (kernels/gemm.h) and two bias primitives that each
+// backend implements (at the end of this file); bf16 operands are rounded into arena scratch.
 #pragma once
 #include <cstdint>
 
@@ -36,5 +37,13 @@ void linear_backward(const float* x, Weight w, const float* dy, float* dx, float
 // in the overload above. w.b16 is required. Either of dx, dw may be null.
 void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
                      int64_t M, int64_t K, int64_t N);
+
+// The primitives, run on the calling thread's device:
+// y[m, :] = bias for every row m < M.
+template <typename T>
+void broadcast_bias(const T* bias, T* y, int64_t M, int64_t N);
+// dbias[N] += column sums of dy[M, N], in an order that does not depend on the thread count.
+template <typename T>
+void bias_grad(const T* dy, T* dbias, int64_t M, int64_t N);
 
 }  // namespace qv::kernels

@@ -9,7 +9,7 @@
 // Expert weights are Hugging Face's fused layout: gate_up [E, H, 2I] (x . gate_up[e] gives the
 // gate in columns [0, I) and up in [I, 2I)) and down [E, I, H]. Templated on float and double
 // (double for finite-difference tests); the float experts can multiply in bf16 (see Weight in
-// kernels/cpu/linear.h).
+// kernels/linear.h).
 #pragma once
 #include <cstdint>
 

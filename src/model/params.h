@@ -76,9 +76,11 @@ class ParamStore {
     return !bf16_entry_.empty() && bf16_entry_[entry_index];
   }
   const std::vector<uint8_t>& bf16_entries() const { return bf16_entry_; }  // per entry
-  // Entries whose float values no forward or backward reads while the copies are on (only their
-  // bf16 copy is a matrix operand): sharded training gathers these as bf16 alone. The model
-  // marks them (it knows its readers); every other entry, copy or not, is also read in float.
+  // Entries whose float values no forward or backward reads after a whole-unit gather while the
+  // copies are on (only their bf16 copy is a matrix operand; a tied embedding's float rows are
+  // asked for separately, UnitHooks::gather_rows): sharded training gathers these as bf16 alone.
+  // The model marks them (it knows its readers); every other entry, copy or not, is also read
+  // in float.
   void set_bf16_only(const EntryFilter& only);
   bool bf16_only(size_t entry_index) const {
     return !bf16_only_.empty() && bf16_only_[entry_index];

@@ -108,10 +108,11 @@ void Qwen3VLModel::enable_bf16_matmuls() {
     const int64_t o = e.ref.offset;
     return e.is_matrix && o != pos && (o != embed || embed == lm_head);
   });
-  // Read in float as well, so not bf16-only: a tied embedding (the lookup reads the float
-  // rows) and the LoRA adapters (lora_forward multiplies in float). Every other copied matrix
-  // is read only through weight() / the experts' bf16 operands.
-  std::set<int64_t> float_read = {embed};
+  // Read in float as well, so not bf16-only: the LoRA adapters (lora_forward multiplies in
+  // float). Every other copied matrix is read only through weight() / the experts' bf16
+  // operands; a tied embedding's lookup reads float rows too, but only those it asks for with
+  // gather_rows(), so a whole-unit gather (the classifier's) needs just its bf16 copy.
+  std::set<int64_t> float_read;
   for (const LoraLayer& l : lora_params_.layers)
     for (const LoraAdapter& a : l.adapters)
       if (a.a.valid()) float_read.insert({a.a.offset, a.b.offset});
@@ -351,7 +352,8 @@ Buffer Qwen3VLModel::embed_tokens(const ModelInputs& in, const VisionFeatures& v
                                   const Recorder& rec) {
   const int64_t N = st.tokens, H = config_.text.hidden_size, V = config_.text.vocab_size;
   Buffer x(N * H);
-  gather(params_.text.embed_unit);
+  // Only the rows of this batch's tokens are read (sharded training gathers just those).
+  gather_rows(params_.text.embed_unit, params_.text.embed, H, in.input_ids.data(), N);
   k::embedding_forward(in.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
   release(params_.text.embed_unit);
   const Placeholders& ph = st.ph;

@@ -152,6 +152,9 @@ class Qwen3VLModel {
   void gather(int unit) {
     if (hooks_) hooks_->gather(unit);
   }
+  void gather_rows(int unit, ParamRef table, int64_t cols, const int64_t* ids, int64_t n) {
+    if (hooks_) hooks_->gather_rows(unit, table.offset, table.numel / cols, cols, ids, n);
+  }
   void release(int unit) {
     if (hooks_) hooks_->release(unit);
   }

@@ -108,6 +108,10 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
                       {"step_seconds", r.step_seconds},
                       {"skipped_samples", skipped_samples},
                       {"skipped_step", r.skipped}};
+  if (r.gathered_bytes > 0) {
+    j["gathered_bytes"] = r.gathered_bytes;
+    j["gathered_row_bytes"] = r.gathered_row_bytes;
+  }
   if (mc.text.is_moe()) {
     std::printf("       router: aux_loss %.4f | expert share max %.3f min %.3f (balanced %.3f)\n",
                 r.aux_loss, r.expert_max_share, r.expert_min_share,

@@ -222,6 +222,7 @@ StepRecord Trainer::train_step() {
   rec.tokens = static_cast<int64_t>(kept);
   const std::vector<int64_t> passes = vision_passes(micro);
   dp_->begin_step();
+  const dist::GatherBytes gathered_before = dp_->gathered_bytes();
   double loss_sum = 0, used_vision = 0;
   model::ForwardOptions opt;
   opt.backward = true;
@@ -243,6 +244,8 @@ StepRecord Trainer::train_step() {
     model_->backward();
   }
   dp_->finish_grads();
+  rec.gathered_bytes = dp_->gathered_bytes().all - gathered_before.all;
+  rec.gathered_row_bytes = dp_->gathered_bytes().rows - gathered_before.rows;
   double reduce[2] = {loss_sum, used_vision};
   comm_->all_reduce_sum(reduce, 2);
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");

@@ -29,6 +29,9 @@ struct StepRecord {
   // smallest share of routed slots any expert received this step (over all sparse layers and
   // ranks; 1 / num_experts each when balanced). No token is ever dropped (no capacity limit).
   double aux_loss = 0, expert_max_share = 0, expert_min_share = 0;
+  // Sharded (ZeRO-3) runs: parameter bytes this rank received through all-gathers during the
+  // step's forwards and backwards, and of those the embedding rows (gather_rows); 0 otherwise.
+  int64_t gathered_bytes = 0, gathered_row_bytes = 0;
 };
 
 // Set by SIGTERM / SIGINT handlers: the trainer saves a checkpoint at the next step boundary

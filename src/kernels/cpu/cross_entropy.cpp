@@ -17,9 +17,8 @@ namespace {
 
 void check_targets(const int64_t* targets, int64_t rows, int64_t V) {
   for (int64_t r = 0; r < rows; ++r)
-    QV_CHECK(targets[r] == kIgnoreIndex || (targets[r] >= 0 && targets[r] < V),
-             "cross_entropy: target ", targets[r], " in row ", r, " is outside [0, ", V,
-             ") and is not the ignore index ", kIgnoreIndex);
+    if (targets[r] != kIgnoreIndex && (targets[r] < 0 || targets[r] >= V))
+      fail_bad_target(targets[r], r, V);
 }
 
 // One row: returns its loss term; with d, leaves (softmax - onehot) * grad_scale in d (which may
@@ -47,18 +46,6 @@ double row_loss_and_grad(const T* x, T* d, int64_t t, int64_t V, T grad_scale) {
   return mx + std::log(sum) - target_logit;
 }
 
-// Per-row terms summed in row order, so the loss does not depend on the thread count.
-CrossEntropyResult sum_rows(const PoolVector<double>& row_loss, const int64_t* targets,
-                            int64_t rows) {
-  CrossEntropyResult result;
-  for (int64_t r = 0; r < rows; ++r) {
-    if (targets[r] == kIgnoreIndex) continue;
-    result.loss_sum += row_loss[r];
-    ++result.kept;
-  }
-  return result;
-}
-
 }  // namespace
 
 template <typename T>
@@ -75,7 +62,7 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
     }
     row_loss[r] = row_loss_and_grad(logits + r * V, d, targets[r], V, grad_scale);
   }
-  return sum_rows(row_loss, targets, rows);
+  return sum_row_losses(row_loss.data(), targets, rows);
 }
 
 namespace {
@@ -111,7 +98,7 @@ CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dl
     row_loss[r] = row_loss_and_grad(x, x, targets[r], V, grad_scale);
     row_to_bf16(x, d, V);  // the row is still in cache
   }
-  return sum_rows(row_loss, targets, rows);
+  return sum_row_losses(row_loss.data(), targets, rows);
 }
 
 template CrossEntropyResult cross_entropy<float>(const float*, const int64_t*, float*, int64_t,

@@ -319,4 +319,8 @@ double measure_peak_gflops(DType dtype) {
   return peak[i];
 }
 
+void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
+  to_bf16(src, dst, n);
+}
+
 }  // namespace qv::kernels::cpu

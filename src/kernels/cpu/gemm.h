@@ -35,6 +35,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
                const bf16* A, int64_t lda, const bf16* B, int64_t ldb, float beta, float* C,
                int64_t ldc);
 
+// dst[i] = bf16(src[i]) (core/bf16.h's to_bf16, threaded over large arrays).
+void convert_to_bf16(const float* src, bf16* dst, int64_t n);
 // Builds (once; cached) what gemm_bf16 with this shape and beta will run, so that a later call
 // allocates nothing. No-op where bf16 products are widened to float.
 void gemm_bf16_prepare(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,21 +1,13 @@
-// The CPU implementation of kernels/linear.h (OpenMP; see that header for what each op does).
+// The CPU primitives of kernels/linear.h's dense layers (OpenMP; the layers themselves are
+// composed in kernels/linear.cpp from these and the GEMMs).
 #pragma once
 #include <cstdint>
-
-#include "kernels/linear.h"
 
 namespace qv::kernels::cpu {
 
 template <typename T>
-void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t K, int64_t N);
-void linear_forward(const float* x, Weight w, const float* bias, float* y, int64_t M, int64_t K,
-                    int64_t N);
+void broadcast_bias(const T* bias, T* y, int64_t M, int64_t N);
 template <typename T>
-void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t M,
-                     int64_t K, int64_t N, bool accumulate_dx = false);
-void linear_backward(const float* x, Weight w, const float* dy, float* dx, float* dw, float* dbias,
-                     int64_t M, int64_t K, int64_t N, bool accumulate_dx = false);
-void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
-                     int64_t M, int64_t K, int64_t N);
+void bias_grad(const T* dy, T* dbias, int64_t M, int64_t N);
 
 }  // namespace qv::kernels::cpu

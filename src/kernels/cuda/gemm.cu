@@ -1,4 +1,5 @@
-// CUDA: GEMMs on cuBLASLt (gemm.h) and the dense layers built on them (linear.h).
+// CUDA: GEMMs on cuBLASLt (gemm.h), the bf16 conversions, and the dense layers' bias broadcast
+// (linear.h; the layers themselves are composed in kernels/linear.cpp).
 //
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, so cuBLASLt is called with
 // the operands swapped: its "A" is our B, its "B" our A, m = N, n = M. One cuBLASLt handle and a
@@ -16,7 +17,6 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/linear.h"
-#include "kernels/cuda/norms.h"
 
 #define QV_CUBLAS_CHECK(expr)                                                             \
   do {                                                                                    \
@@ -156,26 +156,21 @@ __global__ void to_float_k(const __nv_bfloat16* s, float* d, int64_t n) {
 }
 // y[r, :] = bias for every row.
 template <typename D>
-__global__ void fill_bias_k(const D* bias, D* y, int64_t M, int64_t N) {
+__global__ void broadcast_bias_k(const D* bias, D* y, int64_t M, int64_t N) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * N;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     y[i] = bias[i % N];
 }
 
+}  // namespace
+
 template <typename T>
-void fill_bias(const T* bias, T* y, int64_t M, int64_t N) {
+void broadcast_bias(const T* bias, T* y, int64_t M, int64_t N) {
   if (M * N <= 0) return;
-  fill_bias_k<<<grid_for(M * N, kThreads), kThreads, 0, cuda_stream()>>>(bias, y, M, N);
+  broadcast_bias_k<<<grid_for(M * N, kThreads), kThreads, 0, cuda_stream()>>>(bias, y, M, N);
   QV_CUDA_LAUNCHED();
 }
-
-DeviceArray<bf16> rounded(const float* x, int64_t n) {
-  DeviceArray<bf16> out(n);
-  convert_to_bf16(x, out.data(), n);
-  return out;
-}
-
-}  // namespace
+template void broadcast_bias<float>(const float*, float*, int64_t, int64_t);
 
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
@@ -245,64 +240,5 @@ std::string gemm_description() {
   return cat("cuBLASLt ", v / 10000, ".", (v / 100) % 100, ".", v % 100, " on ",
              describe_device(device));
 }
-
-namespace {
-
-// The two bf16 backward products from a bf16 dy: dx = dy . w, dw += dy^T . round(x).
-void products_from_bf16_dy(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx,
-                           float* dw, int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
-  if (dx)
-    gemm_bf16(false, false, M, K, N, 1.0f, dy, ldy, w.b16, K, accumulate_dx ? 1.0f : 0.0f, dx, K);
-  if (dw) {
-    const DeviceArray<bf16> xb = rounded(x, M * K);
-    gemm_bf16(true, false, N, K, M, 1.0f, dy, ldy, xb.data(), K, 1.0f, dw, K);
-  }
-}
-
-}  // namespace
-
-template <typename T>
-void linear_forward(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t K, int64_t N) {
-  if (bias) fill_bias(bias, y, M, N);
-  gemm<T>(false, true, M, N, K, T(1), x, K, w, K, bias ? T(1) : T(0), y, N);
-}
-
-void linear_forward(const float* x, Weight w, const float* bias, float* y, int64_t M, int64_t K,
-                    int64_t N) {
-  if (!w.b16) return linear_forward<float>(x, w.f32, bias, y, M, K, N);
-  if (bias) fill_bias(bias, y, M, N);
-  const DeviceArray<bf16> xb = rounded(x, M * K);
-  gemm_bf16(false, true, M, N, K, 1.0f, xb.data(), K, w.b16, K, bias ? 1.0f : 0.0f, y, N);
-}
-
-template <typename T>
-void linear_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* dbias, int64_t M,
-                     int64_t K, int64_t N, bool accumulate_dx) {
-  if (dx) gemm<T>(false, false, M, K, N, T(1), dy, N, w, K, accumulate_dx ? T(1) : T(0), dx, K);
-  if (dw) gemm<T>(true, false, N, K, M, T(1), dy, N, x, K, T(1), dw, K);
-  if (dbias) bias_grad(dy, dbias, M, N);
-}
-
-void linear_backward(const float* x, Weight w, const float* dy, float* dx, float* dw, float* dbias,
-                     int64_t M, int64_t K, int64_t N, bool accumulate_dx) {
-  if (!w.b16) return linear_backward<float>(x, w.f32, dy, dx, dw, dbias, M, K, N, accumulate_dx);
-  if (dx || dw) {
-    const DeviceArray<bf16> dyb = rounded(dy, M * N);
-    products_from_bf16_dy(x, w, dyb.data(), N, dx, dw, M, K, N, accumulate_dx);
-  }
-  if (dbias) bias_grad(dy, dbias, M, N);
-}
-
-void linear_backward(const float* x, Weight w, const bf16* dy, int64_t ldy, float* dx, float* dw,
-                     int64_t M, int64_t K, int64_t N) {
-  if (!w.b16) fail("linear_backward with a bf16 dy needs the weight's bf16 copy");
-  if (ldy < N) fail("linear_backward: dy's row stride ", ldy, " is below N = ", N);
-  products_from_bf16_dy(x, w, dy, ldy, dx, dw, M, K, N, false);
-}
-
-template void linear_forward<float>(const float*, const float*, const float*, float*, int64_t,
-                                    int64_t, int64_t);
-template void linear_backward<float>(const float*, const float*, const float*, float*, float*,
-                                     float*, int64_t, int64_t, int64_t, bool);
 
 }  // namespace qv::kernels::cuda

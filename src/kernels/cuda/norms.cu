@@ -267,13 +267,12 @@ __global__ void cross_entropy_k(const float* x_all, const int64_t* targets, D* d
 
 namespace {
 
-// Runs the kernel over rows, names the first invalid target, and sums the kept rows' terms in row
-// order in double, as the CPU op.
+// Runs the kernel over rows, names the first invalid target, and sums the kept rows' terms
+// (sum_row_losses, as the CPU op).
 template <typename D>
 CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets, D* dlogits,
                                      int64_t ld, int64_t rows, int64_t V, float grad_scale) {
-  CrossEntropyResult result;
-  if (rows <= 0) return result;
+  if (rows <= 0) return {};
   DeviceArray<float> row_loss(rows);
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(rows);
@@ -286,19 +285,13 @@ CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets
   if (first != none) {
     int64_t t = 0;
     copy_to_host(&t, targets + first, sizeof t);
-    fail("cross_entropy: target ", t, " in row ", first, " is outside [0, ", V,
-         ") and is not the ignore index ", kIgnoreIndex);
+    fail_bad_target(t, static_cast<int64_t>(first), V);
   }
   std::vector<float> loss(static_cast<size_t>(rows));
   std::vector<int64_t> tg(static_cast<size_t>(rows));
   row_loss.download(loss.data());
   copy_to_host(tg.data(), targets, rows * static_cast<int64_t>(sizeof(int64_t)));
-  for (int64_t r = 0; r < rows; ++r) {
-    if (tg[r] == kIgnoreIndex) continue;
-    result.loss_sum += loss[r];
-    ++result.kept;
-  }
-  return result;
+  return sum_row_losses(loss.data(), tg.data(), rows);
 }
 
 }  // namespace
