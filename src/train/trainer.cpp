@@ -439,8 +439,9 @@ void Trainer::export_hf() {
     // Only the adapters are gathered (a few MiB): rank 0 writes them as PEFT's folder, and every
     // rank merges them into the base ranges it sends, so the base weights stay sharded.
     for (int unit : model_->lora_params().layer_units) dp_->gather(unit);
-    merged = std::make_unique<model::LoraMergedValues>(model_->config(), model_->lora_config(),
-                                                       model_->store());
+    if (config_.lora_merge_on_export)
+      merged = std::make_unique<model::LoraMergedValues>(model_->config(), model_->lora_config(),
+                                                         model_->store());
     run_on_rank0([&] {
       const std::string adapter =
           (fs::path(config_.dump_folder) / config_.lora_adapter_folder).string();
@@ -448,7 +449,7 @@ void Trainer::export_hf() {
                                config_.initial_load_path);
       log::info("saved LoRA adapter (PEFT format) to " + adapter);
     });  // releases the adapters again
-    if (!config_.lora_merge_on_export) {
+    if (!merged) {
       if (comm_->rank() == 0)
         log::info("no Hugging Face export: set lora.merge_on_export = true for a merged one");
       return;
