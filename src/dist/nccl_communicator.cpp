@@ -193,8 +193,8 @@ class NcclCommunicator final : public Communicator {
       recv = static_cast<char*>(staged_out->p);
     }
     begin();
-    // Every call of the group is issued before a failure is reported: a group left open would
-    // break the next collective.
+    // The group is closed before a failure is reported: one left open would break the next
+    // collective.
     QV_NCCL_CHECK(ncclGroupStart());
     ncclResult_t first = ncclSuccess;
     for (int r = 0; r < size_; ++r) {
