@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (j.contains("state_crc32c"))
     qv::fuzz::require(j["state_crc32c"].get<uint32_t>() == qv::train::state_crc(j),
                       "accepted a state whose own CRC does not match");
-  for (const auto& [name, crc] : j.value("crc32c", json::object()).items()) {
+  const json files = j.value("crc32c", json::object());
+  for (const auto& [name, crc] : files.items()) {
     qv::fuzz::require(!name.empty() && name.find('/') == std::string::npos,
                       "accepted a file name outside the folder");
     const bool fits = crc.is_number_unsigned()  ? crc.get<uint64_t>() <= 0xffffffffull
