@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$findings/")
   case "$t" in
     job_config) args+=(-dict=fuzz/dict/toml.dict) ;;
-    safetensors | safetensors_index | checkpoint_index | model_config | image_processor_config | tokenizer_json | obelics | chat)
+    safetensors | safetensors_index | checkpoint_index | checkpoint_state | model_config | image_processor_config | tokenizer_json | obelics | chat)
       args+=(-dict=fuzz/dict/json.dict) ;;
   esac
   echo "fuzz: $t for ${SECS}s"

@@ -17,6 +17,7 @@
 #include "io/atomic_file.h"
 #include "model/hf_weights.h"
 #include "train/checkpoint.h"
+#include "train/checkpoint_index.h"
 #include "train/job_config.h"
 #include "train/trainer.h"
 #include "train_test_utils.h"
@@ -234,6 +235,42 @@ TEST(CheckpointFaults, FlippedByteInStateJsonIsDetected) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("state.json is corrupt"), std::string::npos) << e.what();
   }
+}
+
+// A state.json that is truncated, or parses with a field out of range (under a matching CRC, as a
+// hand edit would leave it), ends the load and the resume with an error naming the file and the
+// field: never a crash, and never a resume from a wrong step.
+TEST(CheckpointFaults, TruncatedOrOutOfRangeStateJsonIsAClearError) {
+  const std::string dump = fresh("state_bad");
+  const std::string cfg = fixed_batch_config("hf-tiny-text", dump, 1, 1);
+  auto r = testing::run_shell(train_command(cfg));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string ckpt = dump + "/checkpoint/step-00000001", file = ckpt + "/state.json";
+  const std::string good = io::read_file(file);
+  auto expect_error = [&](const std::string& text, const std::string& message) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << text;
+    try {
+      load_step(cfg, ckpt);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(file + ": " + message), std::string::npos) << e.what();
+    }
+    // The job resuming from it (2 steps wanted) stops with the same message.
+    const std::string longer = fixed_batch_config("hf-tiny-text", dump, 2, 1);
+    const auto run = testing::run_shell(train_command(longer));
+    EXPECT_NE(run.exit_code, 0) << run.output;
+    EXPECT_NE(run.output.find(message), std::string::npos) << run.output;
+    EXPECT_EQ(run.output.find("resumed from"), std::string::npos) << run.output;
+  };
+  expect_error(good.substr(0, good.size() / 2), "not valid JSON");
+  nlohmann::json j = nlohmann::json::parse(good);
+  j["step"] = -3;
+  j["state_crc32c"] = train::state_crc(j);
+  expect_error(j.dump(2), "state.step = -3 is outside");
+  j = nlohmann::json::parse(good);
+  j["world"] = "one";
+  j["state_crc32c"] = train::state_crc(j);
+  expect_error(j.dump(2), "state.world is not an integer");
 }
 
 // The final Hugging Face export is written the same way: a failed export leaves the folder as

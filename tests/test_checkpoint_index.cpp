@@ -2,7 +2,9 @@
 // accepted; every way an index can be wrong (the fuzz target's territory: types, ranges,
 // overlaps, gaps, files without a CRC, names outside the folder, sizes that overflow) is a
 // qv::Error naming index.json and the field, never another exception or a crash; a rank file's
-// piece metadata of the wrong shape is an error naming that file.
+// piece metadata of the wrong shape is an error naming that file. state.json likewise: every
+// field the loaders read, wrong in type or range, truncated or not JSON, is an error naming the
+// file and the field, and its layout must be the index's.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -114,6 +116,127 @@ TEST(CheckpointIndex, EveryBrokenFieldIsAnErrorNamingIt) {
   }
   EXPECT_NE(error_of("{\"format\": ").find("not valid JSON"), std::string::npos);
   EXPECT_NE(error_of(std::string(100000, '[')).find("ckpt/index.json"), std::string::npos);
+}
+
+// The fuzz target's seeds (fuzz/corpus/checkpoint_state/): a v2 state.json as the trainer's
+// two-rank save writes it, and a v1 one.
+json seed_state(const std::string& name) {
+  return json::parse(
+      io::read_file(std::string(QWEN3VL_SOURCE_DIR) + "/fuzz/corpus/checkpoint_state/" + name));
+}
+
+// parse_state's error for `state` (its own CRC recomputed unless `keep_crc`), or "" when accepted.
+std::string state_error(json state, bool keep_crc = false) {
+  if (!keep_crc && state.is_object() && state.contains("state_crc32c"))
+    state["state_crc32c"] = train::state_crc(state);
+  try {
+    train::parse_state(state.dump(2), "ckpt/state.json");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckpointState, TheSavedStatesAreAccepted) {
+  EXPECT_EQ(state_error(seed_state("v2.json"), true), "");
+  EXPECT_EQ(state_error(seed_state("v1.json"), true), "");
+  json old = seed_state("v2.json");  // written before state.json had its own CRC
+  old.erase("state_crc32c");
+  EXPECT_EQ(state_error(old), "");
+}
+
+// Every field the loaders read, wrong in type or range, is an error naming state.json and the
+// field (the CRC recomputed, so the field check itself is what fails); a flipped value under the
+// old CRC is "corrupt"; text that is not JSON, truncated or nested too deep names the file.
+TEST(CheckpointState, EveryBrokenFieldIsAnErrorNamingIt) {
+  const std::vector<BadIndex> cases = {
+      {"not an object", [](json& j) { j = json::array(); }, "state is not a JSON object"},
+      {"no format", [](json& j) { j.erase("format"); }, "state has no 'format'"},
+      {"format", [](json& j) { j["format"] = "v9"; },
+       "not a qwen3vl checkpoint (state.json format"},
+      {"format a number", [](json& j) { j["format"] = 2; }, "state.format is not a string"},
+      {"no step", [](json& j) { j.erase("step"); }, "state has no 'step'"},
+      {"negative step", [](json& j) { j["step"] = -1; }, "state.step = -1 is outside"},
+      {"step a float", [](json& j) { j["step"] = 1.5; }, "state.step is not an integer"},
+      {"step a string", [](json& j) { j["step"] = "2"; }, "state.step is not an integer"},
+      {"step past int64", [](json& j) { j["step"] = json::parse("18446744073709551615"); },
+       "state.step = 18446744073709551615 is outside"},
+      {"extra", [](json& j) { j["extra"] = "seed"; }, "state.extra is not an object"},
+      {"world zero", [](json& j) { j["world"] = 0; }, "state.world = 0 is outside"},
+      {"no world", [](json& j) { j.erase("world"); }, "state has no 'world'"},
+      {"shard a string", [](json& j) { j["shard"] = "2"; }, "state.shard is not an integer"},
+      {"replicate huge", [](json& j) { j["replicate"] = 1ll << 40; }, "state.replicate = "},
+      {"layout", [](json& j) { j["replicate"] = 2; }, "world = 2 is not replicate (2) x shard (2)"},
+      {"has_optimizer", [](json& j) { j["has_optimizer"] = 1; }, "state.has_optimizer is not true"},
+      {"no crcs", [](json& j) { j.erase("crc32c"); }, "state has no 'crc32c'"},
+      {"crcs a list", [](json& j) { j["crc32c"] = json::array(); },
+       "state.crc32c is not an object"},
+      {"no index crc", [](json& j) { j["crc32c"].erase("index.json"); },
+       "crc32c has no 'index.json'"},
+      {"crc above 32 bits", [](json& j) { j["crc32c"]["index.json"] = 1ll << 33; },
+       "crc32c.index.json = 8589934592 is outside"},
+      {"crc negative", [](json& j) { j["crc32c"]["config.json"] = -1; },
+       "crc32c.config.json = -1 is outside"},
+      {"file outside the folder", [](json& j) { j["crc32c"]["../x"] = 1; },
+       "crc32c names '../x', not a file of the checkpoint folder"},
+  };
+  for (const BadIndex& c : cases) {
+    json j = seed_state("v2.json");
+    c.edit(j);
+    const std::string e = state_error(j);
+    EXPECT_NE(e.find("ckpt/state.json: "), std::string::npos) << c.what << ": " << e;
+    EXPECT_NE(e.find(c.message), std::string::npos) << c.what << ": " << e;
+  }
+  json v1 = seed_state("v1.json");
+  v1["data_state"] = 3;
+  EXPECT_NE(state_error(v1).find("state.data_state is not an object"), std::string::npos);
+  v1 = seed_state("v1.json");
+  v1["crc32c"]["model.safetensors"] = "x";
+  EXPECT_NE(state_error(v1).find("crc32c.model.safetensors is not an integer"), std::string::npos);
+  json own = seed_state("v2.json");
+  own["state_crc32c"] = "1";
+  EXPECT_NE(state_error(own, true).find("state.state_crc32c is not an integer"), std::string::npos);
+  json flipped = seed_state("v2.json");
+  flipped["step"] = flipped["step"].get<int64_t>() + 1;
+  EXPECT_NE(state_error(flipped, true).find("state.json is corrupt"), std::string::npos);
+  const std::string text = seed_state("v2.json").dump(2);
+  for (size_t cut : {size_t{0}, size_t{1}, text.size() / 2, text.size() - 2}) {
+    try {
+      train::parse_state(text.substr(0, cut), "ckpt/state.json");
+      ADD_FAILURE() << "a state.json cut at " << cut << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("ckpt/state.json: not valid JSON"), std::string::npos)
+          << e.what();
+    }
+  }
+  try {
+    train::parse_state(std::string(100000, '['), "ckpt/state.json");
+    ADD_FAILURE() << "deep nesting accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt/state.json"), std::string::npos) << e.what();
+  }
+}
+
+// state.json and index.json must agree on the layout that saved: an index of another world is
+// an error naming both (here: a state.json edited to 4 ranks, its CRC recomputed).
+TEST(CheckpointState, IndexOfAnotherLayoutIsRefused) {
+  const std::string dir = testing::fresh_dir("ckptindex", "state_layout");
+  std::filesystem::create_directories(dir);
+  const std::string index_text = valid_index().dump(1) + "\n";
+  io::write_file_atomic(dir + "/index.json", index_text);
+  json state = seed_state("v2.json");
+  state["crc32c"]["index.json"] = io::crc32c(index_text.data(), index_text.size());
+  EXPECT_NO_THROW(train::read_index(dir, state));
+  state["world"] = 4;
+  state["shard"] = 4;
+  try {
+    train::read_index(dir, state);
+    ADD_FAILURE() << "an index of another world was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("index.json's world (2) is not state.json's (4)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // A rank file whose piece metadata is not {name: [begin, end, crc]}: an error naming the file.

@@ -2,7 +2,8 @@
 // count and layout is bit-exact, including the data position; the same layout resumes to the
 // uninterrupted run; kill -9 of one rank mid-save and a full disk on one rank leave no listed
 // checkpoint; a missing shard file is an error naming it; asynchronous saves give the same
-// checkpoints as synchronous ones. Suites are named *Mpi* so the sanitizer stage runs them
+// checkpoints as synchronous ones; the streamed export, plain and LoRA-merged, equals the single
+// process's byte for byte. Suites are named *Mpi* so the sanitizer stage runs them
 // without leak checks (Open MPI's plugins).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "loader_test_utils.h"
 #include "model/hf_weights.h"
 #include "model/inputs_io.h"
+#include "model/lora.h"
 #include "model_test_utils.h"
 #include "train/checkpoint.h"
 #include "train/checkpoint_tools.h"
@@ -221,6 +223,85 @@ INSTANTIATE_TEST_SUITE_P(
                       ExportCase{{2, 2}, "float32"}, ExportCase{{2, 2}, "bfloat16"},
                       ExportCase{{1, 4}, "bfloat16"}),
     [](const auto& info) { return info.param.layout.name() + "_" + info.param.dtype; });
+
+struct LoraExportCase {
+  Layout layout;
+  const char* precision;  // training.mixed_precision_param
+  const char* dtype;      // checkpoint.export_dtype
+};
+
+void PrintTo(const LoraExportCase& c, std::ostream* os) {
+  *os << c.layout.name() << "_" << c.precision << "_" << c.dtype;
+}
+
+class LoraExportMpi : public ::testing::TestWithParam<LoraExportCase> {};
+
+// A LoRA job's merged export is streamed too (each rank merges the gathered adapters into the
+// base ranges it sends; no rank gathers the base model): it equals byte for byte (config.json
+// and every weights file) what save_hf_checkpoint writes for the single process's merged_store()
+// of the final checkpoint, which is what the job wrote before from the gathered model. The
+// adapter file equals the single process's too. ZeRO-3, replicated and hybrid layouts on 2 and
+// 4 ranks, float32 and bf16 mixed-precision training (adapters travel in float there).
+TEST_P(LoraExportMpi, StreamedMergedExportEqualsTheSingleProcessMerge) {
+  const LoraExportCase& c = GetParam();
+  const std::string dump =
+      fresh(std::string("lora_export_") + c.layout.name() + "_" + c.precision + "_" + c.dtype);
+  const std::string batch = testing::four_row_text_batch(dump);
+  auto r = run_train(dump, c.layout, 2, 2, batch,
+                     std::string(" --lora.rank 4 --lora.alpha 8 --lora.merge_on_export true "
+                                 "--lora.target_modules q_proj,v_proj,o_proj,down_proj "
+                                 "--training.mixed_precision_param ") +
+                         c.precision + " --checkpoint.export_dtype " + c.dtype);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("exported Hugging Face checkpoint (LoRA merged)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("streamed from " + std::to_string(c.layout.world()) + " ranks"),
+            std::string::npos)
+      << r.output;
+  auto config = train::JobConfig::load(dump + "/job.toml");
+  auto model = train::build_model(config);
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.alpha = 8;
+  lora.target_modules = {"q_proj", "v_proj", "o_proj", "down_proj"};
+  model->enable_lora(lora);
+  train::load_checkpoint(dump + "/checkpoint/step-00000002", model->store(),
+                         static_cast<const train::OptimizerTarget*>(nullptr));
+  const std::string want = dump + "/single";
+  model::save_hf_checkpoint(want, model->config(), model->merged_store(),
+                            std::string(c.dtype) == "bfloat16" ? DType::kBF16 : DType::kF32);
+  int files = 0;
+  for (const auto& f : fs::directory_iterator(want)) {
+    const std::string name = f.path().filename().string();
+    EXPECT_TRUE(io::read_file(f.path().string()) == io::read_file(dump + "/hf_export/" + name))
+        << name << " differs";
+    ++files;
+  }
+  EXPECT_EQ(files, 2);  // config.json, model.safetensors
+  // No adapter tensor in the export, and the adapters were trained (the merge changed weights).
+  const auto exported = io::load_safetensors(dump + "/hf_export/model.safetensors");
+  for (const auto& [name, t] : exported) EXPECT_FALSE(model::is_lora_param(name)) << name;
+  const std::string q = model::lora_base_name(0, model::LoraTarget::kQ);
+  model::save_hf_checkpoint(dump + "/unmerged", model->config(), model->store(), DType::kF32);
+  const auto unmerged = io::load_safetensors(dump + "/unmerged/model.safetensors");
+  EXPECT_NE(std::memcmp(exported.at(q).raw(), unmerged.at(q).raw(), 64), 0)
+      << "the merge left " << q << " unchanged";
+  model::save_lora_adapter(dump + "/adapter_single", lora, model->store(), "");
+  EXPECT_TRUE(io::read_file(dump + "/adapter_single/adapter_model.safetensors") ==
+              io::read_file(dump + "/lora_adapter/adapter_model.safetensors"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, LoraExportMpi,
+                         ::testing::Values(LoraExportCase{{1, 2}, "float32", "float32"},
+                                           LoraExportCase{{1, 2}, "bfloat16", "bfloat16"},
+                                           LoraExportCase{{2, 1}, "float32", "float32"},
+                                           LoraExportCase{{1, 4}, "bfloat16", "float32"},
+                                           LoraExportCase{{4, 1}, "bfloat16", "bfloat16"},
+                                           LoraExportCase{{2, 2}, "float32", "bfloat16"}),
+                         [](const auto& info) {
+                           return info.param.layout.name() + "_" + info.param.precision + "_" +
+                                  info.param.dtype;
+                         });
 
 // A full disk on rank 0 in the middle of the streamed export (its first weights file): both
 // ranks end with an error (no hang), rank 0 naming the disk, the final checkpoint stays listed

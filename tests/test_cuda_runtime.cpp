@@ -74,6 +74,31 @@ TEST(CudaNccl, SingleRankCollectivesAndSplit) {
   EXPECT_EQ(sub->size(), 1);
   sub->barrier();
 }
+
+// The all-to-alls (grouped ncclSend / ncclRecv to itself on one rank): a copy, from device
+// memory (expert parallelism's rows) and from host memory (the streamed export's windows,
+// staged through the device), and the int64 all_to_all of counts.
+TEST(CudaNccl, SingleRankAllToAllFromDeviceAndHostMemory) {
+  QV_REQUIRE_CUDA();
+  DeviceScope scope(Device{DeviceKind::kCuda, 0});
+  auto boot = dist::make_local_communicator();
+  auto comm = dist::make_nccl_communicator(*boot, 60);
+  const std::vector<float> h = {1.5f, -2.f, 3.25f, 4.f, 0.5f};
+  const int64_t n = static_cast<int64_t>(h.size());
+  auto d = testing::to_device(h);
+  gpu::DeviceArray<float> out(h.size());
+  comm->all_to_all_v(d.data(), &n, out.data(), &n);
+  EXPECT_EQ(testing::to_host(out), h);
+  std::vector<float> host_out(h.size(), 0.0f);
+  comm->all_to_all_v(h.data(), &n, host_out.data(), &n);
+  EXPECT_EQ(host_out, h);
+  const int64_t none = 0;
+  comm->all_to_all_v(nullptr, &none, nullptr, &none);  // an empty window
+  const std::vector<int64_t> counts = {7, -3, 1ll << 40};
+  std::vector<int64_t> got(3, 0);
+  comm->all_to_all(counts.data(), got.data(), 3);
+  EXPECT_EQ(got, counts);
+}
 #endif
 
 }  // namespace

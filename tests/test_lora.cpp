@@ -1,7 +1,9 @@
 // LoRA (model/lora.h): the adapter's gradients against finite differences in double, dropout
 // masks, the adapted model against the same model with the adapters merged (logits and
-// gradients), PEFT's file names and a bit-exact reload, `qwen3vl export --merge`, and a LoRA
-// fine-tune of the debug model on a chat set that lowers the loss and exports a merged model.
+// gradients), the merge range by range (bit-equal to the whole merge, and the streamed merged
+// export byte-equal to merged_store()'s), PEFT's file names and a bit-exact reload, `qwen3vl export
+// --merge`, and a LoRA fine-tune of the debug model on a chat set that lowers the loss and exports
+// a merged model.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,12 +15,14 @@
 #include <random>
 
 #include "chat_test_utils.h"
+#include "dist/communicator.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/hf_weights.h"
 #include "model/lora.h"
 #include "model/qwen3vl.h"
 #include "model_test_utils.h"
+#include "train/streamed_export.h"
 #include "train_test_utils.h"
 
 namespace qv {
@@ -237,6 +241,84 @@ TEST(Lora, MergedWeightsGiveTheSameLogits) {
   EXPECT_NE(m->merged_store().value(
                 m->merged_store().find(model::lora_base_name(0, LoraTarget::kQ))->ref)[0],
             m->store().value(m->store().find(model::lora_base_name(0, LoraTarget::kQ))->ref)[0]);
+}
+
+// The merge is defined per element (model/lora.h: the r products summed in double, k ascending,
+// scaled, added to W in double, rounded once): merged_store() equals that formula written out
+// here, and LoraMergedValues read in pieces of any size (1 element, 7, 333, all at once) gives
+// the same bits, so a merge cut into ranks' ranges and windows cannot differ from a whole one.
+TEST(Lora, MergeOfAnyRangeEqualsTheWholeMergeBitForBit) {
+  auto m = adapted_tiny_model();
+  const model::ParamStore merged = m->merged_store();
+  const model::ParamStore& s = m->store();
+  const double scaling = m->lora_config().scaling();
+  int64_t changed = 0;
+  for (int64_t l = 0; l < m->config().text.num_layers; ++l)
+    for (const auto& t : m->lora_config().target_modules) {
+      const LoraTarget target = model::lora_target_from_name(t);
+      const auto* A = s.find(model::lora_param_name(l, target, 'A'));
+      const auto* B = s.find(model::lora_param_name(l, target, 'B'));
+      const auto* W = s.find(model::lora_base_name(l, target));
+      const float* got = merged.value(merged.find(W->name)->ref);
+      const int64_t out = W->shape[0], in = W->shape[1], r = A->shape[0];
+      for (int64_t o = 0; o < out; ++o)
+        for (int64_t j = 0; j < in; ++j) {
+          double sum = 0;
+          for (int64_t k = 0; k < r; ++k)
+            sum += static_cast<double>(s.value(B->ref)[o * r + k]) *
+                   static_cast<double>(s.value(A->ref)[k * in + j]);
+          const float base = s.value(W->ref)[o * in + j];
+          const float want = static_cast<float>(static_cast<double>(base) + scaling * sum);
+          ASSERT_EQ(got[o * in + j], want) << W->name << " [" << o << ", " << j << "]";
+          changed += want != base;
+        }
+    }
+  EXPECT_GT(changed, 1000);  // B is non-zero: the merge moved the weights
+  const model::LoraMergedValues values(m->config(), m->lora_config(), s);
+  for (int64_t piece : {int64_t{1}, int64_t{7}, int64_t{333}, s.total()}) {
+    std::vector<float> all(s.total());
+    for (int64_t b = 0; b < s.total(); b += piece)
+      values.read(b, std::min(piece, s.total() - b), all.data() + b);
+    for (const auto& e : merged.entries()) {
+      const auto* src = s.find(e.name);
+      ASSERT_EQ(std::memcmp(all.data() + src->ref.offset, merged.value(e.ref),
+                            e.ref.numel * sizeof(float)),
+                0)
+          << e.name << " read in pieces of " << piece;
+    }
+  }
+}
+
+// The streamed export with the merged values and without the adapters (what a LoRA job's end
+// writes, here on one rank with small windows and several files) is byte for byte the export of
+// merged_store(), in float32 and bfloat16.
+TEST(Lora, StreamedMergedExportEqualsTheMergedStoresExport) {
+  auto m = adapted_tiny_model();
+  const model::LoraMergedValues values(m->config(), m->lora_config(), m->store());
+  auto comm = dist::make_local_communicator();
+  const std::string dir = testing::fresh_dir("lora", "streamed_merged");
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    const std::string want = dir + "/whole", got = dir + "/streamed";
+    model::save_hf_checkpoint(want, m->config(), m->merged_store(), dtype, 20000);
+    train::StreamedExport options;
+    options.dir = got;
+    options.dtype = dtype;
+    options.max_shard_bytes = 20000;
+    options.window = 1000;
+    options.values = [&](int64_t b, int64_t n, float* out) { values.read(b, n, out); };
+    options.skip = [](const model::ParamEntry& e) { return model::is_lora_param(e.name); };
+    train::export_hf_streamed(*comm, m->store(), {{0, m->store().total()}}, m->config(), options);
+    int64_t files = 0;
+    for (const auto& f : std::filesystem::directory_iterator(want)) {
+      const std::string name = f.path().filename().string();
+      EXPECT_TRUE(io::read_file(f.path().string()) == io::read_file(got + "/" + name))
+          << name << " differs (" << dtype_name(dtype) << ")";
+      ++files;
+    }
+    EXPECT_GT(files, 3);  // config, index and several weights files
+    EXPECT_EQ(files, std::distance(std::filesystem::directory_iterator(got),
+                                   std::filesystem::directory_iterator()));
+  }
 }
 
 // Through the whole model (every target, both layers, backward through attention and the MLP):

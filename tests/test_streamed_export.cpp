@@ -5,7 +5,8 @@
 // export the job made before, after gathering everything onto rank 0). Each rank's store holds
 // only its own ranges (the rest poisoned), so nothing outside them can reach the files. A
 // failure on rank 0 ends every rank with an error and leaves no folder; ranges that overlap or
-// leave a gap are refused on every rank.
+// leave a gap are refused on every rank. A LoRA model's merged export (each rank merging the
+// adapters into its own ranges) equals the export of merged_store() the same way.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +17,7 @@
 #include "dist/parallel_dims.h"
 #include "io/atomic_file.h"
 #include "model/hf_weights.h"
+#include "model/lora.h"
 #include "train/checkpoint_shards.h"
 #include "train/streamed_export.h"
 #include "train/trainer.h"
@@ -71,16 +73,20 @@ const std::vector<std::pair<std::string, std::string>> kExtra = {
 
 // Runs the streamed export on `l`'s ranks (threads), rank r's store holding only what it sends
 // (train::ranges_to_write of what it owns); returns each rank's error ("" when none).
+// With LoRA (`model` has adapters): each rank also holds every adapter (as the job gathers
+// them) and sends the merged values (model::LoraMergedValues), leaving the adapters out.
 std::vector<std::string> export_as(const std::string& dump, const model::Qwen3VLModel& model,
                                    const Layout& l, train::StreamedExport options,
                                    const std::vector<std::vector<FlatRange>>* ranges = nullptr) {
   options.extra_texts = [] { return kExtra; };
   const model::ParamStore& whole = model.store();
+  const bool lora = model.lora_config().enabled();
   // Rank r's own model: its ranges hold the values, every other element is poisoned.
   std::vector<std::unique_ptr<model::Qwen3VLModel>> copies;
   std::vector<std::vector<FlatRange>> mine;
   for (int r = 0; r < l.world(); ++r) {
     copies.push_back(tiny_model(dump + "/rank" + std::to_string(r)));
+    if (lora) copies[r]->enable_lora(model.lora_config());
     mine.push_back(ranges ? (*ranges)[r]
                           : train::ranges_to_write(testing::owned_ranges(whole, l, r), l.replicate,
                                                    r / l.shard));
@@ -88,11 +94,22 @@ std::vector<std::string> export_as(const std::string& dump, const model::Qwen3VL
     std::fill(v, v + whole.total(), -777.0f);
     for (const FlatRange& x : mine[r])
       std::copy(whole.values().data() + x.begin, whole.values().data() + x.end, v + x.begin);
+    for (const auto& e : whole.entries())
+      if (model::is_lora_param(e.name))
+        std::copy(whole.value(e.ref), whole.value(e.ref) + e.ref.numel, v + e.ref.offset);
   }
   return testing::run_ranks_errors(
       static_cast<int>(l.world()), [&](testing::ThreadCommunicator& comm) {
         const int r = comm.rank();
-        train::export_hf_streamed(comm, copies[r]->store(), mine[r], model.config(), options);
+        train::StreamedExport own = options;
+        std::unique_ptr<model::LoraMergedValues> merged;
+        if (lora) {
+          merged = std::make_unique<model::LoraMergedValues>(model.config(), model.lora_config(),
+                                                             copies[r]->store());
+          own.values = [&](int64_t b, int64_t n, float* out) { merged->read(b, n, out); };
+          own.skip = [](const model::ParamEntry& e) { return model::is_lora_param(e.name); };
+        }
+        train::export_hf_streamed(comm, copies[r]->store(), mine[r], model.config(), own);
       });
 }
 
@@ -132,6 +149,47 @@ TEST(StreamedExport, EveryLayoutWritesTheBytesOfTheWholeModelsExport) {
       ASSERT_EQ(e, "");
     }
     EXPECT_EQ(fs::exists(got + "/model.safetensors.index.json"), c.max_shard_bytes < (4ll << 30));
+    expect_same_files(want, got);
+  }
+}
+
+// A LoRA model's merged export, each rank merging the adapters into the base ranges it holds
+// (everything else poisoned): every file equals save_hf_checkpoint's of merged_store() byte for
+// byte, for replicated, ZeRO-3 and hybrid layouts, windows that cut tensors and several files.
+TEST(StreamedExport, LoraMergedExportOfEveryLayoutEqualsTheMergedStoresExport) {
+  const std::string dump = testing::fresh_dir("streamexport", "lora");
+  auto model = tiny_model(dump);
+  model::LoraConfig lora;
+  lora.rank = 4;
+  lora.alpha = 8;
+  lora.target_modules = {"q_proj", "v_proj", "o_proj", "gate_proj", "down_proj"};
+  model->enable_lora(lora);
+  fill_values(model->store());
+  // Adapters of moderate size (fill_values' NaN and infinities would make whole rows NaN).
+  for (const auto& e : model->store().entries())
+    if (model::is_lora_param(e.name))
+      for (int64_t i = 0; i < e.ref.numel; ++i)
+        model->store().value(e.ref)[i] =
+            0.05f * std::sin(0.37f * static_cast<float>(i + e.ref.offset));
+  const std::vector<Case> cases = {{{1, 1}, DType::kF32, 4ll << 30, 1 << 20},
+                                   {{2, 1}, DType::kBF16, 200000, 1000},
+                                   {{1, 2}, DType::kF32, 4ll << 30, 333},
+                                   {{1, 4}, DType::kBF16, 150000, 4093},
+                                   {{2, 2}, DType::kF32, 200000, 61}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.layout.name() + " " + dtype_name(c.dtype) + " window " +
+                 std::to_string(c.window));
+    const std::string want = dump + "/whole", got = dump + "/streamed";
+    model::save_hf_checkpoint(want, model->config(), model->merged_store(), c.dtype,
+                              c.max_shard_bytes, {}, kExtra);
+    train::StreamedExport options;
+    options.dir = got;
+    options.dtype = c.dtype;
+    options.max_shard_bytes = c.max_shard_bytes;
+    options.window = c.window;
+    for (const auto& e : export_as(dump, *model, c.layout, options)) {
+      ASSERT_EQ(e, "");
+    }
     expect_same_files(want, got);
   }
 }

@@ -2,7 +2,8 @@
 // stream; each starts after an event recorded on the GPU's compute stream
 // (kernels::cuda_native_stream()), so it sees every kernel issued before it. Completion is polled
 // with cudaEventQuery and ncclCommGetAsyncError under the timeout, so a dead peer ends in an error,
-// not a hang.
+// not a hang. The all-to-alls (expert parallelism, the streamed export) are grouped
+// ncclSend / ncclRecv pairs on the same stream under the same polling.
 #include "dist/nccl_communicator.h"
 
 #include <cuda_runtime.h>
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -83,6 +85,18 @@ class NcclCommunicator final : public Communicator {
     QV_NCCL_CHECK(ncclBroadcast(data, data, count(n), ncclFloat32, root, comm_, stream_));
     wait_all();
   }
+  // Grouped point-to-point sends and receives (one ncclSend / ncclRecv per peer with data, NCCL
+  // has no all-to-all-v collective). Expert parallelism passes device rows; the streamed export
+  // passes host windows, which are staged through device memory.
+  void all_to_all_v(const float* in, const int64_t* send_counts, float* out,
+                    const int64_t* recv_counts) override {
+    exchange(in, send_counts, out, recv_counts, ncclFloat32, sizeof(float));
+  }
+  // The same with n int64 values per peer (counts and ranges, host memory).
+  void all_to_all(const int64_t* in, int64_t* out, int64_t n) override {
+    std::vector<int64_t> counts(size_, n);
+    exchange(in, counts.data(), out, counts.data(), ncclInt64, sizeof(int64_t));
+  }
   void barrier() override {
     Scratch one(sizeof(float));
     kernels::zero_bytes(one.p, sizeof(float));
@@ -146,6 +160,57 @@ class NcclCommunicator final : public Communicator {
     QV_NCCL_CHECK(ncclAllReduce(d.p, d.p, count(n), ncclFloat64, op, comm_, stream_));
     wait_all();
     kernels::copy_bytes(data, kCpuDevice, d.p, device_, bytes);
+  }
+  // in / out in device memory, or staged there when they are host memory.
+  static bool on_device(const void* p) {
+    cudaPointerAttributes a{};
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+      (void)cudaGetLastError();  // a plain host pointer on older runtimes
+      return false;
+    }
+    return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+  }
+  // Peer r gets send_counts[r] elements of `in` (peers in rank order, packed) and this rank
+  // receives recv_counts[r] elements from peer r into `out` (the same packing).
+  void exchange(const void* in, const int64_t* send_counts, void* out, const int64_t* recv_counts,
+                ncclDataType_t type, size_t elem) {
+    std::vector<size_t> so(size_ + 1, 0), ro(size_ + 1, 0);
+    for (int r = 0; r < size_; ++r) {
+      so[r + 1] = so[r] + count(send_counts[r]);
+      ro[r + 1] = ro[r] + count(recv_counts[r]);
+    }
+    const size_t send_bytes = so[size_] * elem, recv_bytes = ro[size_] * elem;
+    std::optional<Scratch> staged_in, staged_out;
+    const char* send = static_cast<const char*>(in);
+    char* recv = static_cast<char*>(out);
+    if (send_bytes > 0 && !on_device(in)) {
+      staged_in.emplace(send_bytes);
+      kernels::copy_bytes(staged_in->p, device_, in, kCpuDevice, send_bytes);
+      send = static_cast<const char*>(staged_in->p);
+    }
+    if (recv_bytes > 0 && !on_device(out)) {
+      staged_out.emplace(recv_bytes);
+      recv = static_cast<char*>(staged_out->p);
+    }
+    begin();
+    // The group is closed before a failure is reported: one left open would break the next
+    // collective.
+    QV_NCCL_CHECK(ncclGroupStart());
+    ncclResult_t first = ncclSuccess;
+    for (int r = 0; r < size_; ++r) {
+      ncclResult_t e = ncclSuccess;
+      if (so[r + 1] > so[r])
+        e = ncclSend(send + so[r] * elem, so[r + 1] - so[r], type, r, comm_, stream_);
+      if (e == ncclSuccess && ro[r + 1] > ro[r])
+        e = ncclRecv(recv + ro[r] * elem, ro[r + 1] - ro[r], type, r, comm_, stream_);
+      if (first == ncclSuccess) first = e;
+    }
+    const ncclResult_t ended = ncclGroupEnd();
+    if (first != ncclSuccess)
+      fail("NCCL: ncclSend / ncclRecv of an all-to-all failed: ", ncclGetErrorString(first));
+    QV_NCCL_CHECK(ended);
+    wait_all();
+    if (staged_out) kernels::copy_bytes(out, kCpuDevice, staged_out->p, device_, recv_bytes);
   }
   // Device memory of this communicator's GPU for the duration of one call.
   struct Scratch {

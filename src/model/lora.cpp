@@ -1,5 +1,6 @@
 #include "model/lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -190,6 +191,24 @@ void init_lora(const LoraParams& params, const LoraConfig& lora, ParamStore& s) 
   s.sync_bf16();
 }
 
+void lora_merge_range(const float* A, const float* B, int64_t r, int64_t in, double scaling,
+                      int64_t begin, int64_t end, const float* w, float* out) {
+  std::vector<double> acc;
+  for (int64_t i = begin; i < end;) {
+    // The part of row o inside the range: columns [j0, j1).
+    const int64_t o = i / in, j0 = i % in, j1 = std::min(in, j0 + (end - i));
+    acc.assign(j1 - j0, 0.0);
+    for (int64_t k = 0; k < r; ++k) {
+      const double bk = B[o * r + k];
+      const float* a = A + k * in;
+      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += bk * static_cast<double>(a[j]);
+    }
+    for (int64_t j = j0; j < j1; ++j, ++i)
+      out[i - begin] =
+          static_cast<float>(static_cast<double>(w[i - begin]) + scaling * acc[j - j0]);
+  }
+}
+
 void merge_lora(const ModelConfig& config, const LoraConfig& lora, const ParamStore& source,
                 ParamStore& target) {
   if (!lora.enabled()) return;
@@ -202,16 +221,50 @@ void merge_lora(const ModelConfig& config, const LoraConfig& lora, const ParamSt
       const ParamEntry* W = target.find(lora_base_name(l, t));
       QV_CHECK(A && B && W, "merge_lora: adapter or base weight of layer ", l, " ", name,
                " missing");
-      const int64_t out = W->shape[0], in = W->shape[1], r = A->shape[0];
-      // W (out x in) += scaling * B (out x r) . A (r x in), the product in double.
-      std::vector<double> a(source.value(A->ref), source.value(A->ref) + A->ref.numel),
-          b(source.value(B->ref), source.value(B->ref) + B->ref.numel), ba(out * in);
-      k::gemm<double>(false, false, out, in, r, scaling, b.data(), r, a.data(), in, 0.0, ba.data(),
-                      in);
       float* w = target.value(W->ref);
-      for (int64_t i = 0; i < out * in; ++i)
-        w[i] = static_cast<float>(static_cast<double>(w[i]) + ba[i]);
+      lora_merge_range(source.value(A->ref), source.value(B->ref), A->shape[0], W->shape[1],
+                       scaling, 0, W->ref.numel, w, w);
     }
+}
+
+LoraMergedValues::LoraMergedValues(const ModelConfig& config, const LoraConfig& lora,
+                                   const ParamStore& store)
+    : store_(store), scaling_(lora.enabled() ? lora.scaling() : 0.0) {
+  if (!lora.enabled()) return;
+  for (int64_t l = 0; l < config.text.num_layers; ++l)
+    for (const auto& name : lora.target_modules) {
+      const LoraTarget t = lora_target_from_name(name);
+      const ParamEntry* A = store.find(lora_param_name(l, t, 'A'));
+      const ParamEntry* B = store.find(lora_param_name(l, t, 'B'));
+      const ParamEntry* W = store.find(lora_base_name(l, t));
+      QV_CHECK(A && B && W, "LoraMergedValues: adapter or base weight of layer ", l, " ", name,
+               " missing");
+      Target x;
+      x.w = W->ref;
+      x.in = W->shape[1];
+      x.r = A->shape[0];
+      x.a.resize(A->ref.numel);
+      x.b.resize(B->ref.numel);
+      store.read_value(A->ref, x.a.data(), A->ref.numel);
+      store.read_value(B->ref, x.b.data(), B->ref.numel);
+      targets_.push_back(std::move(x));
+    }
+  std::sort(targets_.begin(), targets_.end(),
+            [](const Target& x, const Target& y) { return x.w.offset < y.w.offset; });
+}
+
+void LoraMergedValues::read(int64_t begin, int64_t n, float* out) const {
+  store_.read_value({begin, n}, out, n);
+  const int64_t end = begin + n;
+  auto it = std::upper_bound(targets_.begin(), targets_.end(), begin,
+                             [](int64_t v, const Target& t) { return v < t.w.offset + t.w.numel; });
+  for (; it != targets_.end() && it->w.offset < end; ++it) {
+    const int64_t lo = std::max(begin, it->w.offset);
+    const int64_t hi = std::min(end, it->w.offset + it->w.numel);
+    float* o = out + (lo - begin);
+    lora_merge_range(it->a.data(), it->b.data(), it->r, it->in, scaling_, lo - it->w.offset,
+                     hi - it->w.offset, o, o);
+  }
 }
 
 std::string lora_adapter_config_json(const LoraConfig& lora, const std::string& base_model) {

@@ -88,10 +88,40 @@ LoraParams layout_lora(const ModelConfig& config, const LoraConfig& lora, ParamS
 // PEFT's default initialisation: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)),
 // B = 0. Deterministic for lora.seed.
 void init_lora(const LoraParams& params, const LoraConfig& lora, ParamStore& store);
+// Elements [begin, end) of the merged weight W + scaling * B A (W [out, in] flattened row-major,
+// A [r, in], B [out, r]) into out[0, end - begin), w holding the same elements of W (out may be
+// w). Each element: the products B[o, k] A[k, j] summed in double over k ascending, times
+// scaling, added to W in double, rounded to float. A pure function of the element, so a weight
+// merged whole (merge_lora) and merged range by range (LoraMergedValues) are the same bits.
+void lora_merge_range(const float* A, const float* B, int64_t r, int64_t in, double scaling,
+                      int64_t begin, int64_t end, const float* w, float* out);
 // W += scaling * B A for every adapter, in `target` (a store with the base layout, e.g. a plain
 // model's), reading the adapters from `source`; target's base weights must equal source's.
 void merge_lora(const ModelConfig& config, const LoraConfig& lora, const ParamStore& source,
                 ParamStore& target);
+
+// The merged model's values read range by range from a store with adapters, without building
+// the merged store: what merged_store() holds for each base parameter, element for element.
+// The adapters are copied to the host when it is made (they must be present in `store` then:
+// gathered under ZeRO-3); base weights are read when asked for, so under ZeRO-3 a rank reads
+// only the ranges it owns.
+class LoraMergedValues {
+ public:
+  LoraMergedValues(const ModelConfig& config, const LoraConfig& lora, const ParamStore& store);
+  // Flat elements [begin, begin + n) of `store` into out (host memory): the store's values,
+  // merged where they belong to an adapted base weight.
+  void read(int64_t begin, int64_t n, float* out) const;
+
+ private:
+  struct Target {
+    ParamRef w;             // the base weight [out, in]
+    int64_t in = 0, r = 0;  // its columns, the adapter's rank
+    std::vector<float> a, b;
+  };
+  const ParamStore& store_;
+  double scaling_ = 0;
+  std::vector<Target> targets_;  // by offset
+};
 
 // adapter_config.json's text for `lora` (PEFT's keys, sorted, as PEFT writes them).
 std::string lora_adapter_config_json(const LoraConfig& lora, const std::string& base_model);

@@ -14,7 +14,9 @@
 #include "core/log.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
+#include "io/json_depth.h"
 #include "io/safetensors.h"
+#include "train/checkpoint_index.h"
 #include "train/checkpoint_shards.h"
 
 namespace qv::train {
@@ -25,8 +27,6 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kPrefix = "step-";
-constexpr const char* kFormatV1 = "qwen3vl-checkpoint-v1";
-constexpr const char* kFormatV2 = "qwen3vl-checkpoint-v2";
 
 std::string step_name(int64_t step) {
   char buf[32];
@@ -70,14 +70,6 @@ std::vector<fs::path> complete_checkpoints(const std::string& folder) {
   }
   std::sort(out.begin(), out.end());
   return out;
-}
-
-// CRC-32C of state.json's content without its own checksum field, over the compact dump: a
-// flipped byte that still parses (a digit of the step, a data position) changes it.
-uint32_t state_crc(json j) {
-  j.erase("state_crc32c");
-  const std::string text = j.dump();
-  return io::crc32c(text.data(), text.size());
 }
 
 // Every folder this module writes or deletes goes through a ".tmp-...-PID" name that readers
@@ -338,24 +330,10 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
 
 namespace {
 
-// state.json, parsed and checked (format field, its own CRC).
+// state.json, parsed and checked (train/checkpoint_index.h: every field the loaders read).
 json read_state(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(io::read_file((fs::path(path) / "state.json").string()));
-  } catch (const json::exception& e) {
-    fail(path, ": state.json is not valid JSON: ", e.what());
-  }
-  const std::string format = j.is_object() ? j.value("format", "") : "";
-  QV_CHECK(format == kFormatV1 || format == kFormatV2, path,
-           ": not a qwen3vl checkpoint (state.json format field)");
-  // Checkpoints written before the field existed have none.
-  if (j.contains("state_crc32c")) {
-    QV_CHECK(
-        j["state_crc32c"].is_number_unsigned() && j["state_crc32c"].get<uint32_t>() == state_crc(j),
-        path, ": state.json is corrupt (CRC-32C of its content does not match)");
-  }
-  return j;
+  const std::string file = (fs::path(path) / "state.json").string();
+  return parse_state(io::read_file(file), file);
 }
 
 void load_v1(const std::string& path, const json& j, model::ParamStore& store,
@@ -414,11 +392,7 @@ std::vector<json> read_data_states(const std::string& path, const json& index) {
     QV_CHECK(crc == files[name].get<uint32_t>(), path, ": ", name,
              " is corrupt (CRC-32C mismatch: stored ", files[name].get<uint32_t>(), ", computed ",
              crc, ")");
-    try {
-      out.push_back(json::parse(text));
-    } catch (const json::exception& e) {
-      fail(file, ": not valid JSON: ", e.what());
-    }
+    out.push_back(io::parse_json(text, file));
   }
   return out;
 }

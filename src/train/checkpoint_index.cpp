@@ -142,6 +142,19 @@ void check_tensor(const std::string& name, const json& t, const json& files, boo
            " of ", numel);
 }
 
+constexpr int64_t kMaxRanks = 1 << 24;
+constexpr int64_t kMaxCrc = 0xffffffffll;
+
+// The file CRCs: {name: crc}, each name a file of the checkpoint folder.
+void check_file_crcs(const json& files, const std::string& origin, const std::string& where) {
+  const Fields crcs(files, origin, where);
+  for (const auto& [name, crc] : files.items()) {
+    QV_CHECK(is_plain_file_name(name), origin, ": ", where, " names '", name,
+             "', not a file of the checkpoint folder");
+    crcs.integer(name, 0, kMaxCrc);
+  }
+}
+
 }  // namespace
 
 std::string optimizer_file_of(const std::string& model_file) {
@@ -154,18 +167,12 @@ json parse_index(const std::string& text, const std::string& origin) {
   const Fields top(j, origin, "the index");
   QV_CHECK(top.at("format", json::value_t::string) == "qwen3vl-checkpoint-v2-index", origin,
            ": format is ", j["format"].dump(), " (expected \"qwen3vl-checkpoint-v2-index\")");
-  constexpr int64_t kMaxRanks = 1 << 24;
   top.integer("world", 1, kMaxRanks);
   top.integer("replicate", 1, kMaxRanks);
   top.integer("shard", 1, kMaxRanks);
   const bool has_optimizer = top.at("has_optimizer", json::value_t::boolean).get<bool>();
   const json& files = top.at("files", json::value_t::object);
-  const Fields crcs(files, origin, "files");
-  for (const auto& [name, crc] : files.items()) {
-    QV_CHECK(is_plain_file_name(name), origin, ": files names '", name,
-             "', not a file of the checkpoint folder");
-    crcs.integer(name, 0, 0xffffffffll);
-  }
+  check_file_crcs(files, origin, "files");
   const json& tensors = top.at("tensors", json::value_t::object);
   for (const auto& [name, t] : tensors.items()) check_tensor(name, t, files, has_optimizer, origin);
   const json& steps = top.at("optimizer_steps", json::value_t::object);
@@ -179,6 +186,45 @@ json parse_index(const std::string& text, const std::string& origin) {
   return j;
 }
 
+uint32_t state_crc(json state) {
+  state.erase("state_crc32c");
+  const std::string text = state.dump();
+  return io::crc32c(text.data(), text.size());
+}
+
+json parse_state(const std::string& text, const std::string& origin) {
+  json j = io::parse_json(text, origin);
+  const Fields top(j, origin, "state");
+  const std::string format = top.at("format", json::value_t::string).get<std::string>();
+  QV_CHECK(format == kFormatV1 || format == kFormatV2, origin,
+           ": not a qwen3vl checkpoint (state.json format field is ", j["format"].dump(), ")");
+  // Checkpoints written before the field existed have none.
+  if (j.contains("state_crc32c")) {
+    const int64_t want = top.integer("state_crc32c", 0, kMaxCrc);
+    QV_CHECK(want == static_cast<int64_t>(state_crc(j)), origin,
+             ": state.json is corrupt (CRC-32C of its content does not match)");
+  }
+  top.integer("step", 0, std::numeric_limits<int64_t>::max());
+  if (j.contains("extra")) top.at("extra", json::value_t::object);
+  if (format == kFormatV1) {
+    if (j.contains("crc32c"))
+      check_file_crcs(top.at("crc32c", json::value_t::object), origin, "crc32c");
+    if (j.contains("data_state")) top.at("data_state", json::value_t::object);
+    return j;
+  }
+  const int64_t world = top.integer("world", 1, kMaxRanks);
+  const int64_t replicate = top.integer("replicate", 1, kMaxRanks);
+  const int64_t shard = top.integer("shard", 1, kMaxRanks);
+  QV_CHECK(replicate * shard == world, origin, ": world = ", world, " is not replicate (",
+           replicate, ") x shard (", shard, ")");
+  top.at("has_optimizer", json::value_t::boolean);
+  const json& files = top.at("crc32c", json::value_t::object);
+  check_file_crcs(files, origin, "crc32c");
+  QV_CHECK(files.contains("index.json"), origin,
+           ": crc32c has no 'index.json' (a v2 checkpoint's index)");
+  return j;
+}
+
 json read_index(const std::string& path, const json& state) {
   const std::string file = (fs::path(path) / "index.json").string();
   QV_CHECK(fs::exists(file), path, ": missing index.json (listed in state.json)");
@@ -187,7 +233,11 @@ json read_index(const std::string& path, const json& state) {
   const uint32_t want = state.at("crc32c").at("index.json").get<uint32_t>();
   QV_CHECK(crc == want, path, ": index.json is corrupt (CRC-32C mismatch: stored ", want,
            ", computed ", crc, ")");
-  return parse_index(text, file);
+  json index = parse_index(text, file);
+  for (const char* key : {"world", "replicate", "shard", "has_optimizer"})
+    QV_CHECK(index[key] == state.at(key), path, ": index.json's ", key, " (", index[key].dump(),
+             ") is not state.json's (", state.at(key).dump(), ")");
+  return index;
 }
 
 PieceReader::PieceReader(std::string dir) : dir_(std::move(dir)) {}

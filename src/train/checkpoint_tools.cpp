@@ -18,13 +18,11 @@ using nlohmann::json;
 
 namespace {
 
-json parse_file(const std::string& file) {
+// state.json, checked as a load checks it (train/checkpoint_index.h).
+json read_state_file(const fs::path& dir) {
+  const std::string file = (dir / "state.json").string();
   QV_CHECK(fs::exists(file), "missing ", file);
-  try {
-    return json::parse(io::read_file(file));
-  } catch (const json::exception& e) {
-    fail(file, ": not valid JSON: ", e.what());
-  }
+  return parse_state(io::read_file(file), file);
 }
 
 CheckpointFileReport check_file(const fs::path& dir, const std::string& name, uint32_t want) {
@@ -74,17 +72,15 @@ std::string CheckpointReport::describe() const {
 
 CheckpointReport inspect_checkpoint(const std::string& path) {
   const fs::path dir(path);
-  const json state = parse_file((dir / "state.json").string());
+  const json state = read_state_file(dir);
   CheckpointReport r;
   r.path = path;
-  r.format = state.value("format", "");
-  QV_CHECK(r.format == "qwen3vl-checkpoint-v1" || r.format == "qwen3vl-checkpoint-v2", path,
-           ": not a qwen3vl checkpoint (state.json format field)");
+  r.format = state.at("format").get<std::string>();
   r.step = state.at("step").get<int64_t>();
   const json files = state.value("crc32c", json::object());
   for (auto it = files.begin(); it != files.end(); ++it)
     r.files.push_back(check_file(dir, it.key(), it->get<uint32_t>()));
-  if (r.format == "qwen3vl-checkpoint-v1") {
+  if (r.format == kFormatV1) {
     r.has_optimizer = files.contains("optimizer.safetensors");
     if (fs::exists(dir / "model.safetensors")) {
       io::SafetensorsFile m((dir / "model.safetensors").string());
@@ -159,8 +155,8 @@ void export_checkpoint(const std::string& path, const std::string& out, DType dt
   QV_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
            "export dtype must be F32, BF16 or F16");
   const fs::path dir(path);
-  const json state = parse_file((dir / "state.json").string());
-  QV_CHECK(state.value("format", "") == "qwen3vl-checkpoint-v2", path,
+  const json state = read_state_file(dir);
+  QV_CHECK(state.at("format") == kFormatV2, path,
            ": export reads sharded (v2) checkpoints; a v1 checkpoint's model.safetensors already "
            "holds whole HF-named tensors (copy it next to the model's config.json)");
   const json index = read_index(path, state);

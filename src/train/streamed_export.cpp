@@ -24,18 +24,20 @@ struct Segment {
   int64_t size() const { return end - begin; }
 };
 
+// The parameters the files hold, in the store's order.
+using Exported = std::vector<const model::ParamEntry*>;
+
 // Every tensor of every file as one segment, files in order and each file's tensors by name
-// (the order SafetensorsWriter takes their values).
-std::vector<Segment> file_order(const model::ParamStore& store,
+// (the order SafetensorsWriter takes their values); files' tensors index `entries`.
+std::vector<Segment> file_order(const Exported& entries,
                                 const std::vector<model::HfWeightsFile>& files) {
-  const auto& entries = store.entries();
   std::vector<Segment> out;
   for (size_t f = 0; f < files.size(); ++f) {
     std::vector<size_t> order = files[f].tensors;
     std::stable_sort(order.begin(), order.end(),
-                     [&](size_t a, size_t b) { return entries[a].name < entries[b].name; });
+                     [&](size_t a, size_t b) { return entries[a]->name < entries[b]->name; });
     for (size_t i : order)
-      out.push_back({f, entries[i].ref.offset, entries[i].ref.offset + entries[i].ref.numel});
+      out.push_back({f, entries[i]->ref.offset, entries[i]->ref.offset + entries[i]->ref.numel});
   }
   return out;
 }
@@ -129,9 +131,9 @@ const char* torch_dtype_name(DType dtype) {
 // (after which it only keeps receiving, so the other ranks are not left waiting).
 class ExportWriter {
  public:
-  ExportWriter(const model::ModelConfig& config, const model::ParamStore& store,
+  ExportWriter(const model::ModelConfig& config, const Exported& entries,
                const std::vector<model::HfWeightsFile>& files, const StreamedExport& options)
-      : store_(store), files_(files), options_(options) {
+      : entries_(entries), files_(files), options_(options) {
     target_ = fs::absolute(options.dir).lexically_normal();
     if (!target_.has_filename()) target_ = target_.parent_path();  // "out/"
     tmp_ = io::temp_sibling(target_.string(), "");
@@ -197,13 +199,13 @@ class ExportWriter {
   std::unique_ptr<io::SafetensorsWriter> make(size_t file) {
     std::vector<io::SafetensorsWriter::Tensor> decl;
     for (size_t i : files_[file].tensors) {
-      const model::ParamEntry& e = store_.entries()[i];
+      const model::ParamEntry& e = *entries_[i];
       decl.push_back({e.name, options_.dtype, e.shape, DType::kF32});
     }
     return std::make_unique<io::SafetensorsWriter>((tmp_ / files_[file].name).string(),
                                                    std::move(decl));
   }
-  const model::ParamStore& store_;
+  const Exported& entries_;
   const std::vector<model::HfWeightsFile>& files_;
   const StreamedExport& options_;
   fs::path target_, tmp_;
@@ -225,28 +227,36 @@ StreamedExportStats export_hf_streamed(dist::Communicator& comm, const model::Pa
   QV_CHECK(options.window > 0, "streamed export: the window must hold at least one element");
   const std::vector<std::vector<FlatRange>> ranges = all_ranges(comm, mine);
   check_cover(ranges, store.total());
+  Exported entries;
   std::vector<std::string> names;
   std::vector<int64_t> bytes;
   for (const model::ParamEntry& e : store.entries()) {
+    if (options.skip && options.skip(e)) continue;
+    entries.push_back(&e);
     names.push_back(e.name);
     bytes.push_back(e.ref.numel * static_cast<int64_t>(dtype_size(options.dtype)));
   }
   const std::vector<model::HfWeightsFile> files =
       model::split_hf_weights(bytes, options.max_shard_bytes);
   const std::vector<std::vector<Segment>> windows =
-      cut_windows(file_order(store, files), options.window);
+      cut_windows(file_order(entries, files), options.window);
 
   const int ranks = comm.size(), rank = comm.rank();
   std::unique_ptr<ExportWriter> writer;
-  if (rank == 0) writer = std::make_unique<ExportWriter>(config, store, files, options);
+  if (rank == 0) writer = std::make_unique<ExportWriter>(config, entries, files, options);
   std::vector<float> send, received, ordered;
   std::vector<int64_t> send_counts(ranks, 0), recv_counts(ranks, 0);
+  auto values = options.values;
+  if (!values)
+    values = [&store](int64_t begin, int64_t n, float* out) {
+      store.read_value({begin, n}, out, n);
+    };
   for (const std::vector<Segment>& window : windows) {
     // This rank's values in the window, copied to the host (from a GPU store too).
     send.clear();
     for_each_overlap(mine, window, [&](int64_t b, int64_t e, int64_t) {
       send.resize(send.size() + (e - b));
-      store.read_value({b, e - b}, send.data() + send.size() - (e - b), e - b);
+      values(b, e - b, send.data() + send.size() - (e - b));
     });
     send_counts[0] = static_cast<int64_t>(send.size());
     int64_t total = 0;

@@ -27,6 +27,13 @@ struct StreamedExport {
   // Files written next to the weights ({name, content}); called on rank 0 only.
   std::function<std::vector<std::pair<std::string, std::string>>()> extra_texts;
   int64_t window = int64_t{8} << 20;  // floats per exchange (32 MiB)
+  // The values a rank sends for flat elements [begin, begin + n) of its ranges, into host
+  // memory; unset: the store's own (ParamStore::read_value). A LoRA export passes the merged
+  // weights here (model::LoraMergedValues).
+  std::function<void(int64_t begin, int64_t n, float* out)> values;
+  // Parameters left out of the files (unset: none); their elements are never sent. A merged
+  // LoRA export leaves out the adapters.
+  std::function<bool(const model::ParamEntry&)> skip;
 };
 
 // What one export moved, for the log.

@@ -433,43 +433,46 @@ void Trainer::export_hf() {
                            config_.tokenizer_path);
   };
   const DType dtype = choices_.export_dtype;
+  StreamedExport options;
+  options.dir = dir;
+  options.dtype = dtype;
+  options.extra_texts = extra_texts;
+  std::unique_ptr<model::LoraMergedValues> merged;
   if (model_->lora_config().enabled()) {
-    // The adapter, and the merged weights (base + scaled B.A, computed from whole tensors), are
-    // written from the gathered model.
-    dp_->gather_all();
+    // Only the adapters are gathered (a few MiB): rank 0 writes them as PEFT's folder, and every
+    // rank merges them into the base ranges it sends, so the base weights stay sharded.
+    for (int unit : model_->lora_params().layer_units) dp_->gather(unit);
+    if (config_.lora_merge_on_export)
+      merged = std::make_unique<model::LoraMergedValues>(model_->config(), model_->lora_config(),
+                                                         model_->store());
     run_on_rank0([&] {
       const std::string adapter =
           (fs::path(config_.dump_folder) / config_.lora_adapter_folder).string();
       model::save_lora_adapter(adapter, model_->lora_config(), model_->store(),
                                config_.initial_load_path);
       log::info("saved LoRA adapter (PEFT format) to " + adapter);
-      if (!config_.lora_merge_on_export) {
+    });  // releases the adapters again
+    if (!merged) {
+      if (comm_->rank() == 0)
         log::info("no Hugging Face export: set lora.merge_on_export = true for a merged one");
-        return;
-      }
-      model::save_hf_checkpoint(dir, model_->config(), model_->merged_store(), dtype, 4ll << 30, {},
-                                extra_texts());
-      log::info("exported Hugging Face checkpoint to " + dir);
-    });
-    return;
+      return;
+    }
+    options.values = [&](int64_t begin, int64_t n, float* out) { merged->read(begin, n, out); };
+    options.skip = [](const model::ParamEntry& e) { return model::is_lora_param(e.name); };
   }
   // Streamed to rank 0 window by window from the ranks that write each range in checkpoints:
   // no rank holds more than its share and the windows (train/streamed_export.h).
   const auto t0 = Clock::now();
   const double rss_before = rss_mib();
   RssWatch watch;
-  StreamedExport options;
-  options.dir = dir;
-  options.dtype = dtype;
-  options.extra_texts = extra_texts;
   const StreamedExportStats stats = export_hf_streamed(
       *comm_, model_->store(),
       ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard), model_->config(),
       options);
   const double rss_peak = watch.stop();
   if (comm_->rank() == 0)
-    log::info(cat("exported Hugging Face checkpoint to ", dir, " (",
-                  std::lround(static_cast<double>(stats.bytes_written) / 1048576.0),
+    log::info(cat("exported Hugging Face checkpoint", merged ? " (LoRA merged)" : "", " to ", dir,
+                  " (", std::lround(static_cast<double>(stats.bytes_written) / 1048576.0),
                   " MiB streamed from ", comm_->size(), " ranks in ", stats.windows, " windows, ",
                   std::lround(std::chrono::duration<double>(Clock::now() - t0).count() * 1000),
                   " ms; rank 0 RSS ", std::lround(rss_before), " MiB before, peak ",
