@@ -19,12 +19,12 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 }
 
 std::string gemm_description() {
-  if (current_device().is_cpu()) return cpu::gemm_info().describe();
+  if (!current_device().is_cuda()) return cpu::gemm_info().describe();
   QV_CUDA_CALL(gemm_description);
 }
 
 bool gemm_bf16_native() {
-  if (current_device().is_cpu()) return cpu::gemm_info().bf16_native;
+  if (!current_device().is_cuda()) return cpu::gemm_info().bf16_native;
   QV_CUDA_CALL(gemm_bf16_native);
 }
 
