@@ -19,6 +19,7 @@
 #include "core/allocator.h"
 #include "core/buffer_pool.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "kernels/device.h"
 
 namespace qv {
@@ -91,6 +92,12 @@ class DeviceBuffer {
     kernels::copy_bytes(data_, device_, host.data(), kCpuDevice, n * sizeof(T));
   }
   void clear() { size_ = 0; }
+  // The n values at `host` (host memory), copied over.
+  void assign_from_host(const T* host, size_t n) {
+    if (n > capacity_) reallocate(n);
+    size_ = n;
+    if (n) kernels::copy_bytes(data_, device_, host, kCpuDevice, n * sizeof(T));
+  }
 
   // Host access: buffers on the CPU only.
   T& operator[](size_t i) { return data_[i]; }
@@ -131,6 +138,33 @@ class DeviceBuffer {
   Device device_;
   T* data_ = nullptr;
   size_t size_ = 0, capacity_ = 0;
+};
+
+// An array the host computes and ops read (cu_seqlens, key_valid, targets, rotary tables, token
+// ids): host code fills `host`, then upload() copies it to the device that was current when the
+// Mirrored was made, once per forward. data() and size() are what ops get: on the CPU the host
+// array itself (no copy is made, the CPU path is as before), elsewhere the uploaded copy.
+template <class T>
+struct Mirrored {
+  HostVector<T> host;
+  DeviceBuffer<T> device;  // stays empty on the CPU
+
+  void upload() {
+    if (!device.device().is_cpu()) device.assign_from_host(host.data(), host.size());
+  }
+  // For ops; on a device, only after upload().
+  const T* data() const {
+    if (device.device().is_cpu()) return host.data();
+    QV_CHECK(device.size() == host.size(),
+             "Mirrored::data(): the host array changed since upload()");
+    return device.data();
+  }
+  size_t size() const { return host.size(); }
+  bool empty() const { return host.empty(); }
+  void clear() {
+    host.clear();
+    device.clear();
+  }
 };
 
 }  // namespace qv

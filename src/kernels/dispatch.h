@@ -38,26 +38,26 @@ namespace qv::kernels {
 
 // The guarded device's branch: the pointers checked, then the CPU op with guarded memory open
 // while it runs.
-#define QV_GUARDED_CALL(kind, op, ...)                              \
-  if (kind == ::qv::DeviceKind::kGuarded) {                         \
-    ::qv::kernels::guarded::check_pointers(#op, __VA_ARGS__);       \
-    const ::qv::kernels::guarded::OpenScope qv_guard_open;          \
-    return cpu::op(__VA_ARGS__);                                    \
+#define QV_GUARDED_CALL(kind, op, ...)                        \
+  if (kind == ::qv::DeviceKind::kGuarded) {                   \
+    ::qv::kernels::guarded::check_pointers(#op, __VA_ARGS__); \
+    const ::qv::kernels::guarded::OpenScope qv_guard_open;    \
+    return cpu::op(__VA_ARGS__);                              \
   }
 
 // The body of a dispatching op: QV_DISPATCH(name, args...) for plain functions,
 // QV_DISPATCH_T(T, name, args...) for ones templated on the element type (float or double).
-#define QV_DISPATCH(op, ...)                                 \
-  do {                                                       \
-    const ::qv::Device qv_device = ::qv::current_device();   \
-    if (qv_device.is_cpu()) return cpu::op(__VA_ARGS__);     \
-    QV_GUARDED_CALL(qv_device.kind, op, __VA_ARGS__)         \
-    QV_CUDA_CALL(op, __VA_ARGS__);                           \
+#define QV_DISPATCH(op, ...)                               \
+  do {                                                     \
+    const ::qv::Device qv_device = ::qv::current_device(); \
+    if (qv_device.is_cpu()) return cpu::op(__VA_ARGS__);   \
+    QV_GUARDED_CALL(qv_device.kind, op, __VA_ARGS__)       \
+    QV_CUDA_CALL(op, __VA_ARGS__);                         \
   } while (0)
-#define QV_DISPATCH_T(T, op, ...)                            \
-  do {                                                       \
-    const ::qv::Device qv_device = ::qv::current_device();   \
-    if (qv_device.is_cpu()) return cpu::op(__VA_ARGS__);     \
-    QV_GUARDED_CALL(qv_device.kind, op, __VA_ARGS__)         \
-    QV_CUDA_CALL_T(T, op, __VA_ARGS__);                      \
+#define QV_DISPATCH_T(T, op, ...)                          \
+  do {                                                     \
+    const ::qv::Device qv_device = ::qv::current_device(); \
+    if (qv_device.is_cpu()) return cpu::op(__VA_ARGS__);   \
+    QV_GUARDED_CALL(qv_device.kind, op, __VA_ARGS__)       \
+    QV_CUDA_CALL_T(T, op, __VA_ARGS__);                    \
   } while (0)
