@@ -12,9 +12,11 @@
 
 #include "core/buffer_pool.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "guard_census.h"
 #include "kernels/activations.h"
 #include "kernels/device.h"
+#include "kernels/device_buffer.h"
 #include "kernels/guarded/guard.h"
 #include "model/inputs_io.h"
 #include "model/qwen3vl.h"
@@ -125,6 +127,65 @@ TEST(DeviceGuardDeathTest, AFaultOutsideGuardedMemoryStillCrashes) {
         *null = 1;
       },
       "");
+}
+
+template <class T>
+std::vector<T> read_back(const T* p, size_t n, Device device) {
+  std::vector<T> out(n);
+  kernels::copy_bytes(out.data(), kCpuDevice, p, device, n * sizeof(T));
+  return out;
+}
+
+// DeviceBuffer keeps std::vector's meaning (zeros on growth, contents kept, copies) on either
+// device; on the guarded one without the host touching its memory.
+TEST(DeviceGuard, DeviceBufferZeroesGrowsAndCopiesThroughTheDevice) {
+  GuardCensus census;
+  for (const Device device : {kCpuDevice, kGuardedDevice}) {
+    DeviceScope scope(device);
+    DeviceBuffer<float> b(5);
+    EXPECT_EQ(b.device(), device);
+    EXPECT_EQ(read_back(b.data(), 5, device), std::vector<float>(5, 0.0f));
+    b.assign(3, 2.5f);  // a non-zero fill: uploaded from the host
+    b.resize(6);        // within capacity: the new tail is zeroed
+    const std::vector<float> want{2.5f, 2.5f, 2.5f, 0.0f, 0.0f, 0.0f};
+    EXPECT_EQ(read_back(b.data(), 6, device), want);
+    DeviceBuffer<float> c = b;  // a device copy
+    c.resize(40);               // grows: contents copied, the rest zero
+    std::vector<float> grown = want;
+    grown.resize(40, 0.0f);
+    EXPECT_EQ(read_back(c.data(), 40, device), grown);
+    DeviceBuffer<float> moved = std::move(c);
+    EXPECT_EQ(moved.size(), 40u);
+    EXPECT_EQ(read_back(b.data(), 6, device), want);  // the original is untouched
+  }
+  EXPECT_EQ(census.faults(), 0) << census.report("DeviceBuffer");
+  EXPECT_EQ(census.host_pointers(), 0) << census.report("DeviceBuffer");
+  BufferPool::of(kGuardedDevice).release_cached();
+}
+
+// Mirrored: on the CPU, ops read the host array itself; elsewhere the copy upload() made, and
+// a host array changed since is an error rather than stale data.
+TEST(DeviceGuard, MirroredUploadsOnlyOffTheCpu) {
+  GuardCensus census;
+  {
+    Mirrored<int64_t> on_cpu;
+    on_cpu.host = {3, 1, 4};
+    on_cpu.upload();
+    EXPECT_EQ(on_cpu.data(), on_cpu.host.data());
+  }
+  {
+    DeviceScope on_guarded(kGuardedDevice);
+    Mirrored<int64_t> m;
+    m.host = {3, 1, 4};
+    EXPECT_TRUE(m.host.get_allocator().device.is_cpu());
+    m.upload();
+    EXPECT_NE(m.data(), m.host.data());
+    EXPECT_EQ(read_back(m.data(), 3, kGuardedDevice), (std::vector<int64_t>{3, 1, 4}));
+    m.host.push_back(1);
+    EXPECT_THROW(m.data(), Error);
+  }
+  EXPECT_EQ(census.faults(), 0) << census.report("Mirrored");
+  BufferPool::of(kGuardedDevice).release_cached();
 }
 
 // The model side: the fixtures on the guarded device. The results must equal the CPU's bit for
