@@ -92,7 +92,7 @@ TEST(Linspace, MatchesTorchSymmetricEvaluation) {
   EXPECT_EQ(v.front(), 0.0f);
   EXPECT_EQ(v.back(), 7.0f);  // the second half is computed from the end
   EXPECT_FLOAT_EQ(v[2], 2.8f);
-  EXPECT_EQ(model::linspace_f32(0, 7, 1), qv::PoolVector<float>{0.0f});
+  EXPECT_EQ(model::linspace_f32(0, 7, 1), qv::HostVector<float>{0.0f});
 }
 
 TEST(TextRope, InterleavedSlotsFollowSections) {
@@ -101,7 +101,7 @@ TEST(TextRope, InterleavedSlotsFollowSections) {
   c.mrope_section = {2, 2, 1};
   c.rope_theta = 10000;
   // positions: T = 1, H = 2, W = 3 for one token.
-  qv::PoolVector<float> cos, sin;
+  qv::HostVector<float> cos, sin;
   model::text_rope_tables(c, {1, 2, 3}, 1, cos, sin);
   const int expect_axis[6] = {0, 1, 2, 0, 1, 0};
   for (int j = 0; j < 6; ++j) {

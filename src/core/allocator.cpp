@@ -47,6 +47,11 @@ class CpuAllocator final : public Allocator {
 
 std::atomic<Allocator*> g_cpu_override{nullptr};
 std::atomic<Allocator*> g_cuda_allocator{nullptr};
+std::atomic<Allocator*> g_guarded_allocator{nullptr};
+
+std::atomic<Allocator*>& slot(DeviceKind kind) {
+  return kind == DeviceKind::kGuarded ? g_guarded_allocator : g_cuda_allocator;
+}
 
 }  // namespace
 
@@ -65,7 +70,7 @@ Allocator* register_allocator(DeviceKind kind, Allocator* allocator) {
     Allocator* previous = g_cpu_override.exchange(allocator);
     return previous ? previous : &cpu_allocator();
   }
-  return g_cuda_allocator.exchange(allocator);
+  return slot(kind).exchange(allocator);
 }
 
 Allocator& allocator_for(Device device) {
@@ -73,9 +78,11 @@ Allocator& allocator_for(Device device) {
     Allocator* a = g_cpu_override.load();
     return a ? *a : cpu_allocator();
   }
-  Allocator* a = g_cuda_allocator.load();
-  QV_CHECK(a != nullptr,
-           "device " + to_string(device) + ": this binary was built without the CUDA backend");
+  Allocator* a = slot(device.kind).load();
+  QV_CHECK(a != nullptr, "device " + to_string(device) +
+                             (device.is_cuda() ? ": this binary was built without the CUDA backend"
+                                               : ": no allocator registered (a test registers "
+                                                 "kernels::guarded::allocator())"));
   return *a;
 }
 

@@ -39,7 +39,8 @@ size_t page_bytes();
 Allocator& cpu_allocator();
 
 // Makes `allocator` the one for its device kind and returns the previous one. A backend
-// registers its allocator once at start-up; a test may stand in for the CPU allocator (nullptr
+// registers its allocator once at start-up (the guarded test device's, kernels/guarded/guard.h,
+// is registered by the test that uses it); a test may stand in for the CPU allocator (nullptr
 // restores the built-in one). Register before buffers are made and restore after they are gone:
 // memory is always returned to the allocator registered at the time, and allocator_for running
 // concurrently sees either the old or the new one.

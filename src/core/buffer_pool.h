@@ -9,7 +9,9 @@
 // PoolVector<T> is a std::vector in the arena of the device that was current when it was made
 // (objects with owning members, like a struct of buffers, always live on the host). Its elements
 // are constructed by the host, so a PoolVector on a GPU may be sized (reserve) and moved, and its
-// memory handed to ops, but not value-initialised or read by host code.
+// memory handed to ops, but not value-initialised or read by host code: activations use
+// kernels/device_buffer.h's DeviceBuffer instead. HostVector<T> is the host arena's vector
+// whatever the current device (arrays host code computes).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -89,5 +91,22 @@ struct PoolAllocator {
 // A vector whose storage lives in the activation arena.
 template <class T>
 using PoolVector = std::vector<T, PoolAllocator<T>>;
+
+// The allocator of HostVector: the host's arena whatever the current device.
+template <class T>
+struct HostPoolAllocator : PoolAllocator<T> {
+  template <class U>
+  struct rebind {
+    using other = HostPoolAllocator<U>;
+  };
+  HostPoolAllocator() noexcept : PoolAllocator<T>(kCpuDevice) {}
+  template <class U>
+  HostPoolAllocator(const HostPoolAllocator<U>&) noexcept : PoolAllocator<T>(kCpuDevice) {}
+};
+
+// A vector in the host's arena, for arrays host code computes and reads (index arrays before
+// their upload, placeholder positions, routing statistics) on any device.
+template <class T>
+using HostVector = std::vector<T, HostPoolAllocator<T>>;
 
 }  // namespace qv

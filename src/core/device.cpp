@@ -39,6 +39,7 @@ Device parse_device(std::string_view text) {
 
 std::string to_string(Device device) {
   if (device.is_cpu()) return "cpu";
+  if (device.kind == DeviceKind::kGuarded) return "guarded";
   return "cuda:" + std::to_string(device.index);
 }
 

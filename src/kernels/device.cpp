@@ -16,6 +16,13 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     std::memcpy(dst, src, bytes);
     return;
   }
+  if (!dst_device.is_cuda() && !src_device.is_cuda()) {  // the guarded device and the host
+    if (!dst_device.is_cpu()) guarded::check_pointers("copy_bytes", dst);
+    if (!src_device.is_cpu()) guarded::check_pointers("copy_bytes", src);
+    const guarded::OpenScope open;
+    std::memcpy(dst, src, bytes);
+    return;
+  }
 #if QWEN3VL_HAS_CUDA
   cuda::copy_bytes(dst, dst_device, src, src_device, bytes);
 #else
@@ -26,7 +33,14 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 
 void zero_bytes(void* p, size_t bytes) {
   if (bytes == 0) return;
-  if (current_device().is_cpu()) {
+  const Device device = current_device();
+  if (device.is_cpu()) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  if (device.kind == DeviceKind::kGuarded) {
+    guarded::check_pointers("zero_bytes", p);
+    const guarded::OpenScope open;
     std::memset(p, 0, bytes);
     return;
   }

@@ -20,22 +20,22 @@ std::string cuda_unavailable_reason() {
 }
 
 std::string describe_device(Device device) {
-  if (device.is_cpu()) return "cpu";
+  if (!device.is_cuda()) return to_string(device);
   return to_string(device) + " " + cuda::describe_device(device.index);
 }
 
 double bf16_dense_peak_tflops(Device device) {
-  return device.is_cpu() ? 0 : cuda::bf16_dense_peak_tflops(device.index);
+  return !device.is_cuda() ? 0 : cuda::bf16_dense_peak_tflops(device.index);
 }
 
 DeviceMemory device_memory(Device device) {
-  if (device.is_cpu() || cuda::device_count() == 0) return {};
+  if (!device.is_cuda() || cuda::device_count() == 0) return {};
   const cuda::MemoryStats s = cuda::memory_stats(device.index);
   return {s.allocated, s.reserved, s.peak};
 }
 
 std::string format_device_memory(Device device) {
-  if (device.is_cpu()) return "";
+  if (!device.is_cuda()) return "";
   const DeviceMemory m = device_memory(device);
   return to_string(device) + " " + cuda::format_memory({m.allocated, m.reserved, m.peak});
 }
@@ -60,8 +60,8 @@ std::string cuda_unavailable_reason() {
   return kNotBuilt;
 }
 std::string describe_device(Device device) {
-  QV_CHECK(device.is_cpu(), "device ", to_string(device), ": ", kNotBuilt);
-  return "cpu";
+  QV_CHECK(!device.is_cuda(), "device ", to_string(device), ": ", kNotBuilt);
+  return to_string(device);
 }
 double bf16_dense_peak_tflops(Device) {
   return 0;

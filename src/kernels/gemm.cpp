@@ -23,12 +23,12 @@ void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
 }
 
 std::string gemm_description() {
-  if (current_device().is_cpu()) return cpu::gemm_info().describe();
+  if (!current_device().is_cuda()) return cpu::gemm_info().describe();
   QV_CUDA_CALL(gemm_description);
 }
 
 bool gemm_bf16_native() {
-  if (current_device().is_cpu()) return cpu::gemm_info().bf16_native;
+  if (!current_device().is_cuda()) return cpu::gemm_info().bf16_native;
   QV_CUDA_CALL(gemm_bf16_native);
 }
 

@@ -55,7 +55,7 @@ bool dropout_on(double p, int64_t key) {
 template <typename T>
 void lora_forward(const T* x, const T* A, const T* B, T* y, T* v, int64_t M, int64_t K, int64_t N,
                   int64_t r, double scaling, double dropout, uint64_t stream, int64_t dropout_key) {
-  PoolVector<T> dropped;
+  DeviceBuffer<T> dropped;
   const T* in = x;
   if (dropout_on(dropout, dropout_key)) {
     dropped.resize(M * K);
@@ -72,9 +72,9 @@ void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, 
                    uint64_t stream, int64_t dropout_key) {
   const bool drop = dropout_on(dropout, dropout_key);
   if (dB) k::gemm<T>(true, false, N, r, M, T(1), dy, N, v, r, T(1), dB, r);
-  PoolVector<T> du(M * r);  // d(dropout(x) A^T), the scaling included
+  DeviceBuffer<T> du(M * r);  // d(dropout(x) A^T), the scaling included
   k::gemm<T>(false, false, M, r, N, static_cast<T>(scaling), dy, N, B, r, T(0), du.data(), r);
-  PoolVector<T> dropped;
+  DeviceBuffer<T> dropped;
   if (dA) {
     const T* in = x;
     if (drop) {
@@ -90,7 +90,7 @@ void lora_backward(const T* x, const T* A, const T* B, const T* v, const T* dy, 
     return;
   }
   // The mask's derivative is the mask: dx += dropout(du A) with the forward's mask.
-  PoolVector<T> d_in(M * K), masked(M * K);
+  DeviceBuffer<T> d_in(M * K), masked(M * K);
   k::gemm<T>(false, false, M, K, r, T(1), du.data(), r, A, K, T(0), d_in.data(), K);
   apply_dropout(d_in.data(), masked.data(), M * K, dropout, stream, dropout_key);
   for (int64_t i = 0; i < M * K; ++i) dx[i] += masked[i];
@@ -110,8 +110,8 @@ void dense_forward(ParamStore& s, ParamRef w, const LoraAdapter* lora, const flo
                    int64_t M, int64_t K, int64_t N, LoraActs* acts, int64_t dropout_key) {
   k::linear_forward(x, s.weight(w), static_cast<const float*>(nullptr), y, M, K, N);
   if (!lora) return;
-  PoolVector<float> scratch;
-  PoolVector<float>& v = acts ? acts->v : scratch;
+  DeviceBuffer<float> scratch;
+  DeviceBuffer<float>& v = acts ? acts->v : scratch;
   v.resize(M * lora->rank);
   lora_forward<float>(x, s.value(lora->a), s.value(lora->b), y, v.data(), M, K, N, lora->rank,
                       lora->scaling, lora->dropout, lora->stream, dropout_key);

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "core/buffer_pool.h"
+#include "kernels/device_buffer.h"
 #include "model/config.h"
 #include "model/lora_config.h"
 #include "model/params.h"
@@ -47,7 +47,7 @@ struct LoraParams {
 
 // What an adapter keeps from forward for backward: v = scaling * dropout(x) A^T, [M, rank].
 struct LoraActs {
-  PoolVector<float> v;
+  DeviceBuffer<float> v;
 };
 
 // dropout_key < 0: no dropout (inference); otherwise the masks are a pure function of the

@@ -13,10 +13,10 @@ namespace {
 struct DocWalker {
   const ModelConfig& config;
   const std::vector<Grid>& images;
-  PoolVector<Grid> video_frames;  // each video grid split into t single-frame grids
+  HostVector<Grid> video_frames;  // each video grid split into t single-frame grids
   size_t next_image = 0, next_frame = 0;
 
-  void walk(const PoolVector<int64_t>& ids, PoolVector<int64_t> out[3], int64_t& max_pos) {
+  void walk(const HostVector<int64_t>& ids, HostVector<int64_t> out[3], int64_t& max_pos) {
     const int64_t m = config.vision.spatial_merge_size;
     const int64_t n = static_cast<int64_t>(ids.size());
     int64_t images_left = 0, videos_left = 0;
@@ -104,13 +104,13 @@ RopeIndex compute_rope_index(const ModelConfig& config, const ModelInputs& in) {
         while (e < S && in.document_ids[b * S + e] == in.document_ids[b * S + s]) ++e;
       else
         e = S;
-      PoolVector<int64_t> ids, where;
+      HostVector<int64_t> ids, where;
       for (int64_t i = s; i < e; ++i)
         if (in.valid(b * S + i)) {
           ids.push_back(in.input_ids[b * S + i]);
           where.push_back(b * S + i);
         }
-      PoolVector<int64_t> pos[3];
+      HostVector<int64_t> pos[3];
       walker.walk(ids, pos, max_pos);
       for (size_t k = 0; k < where.size(); ++k)
         for (int row = 0; row < 3; ++row) r.positions[row * N + where[k]] = pos[row][k];
@@ -126,17 +126,17 @@ RopeIndex compute_rope_index(const ModelConfig& config, const ModelInputs& in) {
   return r;
 }
 
-void text_rope_tables(const TextConfig& c, const PoolVector<int64_t>& positions, int64_t tokens,
-                      PoolVector<float>& cos, PoolVector<float>& sin) {
+void text_rope_tables(const TextConfig& c, const HostVector<int64_t>& positions, int64_t tokens,
+                      HostVector<float>& cos, HostVector<float>& sin) {
   const int64_t hd = c.head_dim, half = hd / 2;
-  PoolVector<float> inv_freq(half);
+  HostVector<float> inv_freq(half);
   for (int64_t j = 0; j < half; ++j) {
     const float exponent = static_cast<float>(2 * j) / static_cast<float>(hd);
     inv_freq[j] = 1.0f / std::pow(static_cast<float>(c.rope_theta), exponent);
   }
   // Interleaved layout: slot j reads H when j % 3 == 1 and j < 3 * section[1], W when
   // j % 3 == 2 and j < 3 * section[2], T otherwise.
-  PoolVector<int> axis(half, 0);
+  HostVector<int> axis(half, 0);
   for (int64_t j = 0; j < half; ++j) {
     if (j % 3 == 1 && j < 3 * c.mrope_section[1]) axis[j] = 1;
     if (j % 3 == 2 && j < 3 * c.mrope_section[2]) axis[j] = 2;
@@ -154,8 +154,8 @@ void text_rope_tables(const TextConfig& c, const PoolVector<int64_t>& positions,
   }
 }
 
-PoolVector<float> linspace_f32(float start, float end, int64_t steps) {
-  PoolVector<float> out(std::max<int64_t>(steps, 0));
+HostVector<float> linspace_f32(float start, float end, int64_t steps) {
+  HostVector<float> out(std::max<int64_t>(steps, 0));
   if (steps == 1) out[0] = start;
   if (steps <= 1) return out;
   const float step = (end - start) / static_cast<float>(steps - 1);
@@ -172,7 +172,7 @@ VisionPositions vision_positions(const VisionConfig& c, const std::vector<Grid>&
   int64_t side = 0;
   while ((side + 1) * (side + 1) <= c.num_position_embeddings) ++side;
   // 2-D rotary: dim = head_dim / 2, inv_freq over arange(0, dim, 2) / dim.
-  PoolVector<float> inv_freq(quarter);
+  HostVector<float> inv_freq(quarter);
   const float dim = static_cast<float>(hd / 2);
   for (int64_t j = 0; j < quarter; ++j)
     inv_freq[j] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * j) / dim);
@@ -182,8 +182,8 @@ VisionPositions vision_positions(const VisionConfig& c, const std::vector<Grid>&
              "] must be positive");
     QV_CHECK(g.h % m == 0 && g.w % m == 0, "grid [", g.t, ", ", g.h, ", ", g.w,
              "] is not divisible by spatial_merge_size ", m);
-    const PoolVector<float> hs = linspace_f32(0.0f, static_cast<float>(side - 1), g.h);
-    const PoolVector<float> ws = linspace_f32(0.0f, static_cast<float>(side - 1), g.w);
+    const HostVector<float> hs = linspace_f32(0.0f, static_cast<float>(side - 1), g.h);
+    const HostVector<float> ws = linspace_f32(0.0f, static_cast<float>(side - 1), g.w);
     for (int64_t t = 0; t < g.t; ++t) {
       vp.cu_seqlens.push_back(vp.cu_seqlens.back() + g.h * g.w);
       for (int64_t br = 0; br < g.h / m; ++br)

@@ -1,6 +1,6 @@
-// Position information: Qwen3-VL's multimodal rotary index (HF get_rope_index), the interleaved
-// MRoPE cos/sin tables of the decoder, and the vision tower's 2-D rotary tables and bilinear
-// position-table sampling.
+// Position information (host arrays; the decoder uploads what its kernels read): Qwen3-VL's
+// multimodal rotary index (HF get_rope_index), the interleaved MRoPE cos/sin tables of the decoder,
+// and the vision tower's 2-D rotary tables and bilinear position-table sampling.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -12,8 +12,8 @@
 namespace qv::model {
 
 struct RopeIndex {
-  PoolVector<int64_t> positions;  // [3, batch * seq]: rows T, H, W
-  PoolVector<int64_t> deltas;     // [batch]: max position + 1 - seq
+  HostVector<int64_t> positions;  // [3, batch * seq]: rows T, H, W
+  HostVector<int64_t> deltas;     // [batch]: max position + 1 - seq
 };
 
 // HF get_rope_index semantics, per document when document_ids are given. Throws qv::Error when
@@ -21,21 +21,21 @@ struct RopeIndex {
 RopeIndex compute_rope_index(const ModelConfig& config, const ModelInputs& inputs);
 
 // Decoder cos/sin [tokens, head_dim] from [3, tokens] positions with the interleaved slot rule.
-void text_rope_tables(const TextConfig& config, const PoolVector<int64_t>& positions,
-                      int64_t tokens, PoolVector<float>& cos, PoolVector<float>& sin);
+void text_rope_tables(const TextConfig& config, const HostVector<int64_t>& positions,
+                      int64_t tokens, HostVector<float>& cos, HostVector<float>& sin);
 
 // Per-patch tables for the vision tower over all grids (patches in merge-block order).
 struct VisionPositions {
   int64_t patches = 0;
-  PoolVector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
-  PoolVector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
-  PoolVector<float> cos, sin;      // [patches, head_dim]
-  PoolVector<int64_t> pos_index;   // [patches, 4]: position-table rows
-  PoolVector<float> pos_weight;    // [patches, 4]: bilinear weights
+  HostVector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
+  HostVector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
+  HostVector<float> cos, sin;      // [patches, head_dim]
+  HostVector<int64_t> pos_index;   // [patches, 4]: position-table rows
+  HostVector<float> pos_weight;    // [patches, 4]: bilinear weights
 };
 VisionPositions vision_positions(const VisionConfig& config, const std::vector<Grid>& grids);
 
 // torch.linspace(start, end, steps) in float32, computed the way PyTorch's CPU kernel does.
-PoolVector<float> linspace_f32(float start, float end, int64_t steps);
+HostVector<float> linspace_f32(float start, float end, int64_t steps);
 
 }  // namespace qv::model

@@ -29,7 +29,7 @@ void lap(std::chrono::steady_clock::time_point& start, double& acc) {
   start = now;
 }
 
-const uint8_t* or_null(const PoolVector<uint8_t>& v) {
+const uint8_t* or_null(const HostVector<uint8_t>& v) {
   return v.empty() ? nullptr : v.data();
 }
 }  // namespace
@@ -39,9 +39,9 @@ const uint8_t* or_null(const PoolVector<uint8_t>& v) {
 // the video tower's.
 struct Placeholders {
   bool has_images = false, has_videos = false;
-  int64_t image_rows = 0, video_rows = 0;    // merged rows each tower produces
-  PoolVector<int64_t> image_pos, video_pos;  // token index of each image / video placeholder
-  PoolVector<uint8_t> is_visual;             // per token: an image or video placeholder
+  int64_t image_rows = 0, video_rows = 0;  // merged rows each tower produces
+  Mirrored<int64_t> image_pos, video_pos;  // token index of each image / video placeholder
+  Mirrored<uint8_t> is_visual;             // per token: an image or video placeholder
 };
 
 // Everything one forward keeps for its backward. The object lives as long as the model and its
@@ -49,18 +49,18 @@ struct Placeholders {
 struct Qwen3VLModel::State {
   bool ready = false;  // holds a forward(backward = true) that backward() has not consumed
   int64_t batch = 0, seq = 0, tokens = 0;
-  PoolVector<int64_t> input_ids;
+  Mirrored<int64_t> input_ids;
   Placeholders ph;
   VisionActs image_acts, video_acts;
   int64_t idle_vision_passes = 0;  // see ForwardOptions::vision_passes
   DecoderContext ctx;
   PoolVector<DecoderLayerActs> layers;
-  PoolVector<uint8_t> recompute;  // layers whose activations were dropped after forward
+  HostVector<uint8_t> recompute;  // layers whose activations were dropped after forward
   Buffer final_in, final_rstd;
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
-  PoolVector<int64_t> targets, loss_rows;  // classifier scratch
-  RouterStats router;                      // sparse layers' routing (MoE)
-  PoolVector<double> aux_grad;             // d objective / d router probs per expert (empty: off)
+  Mirrored<int64_t> targets, loss_rows;  // classifier scratch
+  RouterStats router;                    // sparse layers' routing (MoE)
+  PoolVector<double> aux_grad;           // d objective / d router probs per expert (empty: off)
 
   // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
   // an empty object frees storage; `v = {}` on a vector would only clear it.
@@ -76,13 +76,13 @@ struct Qwen3VLModel::VisionFeatures {
   VisionOutputs image, video;
 };
 
-PoolVector<int64_t> shifted_targets(const ModelInputs& in) {
-  PoolVector<int64_t> t;
+HostVector<int64_t> shifted_targets(const ModelInputs& in) {
+  HostVector<int64_t> t;
   shifted_targets_into(in, t);
   return t;
 }
 
-void shifted_targets_into(const ModelInputs& in, PoolVector<int64_t>& t) {
+void shifted_targets_into(const ModelInputs& in, HostVector<int64_t>& t) {
   const int64_t B = in.batch, S = in.seq;
   t.assign(B * S, k::kIgnoreIndex);
   if (in.labels.empty()) return;
@@ -245,7 +245,8 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   st.batch = in.batch;
   st.seq = in.seq;
   st.tokens = in.tokens();
-  st.input_ids.assign(in.input_ids.begin(), in.input_ids.end());
+  st.input_ids.host.assign(in.input_ids.begin(), in.input_ids.end());
+  st.input_ids.upload();
   ForwardResult res;
   const Recorder rec = opt.record ? Recorder::into(res.recorded) : Recorder();
   plan_placeholders(in, st, res, rec);  // 1. vision placeholders, 3-D rotary positions
@@ -253,7 +254,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   VisionFeatures vis;
   vision_forward(in, opt, st, vis, rec);  // 2. vision tower(s)
   lap(clock, timings_.vision_forward);
-  Buffer x = embed_tokens(in, vis, st, rec);             // 3. embeddings + vision scatter
+  Buffer x = embed_tokens(vis, st, rec);                 // 3. embeddings + vision scatter
   attention_layout(in, opt, st, res.rope, rec);          // 4. rotary tables, documents, padding
   x = decoder_forward(std::move(x), vis, opt, st, rec);  // 5. decoder layers + DeepStack
   lap(clock, timings_.decoder_forward);
@@ -274,14 +275,17 @@ void Qwen3VLModel::plan_placeholders(const ModelInputs& in, State& st, ForwardRe
                                      const Recorder& rec) {
   Placeholders& ph = st.ph;
   const int64_t N = st.tokens, unit = config_.vision.merge_unit();
-  ph.is_visual.assign(N, 0);
+  ph.is_visual.host.assign(N, 0);
   for (int64_t i = 0; i < N; ++i) {
     const bool img = in.input_ids[i] == config_.image_token_id;
     const bool vid = in.input_ids[i] == config_.video_token_id;
-    if (img) ph.image_pos.push_back(i);
-    if (vid) ph.video_pos.push_back(i);
-    ph.is_visual[i] = img || vid;
+    if (img) ph.image_pos.host.push_back(i);
+    if (vid) ph.video_pos.host.push_back(i);
+    ph.is_visual.host[i] = img || vid;
   }
+  ph.image_pos.upload();
+  ph.video_pos.upload();
+  ph.is_visual.upload();
   auto merged_rows = [&](const std::vector<Grid>& grids) {
     int64_t n = 0;
     for (const Grid& g : grids) {
@@ -348,13 +352,13 @@ void Qwen3VLModel::vision_forward(const ModelInputs& in, const ForwardOptions& o
 }
 
 // Stage 3: token embeddings, each placeholder's row replaced by its vision feature.
-Buffer Qwen3VLModel::embed_tokens(const ModelInputs& in, const VisionFeatures& vis, State& st,
-                                  const Recorder& rec) {
+Buffer Qwen3VLModel::embed_tokens(const VisionFeatures& vis, State& st, const Recorder& rec) {
   const int64_t N = st.tokens, H = config_.text.hidden_size, V = config_.text.vocab_size;
   Buffer x(N * H);
-  // Only the rows of this batch's tokens are read (sharded training gathers just those).
-  gather_rows(params_.text.embed_unit, params_.text.embed, H, in.input_ids.data(), N);
-  k::embedding_forward(in.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
+  // Only the rows of this batch's tokens are read (sharded training gathers just those); the
+  // gather is planned on the host, the lookup reads the device copy.
+  gather_rows(params_.text.embed_unit, params_.text.embed, H, st.input_ids.host.data(), N);
+  k::embedding_forward(st.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
   release(params_.text.embed_unit);
   const Placeholders& ph = st.ph;
   k::copy_rows(vis.image.embeds.data(), nullptr, x.data(), ph.image_pos.data(),
@@ -382,20 +386,23 @@ void Qwen3VLModel::attention_layout(const ModelInputs& in, const ForwardOptions&
   DecoderContext& ctx = st.ctx;
   ctx.tokens = N;
   ctx.lora_dropout_key = opt.backward ? opt.lora_dropout_key : kNoDropout;
-  text_rope_tables(tc, rope.positions, N, ctx.cos, ctx.sin);
-  rec("debug.text_rope_cos", ctx.cos, {st.batch, S, tc.head_dim});
-  rec("debug.text_rope_sin", ctx.sin, {st.batch, S, tc.head_dim});
-  ctx.cu_seqlens.push_back(0);
+  text_rope_tables(tc, rope.positions, N, ctx.cos.host, ctx.sin.host);
+  rec("debug.text_rope_cos", ctx.cos.host, {st.batch, S, tc.head_dim});
+  rec("debug.text_rope_sin", ctx.sin.host, {st.batch, S, tc.head_dim});
+  ctx.cu_seqlens.host.push_back(0);
   for (int64_t i = 1; i <= N; ++i) {
     const bool row_end = i % S == 0;
     const bool doc_end =
         !row_end && !in.document_ids.empty() && in.document_ids[i] != in.document_ids[i - 1];
-    if (row_end || doc_end) ctx.cu_seqlens.push_back(i);
+    if (row_end || doc_end) ctx.cu_seqlens.host.push_back(i);
   }
   if (!in.attention_mask.empty()) {
-    ctx.key_valid.resize(N);
-    for (int64_t i = 0; i < N; ++i) ctx.key_valid[i] = in.attention_mask[i] != 0;
+    ctx.key_valid.host.resize(N);
+    for (int64_t i = 0; i < N; ++i) ctx.key_valid.host[i] = in.attention_mask[i] != 0;
   }
+  for (Mirrored<float>* table : {&ctx.cos, &ctx.sin}) table->upload();
+  ctx.cu_seqlens.upload();
+  ctx.key_valid.upload();
 }
 
 // Stage 5: the decoder layers. After each of the first layers, DeepStack adds the matching
@@ -417,7 +424,7 @@ Buffer Qwen3VLModel::decoder_forward(Buffer x, const VisionFeatures& vis, const 
                              opt.kv_cache ? &opt.kv_cache->layers[l] : nullptr);
     release_layer(l);
     if (params_.text.layers[l].sparse())
-      st.router.add(st.layers[l].moe, N, tc.num_experts_per_tok, or_null(st.ctx.key_valid));
+      st.router.add(st.layers[l].moe, N, tc.num_experts_per_tok, or_null(st.ctx.key_valid.host));
     rec("layer_output", l, out, {B, S, H});
     // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
     // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
@@ -462,7 +469,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   rec("final_norm", hN, {st.batch, st.seq, H});
 
   // The rows the classifier runs on, and their targets in the same order.
-  PoolVector<int64_t>& targets = st.targets;
+  HostVector<int64_t>& targets = st.targets.host;
   shifted_targets_into(in, targets);
   for (int64_t t : targets)
     if (t != k::kIgnoreIndex) {
@@ -471,11 +478,13 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     }
   double scale = opt.loss_grad_scale;
   if (scale == 0 && res.kept_tokens > 0) scale = 1.0 / static_cast<double>(res.kept_tokens);
-  PoolVector<int64_t>& rows = st.loss_rows;
+  HostVector<int64_t>& rows = st.loss_rows.host;
   for (int64_t i = 0; i < N; ++i)
     if (opt.want_logits || targets[i] != k::kIgnoreIndex) rows.push_back(i);
   for (size_t r = 0; r < rows.size(); ++r) targets[r] = targets[rows[r]];  // r <= rows[r]
   targets.resize(rows.size());
+  st.targets.upload();
+  st.loss_rows.upload();
 
   if (opt.want_logits) res.logits = Tensor(DType::kF32, {st.batch, st.seq, V});
   if (opt.backward) st.d_final_out.assign(N * H, 0.0f);
@@ -486,7 +495,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   Buffer h_chunk, logits_chunk, dh_chunk;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
-    const int64_t* chunk_rows = rows.data() + r0;
+    const int64_t* chunk_rows = st.loss_rows.data() + r0;
     h_chunk.resize(n * H);
     logits_chunk.resize(n * V);
     k::copy_rows(hN.data(), chunk_rows, h_chunk.data(), nullptr, n, H);
@@ -501,9 +510,9 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     const bool bf16_grad = opt.backward && W.b16 != nullptr;
     bf16* dlogits_b16 = reinterpret_cast<bf16*>(logits_chunk.data());
     const auto ce = bf16_grad
-                        ? k::cross_entropy(logits_chunk.data(), targets.data() + r0, dlogits_b16,
+                        ? k::cross_entropy(logits_chunk.data(), st.targets.data() + r0, dlogits_b16,
                                            2 * V, n, V, static_cast<float>(scale))
-                        : k::cross_entropy(logits_chunk.data(), targets.data() + r0,
+                        : k::cross_entropy(logits_chunk.data(), st.targets.data() + r0,
                                            opt.backward ? logits_chunk.data() : nullptr, n, V,
                                            static_cast<float>(scale));
     res.loss_sum += ce.loss_sum;
@@ -553,9 +562,11 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   k::embedding_forward(&token, store_.value(params_.text.embed), x.data(), 1, V, H);
   DecoderContext ctx;
   ctx.tokens = 1;
-  ctx.cu_seqlens = {0, 1};
+  ctx.cu_seqlens.host = {0, 1};
   const int64_t pos = cache.length + cache.rope_delta;
-  text_rope_tables(tc, {pos, pos, pos}, 1, ctx.cos, ctx.sin);
+  text_rope_tables(tc, {pos, pos, pos}, 1, ctx.cos.host, ctx.sin.host);
+  for (Mirrored<float>* table : {&ctx.cos, &ctx.sin}) table->upload();
+  ctx.cu_seqlens.upload();
   DecoderLayerActs scratch;
   for (int64_t l = 0; l < tc.num_layers; ++l) {
     Buffer out;
@@ -630,7 +641,7 @@ Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
     const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
-                         or_null(st.ctx.key_valid)};
+                         or_null(st.ctx.key_valid.host)};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     // In reverse layout order (the replicated strategy's buckets grow downwards).
     if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {

@@ -70,8 +70,8 @@ struct ForwardResult {
 };
 
 // Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).
-PoolVector<int64_t> shifted_targets(const ModelInputs& inputs);
-void shifted_targets_into(const ModelInputs& inputs, PoolVector<int64_t>& targets);
+HostVector<int64_t> shifted_targets(const ModelInputs& inputs);
+void shifted_targets_into(const ModelInputs& inputs, HostVector<int64_t>& targets);
 
 // Seconds spent per part, accumulated over calls (reset by the caller).
 struct ModelTimings {
@@ -134,8 +134,7 @@ class Qwen3VLModel {
   void plan_placeholders(const ModelInputs& in, State& st, ForwardResult& res, const Recorder& rec);
   void vision_forward(const ModelInputs& in, const ForwardOptions& opt, State& st,
                       VisionFeatures& vis, const Recorder& rec);
-  Buffer embed_tokens(const ModelInputs& in, const VisionFeatures& vis, State& st,
-                      const Recorder& rec);
+  Buffer embed_tokens(const VisionFeatures& vis, State& st, const Recorder& rec);
   void attention_layout(const ModelInputs& in, const ForwardOptions& opt, State& st,
                         const RopeIndex& rope, const Recorder& rec);
   Buffer decoder_forward(Buffer x, const VisionFeatures& vis, const ForwardOptions& opt, State& st,

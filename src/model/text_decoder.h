@@ -16,9 +16,10 @@ namespace qv::model {
 // Per-call attention layout shared by all layers.
 struct DecoderContext {
   int64_t tokens = 0;
-  PoolVector<int64_t> cu_seqlens;         // documents (rows split at document boundaries)
-  PoolVector<uint8_t> key_valid;          // attention_mask as bytes (empty = all valid)
-  PoolVector<float> cos, sin;             // [tokens, head_dim]
+  // Computed on the host, uploaded once per forward (kernels/device_buffer.h, Mirrored).
+  Mirrored<int64_t> cu_seqlens;           // documents (rows split at document boundaries)
+  Mirrored<uint8_t> key_valid;            // attention_mask as bytes (empty = all valid)
+  Mirrored<float> cos, sin;               // [tokens, head_dim]
   int64_t lora_dropout_key = kNoDropout;  // LoRA dropout masks of this pass (model/lora.h)
 };
 

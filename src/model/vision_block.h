@@ -5,15 +5,16 @@
 #pragma once
 #include <cstdint>
 
-#include "core/buffer_pool.h"
+#include "kernels/device_buffer.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
 
 namespace qv::model {
 
-// Activations and their gradients live in the activation arena (core/buffer_pool.h).
-using Buffer = PoolVector<float>;
+// Activations and their gradients: device buffers in the activation arena
+// (kernels/device_buffer.h), zeroed by the device, never value-initialised by the host.
+using Buffer = DeviceBuffer<float>;
 
 struct VisionBlockActs {
   Buffer x_in, ln1, ln1_mean, ln1_rstd, q, k, v, attn, lse, x_mid, ln2, ln2_mean, ln2_rstd, fc1,

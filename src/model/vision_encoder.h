@@ -28,7 +28,7 @@ struct VisionActs {
   PoolVector<Buffer> block_out;
   // Activation checkpointing: set by the caller before forward(); a block marked 1 keeps only its
   // input, and backward() rebuilds it (bit-identically) before its gradient. Empty: none.
-  PoolVector<uint8_t> recompute;
+  HostVector<uint8_t> recompute;  // per block: dropped after forward (host flags)
   MergerActs merger;
   PoolVector<MergerActs> deepstack;
 };
