@@ -2,10 +2,10 @@
 // header and library are found (QWEN3VL_HAS_NCCL). Float collectives take device memory of the
 // current device (the gradients and parameters live there); the double ones (loss sums, norms)
 // take host memory and stage through the device, as do the all-to-alls when given host memory
-// (the streamed export's windows and range lists; expert parallelism passes device rows). Blocking calls return when the result is in
-// place; start_all_reduce_sum enqueues on a communication stream ordered after the work already
-// issued, and wait_all makes later work (and the host) wait for it. A collective that does not
-// finish within the timeout aborts the NCCL communicator and throws.
+// (the streamed export's windows and range lists; expert parallelism passes device rows). Blocking
+// calls return when the result is in place; start_all_reduce_sum enqueues on a communication stream
+// ordered after the work already issued, and wait_all makes later work (and the host) wait for it.
+// A collective that does not finish within the timeout aborts the NCCL communicator and throws.
 #pragma once
 #include <memory>
 
