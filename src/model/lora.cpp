@@ -209,46 +209,54 @@ void lora_merge_range(const float* A, const float* B, int64_t r, int64_t in, dou
   }
 }
 
+namespace {
+
+// Calls fn(A, B, W) for every adapted layer and target module, in that order: the adapter pair
+// from `adapters`, the base weight from `base`. `who` names the caller when one is missing.
+template <class Fn>
+void for_each_adapted(const ModelConfig& config, const LoraConfig& lora, const ParamStore& adapters,
+                      const ParamStore& base, const char* who, Fn fn) {
+  for (int64_t l = 0; l < config.text.num_layers; ++l)
+    for (const auto& name : lora.target_modules) {
+      const LoraTarget t = lora_target_from_name(name);
+      const ParamEntry* A = adapters.find(lora_param_name(l, t, 'A'));
+      const ParamEntry* B = adapters.find(lora_param_name(l, t, 'B'));
+      const ParamEntry* W = base.find(lora_base_name(l, t));
+      QV_CHECK(A && B && W, who, ": adapter or base weight of layer ", l, " ", name, " missing");
+      fn(*A, *B, *W);
+    }
+}
+
+}  // namespace
+
 void merge_lora(const ModelConfig& config, const LoraConfig& lora, const ParamStore& source,
                 ParamStore& target) {
   if (!lora.enabled()) return;
   const double scaling = lora.scaling();
-  for (int64_t l = 0; l < config.text.num_layers; ++l)
-    for (const auto& name : lora.target_modules) {
-      const LoraTarget t = lora_target_from_name(name);
-      const ParamEntry* A = source.find(lora_param_name(l, t, 'A'));
-      const ParamEntry* B = source.find(lora_param_name(l, t, 'B'));
-      const ParamEntry* W = target.find(lora_base_name(l, t));
-      QV_CHECK(A && B && W, "merge_lora: adapter or base weight of layer ", l, " ", name,
-               " missing");
-      float* w = target.value(W->ref);
-      lora_merge_range(source.value(A->ref), source.value(B->ref), A->shape[0], W->shape[1],
-                       scaling, 0, W->ref.numel, w, w);
-    }
+  for_each_adapted(config, lora, source, target, "merge_lora",
+                   [&](const ParamEntry& A, const ParamEntry& B, const ParamEntry& W) {
+                     float* w = target.value(W.ref);
+                     lora_merge_range(source.value(A.ref), source.value(B.ref), A.shape[0],
+                                      W.shape[1], scaling, 0, W.ref.numel, w, w);
+                   });
 }
 
 LoraMergedValues::LoraMergedValues(const ModelConfig& config, const LoraConfig& lora,
                                    const ParamStore& store)
     : store_(store), scaling_(lora.enabled() ? lora.scaling() : 0.0) {
   if (!lora.enabled()) return;
-  for (int64_t l = 0; l < config.text.num_layers; ++l)
-    for (const auto& name : lora.target_modules) {
-      const LoraTarget t = lora_target_from_name(name);
-      const ParamEntry* A = store.find(lora_param_name(l, t, 'A'));
-      const ParamEntry* B = store.find(lora_param_name(l, t, 'B'));
-      const ParamEntry* W = store.find(lora_base_name(l, t));
-      QV_CHECK(A && B && W, "LoraMergedValues: adapter or base weight of layer ", l, " ", name,
-               " missing");
-      Target x;
-      x.w = W->ref;
-      x.in = W->shape[1];
-      x.r = A->shape[0];
-      x.a.resize(A->ref.numel);
-      x.b.resize(B->ref.numel);
-      store.read_value(A->ref, x.a.data(), A->ref.numel);
-      store.read_value(B->ref, x.b.data(), B->ref.numel);
-      targets_.push_back(std::move(x));
-    }
+  for_each_adapted(config, lora, store, store, "LoraMergedValues",
+                   [&](const ParamEntry& A, const ParamEntry& B, const ParamEntry& W) {
+                     Target x;
+                     x.w = W.ref;
+                     x.in = W.shape[1];
+                     x.r = A.shape[0];
+                     x.a.resize(A.ref.numel);
+                     x.b.resize(B.ref.numel);
+                     store.read_value(A.ref, x.a.data(), A.ref.numel);
+                     store.read_value(B.ref, x.b.data(), B.ref.numel);
+                     targets_.push_back(std::move(x));
+                   });
   std::sort(targets_.begin(), targets_.end(),
             [](const Target& x, const Target& y) { return x.w.offset < y.w.offset; });
 }
