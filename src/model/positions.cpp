@@ -176,7 +176,7 @@ VisionPositions vision_positions(const VisionConfig& c, const std::vector<Grid>&
   const float dim = static_cast<float>(hd / 2);
   for (int64_t j = 0; j < quarter; ++j)
     inv_freq[j] = 1.0f / std::pow(10000.0f, static_cast<float>(2 * j) / dim);
-  vp.cu_seqlens.push_back(0);
+  vp.cu_seqlens.host.push_back(0);
   for (const Grid& g : grids) {
     QV_CHECK(g.t > 0 && g.h > 0 && g.w > 0, "grid [", g.t, ", ", g.h, ", ", g.w,
              "] must be positive");
@@ -185,7 +185,7 @@ VisionPositions vision_positions(const VisionConfig& c, const std::vector<Grid>&
     const HostVector<float> hs = linspace_f32(0.0f, static_cast<float>(side - 1), g.h);
     const HostVector<float> ws = linspace_f32(0.0f, static_cast<float>(side - 1), g.w);
     for (int64_t t = 0; t < g.t; ++t) {
-      vp.cu_seqlens.push_back(vp.cu_seqlens.back() + g.h * g.w);
+      vp.cu_seqlens.host.push_back(vp.cu_seqlens.host.back() + g.h * g.w);
       for (int64_t br = 0; br < g.h / m; ++br)
         for (int64_t bc = 0; bc < g.w / m; ++bc)
           for (int64_t ir = 0; ir < m; ++ir)
@@ -203,22 +203,24 @@ VisionPositions vision_positions(const VisionConfig& c, const std::vector<Grid>&
                                       hc * side + wc};
               const float wt[4] = {(1 - dh) * (1 - dw), (1 - dh) * dw, dh * (1 - dw), dh * dw};
               for (int k = 0; k < 4; ++k) {
-                vp.pos_index.push_back(idx[k]);
-                vp.pos_weight.push_back(wt[k]);
+                vp.pos_index.host.push_back(idx[k]);
+                vp.pos_weight.host.push_back(wt[k]);
               }
             }
     }
   }
-  vp.patches = vp.cu_seqlens.back();
+  vp.patches = vp.cu_seqlens.host.back();
   const int64_t half = hd / 2;
-  vp.cos.resize(vp.patches * hd);
-  vp.sin.resize(vp.patches * hd);
+  vp.cos.host.resize(vp.patches * hd);
+  vp.sin.host.resize(vp.patches * hd);
   for (int64_t p = 0; p < vp.patches; ++p)
     for (int64_t j = 0; j < half; ++j) {
       const float a = vp.angles[p * half + j];
-      vp.cos[p * hd + j] = vp.cos[p * hd + j + half] = std::cos(a);
-      vp.sin[p * hd + j] = vp.sin[p * hd + j + half] = std::sin(a);
+      vp.cos.host[p * hd + j] = vp.cos.host[p * hd + j + half] = std::cos(a);
+      vp.sin.host[p * hd + j] = vp.sin.host[p * hd + j + half] = std::sin(a);
     }
+  for (auto* m : {&vp.cos, &vp.sin, &vp.pos_weight}) m->upload();
+  for (auto* m : {&vp.cu_seqlens, &vp.pos_index}) m->upload();
   return vp;
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/buffer_pool.h"
+#include "kernels/device_buffer.h"
 #include "model/config.h"
 #include "model/inputs.h"
 
@@ -25,13 +26,15 @@ void text_rope_tables(const TextConfig& config, const HostVector<int64_t>& posit
                       int64_t tokens, HostVector<float>& cos, HostVector<float>& sin);
 
 // Per-patch tables for the vision tower over all grids (patches in merge-block order).
+// The arrays ops read are computed on the host and uploaded once per forward to the device that
+// is current when vision_positions() runs (kernels/device_buffer.h, Mirrored).
 struct VisionPositions {
   int64_t patches = 0;
-  HostVector<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
-  HostVector<float> angles;        // [patches, head_dim / 2]: row freqs then col freqs
-  HostVector<float> cos, sin;      // [patches, head_dim]
-  HostVector<int64_t> pos_index;   // [patches, 4]: position-table rows
-  HostVector<float> pos_weight;    // [patches, 4]: bilinear weights
+  Mirrored<int64_t> cu_seqlens;  // one attention sequence per image and per video frame
+  HostVector<float> angles;      // [patches, head_dim / 2]: row freqs then col freqs (host only)
+  Mirrored<float> cos, sin;      // [patches, head_dim]
+  Mirrored<int64_t> pos_index;   // [patches, 4]: position-table rows
+  Mirrored<float> pos_weight;    // [patches, 4]: bilinear weights
 };
 VisionPositions vision_positions(const VisionConfig& config, const std::vector<Grid>& grids);
 

@@ -67,12 +67,17 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   a.pos = vision_positions(c, grids);
   const int64_t N = a.pos.patches;
   a.patches = N;
+  // The pixels come from the host: off the CPU they are uploaded once, for forward and backward.
   a.pixels = pixels;
+  if (!current_device().is_cpu()) {
+    a.pixels_on_device.assign_from_host(pixels, static_cast<size_t>(N * c.patch_dim()));
+    a.pixels = a.pixels_on_device.data();
+  }
 
   // Patch embedding (Conv3d with stride = kernel is a matrix product), then the position table.
   Buffer x(N * D), pos(N * D);
   gather(p_.stem_unit);
-  k::linear_forward(pixels, s.weight(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
+  k::linear_forward(a.pixels, s.weight(p_.patch_w), s.value(p_.patch_b), x.data(), N, c.patch_dim(),
                     D);
   k::weighted_gather_forward(a.pos.pos_index.data(), a.pos.pos_weight.data(), s.value(p_.pos_embed),
                              pos.data(), N, 4, D);

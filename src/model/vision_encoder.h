@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/buffer_pool.h"
+#include "kernels/device_buffer.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "model/positions.h"
@@ -21,7 +22,8 @@ struct MergerActs {
 
 struct VisionActs {
   VisionPositions pos;
-  const float* pixels = nullptr;
+  const float* pixels = nullptr;  // the input on the current device (on the CPU the caller's)
+  DeviceBuffer<float> pixels_on_device;  // the uploaded copy off the CPU; empty on it
   int64_t patches = 0;
   PoolVector<VisionBlockActs> blocks;
   // Output of the blocks a merger reads (DeepStack indexes and the last block); empty otherwise.
