@@ -9,7 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <limits>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -40,20 +42,28 @@ pid_t start_long_training(const std::string& dump) {
   return -1;
 }
 
-// Whether signal `sig` waits in the process-wide or main thread's pending set of `pid`
-// (/proc/PID/status ShdPnd / SigPnd: hexadecimal masks, bit sig-1).
-bool signal_pending(pid_t pid, int sig) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+// Whether bit sig-1 is set in any of the signal masks `keys` ("SigBlk:", ...: hexadecimal) of a
+// /proc status file; nullopt when none of them could be read (a thread that has just ended).
+std::optional<bool> mask_has(const fs::path& status_file, std::initializer_list<const char*> keys,
+                             int sig) {
+  std::ifstream status(status_file);
   std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("ShdPnd:", 0) != 0 && line.rfind("SigPnd:", 0) != 0) continue;
-    if ((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1) return true;
-  }
-  return false;
+  std::optional<bool> set;
+  while (std::getline(status, line))
+    for (const char* key : keys)
+      if (line.rfind(key, 0) == 0)
+        set = set.value_or(false) || ((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1);
+  return set;
+}
+
+// Whether signal `sig` waits in the process-wide or main thread's pending set of `pid`.
+bool signal_pending(pid_t pid, int sig) {
+  return mask_has("/proc/" + std::to_string(pid) + "/status", {"ShdPnd:", "SigPnd:"}, sig)
+      .value_or(false);
 }
 
 // Names of the threads of `pid` other than the one named `watcher` that do not block `sig`
-// (SigBlk in /proc/PID/task/TID/status), and whether the watcher is there (its comm). The
+// (SigBlk of /proc/PID/task/TID/status), and whether the watcher is there (its comm). The
 // watcher is left out: sigtimedwait unblocks the signals it waits for while it waits, and takes
 // them without a handler.
 struct ThreadSignals {
@@ -69,12 +79,9 @@ ThreadSignals thread_signals(pid_t pid, int sig, const std::string& watcher) {
       out.has_watcher = true;
       continue;
     }
-    std::ifstream status(task.path() / "status");
-    std::string line;
-    while (std::getline(status, line))
-      if (line.rfind("SigBlk:", 0) == 0 &&
-          !((std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1))
-        out.not_blocking.push_back(name + " (" + task.path().filename().string() + ")");
+    const std::optional<bool> blocked = mask_has(task.path() / "status", {"SigBlk:"}, sig);
+    if (blocked.has_value() && !*blocked)
+      out.not_blocking.push_back(name + " (" + task.path().filename().string() + ")");
   }
   return out;
 }

@@ -400,9 +400,7 @@ void Qwen3VLModel::attention_layout(const ModelInputs& in, const ForwardOptions&
     ctx.key_valid.host.resize(N);
     for (int64_t i = 0; i < N; ++i) ctx.key_valid.host[i] = in.attention_mask[i] != 0;
   }
-  for (Mirrored<float>* table : {&ctx.cos, &ctx.sin}) table->upload();
-  ctx.cu_seqlens.upload();
-  ctx.key_valid.upload();
+  ctx.upload();
 }
 
 // Stage 5: the decoder layers. After each of the first layers, DeepStack adds the matching
@@ -565,8 +563,7 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   ctx.cu_seqlens.host = {0, 1};
   const int64_t pos = cache.length + cache.rope_delta;
   text_rope_tables(tc, {pos, pos, pos}, 1, ctx.cos.host, ctx.sin.host);
-  for (Mirrored<float>* table : {&ctx.cos, &ctx.sin}) table->upload();
-  ctx.cu_seqlens.upload();
+  ctx.upload();
   DecoderLayerActs scratch;
   for (int64_t l = 0; l < tc.num_layers; ++l) {
     Buffer out;

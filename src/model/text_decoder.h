@@ -21,6 +21,14 @@ struct DecoderContext {
   Mirrored<uint8_t> key_valid;            // attention_mask as bytes (empty = all valid)
   Mirrored<float> cos, sin;               // [tokens, head_dim]
   int64_t lora_dropout_key = kNoDropout;  // LoRA dropout masks of this pass (model/lora.h)
+
+  // After the host arrays are filled: their device copies (nothing to do on the CPU).
+  void upload() {
+    cu_seqlens.upload();
+    key_valid.upload();
+    cos.upload();
+    sin.upload();
+  }
 };
 
 struct DenseMlpActs {

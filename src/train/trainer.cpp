@@ -244,8 +244,9 @@ StepRecord Trainer::train_step() {
     model_->backward();
   }
   dp_->finish_grads();
-  rec.gathered_bytes = dp_->gathered_bytes().all - gathered_before.all;
-  rec.gathered_row_bytes = dp_->gathered_bytes().rows - gathered_before.rows;
+  const dist::GatherBytes gathered_after = dp_->gathered_bytes();
+  rec.gathered_bytes = gathered_after.all - gathered_before.all;
+  rec.gathered_row_bytes = gathered_after.rows - gathered_before.rows;
   double reduce[2] = {loss_sum, used_vision};
   comm_->all_reduce_sum(reduce, 2);
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");

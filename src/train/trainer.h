@@ -34,8 +34,8 @@ struct StepRecord {
   int64_t gathered_bytes = 0, gathered_row_bytes = 0;
 };
 
-// Set by SIGTERM / SIGINT handlers: the trainer saves a checkpoint at the next step boundary
-// and returns.
+// Set when SIGTERM / SIGINT arrives (cli/stop_signals.h's watcher thread): the trainer saves a
+// checkpoint at the next step boundary and returns.
 std::atomic<bool>& stop_requested();
 
 class Trainer {
