@@ -13,6 +13,7 @@
 #include "core/buffer_pool.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "device_guard_test_utils.h"
 #include "guard_census.h"
 #include "kernels/activations.h"
 #include "kernels/device.h"
@@ -28,7 +29,11 @@ namespace {
 
 using testing::GuardCensus;
 using testing::GuardMode;
+using testing::host_copy;
+using testing::kFixtures;
 using testing::kGuardedDevice;
+using testing::read_back;
+using testing::report;
 
 // A guarded buffer of n floats (the arena of the guarded device).
 PoolVector<float> guarded_floats(size_t n) {
@@ -129,13 +134,6 @@ TEST(DeviceGuardDeathTest, AFaultOutsideGuardedMemoryStillCrashes) {
       "");
 }
 
-template <class T>
-std::vector<T> read_back(const T* p, size_t n, Device device) {
-  std::vector<T> out(n);
-  kernels::copy_bytes(out.data(), kCpuDevice, p, device, n * sizeof(T));
-  return out;
-}
-
 // DeviceBuffer keeps std::vector's meaning (zeros on growth, contents kept, copies) on either
 // device; on the guarded one without the host touching its memory.
 TEST(DeviceGuard, DeviceBufferZeroesGrowsAndCopiesThroughTheDevice) {
@@ -192,24 +190,8 @@ TEST(DeviceGuard, MirroredUploadsOnlyOffTheCpu) {
 // bit (the same CPU kernels run, only the memory is guarded), which shows the census let every
 // access through unchanged. The dense text model's forward, backward and training steps are
 // clean (strict: any host access or host pointer fails the test with the census as message);
-// the other paths print their census (the list docs/CUDA.md "Not done yet" quotes).
-
-const std::string kFixtures = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/";
-
-std::vector<float> host_copy(const PageBuffer& b, Device device) {
-  std::vector<float> out(static_cast<size_t>(b.size()));
-  kernels::copy_bytes(out.data(), kCpuDevice, b.data(), device, out.size() * sizeof(float));
-  return out;
-}
-
-// Prints the census of `stage`; strict: it must be empty.
-void report(const GuardCensus& census, const std::string& stage, bool strict) {
-  const std::string table = census.report(stage);
-  std::printf("%s", table.c_str());
-  if (!strict) return;
-  EXPECT_EQ(census.faults(), 0) << table;
-  EXPECT_EQ(census.host_pointers(), 0) << table;
-}
+// the other paths print their census (the list docs/CUDA.md "Not done yet" quotes). Decoding,
+// checkpoints, LoRA, the recorder and the exports: tests/test_device_guard_state.cpp.
 
 struct Pass {
   double loss = 0;
@@ -266,36 +248,6 @@ TEST(DeviceGuardCensus, TinyMoeForwardAndBackward) {
   census_of_fixture("hf-tiny-moe", /*strict=*/false);
 }
 
-// Greedy decoding of a few tokens after a prefill (the generator's path).
-TEST(DeviceGuardCensus, TinyDenseDecode) {
-  const std::string dir = kFixtures + "hf-tiny-text";
-  model::ModelInputs in = model::load_inputs(dir + "/inputs.safetensors");
-  in.batch = 1;
-  in.input_ids.resize(static_cast<size_t>(in.seq));
-  in.labels.clear();
-  in.attention_mask.clear();
-  const auto run = [&] {
-    auto m = model::Qwen3VLModel::from_pretrained(dir);
-    model::KvCache cache;
-    model::ForwardOptions opt;
-    opt.kv_cache = &cache;
-    m->forward(in, opt);
-    std::vector<float> logits;
-    for (int64_t t = 0; t < 3; ++t) logits = m->decode(in.input_ids[static_cast<size_t>(t)], cache);
-    return logits;
-  };
-  const std::vector<float> want = run();
-  GuardCensus census;
-  std::vector<float> got;
-  {
-    DeviceScope on_guarded(kGuardedDevice);
-    got = run();
-  }
-  report(census, "hf-tiny-text: prefill + 3 decode steps", /*strict=*/false);
-  EXPECT_EQ(got, want);
-  BufferPool::of(kGuardedDevice).release_cached();
-}
-
 std::vector<train::StepRecord> two_steps(
     const std::string& name, const std::string& fixture,
     const std::vector<std::pair<std::string, std::string>>& extra) {
@@ -334,15 +286,6 @@ TEST(DeviceGuardCensus, TinyDenseTrainingStepsAreClean) {
 
 TEST(DeviceGuardCensus, TinyImageTrainingStepsAreClean) {
   census_of_training("image", "hf-tiny-image", {{"checkpoint.enable", "false"}}, /*strict=*/true);
-}
-
-TEST(DeviceGuardCensus, TinyDenseTrainingWithCheckpointSave) {
-  census_of_training("dense_ckpt", "hf-tiny-text", {}, /*strict=*/false);
-}
-
-TEST(DeviceGuardCensus, TinyDenseLoraTraining) {
-  census_of_training("lora", "hf-tiny-text", {{"checkpoint.enable", "false"}, {"lora.rank", "4"}},
-                     /*strict=*/false);
 }
 
 }  // namespace

@@ -167,4 +167,26 @@ struct Mirrored {
   }
 };
 
+// The reverse of Mirrored: an array ops write and the host reads afterwards (decode's logits, the
+// forward's logits tensor), `n` elements at `host`. data() is what ops get: on the CPU the host
+// array itself (no copy); elsewhere a buffer on the device that was current when the
+// DeviceOutput was made, which download() copies into the host array.
+template <class T>
+class DeviceOutput {
+ public:
+  DeviceOutput(T* host, size_t n) : host_(host), n_(n) {
+    if (!device_.device().is_cpu()) device_.resize(n);
+  }
+  T* data() { return device_.device().is_cpu() ? host_ : device_.data(); }
+  void download() {
+    if (!device_.device().is_cpu() && n_)
+      kernels::copy_bytes(host_, kCpuDevice, device_.data(), device_.device(), n_ * sizeof(T));
+  }
+
+ private:
+  T* host_;
+  size_t n_;
+  DeviceBuffer<T> device_;  // stays empty on the CPU
+};
+
 }  // namespace qv

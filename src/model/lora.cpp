@@ -8,10 +8,12 @@
 #include <random>
 #include <set>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "kernels/gemm.h"
+#include "kernels/host_staging.h"
 #include "kernels/linear.h"
 
 namespace qv::model {
@@ -178,15 +180,18 @@ LoraParams layout_lora(const ModelConfig& config, const LoraConfig& lora, ParamS
 
 void init_lora(const LoraParams& params, const LoraConfig& lora, ParamStore& s) {
   std::mt19937_64 rng(lora.seed);
+  std::vector<float> staging;  // off the CPU: A is drawn here, then copied over
   for (const LoraLayer& layer : params.layers)
     for (const LoraAdapter& a : layer.adapters) {
       if (!a.present()) continue;
       const int64_t in = a.a.numel / a.rank;
       const float bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in)));
       std::uniform_real_distribution<float> uniform(-bound, bound);
-      float* A = s.value(a.a);
-      for (int64_t i = 0; i < a.a.numel; ++i) A[i] = uniform(rng);
-      std::fill(s.value(a.b), s.value(a.b) + a.b.numel, 0.0f);
+      const auto n = static_cast<size_t>(a.a.numel);
+      float* A = k::host_writable(s.value(a.a), s.device(), n, staging);
+      for (size_t i = 0; i < n; ++i) A[i] = uniform(rng);
+      k::upload_staged(s.value(a.a), s.device(), staging);
+      allocator_for(s.device()).zero(s.value(a.b), static_cast<size_t>(a.b.numel) * sizeof(float));
     }
   s.sync_bf16();
 }
@@ -235,9 +240,17 @@ void merge_lora(const ModelConfig& config, const LoraConfig& lora, const ParamSt
   const double scaling = lora.scaling();
   for_each_adapted(config, lora, source, target, "merge_lora",
                    [&](const ParamEntry& A, const ParamEntry& B, const ParamEntry& W) {
-                     float* w = target.value(W.ref);
-                     lora_merge_range(source.value(A.ref), source.value(B.ref), A.shape[0],
-                                      W.shape[1], scaling, 0, W.ref.numel, w, w);
+                     // Off the CPU through host copies of the three (on the CPU in place).
+                     std::vector<float> a_host, b_host, w_host;
+                     const float* a = k::host_readable(source.value(A.ref), source.device(),
+                                                       static_cast<size_t>(A.ref.numel), a_host);
+                     const float* b = k::host_readable(source.value(B.ref), source.device(),
+                                                       static_cast<size_t>(B.ref.numel), b_host);
+                     float* w = k::host_writable(target.value(W.ref), target.device(),
+                                                 static_cast<size_t>(W.ref.numel), w_host,
+                                                 /*keep_contents=*/true);
+                     lora_merge_range(a, b, A.shape[0], W.shape[1], scaling, 0, W.ref.numel, w, w);
+                     k::upload_staged(target.value(W.ref), target.device(), w_host);
                    });
 }
 
@@ -354,9 +367,14 @@ void save_lora_adapter(const std::string& dir, const LoraConfig& lora, const Par
                        const std::string& base_model) {
   fs::create_directories(dir);
   std::vector<io::TensorSource> tensors;
+  std::vector<std::vector<float>> host_copies;  // off the CPU (the adapters are small)
   for (const ParamEntry& e : store.entries())
-    if (is_lora_param(e.name))
-      tensors.push_back({e.name, DType::kF32, e.shape, store.value(e.ref), DType::kF32});
+    if (is_lora_param(e.name)) {
+      host_copies.emplace_back();
+      const float* values = k::host_readable(store.value(e.ref), store.device(),
+                                             static_cast<size_t>(e.ref.numel), host_copies.back());
+      tensors.push_back({e.name, DType::kF32, e.shape, values, DType::kF32});
+    }
   QV_CHECK(!tensors.empty(), "save_lora_adapter: the model has no adapters");
   io::write_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors);
   io::write_file_atomic((fs::path(dir) / "adapter_config.json").string(),
@@ -378,7 +396,7 @@ void load_lora_tensors(const std::string& dir, ParamStore& store) {
              path, ": tensor '", e.name, "' has dtype ", dtype_name(info.dtype),
              " (expected a float type)");
     Tensor t = f.read(e.name).to(DType::kF32);
-    std::memcpy(store.value(e.ref), t.data<float>(), e.ref.numel * sizeof(float));
+    store.write_value(e.ref, t.data<float>(), e.ref.numel);
     used.insert(e.name);
   }
   for (const auto& name : f.names())

@@ -11,6 +11,7 @@
 #include "kernels/activations.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/device.h"
+#include "kernels/device_buffer.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/norms.h"
@@ -485,6 +486,8 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   st.loss_rows.upload();
 
   if (opt.want_logits) res.logits = Tensor(DType::kF32, {st.batch, st.seq, V});
+  DeviceOutput<float> logits_out(opt.want_logits ? res.logits.data<float>() : nullptr,
+                                 opt.want_logits ? static_cast<size_t>(N * V) : 0);
   if (opt.backward) st.d_final_out.assign(N * H, 0.0f);
   gather(params_.text.lm_head_unit);
   const k::Weight W = store_.weight(params_.text.lm_head);
@@ -500,7 +503,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     k::linear_forward(h_chunk.data(), W, static_cast<const float*>(nullptr), logits_chunk.data(), n,
                       H, V);
     if (opt.want_logits)
-      k::copy_rows(logits_chunk.data(), nullptr, res.logits.data<float>(), chunk_rows, n, V);
+      k::copy_rows(logits_chunk.data(), nullptr, logits_out.data(), chunk_rows, n, V);
     // With bf16 products the loss writes its gradient in bf16 directly (the backward products
     // would round it anyway), sparing a pass over the [n, V] chunk; each row's bf16 gradient
     // goes into the first half of its own float row (rows 2 V bf16 apart), so no second
@@ -524,6 +527,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
       k::copy_rows(dh_chunk.data(), nullptr, st.d_final_out.data(), chunk_rows, n, H);
     }
   }
+  logits_out.download();
   // An untied LM head's gradient is complete here; a tied one also gets the embedding's in
   // backward().
   if (opt.backward && params_.text.lm_head_unit != params_.text.embed_unit)
@@ -557,7 +561,10 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   QV_CHECK(cache.layers.size() == static_cast<size_t>(tc.num_layers),
            "decode() needs a cache filled by forward(kv_cache = ...)");
   Buffer x(H);
-  k::embedding_forward(&token, store_.value(params_.text.embed), x.data(), 1, V, H);
+  Mirrored<int64_t> id;  // on the CPU the host value itself
+  id.host.push_back(token);
+  id.upload();
+  k::embedding_forward(id.data(), store_.value(params_.text.embed), x.data(), 1, V, H);
   DecoderContext ctx;
   ctx.tokens = 1;
   ctx.cu_seqlens.host = {0, 1};
@@ -575,8 +582,10 @@ std::vector<float> Qwen3VLModel::decode(int64_t token, KvCache& cache) {
   k::rmsnorm_forward(x.data(), store_.value(params_.text.norm), h.data(), rstd.data(), 1, H,
                      static_cast<float>(tc.rms_norm_eps));
   std::vector<float> logits(V);
+  DeviceOutput<float> out(logits.data(), logits.size());
   k::linear_forward(h.data(), store_.weight(params_.text.lm_head),
-                    static_cast<const float*>(nullptr), logits.data(), 1, H, V);
+                    static_cast<const float*>(nullptr), out.data(), 1, H, V);
+  out.download();
   return logits;
 }
 

@@ -10,12 +10,14 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
 #include "io/json_depth.h"
 #include "io/safetensors.h"
+#include "kernels/device.h"
 #include "train/checkpoint_index.h"
 #include "train/checkpoint_shards.h"
 
@@ -49,13 +51,16 @@ const float* f32_data(const io::SafetensorsFile& f, const std::string& name, int
 }
 
 // Copies the elements of the parameter buffer's [base, base + n) that `t.owned` covers from
-// `src` to where they live in `dst` (owned ranges stored one after another).
+// `src` (host memory) to where they live in `dst` (owned ranges stored one after another, in
+// the memory of t.device).
 void copy_owned(const float* src, int64_t base, int64_t n, const OptimizerTarget& t,
                 std::span<float> dst) {
   int64_t at = 0;
   for (const FlatRange& r : t.owned) {
     const int64_t lo = std::max(r.begin, base), hi = std::min(r.end, base + n);
-    if (lo < hi) std::memcpy(dst.data() + at + (lo - r.begin), src + (lo - base), (hi - lo) * 4);
+    if (lo < hi)
+      kernels::copy_bytes(dst.data() + at + (lo - r.begin), t.device, src + (lo - base), kCpuDevice,
+                          static_cast<size_t>(hi - lo) * 4);
     at += r.size();
   }
 }
@@ -128,8 +133,9 @@ std::string save_checkpoint_v1(const std::string& folder, const model::ParamStor
     fs::create_directories(folder);
     remove_stale_temp_dirs(folder);
     fs::create_directories(tmp_dir);
-    // Written straight from the parameter store and the optimizer's buffers: saving adds no
-    // copy of the training state to the process's memory.
+    // Written straight from the parameter store and the optimizer's (host) buffers: saving
+    // adds no copy of the training state to the process's memory (a store on a GPU is staged
+    // through a bounded host buffer).
     std::vector<io::TensorSource> model, optim;
     for (size_t i = 0; i < store.entries().size(); ++i) {
       const model::ParamEntry& e = store.entries()[i];
@@ -144,7 +150,8 @@ std::string save_checkpoint_v1(const std::string& folder, const model::ParamStor
     }
     json files = json::object();
     files["model.safetensors"] =
-        io::write_safetensors((tmp_dir / "model.safetensors").string(), std::move(model));
+        write_safetensors_from((tmp_dir / "model.safetensors").string(), std::move(model),
+                               {{"format", "pt"}}, store.device());
     if (opt)
       files["optimizer.safetensors"] =
           io::write_safetensors((tmp_dir / "optimizer.safetensors").string(), std::move(optim));
@@ -355,15 +362,16 @@ void load_v1(const std::string& path, const json& j, model::ParamStore& store,
       const int64_t lo = std::max(r.begin, e.ref.offset);
       const int64_t hi = std::min(r.end, e.ref.offset + e.ref.numel);
       if (lo < hi)
-        std::memcpy(store.values().data() + lo, src + (lo - e.ref.offset), (hi - lo) * 4);
+        kernels::copy_bytes(store.values().data() + lo, store.device(), src + (lo - e.ref.offset),
+                            kCpuDevice, static_cast<size_t>(hi - lo) * 4);
     }
   }
   if (!opt) return;
   QV_CHECK(files.contains("optimizer.safetensors"), path,
            ": has no optimizer state (saved model-only); cannot resume training from it");
   // Elements outside every parameter (alignment padding between units) stay zero.
-  std::fill(opt->exp_avg.begin(), opt->exp_avg.end(), 0.0f);
-  std::fill(opt->exp_avg_sq.begin(), opt->exp_avg_sq.end(), 0.0f);
+  allocator_for(opt->device).zero(opt->exp_avg.data(), opt->exp_avg.size_bytes());
+  allocator_for(opt->device).zero(opt->exp_avg_sq.data(), opt->exp_avg_sq.size_bytes());
   io::SafetensorsFile optim((dir / "optimizer.safetensors").string());
   opt->steps->assign(store.entries().size(), 0);
   for (size_t i = 0; i < store.entries().size(); ++i) {
@@ -423,6 +431,7 @@ TrainState load_checkpoint(const std::string& path, model::ParamStore& store,
       load.owned = opt->owned;
       load.exp_avg = opt->exp_avg.data();
       load.exp_avg_sq = opt->exp_avg_sq.data();
+      load.moments_device = opt->device;
       load.steps = opt->steps;
     }
     load_sharded(path, index, store, load);

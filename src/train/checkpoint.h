@@ -86,6 +86,7 @@ struct OptimizerTarget {
   std::span<float> exp_avg, exp_avg_sq;  // sum of owned sizes each
   std::vector<FlatRange> owned;
   std::vector<int64_t>* steps = nullptr;  // per parameter entry
+  Device device = kCpuDevice;             // where exp_avg / exp_avg_sq are
 };
 
 // Loads a checkpoint (either format), verifying checksums; the optimizer state is filled when

@@ -7,10 +7,13 @@
 #include <memory>
 #include <set>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checksum.h"
 #include "io/safetensors.h"
+#include "kernels/device.h"
+#include "kernels/host_staging.h"
 
 namespace qv::train {
 
@@ -47,11 +50,11 @@ std::vector<Piece> pieces_of(const std::vector<model::ParamEntry>& entries,
   return out;
 }
 
-// Writes one safetensors file of pieces; names[k] and data[k] per piece. The header's metadata
-// holds {name: [begin, end, crc32c]} for every piece.
+// Writes one safetensors file of pieces (in the memory of `device`); names[k] and data[k] per
+// piece. The header's metadata holds {name: [begin, end, crc32c]} for every piece.
 uint32_t write_piece_file(const std::string& path, const std::vector<model::ParamEntry>& entries,
                           const std::vector<Piece>& pieces, const std::string& prefix,
-                          const float* Piece::*field) {
+                          const float* Piece::*field, Device device) {
   std::vector<io::TensorSource> sources;
   json meta = json::object();
   for (const Piece& p : pieces) {
@@ -59,13 +62,40 @@ uint32_t write_piece_file(const std::string& path, const std::vector<model::Para
     const int64_t n = p.end - p.begin;
     const float* data = p.*field;
     sources.push_back({name, DType::kF32, {n}, data, DType::kF32});
-    meta[name] = {p.begin, p.end, io::crc32c(data, static_cast<size_t>(n) * sizeof(float))};
+    meta[name] = {p.begin, p.end, crc32c_from(data, n, device)};
   }
-  return io::write_safetensors(path, std::move(sources),
-                               {{"format", "pt"}, {kPiecesKey, meta.dump()}});
+  return write_safetensors_from(path, std::move(sources),
+                                {{"format", "pt"}, {kPiecesKey, meta.dump()}}, device);
 }
 
 }  // namespace
+
+uint32_t crc32c_from(const float* p, int64_t n, Device device) {
+  uint32_t crc = 0;
+  kernels::for_each_staged(p, device, static_cast<size_t>(n), [&](const float* host, size_t m) {
+    crc = io::crc32c(host, m * sizeof(float), crc);
+  });
+  return crc;
+}
+
+uint32_t write_safetensors_from(const std::string& path, std::vector<io::TensorSource> tensors,
+                                const std::map<std::string, std::string>& metadata, Device device) {
+  if (device.is_cpu()) return io::write_safetensors(path, std::move(tensors), metadata);
+  std::vector<io::SafetensorsWriter::Tensor> decl;
+  std::map<std::string, const float*> data;
+  for (const io::TensorSource& t : tensors) {
+    QV_CHECK(t.source_dtype == DType::kF32, path, ": tensor '", t.name,
+             "' is not F32 in memory (only F32 is staged from a device)");
+    decl.push_back({t.name, t.dtype, t.shape, t.source_dtype});
+    data[t.name] = static_cast<const float*>(t.data);
+  }
+  io::SafetensorsWriter file(path, std::move(decl), metadata);
+  for (const io::SafetensorsWriter::Tensor& t : file.order())
+    kernels::for_each_staged(
+        data.at(t.name), device, static_cast<size_t>(numel(t.shape)),
+        [&](const float* host, size_t m) { file.append(host, static_cast<int64_t>(m)); });
+  return file.commit();
+}
 
 int64_t ShareView::elements() const {
   int64_t n = 0;
@@ -88,9 +118,11 @@ std::vector<FlatRange> ranges_to_write(const std::vector<FlatRange>& owned, int6
 
 ShareView view_share(const model::ParamStore& store, const std::vector<FlatRange>& write,
                      const std::vector<FlatRange>& owned, const float* exp_avg,
-                     const float* exp_avg_sq) {
+                     const float* exp_avg_sq, Device moments_device) {
   ShareView v;
   v.ranges = write;
+  v.values_device = store.device();
+  v.moments_device = moments_device;
   for (const FlatRange& w : write) {
     v.values.push_back(store.values().data() + w.begin);
     if (!exp_avg) continue;
@@ -133,6 +165,7 @@ ShareView snapshot_share(const ShareView& share, std::vector<float>& storage) {
     const float* src;
     float* dst;
     int64_t n;
+    Device device;  // of src
   };
   std::vector<Block> blocks;
   size_t k = 0;
@@ -142,11 +175,18 @@ ShareView snapshot_share(const ShareView& share, std::vector<float>& storage) {
                            kinds == 3 ? share.exp_avg_sq[r] : nullptr};
     for (int kind = 0; kind < kinds; ++kind, ++k)
       for (int64_t i = 0; i < m; i += kBlock)
-        blocks.push_back({src[kind] + i, at[k] + i, std::min(kBlock, m - i)});
+        blocks.push_back({src[kind] + i, at[k] + i, std::min(kBlock, m - i),
+                          kind == 0 ? share.values_device : share.moments_device});
   }
+  if (share.values_device.is_cpu() && share.moments_device.is_cpu()) {
 #pragma omp parallel for schedule(dynamic, 1)
-  for (size_t b = 0; b < blocks.size(); ++b)
-    std::memcpy(blocks[b].dst, blocks[b].src, static_cast<size_t>(blocks[b].n) * sizeof(float));
+    for (size_t b = 0; b < blocks.size(); ++b)
+      std::memcpy(blocks[b].dst, blocks[b].src, static_cast<size_t>(blocks[b].n) * sizeof(float));
+  } else {  // device-to-host copies, in order on the device's stream
+    for (const Block& b : blocks)
+      kernels::copy_bytes(b.dst, kCpuDevice, b.src, b.device,
+                          static_cast<size_t>(b.n) * sizeof(float));
+  }
   return view;
 }
 
@@ -157,8 +197,8 @@ RankFiles write_rank_files(const std::string& dir, int rank,
   try {
     const std::vector<Piece> pieces = pieces_of(entries, share);
     const std::string model = rank_file("model", rank, "safetensors");
-    out.crc[model] =
-        write_piece_file((fs::path(dir) / model).string(), entries, pieces, "", &Piece::values);
+    out.crc[model] = write_piece_file((fs::path(dir) / model).string(), entries, pieces, "",
+                                      &Piece::values, share.values_device);
     if (share.has_optimizer()) {
       // Both moments in one file: exp_avg.NAME and exp_avg_sq.NAME.
       std::vector<io::TensorSource> sources;
@@ -169,11 +209,12 @@ RankFiles write_rank_files(const std::string& dir, int rank,
           const std::string name = prefix + entries[p.entry].name;
           const int64_t n = p.end - p.begin;
           sources.push_back({name, DType::kF32, {n}, data, DType::kF32});
-          meta[name] = {p.begin, p.end, io::crc32c(data, static_cast<size_t>(n) * sizeof(float))};
+          meta[name] = {p.begin, p.end, crc32c_from(data, n, share.moments_device)};
         }
       const std::string optim = rank_file("optim", rank, "safetensors");
-      out.crc[optim] = io::write_safetensors((fs::path(dir) / optim).string(), std::move(sources),
-                                             {{"format", "pt"}, {kPiecesKey, meta.dump()}});
+      out.crc[optim] = write_safetensors_from((fs::path(dir) / optim).string(), std::move(sources),
+                                              {{"format", "pt"}, {kPiecesKey, meta.dump()}},
+                                              share.moments_device);
     }
     const std::string data = rank_file("data", rank, "json");
     const std::string text = data_state.dump() + "\n";
@@ -236,15 +277,17 @@ json build_index(const model::ParamStore& store,
 namespace {
 
 // Copies, for tensor elements [t0, t0 + n) living at flat [base, base + n), the piece values
-// that fall in `ranges` to their place: dst(flat index) gives the destination of a flat element.
+// (host memory: the mapped file) that fall in `ranges` to their place in the memory of
+// `device`: dst(flat index) gives the destination of a flat element.
 template <typename Dst>
 void copy_overlap(const float* piece, int64_t flat_lo, int64_t flat_hi,
-                  const std::vector<FlatRange>& ranges, int64_t piece_flat_begin, Dst dst) {
+                  const std::vector<FlatRange>& ranges, int64_t piece_flat_begin, Device device,
+                  Dst dst) {
   for (const FlatRange& r : ranges) {
     const int64_t lo = std::max(r.begin, flat_lo), hi = std::min(r.end, flat_hi);
     if (lo < hi)
-      std::memcpy(dst(lo), piece + (lo - piece_flat_begin),
-                  static_cast<size_t>(hi - lo) * sizeof(float));
+      kernels::copy_bytes(dst(lo), device, piece + (lo - piece_flat_begin), kCpuDevice,
+                          static_cast<size_t>(hi - lo) * sizeof(float));
   }
 }
 
@@ -278,8 +321,9 @@ void load_sharded(const std::string& path, const json& index, model::ParamStore&
   if (optim) {
     QV_CHECK(index.value("has_optimizer", false), path,
              ": has no optimizer state (saved model-only); cannot resume training from it");
-    std::fill(load.exp_avg, load.exp_avg + n, 0.0f);
-    std::fill(load.exp_avg_sq, load.exp_avg_sq + n, 0.0f);
+    Allocator& moments = allocator_for(load.moments_device);
+    moments.zero(load.exp_avg, static_cast<size_t>(n) * sizeof(float));
+    moments.zero(load.exp_avg_sq, static_cast<size_t>(n) * sizeof(float));
   }
   for (const model::ParamEntry& e : store.entries()) {
     QV_CHECK(tensors.contains(e.name), path, ": index.json has no tensor '", e.name, "'");
@@ -296,15 +340,15 @@ void load_sharded(const std::string& path, const json& index, model::ParamStore&
       const int64_t lo = e.ref.offset + b, hi = e.ref.offset + en;
       if (overlaps(load.param_ranges, lo, hi)) {
         const float* v = files.piece(file, e.name, b, en);
-        copy_overlap(v, lo, hi, load.param_ranges, lo,
+        copy_overlap(v, lo, hi, load.param_ranges, lo, store.device(),
                      [&](int64_t flat) { return store.values().data() + flat; });
       }
       if (optim && overlaps(load.owned, lo, hi)) {
         const std::string ofile = optimizer_file_of(file);
         copy_overlap(files.piece(ofile, "exp_avg." + e.name, b, en), lo, hi, load.owned, lo,
-                     packed(load.exp_avg));
+                     load.moments_device, packed(load.exp_avg));
         copy_overlap(files.piece(ofile, "exp_avg_sq." + e.name, b, en), lo, hi, load.owned, lo,
-                     packed(load.exp_avg_sq));
+                     load.moments_device, packed(load.exp_avg_sq));
       }
     }
     QV_CHECK(covered == e.ref.numel, path, ": tensor '", e.name, "' is covered only up to element ",

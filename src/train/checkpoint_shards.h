@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "dist/flat_range.h"
 #include "io/safetensors.h"
 #include "model/params.h"
@@ -41,6 +42,8 @@ using dist::FlatRange;
 struct ShareView {
   std::vector<FlatRange> ranges;
   std::vector<const float*> values, exp_avg, exp_avg_sq;  // per range; moments empty: model only
+  // Where the values and the moments are (a GPU's memory is written through host staging).
+  Device values_device = kCpuDevice, moments_device = kCpuDevice;
   bool has_optimizer() const { return !exp_avg.empty(); }
   int64_t elements() const;
 };
@@ -51,14 +54,15 @@ std::vector<FlatRange> ranges_to_write(const std::vector<FlatRange>& owned, int6
                                        int64_t replica);
 
 // A view of `write` (inside `owned`) with no copy: values in the store, moments in AdamW's
-// arrays that hold `owned` range after range (null moments: model only).
+// arrays on `moments_device` that hold `owned` range after range (null moments: model only).
 ShareView view_share(const model::ParamStore& store, const std::vector<FlatRange>& write,
                      const std::vector<FlatRange>& owned, const float* exp_avg,
-                     const float* exp_avg_sq);
+                     const float* exp_avg_sq, Device moments_device = kCpuDevice);
 
 // A copy of a share in host memory (the asynchronous save's snapshot): 4 bytes per element for
 // the values and 8 more with the moments, in `storage`, which is grown as needed and can be kept
-// from one save to the next (no page faults after the first). The view points into it.
+// from one save to the next (no page faults after the first). The view points into it. From a
+// GPU's memory the copies are device-to-host copies.
 ShareView snapshot_share(const ShareView& share, std::vector<float>& storage);
 
 // What one rank wrote: its files and their CRC-32C, or the error that stopped it.
@@ -68,10 +72,19 @@ struct RankFiles {
 };
 
 // Writes one rank's files into `dir` (the temporary folder): its pieces and its data state.
-// Never throws: an error is returned. Safe to run on a background thread.
+// Never throws: an error is returned. Safe to run on a background thread. A share in a GPU's
+// memory is read (for the CRCs and the files) through a bounded host staging buffer.
 RankFiles write_rank_files(const std::string& dir, int rank,
                            const std::vector<model::ParamEntry>& entries, const ShareView& share,
                            const nlohmann::json& data_state);
+
+// write_safetensors for F32 tensors whose data is in the memory of `device`: on the CPU that
+// function itself; elsewhere each tensor is copied to the host chunk by chunk (at most
+// kernels::kStagingBytes held) on its way into the file. The same bytes either way.
+uint32_t write_safetensors_from(const std::string& path, std::vector<io::TensorSource> tensors,
+                                const std::map<std::string, std::string>& metadata, Device device);
+// CRC-32C of n floats at p in the memory of `device` (staged the same way).
+uint32_t crc32c_from(const float* p, int64_t n, Device device);
 
 // index.json: every tensor's pieces (which rank's file, which elements), the layout, the CRC of
 // every file the ranks wrote, and AdamW's per-entry step counts (empty: model only).
@@ -89,6 +102,7 @@ struct ShardedLoad {
   std::vector<FlatRange> owned;
   float* exp_avg = nullptr;
   float* exp_avg_sq = nullptr;
+  Device moments_device = kCpuDevice;     // where exp_avg / exp_avg_sq are
   std::vector<int64_t>* steps = nullptr;  // per entry
 };
 void load_sharded(const std::string& path, const nlohmann::json& index, model::ParamStore& store,

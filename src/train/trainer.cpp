@@ -340,9 +340,9 @@ void Trainer::save(bool final_save) {
   // Ranks holding the same ranges (replicas) write disjoint parts of them.
   const std::vector<FlatRange> write =
       ranges_to_write(dp_->owned(), dims_.replicate, comm_->rank() / dims_.shard);
-  const ShareView share =
-      view_share(store, write, dp_->owned(), model_only ? nullptr : optimizer_->exp_avg().data(),
-                 model_only ? nullptr : optimizer_->exp_avg_sq().data());
+  const ShareView share = view_share(
+      store, write, dp_->owned(), model_only ? nullptr : optimizer_->exp_avg().data(),
+      model_only ? nullptr : optimizer_->exp_avg_sq().data(), optimizer_->exp_avg().device());
   SaveInfo info;
   info.step = step_;
   info.extra = {{"seed", config_.seed}};
@@ -507,7 +507,7 @@ void Trainer::resume_if_possible() {
   if (!latest) return;
   // Any layout loads any checkpoint: each rank reads the pieces that overlap what it owns.
   OptimizerTarget target{optimizer_->exp_avg(), optimizer_->exp_avg_sq(), dp_->owned(),
-                         &optimizer_->steps()};
+                         &optimizer_->steps(), optimizer_->exp_avg().device()};
   const std::vector<FlatRange> owned = dp_->owned();
   // A rank that cannot read its pieces (a missing or corrupt file) ends every rank at once,
   // instead of leaving the others at the next collective until the timeout.
