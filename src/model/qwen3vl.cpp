@@ -248,7 +248,7 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   st.input_ids.host.assign(in.input_ids.begin(), in.input_ids.end());
   st.input_ids.upload();
   ForwardResult res;
-  const Recorder rec = opt.record ? Recorder::into(res.recorded) : Recorder();
+  const Recorder rec = opt.record ? Recorder::into(res.recorded, device()) : Recorder();
   plan_placeholders(in, st, res, rec);  // 1. vision placeholders, 3-D rotary positions
   auto clock = std::chrono::steady_clock::now();
   VisionFeatures vis;
@@ -387,8 +387,8 @@ void Qwen3VLModel::attention_layout(const ModelInputs& in, const ForwardOptions&
   ctx.tokens = N;
   ctx.lora_dropout_key = opt.backward ? opt.lora_dropout_key : kNoDropout;
   text_rope_tables(tc, rope.positions, N, ctx.cos.host, ctx.sin.host);
-  rec("debug.text_rope_cos", ctx.cos.host, {st.batch, S, tc.head_dim});
-  rec("debug.text_rope_sin", ctx.sin.host, {st.batch, S, tc.head_dim});
+  rec.host("debug.text_rope_cos", ctx.cos.host, {st.batch, S, tc.head_dim});
+  rec.host("debug.text_rope_sin", ctx.sin.host, {st.batch, S, tc.head_dim});
   ctx.cu_seqlens.host.push_back(0);
   for (int64_t i = 1; i <= N; ++i) {
     const bool row_end = i % S == 0;
@@ -499,8 +499,16 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     k::copy_rows(hN.data(), chunk_rows, h_chunk.data(), nullptr, n, H);
     k::linear_forward(h_chunk.data(), W, static_cast<const float*>(nullptr), logits_chunk.data(), n,
                       H, V);
-    if (opt.want_logits)
-      k::copy_rows(logits_chunk.data(), nullptr, res.logits.data<float>(), chunk_rows, n, V);
+    if (opt.want_logits) {
+      // The logits go to the host tensor: with want_logits every row is kept, in order, so
+      // the chunk is rows [r0, r0 + n). Off the CPU an explicit download, before the loss may
+      // overwrite the chunk with its gradient.
+      if (device().is_cpu())
+        k::copy_rows(logits_chunk.data(), nullptr, res.logits.data<float>(), chunk_rows, n, V);
+      else
+        kernels::copy_bytes(res.logits.data<float>() + rows[r0] * V, kCpuDevice,
+                            logits_chunk.data(), device(), n * V * sizeof(float));
+    }
     // With bf16 products the loss writes its gradient in bf16 directly (the backward products
     // would round it anyway), sparing a pass over the [n, V] chunk; each row's bf16 gradient
     // goes into the first half of its own float row (rows 2 V bf16 apart), so no second
