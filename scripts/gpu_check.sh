@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine, in one short run (under 8 minutes): the CUDA tests
-# (every CUDA op against its CPU op, the allocator, NCCL on one rank), the kernel benchmark
+# (every CUDA op against its CPU op, the allocator, NCCL on one rank, HF golden parity and the
+# 5-step fixture curves of the model on the GPU), the kernel benchmark
 # (cuBLASLt GEMM rates, attention forward + backward) and `bench train` for the debugmodel and
 # 2B flavors in bf16, with tokens/s and MFU against the GPU's bf16 dense peak.
 #
@@ -57,8 +58,12 @@ step "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5
 ldd "$B/bin/qwen3vl" | grep -E "not found|cublas|nccl|cuda" 
 
+# The CUDA tests: every op against the CPU's, the runtime, NCCL on one rank, and the model on
+# the GPU (tests/test_cuda_model.cpp: HF golden parity in fp32, the 5-step fixture curves in fp32
+# and bf16 against the CPU's), which read the fixtures of this checkout.
 step "CUDA tests"
-timeout 240 "$B/bin/qwen3vl_tests" --gtest_filter='Cuda*' --gtest_output="xml:$OUT/cuda_tests.xml"
+QWEN3VL_SOURCE_DIR=$(pwd) timeout 240 "$B/bin/qwen3vl_tests" --gtest_filter='Cuda*' \
+  --gtest_output="xml:$OUT/cuda_tests.xml"
 tests_rc=$?
 echo "gpu_check: CUDA tests exit $tests_rc"
 

@@ -6,6 +6,7 @@
 #include "cli_test_utils.h"
 #include "core/error.h"
 #include "train/job_config.h"
+#include "train_test_utils.h"
 
 namespace qv {
 namespace {
@@ -30,13 +31,46 @@ TEST(DeviceFlag, CudaWithoutAUsableGpuIsRefusedWithTheReason) {
   if (probe.exit_code == 0) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_EQ(probe.exit_code, 1) << probe.output;
   EXPECT_TRUE(mentions_missing_cuda(probe.output)) << probe.output;
-  // forward and generate refuse before reading the (missing) model folder.
+  // forward and generate refuse before reading the (missing) model folder; bench before
+  // building its model.
   for (const char* cmd : {"forward --model /nonexistent --inputs /nonexistent --device cuda:0",
-                          "generate --model /nonexistent --prompt hi --device cuda"}) {
+                          "generate --model /nonexistent --prompt hi --device cuda",
+                          "bench train --steps 1 --device cuda", "bench forward --device cuda:0"}) {
     const auto r = run_qwen3vl(cmd);
     EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.output;
     EXPECT_TRUE(mentions_missing_cuda(r.output)) << cmd << ": " << r.output;
   }
+}
+
+// [training] device = "cuda" is refused the same way, before the model is built.
+TEST(DeviceFlag, TrainingOnCudaWithoutAUsableGpuIsRefusedWithTheReason) {
+  const auto probe = run_qwen3vl("bench kernels --device cuda --gemm-size 256 --seq-len 64");
+  if (probe.exit_code == 0) GTEST_SKIP() << "a CUDA device is present";
+  const std::string dump = testing::fresh_dir("device_flag", "train_cuda");
+  const std::string config = testing::fixed_batch_config("hf-tiny-text", dump, 1, 1);
+  const auto r = run_qwen3vl("train --config " + config + " --training.device cuda");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(mentions_missing_cuda(r.output)) << r.output;
+  EXPECT_EQ(r.output.find("loaded weights"), std::string::npos) << r.output;
+}
+
+// The communicator is chosen by launcher and device, and named in the log: the local one for a
+// single process, MPI between CPU processes under mpirun (NCCL between GPU processes: only on a
+// GPU machine, scripts/gpu_check.sh).
+TEST(DeviceFlag, TheChosenCommunicatorIsLogged) {
+  const std::string one = testing::fresh_dir("device_flag", "comm_one");
+  const auto r1 =
+      run_qwen3vl("train --config " + testing::fixed_batch_config("hf-tiny-text", one, 1, 1) +
+                  " --checkpoint.enable false");
+  EXPECT_EQ(r1.exit_code, 0) << r1.output;
+  EXPECT_NE(r1.output.find("communicator: local (one process)"), std::string::npos) << r1.output;
+  EXPECT_NE(r1.output.find("device: cpu"), std::string::npos) << r1.output;
+  const std::string two = testing::fresh_dir("device_flag", "comm_mpi");
+  const auto r2 = testing::run_shell(testing::mpirun(2) + QWEN3VL_BINARY + " train --config " +
+                                     testing::fixed_batch_config("hf-tiny-text", two, 1, 1) +
+                                     " --checkpoint.enable false");
+  EXPECT_EQ(r2.exit_code, 0) << r2.output;
+  EXPECT_NE(r2.output.find("communicator: MPI over 2 processes"), std::string::npos) << r2.output;
 }
 
 TEST(DeviceFlag, TrainingDeviceKeyIsValidated) {

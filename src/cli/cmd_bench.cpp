@@ -10,6 +10,7 @@
 #include "cli/device_flag.h"
 #include "core/buffer_pool.h"
 #include "core/error.h"
+#include "kernels/device_info.h"
 #include "kernels/gemm.h"
 #include "model/activation_memory.h"
 #include "model/qwen3vl.h"
@@ -75,9 +76,10 @@ int run_bench(const Args& args) {
                 "classifier-chunk", "mixed-precision", "device"});
   const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
   std::string device_text;
-  activate_device(device, &device_text);
+  // The model, its optimizer state and the activation arena live on the device; ops run there.
+  const Device d = activate_device(device, &device_text);
+  const DeviceScope on_device(d);
   std::printf("device %s\n", device_text.c_str());
-  if (!device.device.is_cpu()) fail_model_not_on_cuda(train ? "bench train" : "bench forward");
   const std::string precision = f.get("mixed-precision", "float32");
   QV_CHECK(precision == "float32" || precision == "bfloat16",
            "--mixed-precision must be float32 or bfloat16, got '", precision, "'");
@@ -118,8 +120,10 @@ int run_bench(const Args& args) {
     if (train) m.store().zero_grads();
     m.forward(in, o);
     if (train) m.backward();
+    kernels::synchronize_device();  // a GPU's ops return before they finish
     const auto t1 = std::chrono::steady_clock::now();
     if (train) opt.step(m.store().values().data(), m.store().grads().data(), active, 1e-5);
+    kernels::synchronize_device();
     const auto t2 = std::chrono::steady_clock::now();
     BufferPool::instance().end_step();
     if (step >= 0) {
@@ -173,6 +177,7 @@ int run_bench(const Args& args) {
       plan.other_saved * mib, plan.transient * mib, arena.peak_in_use_bytes * mib,
       arena.peak_reserved_bytes * mib,
       train::peak_rss_mib() / (state_mib + arena.peak_reserved_bytes * mib));
+  if (!d.is_cpu()) std::printf("%s\n", kernels::format_device_memory(d).c_str());
   return 0;
 }
 

@@ -138,8 +138,9 @@ int run_generate(const Args& args) {
                 "temperature", "top-k", "top-p", "repetition-penalty", "seed", "raw", "system",
                 "dtype", "adapter", "device"});
   const DeviceChoice device = parse_device_flag(f.get("device", "cpu"));
-  activate_device(device);
-  if (!device.device.is_cpu()) fail_model_not_on_cuda("generate");
+  // The model lives and runs on the device; the prefill's logits and each decoded step's come
+  // back to the host (the sampler runs there) through the model's explicit copies.
+  const DeviceScope on_device(activate_device(device));
   const std::string dir = f.require("model");
   auto model = model::Qwen3VLModel::from_pretrained(dir);
   if (f.has("adapter")) model->load_lora_adapter(f.get("adapter"));  // docs/LORA.md

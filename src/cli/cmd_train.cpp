@@ -4,8 +4,10 @@
 #include "cli/command.h"
 #include "cli/device_flag.h"
 #include "cli/stop_signals.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "dist/nccl_communicator.h"
 #include "dist/parallel_dims.h"
 #include "train/batch_source.h"
 #include "train/data_source.h"
@@ -50,17 +52,60 @@ TrainArgs parse_train_args(const Args& args) {
   return t;
 }
 
+// The communicator between the job's ranks, and the MPI world it was set up over (kept alive
+// while the job runs). On GPUs: NCCL, one process per GPU, its unique id sent over MPI (the
+// bootstrap); on CPUs: MPI; one process alone: the local communicator.
+struct Communicators {
+  std::unique_ptr<dist::Communicator> bootstrap;  // MPI under mpirun, else null
+  std::unique_ptr<dist::Communicator> job;
+  std::string description;
+};
+
+Communicators make_communicators(const train::JobConfig& config, Device device) {
+  Communicators c;
+  if (!dist::launched_under_mpi()) {
+    c.job = dist::make_local_communicator();
+    c.description = "local (one process)";
+    return c;
+  }
+  auto mpi = dist::make_mpi_communicator(config.comm_timeout_seconds);
+  if (device.is_cpu()) {
+    c.description = cat("MPI over ", mpi->size(), " processes");
+    c.job = std::move(mpi);
+    return c;
+  }
+#ifdef QWEN3VL_HAS_NCCL
+  {
+    const DeviceScope on_device(device);  // NCCL binds to the calling thread's GPU
+    c.job = dist::make_nccl_communicator(*mpi, config.comm_timeout_seconds);
+  }
+  c.description = cat("NCCL over ", c.job->size(), " processes (this one on ", to_string(device),
+                      "), set up over MPI");
+  c.bootstrap = std::move(mpi);
+#else
+  // MPI moves host memory; the gradients and parameters are on the GPU.
+  QV_CHECK(mpi->size() == 1, "training on ", to_string(device), " with ", mpi->size(),
+           " processes needs NCCL, and this binary was built without it (NCCL's nccl.h and "
+           "libnccl next to the CUDA toolkit when building; docs/CUDA.md)");
+  c.job = dist::make_local_communicator();
+  c.description = "local (one process; this binary has no NCCL)";
+#endif
+  return c;
+}
+
 int run_train(const Args& args) {
   // First, before any thread starts: SIGTERM / SIGINT checkpoint and stop (cli/stop_signals.h).
   const StopSignals signals;
   const TrainArgs ta = parse_train_args(args);
   train::JobConfig config = train::JobConfig::load(ta.config_path, ta.overrides);
-  const DeviceChoice device = parse_device_flag(config.device);
-  activate_device(device);
-  if (!device.device.is_cpu()) fail_model_not_on_cuda("train ([training] device)");
-  auto comm = dist::launched_under_mpi() ? dist::make_mpi_communicator(config.comm_timeout_seconds)
-                                         : dist::make_local_communicator();
+  // "cuda" without an index: the node-local rank's GPU (one process per GPU).
+  std::string device_text;
+  const Device device = activate_device(parse_device_flag(config.device), &device_text);
+  Communicators comms = make_communicators(config, device);
+  auto& comm = comms.job;
   if (comm->rank() != 0) log::set_level(log::Level::kWarn);
+  log::info("device: " + device_text);
+  log::info("communicator: " + comms.description);
   if (comm->rank() == 0 && !config.accepted_torchtitan_keys.empty()) {
     std::string keys;
     for (const auto& k : config.accepted_torchtitan_keys) keys += (keys.empty() ? "" : ", ") + k;
@@ -69,7 +114,13 @@ int run_train(const Args& args) {
   }
   if (config.print_config) log::info("job config:\n" + config.to_toml());
   const auto dims = dist::resolve_parallel_dims(config.dp_replicate, config.dp_shard, comm->size());
-  auto model = train::build_model(config, dist::unit_alignment(dims));
+  std::unique_ptr<model::Qwen3VLModel> model;
+  {
+    // The model's parameters (and everything the trainer makes for it) live on the device; the
+    // data source stays on the host.
+    const DeviceScope on_device(device);
+    model = train::build_model(config, dist::unit_alignment(dims));
+  }
   auto data = train::make_batch_source(config, model->config(), comm->rank(), comm->size());
   log::info("data: " + data->describe());
   train::Trainer trainer(config, std::move(model), std::move(data), std::move(comm));

@@ -32,12 +32,4 @@ Device activate_device(const DeviceChoice& choice, std::string* description) {
   return d;
 }
 
-void fail_model_not_on_cuda(const std::string& command) {
-  fail(command,
-       " --device cuda: the CUDA kernels are built (kernels/cuda/) and the model's memory is "
-       "placed on the GPU, but model code still reads and writes some of it from the host, so "
-       "the model and trainer do not run there yet (docs/CUDA.md, \"Not done yet\"); use "
-       "--device cpu");
-}
-
 }  // namespace qv::cli

@@ -22,8 +22,4 @@ DeviceChoice parse_device_flag(const std::string& text);
 // past the devices present. `description` receives "cpu" or "cuda:0 NVIDIA H200 (...)".
 Device activate_device(const DeviceChoice& choice, std::string* description = nullptr);
 
-// What the commands that do not run the model on a GPU yet say after activate_device(): the
-// CUDA kernels exist (kernels/cuda/), the model and trainer do not run on them yet.
-[[noreturn]] void fail_model_not_on_cuda(const std::string& command);
-
 }  // namespace qv::cli

@@ -43,8 +43,6 @@ class DataParallel : public model::UnitHooks {
   // Every parameter present on this rank (to save or export), and back to the own shards.
   virtual void gather_all() = 0;
   virtual void release_all() = 0;
-  // Optimizer state laid out as owned() -> the whole flat buffer, on every rank.
-  virtual void gather_state(const std::vector<float>& owned_state, std::vector<float>& full) = 0;
   virtual std::string describe() const = 0;
   // Zero when replicated (nothing is gathered).
   virtual GatherBytes gathered_bytes() const { return {}; }

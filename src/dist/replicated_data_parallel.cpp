@@ -73,9 +73,6 @@ class ReplicatedDataParallel final : public DataParallel {
   void max_over_shards(double*, int64_t) override {}
   void gather_all() override {}
   void release_all() override {}
-  void gather_state(const std::vector<float>& owned_state, std::vector<float>& full) override {
-    full = owned_state;
-  }
   std::string describe() const override {
     return cat("replicated over ", world_.size(), " ranks",
                overlap_ ? ", gradient all-reduce overlapped with backward" : "");

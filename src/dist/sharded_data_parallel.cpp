@@ -27,14 +27,45 @@
 // rank's slice, and its gradient is reduce-scattered only over the ranks holding the same experts;
 // the other experts' gradients on this rank are zero (the experts run on their owners) and are
 // dropped.
+//
+// Devices: the store and every buffer here live on the store's device (a GPU's memory, which
+// the host does not touch): moves inside the flat buffers are kernels::copy_on_device /
+// zero_bytes / copy_rows, the collectives' buffers are device buffers (DeviceBuffer), and the
+// one array the host computes (gather_rows' row mask) is staged through one. The calling
+// thread's current device must be the store's (the trainer's DeviceScope). On the CPU each of
+// these is the memcpy / memset it replaces.
 #include <algorithm>
-#include <cstring>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "dist/data_parallel.h"
+#include "kernels/device.h"
+#include "kernels/device_buffer.h"
+#include "kernels/rows.h"
 
 namespace qv::dist {
 namespace {
+
+// n elements from src to dst, both in the current device's memory (in order with its ops).
+template <class T>
+void copy_n(const T* src, int64_t n, T* dst) {
+  if (n > 0) kernels::copy_on_device(dst, src, static_cast<size_t>(n) * sizeof(T));
+}
+template <class T>
+void zero_n(T* p, int64_t n) {
+  if (n > 0) kernels::zero_bytes(p, static_cast<size_t>(n) * sizeof(T));
+}
+
+// Sums a host array over `c`; off the CPU the collective runs on a copy in `staging` (the
+// collectives' float buffers are device memory there).
+void sum_host_floats(Communicator& c, std::vector<float>& host, DeviceBuffer<float>& staging) {
+  const int64_t n = static_cast<int64_t>(host.size());
+  if (staging.device().is_cpu()) return c.all_reduce_sum(host.data(), n);
+  staging.assign_from_host(host.data(), host.size());
+  c.all_reduce_sum(staging.data(), n);
+  kernels::copy_bytes(host.data(), kCpuDevice, staging.data(), staging.device(),
+                      host.size() * sizeof(float));
+}
 
 // All-gathers that add the bytes received to `count`.
 void all_gather(Communicator& c, const float* in, float* out, int64_t n, int64_t& count) {
@@ -55,8 +86,8 @@ void clear(PageArray<T>& buf, int64_t offset, int64_t n) {
   const int64_t pp = PageArray<T>::per_page();
   const int64_t first = std::min(offset + n, (offset + pp - 1) / pp * pp);
   const int64_t last = std::max(first, (offset + n) / pp * pp);
-  std::fill(buf.data() + offset, buf.data() + first, T{});
-  std::fill(buf.data() + last, buf.data() + offset + n, T{});
+  zero_n(buf.data() + offset, first - offset);
+  zero_n(buf.data() + last, offset + n - last);
 }
 
 class ShardedDataParallel final : public DataParallel {
@@ -108,6 +139,7 @@ class ShardedDataParallel final : public DataParallel {
     // Expert slices that do not divide pass through these (chunks padded to equal size).
     slice_.assign(slice_floats_, 0.0f);
     if (store.has_bf16_copies()) slice_bf16_.assign(slice_floats_, bf16{});
+    row_pieces_.resize(static_cast<size_t>(shard_->size()));
     gathered_.assign(store.units().size(), kFloat);  // the model starts with every parameter
     frozen_.assign(store.units().size(), 0);
     if (store.has_bf16_copies()) plan_float_pieces();
@@ -117,8 +149,7 @@ class ShardedDataParallel final : public DataParallel {
 
   void begin_step() override {
     // Gradients outside the own chunks were returned to the OS after their reduce-scatter.
-    for (const FlatRange& r : owned_)
-      std::memset(store_.grads().data() + r.begin, 0, r.size() * sizeof(float));
+    for (const FlatRange& r : owned_) zero_n(store_.grads().data() + r.begin, r.size());
     frozen_.clear();
     for (const auto& u : store_.units()) {
       bool all = true;
@@ -154,39 +185,33 @@ class ShardedDataParallel final : public DataParallel {
                    int64_t n) override {
     if (gathered_[unit] != kNone) return;  // the whole unit is here
     if (plans_[unit].expert) return gather(unit);
-    // The union of every rank's rows: a summed 0/1 mask over the table's rows.
+    // The union of every rank's rows: a summed 0/1 mask over the table's rows (the ids are
+    // host memory, the mask is computed on the host).
     row_mask_.assign(rows, 0.0f);
     for (int64_t i = 0; i < n; ++i)
       if (ids[i] >= 0 && ids[i] < rows) row_mask_[ids[i]] = 1.0f;
-    shard_->all_reduce_sum(row_mask_.data(), rows);
+    sum_host_floats(*shard_, row_mask_, mask_staging_);
     // Each rank's chunk holds pieces of those rows; every rank packs its own, in row order.
     const Plan& p = plans_[unit];
     const int ranks = shard_->size(), me = shard_->rank();
-    auto each_piece = [&](auto&& piece) {
-      for (int64_t r = 0; r < rows; ++r)
-        if (row_mask_[r] > 0) for_row_pieces(p, table + r * cols, cols, piece);
-    };
-    row_counts_.assign(ranks, 0);
-    each_piece([&](int k, FlatRange f) { row_counts_[k] += f.size(); });
-    const int64_t most = *std::max_element(row_counts_.begin(), row_counts_.end());
+    int64_t most = 0;
+    for (int k = 0; k < ranks; ++k) {
+      plan_row_pieces(p, k, table, rows, cols, row_pieces_[k]);
+      most = std::max(most, row_pieces_[k].count);
+    }
     if (most == 0) return mark_rows(unit);
     // Grown to the largest union seen, so a step like an earlier one allocates nothing.
     if (static_cast<int64_t>(row_pack_.size()) < most) row_pack_.resize(most);
     if (static_cast<int64_t>(row_unpack_.size()) < most * ranks) row_unpack_.resize(most * ranks);
     float* v = store_.values().data();
-    float* out = row_pack_.data();
-    each_piece([&](int k, FlatRange f) {
-      if (k == me) out = std::copy(v + f.begin, v + f.end, out);
-    });
+    move_row_pieces(row_pieces_[me], v, table, cols, row_pack_.data(), /*pack=*/true);
     const int64_t before = bytes_.all;
     all_gather(*shard_, row_pack_.data(), row_unpack_.data(), most, bytes_.all);
     bytes_.rows += bytes_.all - before;
-    row_counts_.assign(ranks, 0);  // now: elements of each rank's block consumed
-    each_piece([&](int k, FlatRange f) {
-      const float* q = row_unpack_.data() + k * most + row_counts_[k];
-      if (k != me) std::copy(q, q + f.size(), v + f.begin);
-      row_counts_[k] += f.size();
-    });
+    for (int k = 0; k < ranks; ++k)
+      if (k != me)
+        move_row_pieces(row_pieces_[k], v, table, cols, row_unpack_.data() + k * most,
+                        /*pack=*/false);
     mark_rows(unit);
   }
   void release(int unit) override {
@@ -223,13 +248,13 @@ class ShardedDataParallel final : public DataParallel {
       if (p.holders > 1) {
         const float* in = g + p.base;
         if (p.padded()) {
-          std::copy(g + p.base, g + p.base + p.length, slice_.data());
-          std::fill(slice_.data() + p.length, slice_.data() + p.chunk * p.holders, 0.0f);
+          copy_n(g + p.base, p.length, slice_.data());
+          zero_n(slice_.data() + p.length, p.chunk * p.holders - p.length);
           in = slice_.data();
         }
         scratch_.resize(p.chunk);
         expert_shard_->reduce_scatter_sum(in, scratch_.data(), p.chunk);
-        std::copy(scratch_.data(), scratch_.data() + p.own.size(), g + p.own.begin);
+        copy_n(scratch_.data(), p.own.size(), g + p.own.begin);
       }
       clear(store_.grads(), u.begin, p.own.begin - u.begin);
       clear(store_.grads(), p.own.end, u.end - p.own.end);
@@ -238,21 +263,26 @@ class ShardedDataParallel final : public DataParallel {
     const FlatRange& r = p.own;
     scratch_.resize(r.size());
     shard_->reduce_scatter_sum(g + u.begin, scratch_.data(), r.size());
-    std::memcpy(g + r.begin, scratch_.data(), r.size() * sizeof(float));
+    copy_n(scratch_.data(), r.size(), g + r.begin);
     discard_others(store_.grads(), unit);
   }
 
   void finish_grads() override {
     if (!replicate_) return;
-    // Replicas hold the same chunks: one all-reduce over all of them.
-    scratch_.clear();
-    for (const FlatRange& r : owned_)
-      scratch_.insert(scratch_.end(), store_.grads().data() + r.begin,
-                      store_.grads().data() + r.end);
-    replicate_->all_reduce_sum(scratch_.data(), static_cast<int64_t>(scratch_.size()));
-    const float* p = scratch_.data();
+    // Replicas hold the same chunks: one all-reduce over all of them, packed.
+    int64_t total = 0;
+    for (const FlatRange& r : owned_) total += r.size();
+    if (static_cast<int64_t>(scratch_.size()) < total) scratch_.resize(total);
+    float* g = store_.grads().data();
+    float* p = scratch_.data();
     for (const FlatRange& r : owned_) {
-      std::memcpy(store_.grads().data() + r.begin, p, r.size() * sizeof(float));
+      copy_n(g + r.begin, r.size(), p);
+      p += r.size();
+    }
+    replicate_->all_reduce_sum(scratch_.data(), total);
+    p = scratch_.data();
+    for (const FlatRange& r : owned_) {
+      copy_n(p, r.size(), g + r.begin);
       p += r.size();
     }
   }
@@ -265,15 +295,6 @@ class ShardedDataParallel final : public DataParallel {
   }
   void release_all() override {
     for (size_t u = 0; u < owned_.size(); ++u) release(static_cast<int>(u));
-  }
-  void gather_state(const std::vector<float>& owned_state, std::vector<float>& full) override {
-    full.assign(store_.total(), 0.0f);
-    const float* s = owned_state.data();
-    for (size_t u = 0; u < owned_.size(); ++u) {
-      std::copy(s, s + owned_[u].size(), full.data() + owned_[u].begin);
-      s += owned_[u].size();
-      gather_whole(plans_[u], full.data());
-    }
   }
   GatherBytes gathered_bytes() const override { return bytes_; }
   std::string describe() const override {
@@ -313,10 +334,10 @@ class ShardedDataParallel final : public DataParallel {
     if (!p.padded())
       return all_gather(*expert_shard_, buf + p.own.begin, buf + p.base, p.chunk, bytes_.all);
     T* mine = scratch + p.chunk * expert_shard_->rank();
-    std::copy(buf + p.own.begin, buf + p.own.end, mine);
-    std::fill(mine + p.own.size(), mine + p.chunk, T{});
+    copy_n(buf + p.own.begin, p.own.size(), mine);
+    zero_n(mine + p.own.size(), p.chunk - p.own.size());
     all_gather(*expert_shard_, mine, scratch, p.chunk, bytes_.all);
-    std::copy(scratch, scratch + p.length, buf + p.base);
+    copy_n(scratch, p.length, buf + p.base);
   }
 
   // The whole unit's float values in buf from every rank's own chunk.
@@ -328,16 +349,64 @@ class ShardedDataParallel final : public DataParallel {
     all_gather(*expert_group_, buf + p.base, buf + first, p.length, bytes_.all);
   }
 
-  // Calls piece(k, range) for each part of flat [begin, begin + n) (inside a dense unit) that
-  // lies in rank k's chunk, in order.
-  template <class Piece>
-  static void for_row_pieces(const Plan& p, int64_t begin, int64_t n, Piece&& piece) {
-    for (int64_t b = begin, end = begin + n; b < end;) {
-      const int64_t k = (b - p.base) / p.chunk;
-      const int64_t e = std::min(end, p.base + (k + 1) * p.chunk);
-      piece(static_cast<int>(k), FlatRange{b, e});
-      b = e;
+  // The elements of the table's rows asked for (row_mask_) that lie in rank k's chunk of a
+  // dense unit, in row order: at most a partial row at either end of the chunk, and the rows
+  // lying whole inside it, which one copy_rows moves.
+  struct RowPieces {
+    FlatRange head, tail;     // partial rows (empty when none)
+    Mirrored<int64_t> whole;  // rows of the table, ascending
+    int64_t count = 0;        // elements in all
+  };
+  void plan_row_pieces(const Plan& p, int k, int64_t table, int64_t rows, int64_t cols,
+                       RowPieces& out) const {
+    out.head = out.tail = {};
+    out.whole.host.clear();
+    out.count = 0;
+    const int64_t lo = std::max(table, p.base + k * p.chunk);
+    const int64_t hi = std::min(table + rows * cols, p.base + (k + 1) * p.chunk);
+    if (hi <= lo) return out.whole.upload();
+    const int64_t first = (lo - table) / cols, last = (hi - 1 - table) / cols;
+    auto start = [&](int64_t r) { return table + r * cols; };
+    auto asked = [&](int64_t r) { return row_mask_[r] > 0; };
+    int64_t whole_begin = first, whole_end = last + 1;  // rows [whole_begin, whole_end)
+    if (first == last && (lo > start(first) || hi < start(first) + cols)) {
+      if (asked(first)) out.head = {lo, hi};  // the chunk lies inside one row
+      whole_end = whole_begin;
+    } else {
+      if (lo > start(first)) {
+        if (asked(first)) out.head = {lo, start(first) + cols};
+        ++whole_begin;
+      }
+      if (hi < start(last) + cols) {
+        if (asked(last)) out.tail = {start(last), hi};
+        --whole_end;
+      }
     }
+    for (int64_t r = whole_begin; r < whole_end; ++r)
+      if (asked(r)) out.whole.host.push_back(r);
+    out.whole.upload();
+    out.count = out.head.size() + static_cast<int64_t>(out.whole.size()) * cols + out.tail.size();
+  }
+  // pack: copies the pieces from the values v into buf, in order; else from buf into v.
+  static void move_row_pieces(const RowPieces& pieces, float* v, int64_t table, int64_t cols,
+                              float* buf, bool pack) {
+    auto move = [&](FlatRange f) {
+      if (pack)
+        copy_n(v + f.begin, f.size(), buf);
+      else
+        copy_n(buf, f.size(), v + f.begin);
+      buf += f.size();
+    };
+    move(pieces.head);
+    const auto n = static_cast<int64_t>(pieces.whole.size());
+    if (n > 0) {
+      if (pack)
+        kernels::copy_rows(v + table, pieces.whole.data(), buf, nullptr, n, cols);
+      else
+        kernels::copy_rows(buf, nullptr, v + table, pieces.whole.data(), n, cols);
+      buf += n * cols;
+    }
+    move(pieces.tail);
   }
   void mark_rows(int unit) { gathered_[unit] = kRows; }
 
@@ -392,13 +461,16 @@ class ShardedDataParallel final : public DataParallel {
     float* v = store_.values().data();
     const int me = shard_->rank();
     float* p = pack_.data();
-    for (const FlatRange& f : pieces_[unit][me]) p = std::copy(v + f.begin, v + f.end, p);
+    for (const FlatRange& f : pieces_[unit][me]) {
+      copy_n(v + f.begin, f.size(), p);
+      p += f.size();
+    }
     all_gather(*shard_, pack_.data(), unpack_.data(), n, bytes_.all);
     for (int k = 0; k < shard_->size(); ++k) {
       if (k == me) continue;
       const float* q = unpack_.data() + k * n;
       for (const FlatRange& f : pieces_[unit][k]) {
-        std::copy(q, q + f.size(), v + f.begin);
+        copy_n(q, f.size(), v + f.begin);
         q += f.size();
       }
     }
@@ -420,20 +492,22 @@ class ShardedDataParallel final : public DataParallel {
   std::vector<Plan> plans_;
   std::vector<FlatRange> owned_;
   std::vector<uint8_t> gathered_, frozen_;
-  std::vector<float> scratch_;
+  DeviceBuffer<float> scratch_;  // reduce-scatter results, the replicas' packed chunks
   // Expert slices padded to whole chunks (float values / gradients, bf16 copies).
   int64_t slice_floats_ = 0;
-  std::vector<float> slice_;
-  std::vector<bf16> slice_bf16_;
+  DeviceBuffer<float> slice_;
+  DeviceBuffer<bf16> slice_bf16_;
   // bf16 gathers: [unit][rank] float-read pieces of the rank's chunk, the largest total per
   // unit, and the packing buffers (sized once).
   std::vector<std::vector<std::vector<FlatRange>>> pieces_;
   std::vector<int64_t> piece_max_;
-  std::vector<float> pack_, unpack_;
+  DeviceBuffer<float> pack_, unpack_;
   std::vector<uint8_t> bf16_unit_;  // per unit: has a bf16-only entry
-  // gather_rows: the summed row mask, per-rank element counts, packing buffers (grown only).
-  std::vector<float> row_mask_, row_pack_, row_unpack_;
-  std::vector<int64_t> row_counts_;
+  // gather_rows: the summed row mask (host; staged for the sum), each rank's pieces of the rows,
+  // packing buffers (grown only).
+  std::vector<float> row_mask_;
+  DeviceBuffer<float> mask_staging_, row_pack_, row_unpack_;
+  std::vector<RowPieces> row_pieces_;
   GatherBytes bytes_;
 };
 
@@ -441,6 +515,7 @@ class ShardedDataParallel final : public DataParallel {
 
 std::unique_ptr<DataParallel> make_sharded(model::ParamStore& store, Communicator& world,
                                            const ParallelDims& dims) {
+  const DeviceScope on_store_device(store.device());  // its buffers live there too
   return std::make_unique<ShardedDataParallel>(store, world, dims);
 }
 

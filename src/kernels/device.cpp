@@ -47,4 +47,34 @@ void zero_bytes(void* p, size_t bytes) {
   QV_CUDA_CALL(zero_bytes, p, bytes);
 }
 
+void copy_on_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  const Device device = current_device();
+  if (device.is_cpu()) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  if (device.kind == DeviceKind::kGuarded) {
+    guarded::check_pointers("copy_on_device", dst, src);
+    const guarded::OpenScope open;
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  QV_CUDA_CALL(copy_on_device_bytes, dst, src, bytes);
+}
+
+void upload_input(void* dst, const void* host, size_t bytes) {
+  if (bytes == 0) return;
+  const Device device = current_device();
+  if (device.is_cpu()) {
+    std::memcpy(dst, host, bytes);
+    return;
+  }
+  if (device.kind == DeviceKind::kGuarded) {
+    copy_bytes(dst, device, host, kCpuDevice, bytes);
+    return;
+  }
+  QV_CUDA_CALL(upload_input, dst, host, bytes);
+}
+
 }  // namespace qv::kernels

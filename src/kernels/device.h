@@ -15,4 +15,15 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 // Sets `bytes` bytes at p (on the current device) to zero.
 void zero_bytes(void* p, size_t bytes);
 
+// Copies `bytes` from src to dst, both on the current device, in order with its ops (on a GPU
+// it returns before the copy is done, like an op). The ranges must not overlap.
+void copy_on_device(void* dst, const void* src, size_t bytes);
+
+// Copies a forward's inputs from the host (token ids, pixels, the index arrays the host computes)
+// to dst on the current device without waiting for the copy: on a GPU the bytes are staged in
+// pinned host memory and copied on a copy stream that every later op on the device waits for,
+// so `host` may be reused on return and the transfer overlaps the host's work (kernels/cuda/
+// runtime.h BatchUploader). On the CPU a memcpy (callers skip it: ops read host arrays there).
+void upload_input(void* dst, const void* host, size_t bytes);
+
 }  // namespace qv::kernels

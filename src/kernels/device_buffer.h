@@ -99,6 +99,14 @@ class DeviceBuffer {
     if (n) kernels::copy_bytes(data_, device_, host, kCpuDevice, n * sizeof(T));
   }
 
+  // The same for a forward's inputs: n elements from host through kernels::upload_input (on a
+  // GPU staged in pinned memory and not waited for; later ops see the data).
+  void upload_from_host(const T* host, size_t n) {
+    if (n > capacity_) reallocate(n);
+    size_ = n;
+    if (n) kernels::upload_input(data_, host, n * sizeof(T));
+  }
+
   // Host access: buffers on the CPU only.
   T& operator[](size_t i) { return data_[i]; }
   const T& operator[](size_t i) const { return data_[i]; }
@@ -149,8 +157,9 @@ struct Mirrored {
   HostVector<T> host;
   DeviceBuffer<T> device;  // stays empty on the CPU
 
+  // An input upload (kernels::upload_input: staged in pinned memory, not waited for).
   void upload() {
-    if (!device.device().is_cpu()) device.assign_from_host(host.data(), host.size());
+    if (!device.device().is_cpu()) device.upload_from_host(host.data(), host.size());
   }
   // For ops; on a device, only after upload().
   const T* data() const {

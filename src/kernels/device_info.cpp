@@ -43,6 +43,10 @@ std::string format_device_memory(Device device) {
 void* cuda_native_stream() {
   return cuda::stream();
 }
+
+void synchronize_device() {
+  if (current_device().is_cuda()) cuda::synchronize();
+}
 #else
 namespace {
 constexpr const char* kNotBuilt =
@@ -75,6 +79,7 @@ std::string format_device_memory(Device) {
 void* cuda_native_stream() {
   fail(kNotBuilt);
 }
+void synchronize_device() {}
 #endif
 
 }  // namespace qv::kernels

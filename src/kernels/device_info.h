@@ -32,6 +32,10 @@ DeviceMemory device_memory(Device device);
 // "mem cuda:0 alloc 1.23 GiB reserved 2.00 GiB peak 1.80 GiB"; empty for the CPU.
 std::string format_device_memory(Device device);
 
+// Waits until the current device has finished the work issued to it (ops on a GPU return
+// before they finish; timing needs this). Nothing to wait for on the CPU.
+void synchronize_device();
+
 // The current GPU's cudaStream_t, as void*: the stream every op of that GPU runs on.
 void* cuda_native_stream();
 

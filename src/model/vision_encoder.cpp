@@ -67,10 +67,12 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   a.pos = vision_positions(c, grids);
   const int64_t N = a.pos.patches;
   a.patches = N;
-  // The pixels come from the host: off the CPU they are uploaded once, for forward and backward.
+  // The pixels come from the host: off the CPU they are uploaded once, for forward and backward,
+  // through pinned staging without waiting (the copy overlaps the host's work until an op needs
+  // them; kernels::upload_input).
   a.pixels = pixels;
   if (!current_device().is_cpu()) {
-    a.pixels_on_device.assign_from_host(pixels, static_cast<size_t>(N * c.patch_dim()));
+    a.pixels_on_device.upload_from_host(pixels, static_cast<size_t>(N * c.patch_dim()));
     a.pixels = a.pixels_on_device.data();
   }
 

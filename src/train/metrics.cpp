@@ -108,6 +108,13 @@ void MetricsLogger::log(const StepRecord& r, int64_t total_steps, int64_t skippe
                       {"step_seconds", r.step_seconds},
                       {"skipped_samples", skipped_samples},
                       {"skipped_step", r.skipped}};
+  if (model_.device().is_cuda()) {
+    const kernels::DeviceMemory m = kernels::device_memory(model_.device());
+    j["device_memory"] = {{"device", to_string(model_.device())},
+                          {"allocated", m.allocated},
+                          {"reserved", m.reserved},
+                          {"peak", m.peak}};
+  }
   if (r.gathered_bytes > 0) {
     j["gathered_bytes"] = r.gathered_bytes;
     j["gathered_row_bytes"] = r.gathered_row_bytes;

@@ -400,6 +400,28 @@ void zero_bytes(void* p, size_t bytes) {
   fill_zero(p, static_cast<int64_t>(bytes));
 }
 
+void copy_on_device_bytes(void* dst, const void* src, size_t bytes) {
+  require_device();
+  copy_on_device(dst, src, static_cast<int64_t>(bytes));
+}
+
+void upload_input(void* dst, const void* host, size_t bytes) {
+  if (bytes == 0) return;
+  require_device();
+  // One uploader per GPU, made on first use and kept for the process (never destroyed: the
+  // driver may be gone by the time static objects are).
+  static std::mutex mu;
+  static std::map<int, BatchUploader*> uploaders;
+  BatchUploader* u = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    BatchUploader*& slot = uploaders[current_device_index()];
+    if (!slot) slot = new BatchUploader();
+    u = slot;
+  }
+  u->upload(dst, host, static_cast<int64_t>(bytes));
+}
+
 // ---- the CUDA allocator of core/allocator.h ----
 
 namespace {

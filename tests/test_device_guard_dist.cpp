@@ -1,0 +1,287 @@
+// Data parallelism on the guarded device (kernels/guarded/guard.h): what a multi-GPU job does
+// with device memory, checked on the CPU. Ranks are threads (tests/thread_comm.h), each with its
+// own guarded device ({kGuarded, rank}, one "GPU" per rank as under mpirun + NCCL), building its
+// model there and training it with Trainer::run: replicated (with and without the overlapped
+// all-reduce), ZeRO-3 (unit gathers and releases, the embedding's row gather gather_rows and
+// release_pages, reduce-scatters) in float and in bf16, the image model sharded, and a 2 x 2
+// hybrid. The communicator is a device op there, as NCCL is: GuardedComm opens the guard's
+// OpenScope around each collective, and its float / bf16 buffers must be guarded memory (a
+// host pointer is reported, as for any op); the double collectives (loss sums, norms) take host
+// memory, as NCCL's do, and run with guarded memory closed. Every host access and host pointer
+// fails the test, and the losses and gradient norms must equal, bit for bit, those of the same
+// thread ranks on the CPU (the same CPU kernels run; only the memory is guarded).
+//
+// Limit: the guard's open state is process-wide. While one rank's thread runs an op or a
+// collective, guarded memory is open for every thread, so host code another rank runs at that
+// moment is not caught. Each rank's host accesses are caught only when no other rank is inside
+// an op, which in these runs (ranks meet at every collective) is most of the time but not
+// guaranteed; the single-process tests (test_device_guard.cpp) have no such gap.
+//
+// Also here: the readback of `qwen3vl forward` (logits and recorded tensors come to the host by
+// explicit copies), strict on the guarded device.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/buffer_pool.h"
+#include "core/device.h"
+#include "dist/communicator.h"
+#include "dist/parallel_dims.h"
+#include "guard_census.h"
+#include "io/safetensors.h"
+#include "kernels/guarded/guard.h"
+#include "model/inputs_io.h"
+#include "model/qwen3vl.h"
+#include "thread_comm.h"
+#include "train/batch_source.h"
+#include "train/data_source.h"
+#include "train/trainer.h"
+#include "train_test_utils.h"
+
+namespace qv {
+namespace {
+
+using testing::GuardCensus;
+
+// A rank's communicator as a device op: collectives run with guarded memory open, and the
+// float / bf16 buffers they are given must be device (guarded) memory. Doubles and the
+// all-to-all counts are host memory (NCCL stages them) and run with guarded memory closed.
+class GuardedComm final : public dist::Communicator {
+ public:
+  explicit GuardedComm(dist::Communicator& inner) : inner_(inner) {}
+  explicit GuardedComm(std::unique_ptr<dist::Communicator> owned)
+      : owned_(std::move(owned)), inner_(*owned_) {}
+
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  void all_reduce_sum(float* d, int64_t n) override {
+    device_op("all_reduce_sum", d);
+    const kernels::guarded::OpenScope open;
+    inner_.all_reduce_sum(d, n);
+  }
+  void all_reduce_sum(double* d, int64_t n) override { inner_.all_reduce_sum(d, n); }
+  void all_reduce_max(double* d, int64_t n) override { inner_.all_reduce_max(d, n); }
+  void all_gather(const float* in, float* out, int64_t n) override {
+    device_op("all_gather", in, out);
+    const kernels::guarded::OpenScope open;
+    inner_.all_gather(in, out, n);
+  }
+  void all_gather_bf16(const bf16* in, bf16* out, int64_t n) override {
+    device_op("all_gather_bf16", in, out);
+    const kernels::guarded::OpenScope open;
+    inner_.all_gather_bf16(in, out, n);
+  }
+  void reduce_scatter_sum(const float* in, float* out, int64_t n) override {
+    device_op("reduce_scatter_sum", in, out);
+    const kernels::guarded::OpenScope open;
+    inner_.reduce_scatter_sum(in, out, n);
+  }
+  void broadcast(float* d, int64_t n, int root) override {
+    device_op("broadcast", d);
+    const kernels::guarded::OpenScope open;
+    inner_.broadcast(d, n, root);
+  }
+  void all_to_all_v(const float* in, const int64_t* send_counts, float* out,
+                    const int64_t* recv_counts) override {
+    device_op("all_to_all_v", in, out);
+    const kernels::guarded::OpenScope open;
+    inner_.all_to_all_v(in, send_counts, out, recv_counts);
+  }
+  void all_to_all(const int64_t* in, int64_t* out, int64_t n) override {
+    inner_.all_to_all(in, out, n);
+  }
+  void barrier() override { inner_.barrier(); }
+  void start_all_reduce_sum(float* d, int64_t n) override {
+    device_op("start_all_reduce_sum", d);
+    const kernels::guarded::OpenScope open;
+    inner_.start_all_reduce_sum(d, n);
+  }
+  void progress() override { inner_.progress(); }
+  void wait_all() override { inner_.wait_all(); }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return std::make_unique<GuardedComm>(inner_.split(color, key));
+  }
+
+ private:
+  // The guarded device's pointer check of an op (host memory given to a collective is reported).
+  template <class... P>
+  void device_op(const char* op, P... pointers) {
+    if (current_device().kind == DeviceKind::kGuarded)
+      kernels::guarded::check_pointers(op, pointers...);
+  }
+  std::unique_ptr<dist::Communicator> owned_;
+  dist::Communicator& inner_;
+};
+
+Device rank_device(bool guarded, int rank) {
+  return guarded ? Device{DeviceKind::kGuarded, rank} : kCpuDevice;
+}
+
+std::string fixture_dir(const std::string& name) {
+  return std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/" + name;
+}
+
+enum class Batch {
+  kFixture,       // the fixture's own batch
+  kFourTextRows,  // the text fixture's two rows twice (4 ranks)
+  kTwoImageRows,  // the image fixture's row (and its image) twice (2 ranks)
+};
+
+// The image fixture's one row twice, each with its image: every rank runs the vision tower.
+std::string two_image_rows(const std::string& dir) {
+  model::ModelInputs m = model::load_inputs(fixture_dir("hf-tiny-image") + "/inputs.safetensors");
+  m.batch = 2;
+  for (auto* v : {&m.input_ids, &m.labels, &m.attention_mask})
+    if (!v->empty()) v->insert(v->end(), v->begin(), v->end());
+  const Tensor one = m.pixel_values;
+  m.pixel_values = Tensor(DType::kF32, {2 * one.shape()[0], one.shape()[1]});
+  std::memcpy(m.pixel_values.raw(), one.raw(), one.nbytes());
+  std::memcpy(static_cast<char*>(m.pixel_values.raw()) + one.nbytes(), one.raw(), one.nbytes());
+  m.image_grids.insert(m.image_grids.end(), m.image_grids.begin(), m.image_grids.end());
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/two_image_rows.safetensors";
+  io::save_safetensors(path, model::inputs_to_tensors(m));
+  return path;
+}
+
+struct DistRun {
+  std::string name, fixture;
+  int ranks = 2;
+  std::vector<std::pair<std::string, std::string>> overrides;
+  Batch batch = Batch::kFixture;
+};
+
+void PrintTo(const DistRun& r, std::ostream* os) {
+  *os << r.name;
+}
+
+// Trainer::run of 2 steps on every rank (threads), each rank's model built on its device.
+// Returns each rank's step records.
+std::vector<std::vector<train::StepRecord>> train_on_ranks(const DistRun& run, bool guarded) {
+  const std::string tag = run.name + (guarded ? "_guarded" : "_cpu");
+  const std::string rows_dir = testing::fresh_dir("guard_dist", tag + "_rows");
+  const std::string batch = run.batch == Batch::kFourTextRows
+                                ? testing::four_row_text_batch(rows_dir)
+                            : run.batch == Batch::kTwoImageRows ? two_image_rows(rows_dir)
+                                                                : "";
+  std::vector<std::vector<train::StepRecord>> out(run.ranks);
+  testing::run_ranks(run.ranks, [&](testing::ThreadCommunicator& comm) {
+    const int r = comm.rank();
+    const DeviceScope on_device(rank_device(guarded, r));
+    const std::string dump = testing::fresh_dir("guard_dist", tag + "_rank" + std::to_string(r));
+    auto overrides = run.overrides;
+    overrides.emplace_back("checkpoint.enable", "false");
+    if (!batch.empty()) overrides.emplace_back("training.dataset_path", batch);
+    auto config =
+        train::JobConfig::load(testing::fixed_batch_config(run.fixture, dump, 2, 2), overrides);
+    const auto dims =
+        dist::resolve_parallel_dims(config.dp_replicate, config.dp_shard, comm.size());
+    auto model = train::build_model(config, dist::unit_alignment(dims));
+    auto data = train::make_batch_source(config, model->config(), r, comm.size());
+    train::Trainer trainer(config, std::move(model), std::move(data),
+                           std::make_unique<GuardedComm>(comm));
+    out[r] = trainer.run();
+  });
+  return out;
+}
+
+class DeviceGuardDist : public ::testing::TestWithParam<DistRun> {};
+
+TEST_P(DeviceGuardDist, TrainingIsCleanAndEqualsTheCpuRanks) {
+  const DistRun& run = GetParam();
+  const auto want = train_on_ranks(run, /*guarded=*/false);
+  GuardCensus census;
+  const auto got = train_on_ranks(run, /*guarded=*/true);
+  const std::string table = census.report(run.name + ": Trainer::run, 2 steps, " +
+                                          std::to_string(run.ranks) + " thread ranks");
+  std::printf("%s", table.c_str());
+  EXPECT_EQ(census.faults(), 0) << table;
+  EXPECT_EQ(census.host_pointers(), 0) << table;
+  for (int r = 0; r < run.ranks; ++r) {
+    ASSERT_EQ(got[r].size(), 2u) << "rank " << r;
+    ASSERT_EQ(want[r].size(), 2u) << "rank " << r;
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(got[r][i].loss, want[r][i].loss) << "rank " << r << " step " << i + 1;
+      EXPECT_EQ(got[r][i].grad_norm, want[r][i].grad_norm) << "rank " << r << " step " << i + 1;
+    }
+  }
+  // The ranks agree with each other (the loss is summed over them).
+  for (int r = 1; r < run.ranks; ++r) EXPECT_EQ(got[r][1].loss, got[0][1].loss);
+  for (int r = 0; r < run.ranks; ++r) BufferPool::of(rank_device(true, r)).release_cached();
+  EXPECT_EQ(kernels::guarded::live_blocks(), 0);
+}
+
+const std::vector<std::pair<std::string, std::string>> kShard2 = {
+    {"parallelism.data_parallel_shard_degree", "2"}};
+const std::vector<std::pair<std::string, std::string>> kReplicate2 = {
+    {"parallelism.data_parallel_replicate_degree", "2"},
+    {"parallelism.data_parallel_shard_degree", "1"}};
+
+std::vector<std::pair<std::string, std::string>> with(
+    std::vector<std::pair<std::string, std::string>> base,
+    const std::vector<std::pair<std::string, std::string>>& more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, DeviceGuardDist,
+    ::testing::Values(DistRun{"replicated", "hf-tiny-text", 2, kReplicate2},
+                      DistRun{"replicated_blocking", "hf-tiny-text", 2,
+                              with(kReplicate2, {{"parallelism.overlap_grad_reduce", "false"}})},
+                      DistRun{"zero3", "hf-tiny-text", 2, kShard2},
+                      DistRun{"zero3_bf16", "hf-tiny-text", 2,
+                              with(kShard2, {{"training.mixed_precision_param", "bfloat16"}})},
+                      DistRun{"zero3_image", "hf-tiny-image", 2, kShard2, Batch::kTwoImageRows},
+                      DistRun{"hybrid_2x2_bf16",
+                              "hf-tiny-text",
+                              4,
+                              {{"parallelism.data_parallel_replicate_degree", "2"},
+                               {"parallelism.data_parallel_shard_degree", "2"},
+                               {"training.mixed_precision_param", "bfloat16"}},
+                              Batch::kFourTextRows}),
+    [](const auto& info) { return info.param.name; });
+
+// qwen3vl forward's readback: the logits (want_logits) and the recorded intermediate tensors
+// come to the host through explicit copies, so a forward on the guarded device that records
+// everything is clean and returns exactly the CPU's tensors.
+TEST(DeviceGuardReadback, ForwardLogitsAndRecordedTensorsComeBackByCopies) {
+  for (const std::string fixture : {"hf-tiny-text", "hf-tiny-image"}) {
+    const std::string dir = fixture_dir(fixture);
+    const model::ModelInputs in = model::load_inputs(dir + "/inputs.safetensors");
+    model::ForwardOptions opt;
+    opt.want_logits = true;
+    opt.record = true;
+    const model::ForwardResult want = model::Qwen3VLModel::from_pretrained(dir)->forward(in, opt);
+    GuardCensus census;
+    model::ForwardResult got;
+    {
+      const DeviceScope on_guarded(testing::kGuardedDevice);
+      got = model::Qwen3VLModel::from_pretrained(dir)->forward(in, opt);
+    }
+    const std::string table = census.report(fixture + ": forward with logits and recording");
+    std::printf("%s", table.c_str());
+    EXPECT_EQ(census.faults(), 0) << table;
+    EXPECT_EQ(census.host_pointers(), 0) << table;
+    EXPECT_EQ(got.loss, want.loss);
+    ASSERT_EQ(got.logits.shape(), want.logits.shape());
+    EXPECT_EQ(std::memcmp(got.logits.raw(), want.logits.raw(), want.logits.nbytes()), 0);
+    ASSERT_EQ(got.recorded.size(), want.recorded.size());
+    EXPECT_GT(want.recorded.size(), 5u);
+    for (const auto& [name, t] : want.recorded) {
+      const auto it = got.recorded.find(name);
+      ASSERT_NE(it, got.recorded.end()) << name;
+      ASSERT_EQ(it->second.shape(), t.shape()) << name;
+      EXPECT_EQ(std::memcmp(it->second.raw(), t.raw(), t.nbytes()), 0) << name;
+    }
+    BufferPool::of(testing::kGuardedDevice).release_cached();
+  }
+}
+
+}  // namespace
+}  // namespace qv
