@@ -32,6 +32,7 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/embedding.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/moe.h"
 #include "kernels/cpu/norms.h"
 #include "kernels/cpu/rope.h"
 #include "kernels/cpu/rows.h"
@@ -41,12 +42,14 @@ TEST(CudaKernels, NotBuilt) {
 #include "kernels/cuda/cross_entropy.h"
 #include "kernels/cuda/embedding.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/moe.h"
 #include "kernels/cuda/norms.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/device.h"
 #include "kernels/linear.h"
+#include "kernels/moe.h"
 #include "kernels/norms.h"
 #include "train/adamw.h"
 
@@ -612,6 +615,220 @@ TEST(CudaKernels, AttentionDecodeMatchesCpu) {
   gpu::DeviceArray<float> gout(heads * hd);
   gpu::attention_decode(gq.data(), gk.data(), gv.data(), gout.data(), length, dims);
   QV_EXPECT_REL(to_host(gout), out, kF32);
+}
+
+// ---- mixture of experts ----
+// Inputs: tokens N = 13, E = 5 experts (expert 3 is never chosen: its logits are far below the
+// others, so the experts' ops meet an expert with no slot), top-2, a row of tied probabilities
+// (top-k's tie order), and padding flags for the router statistics.
+
+struct MoeCase {
+  kernels::MoeDims d{13, 24, 10, 5, 2, true};
+  std::vector<float> logits, probs, weight;
+  std::vector<int32_t> expert;
+  std::vector<int64_t> offsets, order, position;
+  std::vector<uint8_t> valid;
+  explicit MoeCase(bool norm = true) {
+    d.norm_topk_prob = norm;
+    const int64_t N = d.tokens, E = d.experts;
+    logits = rand_f(N * E, 40, -2, 2);
+    for (int64_t t = 0; t < N; ++t) logits[t * E + 3] = -30;
+    for (int64_t e = 0; e < E; ++e)
+      if (e != 3) logits[4 * E + e] = 0.5f;  // token 4: four equal probabilities
+    probs.resize(N * E);
+    cpu::moe_softmax(logits.data(), probs.data(), N, E);
+    expert.resize(d.slots());
+    weight.resize(d.slots());
+    cpu::moe_topk(probs.data(), d, expert.data(), weight.data());
+    offsets.resize(E + 1), order.resize(d.slots()), position.resize(d.slots());
+    cpu::moe_bucket(expert.data(), d, offsets.data(), order.data(), position.data());
+    valid.assign(N, 1);
+    valid[2] = valid[9] = 0;
+  }
+};
+
+// Routing: softmax (and in place) and its backward to the float bound; top-k and the bucketing
+// run the CPU op on a host copy, so they are exact; top-k backward, the router statistics and
+// the aux-loss gradient add in the CPU op's order with rounded products: exact too.
+TEST(CudaKernels, MoeRoutingOpsMatchCpu) {
+  QV_REQUIRE_CUDA();
+  for (const bool norm : {true, false}) {
+    SCOPED_TRACE(norm ? "norm_topk_prob" : "raw top-k weights");
+    const MoeCase c(norm);
+    const kernels::MoeDims& d = c.d;
+    const int64_t N = d.tokens, E = d.experts, S = d.slots();
+    auto g_logits = to_device(c.logits);
+    gpu::DeviceArray<float> g_probs(N * E);
+    gpu::moe_softmax(g_logits.data(), g_probs.data(), N, E);
+    QV_EXPECT_REL(to_host(g_probs), c.probs, kF32);
+    gpu::moe_softmax(g_logits.data(), g_logits.data(), N, E);  // aliased
+    QV_EXPECT_REL(to_host(g_logits), c.probs, kF32);
+
+    const std::vector<float> d_probs = rand_f(N * E, 41);
+    std::vector<float> d_logits(N * E);
+    cpu::moe_softmax_backward(c.probs.data(), d_probs.data(), d_logits.data(), N, E);
+    auto gp = to_device(c.probs), gdp = to_device(d_probs);
+    gpu::DeviceArray<float> gdl(N * E);
+    gpu::moe_softmax_backward(gp.data(), gdp.data(), gdl.data(), N, E);
+    QV_EXPECT_REL(to_host(gdl), d_logits, kF32);
+    gpu::moe_softmax_backward(gp.data(), gdp.data(), gdp.data(), N, E);  // aliased
+    QV_EXPECT_REL(to_host(gdp), d_logits, kF32);
+
+    gpu::DeviceArray<int32_t> g_expert(S);
+    gpu::DeviceArray<float> g_weight(S);
+    gpu::moe_topk(gp.data(), d, g_expert.data(), g_weight.data());
+    EXPECT_EQ(to_host(g_expert), c.expert);
+    EXPECT_EQ(to_host(g_weight), c.weight);
+
+    const std::vector<float> d_weight = rand_f(S, 42);
+    std::vector<float> want_dp(N * E);
+    cpu::moe_topk_backward(c.probs.data(), c.expert.data(), c.weight.data(), d_weight.data(), d,
+                           want_dp.data());
+    auto g_dw = to_device(d_weight), g_w = to_device(c.weight);
+    auto g_ex = to_device(c.expert);
+    auto g_dp = to_device(std::vector<float>(N * E, 7.f));  // overwritten
+    gpu::moe_topk_backward(gp.data(), g_ex.data(), g_w.data(), g_dw.data(), d, g_dp.data());
+    EXPECT_EQ(to_host(g_dp), want_dp);
+
+    gpu::DeviceArray<int64_t> g_off(E + 1), g_ord(S), g_pos(S);
+    gpu::moe_bucket(g_ex.data(), d, g_off.data(), g_ord.data(), g_pos.data());
+    EXPECT_EQ(to_host(g_off), c.offsets);
+    EXPECT_EQ(to_host(g_ord), c.order);
+    EXPECT_EQ(to_host(g_pos), c.position);
+
+    // Router statistics over two layers (accumulated), with and without padding flags.
+    for (const bool padded : {true, false}) {
+      std::vector<int64_t> tpe(E, 0);
+      std::vector<double> chosen(E, 0.0), prob_sum(E, 0.0);
+      const uint8_t* v = padded ? c.valid.data() : nullptr;
+      auto g_valid = to_device(c.valid);
+      auto g_tpe = to_device(tpe);
+      auto g_chosen = to_device(chosen), g_sum = to_device(prob_sum);
+      for (int layer = 0; layer < 2; ++layer) {
+        cpu::moe_router_stats(c.probs.data(), c.expert.data(), v, d, tpe.data(), chosen.data(),
+                              prob_sum.data());
+        gpu::moe_router_stats(gp.data(), g_ex.data(), padded ? g_valid.data() : nullptr, d,
+                              g_tpe.data(), g_chosen.data(), g_sum.data());
+      }
+      EXPECT_EQ(to_host(g_tpe), tpe);
+      EXPECT_EQ(to_host(g_chosen), chosen);
+      EXPECT_EQ(to_host(g_sum), prob_sum);
+
+      const std::vector<float> per_expert = rand_f(E, 43, -0.01, 0.01);
+      std::vector<float> grad = d_probs;
+      cpu::moe_add_aux_grad(per_expert.data(), v, N, E, grad.data());
+      auto g_grad = to_device(d_probs), g_pe = to_device(per_expert);
+      gpu::moe_add_aux_grad(g_pe.data(), padded ? g_valid.data() : nullptr, N, E, g_grad.data());
+      EXPECT_EQ(to_host(g_grad), grad);
+    }
+  }
+}
+
+// Dispatch, combine and their backwards: each output element adds the same terms in the same
+// order as the CPU op (products rounded, no fused multiply-add), so they are exact, except
+// d_weight, a dot over H summed in another order (float bound).
+TEST(CudaKernels, MoeDispatchCombineMatchCpu) {
+  QV_REQUIRE_CUDA();
+  const MoeCase c;
+  const kernels::MoeDims& d = c.d;
+  const int64_t N = d.tokens, H = d.hidden, S = d.slots();
+  const std::vector<float> x = rand_f(N * H, 44), ys = rand_f(S * H, 45), dy = rand_f(N * H, 46);
+  const kernels::MoeRouting r{c.offsets.data(), c.order.data(), c.position.data()};
+  std::vector<float> xs(S * H), dx(N * H), y(N * H), d_ys(S * H), d_weight(S);
+  cpu::moe_dispatch(x.data(), r, d, xs.data());
+  cpu::moe_dispatch_backward(ys.data(), r, d, dx.data());
+  cpu::moe_combine(ys.data(), r, c.weight.data(), d, y.data());
+  cpu::moe_combine_backward(dy.data(), ys.data(), r, c.weight.data(), d, d_ys.data(),
+                            d_weight.data());
+
+  auto g_off = to_device(c.offsets), g_ord = to_device(c.order), g_pos = to_device(c.position);
+  const kernels::MoeRouting gr{g_off.data(), g_ord.data(), g_pos.data()};
+  auto gx = to_device(x), gys = to_device(ys), gdy = to_device(dy), gw = to_device(c.weight);
+  gpu::DeviceArray<float> gxs(S * H), gdx(N * H), gy(N * H), gdys(S * H), gdw(S);
+  gpu::moe_dispatch(gx.data(), gr, d, gxs.data());
+  gpu::moe_dispatch_backward(gys.data(), gr, d, gdx.data());
+  gpu::moe_combine(gys.data(), gr, gw.data(), d, gy.data());
+  gpu::moe_combine_backward(gdy.data(), gys.data(), gr, gw.data(), d, gdys.data(), gdw.data());
+  EXPECT_EQ(to_host(gxs), xs);
+  EXPECT_EQ(to_host(gdx), dx);
+  EXPECT_EQ(to_host(gy), y);
+  EXPECT_EQ(to_host(gdys), d_ys);
+  QV_EXPECT_REL(to_host(gdw), d_weight, kF32);
+}
+
+// The experts' grouped GEMMs forward and backward (gradients accumulated onto non-zero values),
+// float and bf16. Float: the float bound. bf16: the first product of each pass (inputs xs or
+// d_ys, bf16-exact on both sides) to the file's bf16 GEMM bound, 1e-4; results behind an
+// intermediate that the op rounds to bf16 (act, d_gate_up: float GEMM outputs that may differ in
+// their last bits, so may round to neighbouring bf16 values) to one bf16 rounding, 2^-8.
+TEST(CudaKernels, MoeExpertsForwardBackwardMatchCpuInFloatAndBf16) {
+  QV_REQUIRE_CUDA();
+  const MoeCase c;
+  const kernels::MoeDims& d = c.d;
+  const int64_t N = d.tokens, H = d.hidden, I = d.inter, E = d.experts, S = d.slots();
+  const std::vector<float> x = rand_f(N * H, 47), dy = rand_f(N * H, 48);
+  const std::vector<float> gate_up = rand_f(E * H * 2 * I, 49, -0.3, 0.3),
+                           down = rand_f(E * I * H, 50, -0.3, 0.3);
+  const std::vector<float> g_gu0 = rand_f(E * H * 2 * I, 51), g_dn0 = rand_f(E * I * H, 52);
+  const std::vector<bf16> gate_up_b = to_b(gate_up), down_b = to_b(down);
+  const kernels::MoeRouting r{c.offsets.data(), c.order.data(), c.position.data()};
+  auto g_off = to_device(c.offsets), g_ord = to_device(c.order), g_pos = to_device(c.position);
+  const kernels::MoeRouting gr{g_off.data(), g_ord.data(), g_pos.data()};
+  auto gx = to_device(x), gdy = to_device(dy), gw = to_device(c.weight);
+  auto ggu = to_device(gate_up), gdn = to_device(down);
+  auto ggu_b = to_device(gate_up_b), gdn_b = to_device(down_b);
+  for (const bool b16 : {false, true}) {
+    SCOPED_TRACE(b16 ? "bf16 experts" : "float experts");
+    const double first = b16 ? 1e-4 : kF32, later = b16 ? kBf16Round : kF32;
+    const kernels::MoeExperts<float> w{gate_up.data(), down.data(),
+                                       b16 ? gate_up_b.data() : nullptr,
+                                       b16 ? down_b.data() : nullptr};
+    std::vector<float> xs(S * H), gu(S * 2 * I), act(S * I), ys(S * H), y(N * H);
+    cpu::moe_experts_forward(x.data(), w, r, c.weight.data(), d,
+                             {xs.data(), gu.data(), act.data(), ys.data()}, y.data());
+    std::vector<float> dx(N * H), d_gu = g_gu0, d_dn = g_dn0, d_weight(S);
+    cpu::moe_experts_backward(dy.data(), w, r, c.weight.data(), d,
+                              {xs.data(), gu.data(), act.data(), ys.data()}, dx.data(), d_gu.data(),
+                              d_dn.data(), d_weight.data());
+
+    const kernels::MoeExperts<float> gwts{ggu.data(), gdn.data(), b16 ? ggu_b.data() : nullptr,
+                                          b16 ? gdn_b.data() : nullptr};
+    gpu::DeviceArray<float> gxs(S * H), ggate(S * 2 * I), gact(S * I), gys(S * H), gy(N * H);
+    gpu::moe_experts_forward(gx.data(), gwts, gr, gw.data(), d,
+                             {gxs.data(), ggate.data(), gact.data(), gys.data()}, gy.data());
+    EXPECT_EQ(to_host(gxs), xs);
+    QV_EXPECT_REL(to_host(ggate), gu, first);
+    QV_EXPECT_REL(to_host(gact), act, first);
+    QV_EXPECT_REL(to_host(gys), ys, later);
+    QV_EXPECT_REL(to_host(gy), y, later);
+    gpu::DeviceArray<float> gdx(N * H), gdw(S);
+    auto g_dgu = to_device(g_gu0), g_ddn = to_device(g_dn0);
+    gpu::moe_experts_backward(gdy.data(), gwts, gr, gw.data(), d,
+                              {gxs.data(), ggate.data(), gact.data(), gys.data()}, gdx.data(),
+                              g_dgu.data(), g_ddn.data(), gdw.data());
+    QV_EXPECT_REL(to_host(gdw), d_weight, later);
+    QV_EXPECT_REL(to_host(g_ddn), d_dn, later);
+    QV_EXPECT_REL(to_host(g_dgu), d_gu, later);
+    QV_EXPECT_REL(to_host(gdx), dx, later);
+    // Expert 3 got no slot: its gradients are untouched.
+    const std::vector<float> got_gu = to_host(g_dgu);
+    for (int64_t i = 3 * H * 2 * I; i < 4 * H * 2 * I; ++i) ASSERT_EQ(got_gu[i], g_gu0[i]) << i;
+  }
+}
+
+// The model's MoE block runs on the GPU through the neutral ops (kernels/moe.h) under a CUDA
+// DeviceScope: the same ops as above, composed by model/moe_block.cpp.
+TEST(CudaKernels, NeutralMoeOpsDispatchToCuda) {
+  QV_REQUIRE_CUDA();
+  const MoeCase c;
+  const int64_t N = c.d.tokens, E = c.d.experts;
+  std::vector<float> want(N * E);
+  kernels::moe_softmax(c.logits.data(), want.data(), N, E);
+  const DeviceScope scope(Device{DeviceKind::kCuda, 0});
+  auto gl = to_device(c.logits);
+  gpu::DeviceArray<float> gp(N * E);
+  kernels::moe_softmax(gl.data(), gp.data(), N, E);
+  QV_EXPECT_REL(to_host(gp), want, kF32);
 }
 
 // ---- AdamW ----

@@ -244,8 +244,8 @@ TEST(DeviceGuardCensus, TinyImageForwardAndBackwardAreClean) {
   census_of_fixture("hf-tiny-image", /*strict=*/true);
 }
 
-TEST(DeviceGuardCensus, TinyMoeForwardAndBackward) {
-  census_of_fixture("hf-tiny-moe", /*strict=*/false);
+TEST(DeviceGuardCensus, TinyMoeForwardAndBackwardAreClean) {
+  census_of_fixture("hf-tiny-moe", /*strict=*/true);
 }
 
 std::vector<train::StepRecord> two_steps(

@@ -27,6 +27,17 @@ void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, c
   QV_DISPATCH_T(T, moe_topk_backward, probs, expert, weight, d_weight, d, d_probs);
 }
 
+void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* valid,
+                      const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
+                      double* prob_sum) {
+  QV_DISPATCH(moe_router_stats, probs, expert, valid, d, tokens_per_expert, chosen, prob_sum);
+}
+
+void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
+                      float* d_probs) {
+  QV_DISPATCH(moe_add_aux_grad, per_expert, valid, N, E, d_probs);
+}
+
 void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
                 int64_t* position) {
   QV_DISPATCH(moe_bucket, expert, d, offsets, order, position);

@@ -3,6 +3,8 @@
 //  - bucketing: the tokens x top_k (token, choice) slots sorted by expert with a counting sort;
 //  - experts: per expert, grouped GEMMs over only the slots routed to it (no dense all-experts
 //    compute), SwiGLU, and the weighted combine back into token order;
+//  - router statistics (the load-balancing loss's inputs) accumulated where the routing lives,
+//    and that loss's gradient added to the router probabilities' gradient;
 //  - the dispatch (token rows into slot order) and combine (slot rows back into tokens) on their
 //    own, for expert parallelism, where the slot rows travel to the rank owning the expert in
 //    between (model/moe_block.cpp).
@@ -43,6 +45,19 @@ void moe_topk(const T* probs, const MoeDims& d, int32_t* expert, T* weight);
 template <typename T>
 void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, const T* d_weight,
                        const MoeDims& d, T* d_probs);
+
+// One sparse layer's router statistics, accumulated into [E] arrays that stay on the device
+// (the host downloads them once per forward): tokens_per_expert[e] += slots routed to e (every
+// token); for each valid token t (valid[t] != 0, all of them when valid is null), chosen[e] +=
+// its slots routed to e and prob_sum[e] += probs[t, e], in double, adding the tokens in order
+// (so the sum is the same whatever the backend).
+void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* valid,
+                      const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
+                      double* prob_sum);
+// d_probs[t, e] += per_expert[e] for every valid token t (valid as above; [N, E] and [E]): the
+// load-balancing loss's gradient, the same for every valid token.
+void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
+                      float* d_probs);
 
 // Where the slots go. Slot s = token * top_k + j. Experts' slots are contiguous and in token
 // order (a stable counting sort): order[offsets[e] .. offsets[e + 1]) are expert e's slots and

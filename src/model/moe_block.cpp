@@ -1,5 +1,6 @@
 #include "model/moe_block.h"
 
+#include "kernels/device.h"
 #include "kernels/linear.h"
 
 namespace qv::model {
@@ -67,10 +68,18 @@ k::MoeDims owner_dims(k::MoeDims d, int64_t rows, int64_t local) {
   return d;
 }
 
-int64_t sum(const PoolVector<int64_t>& v) {
+int64_t sum(const HostVector<int64_t>& v) {
   int64_t total = 0;
   for (int64_t x : v) total += x;
   return total;
+}
+
+// A host copy of a device array (one device-to-host copy; on the CPU a plain copy).
+template <typename T>
+HostVector<T> to_host(const DeviceBuffer<T>& v) {
+  HostVector<T> out(v.size());
+  if (!v.empty()) k::copy_bytes(out.data(), kCpuDevice, v.data(), v.device(), v.size() * sizeof(T));
+  return out;
 }
 
 }  // namespace
@@ -88,7 +97,8 @@ void MoeBlock::forward_parallel(ExpertExchange& ep, ParamStore& s, const float* 
   MoeParallelActs& p = a.ep;
   p.send.resize(R * L);
   p.recv.resize(R * L);
-  for (int64_t e = 0; e < R * L; ++e) p.send[e] = a.offsets[e + 1] - a.offsets[e];
+  const HostVector<int64_t> offsets = to_host(a.offsets);  // the counts the exchange sends
+  for (int64_t e = 0; e < R * L; ++e) p.send[e] = offsets[e + 1] - offsets[e];
   ep.exchange_counts(p.send.data(), p.recv.data(), L);
   p.send_floats.assign(R, 0);
   p.recv_floats.assign(R, 0);
@@ -102,10 +112,12 @@ void MoeBlock::forward_parallel(ExpertExchange& ep, ParamStore& s, const float* 
   Buffer xs_send(S * H), x_recv(rows * H), y_recv(rows * H);
   k::moe_dispatch(h, routing, d, xs_send.data());
   ep.exchange_rows(xs_send.data(), p.send_floats.data(), x_recv.data(), p.recv_floats.data());
-  PoolVector<int32_t> local(rows);
+  Mirrored<int32_t> local;  // each received row's local expert
+  local.host.resize(rows);
   for (int64_t r = 0, i = 0; r < R; ++r)
     for (int64_t l = 0; l < L; ++l)
-      for (int64_t n = 0; n < p.recv[r * L + l]; ++n) local[i++] = static_cast<int32_t>(l);
+      for (int64_t n = 0; n < p.recv[r * L + l]; ++n) local.host[i++] = static_cast<int32_t>(l);
+  local.upload();
   const k::MoeDims od = owner_dims(d, rows, L);
   p.offsets.resize(L + 1);
   p.order.resize(rows);
@@ -162,10 +174,7 @@ void MoeBlock::backward(ParamStore& s, const float* h, int64_t N, const MoeActs&
   k::moe_topk_backward(a.probs.data(), a.expert.data(), a.weight.data(), d_weight.data(), d,
                        d_logits.data());
   if (aux && aux->per_expert)
-    for (int64_t t = 0; t < N; ++t) {
-      if (aux->valid && !aux->valid[t]) continue;
-      for (int64_t e = 0; e < E; ++e) d_logits[t * E + e] += static_cast<float>(aux->per_expert[e]);
-    }
+    k::moe_add_aux_grad(aux->per_expert, aux->valid, N, E, d_logits.data());
   k::moe_softmax_backward(a.probs.data(), d_logits.data(), d_logits.data(), N, E);
   k::linear_backward(h, s.weight(p_.router), d_logits.data(), d_h, s.grad(p_.router),
                      static_cast<float*>(nullptr), N, H, E, /*accumulate_dx=*/true);
@@ -175,20 +184,24 @@ void MoeBlock::backward(ParamStore& s, const float* h, int64_t N, const MoeActs&
 
 namespace qv::model {
 
-void RouterStats::add(const MoeActs& a, int64_t tokens, int64_t top_k, const uint8_t* valid) {
-  const int64_t E = static_cast<int64_t>(a.offsets.size()) - 1;
-  if (tokens_per_expert.empty()) {
-    tokens_per_expert.assign(E, 0);
-    chosen.assign(E, 0.0);
-    prob_sum.assign(E, 0.0);
+void RouterStats::add(const MoeActs& a, const k::MoeDims& d, const uint8_t* valid,
+                      const uint8_t* valid_host) {
+  const int64_t E = d.experts;
+  if (device.tokens_per_expert.empty()) {
+    device.tokens_per_expert.assign(E, 0);
+    device.chosen.assign(E, 0.0);
+    device.prob_sum.assign(E, 0.0);
   }
-  for (int64_t e = 0; e < E; ++e) tokens_per_expert[e] += a.offsets[e + 1] - a.offsets[e];
-  for (int64_t t = 0; t < tokens; ++t) {
-    if (valid && !valid[t]) continue;
-    valid_tokens += 1;
-    for (int64_t j = 0; j < top_k; ++j) chosen[a.expert[t * top_k + j]] += 1;
-    for (int64_t e = 0; e < E; ++e) prob_sum[e] += a.probs[t * E + e];
-  }
+  for (int64_t t = 0; t < d.tokens; ++t)
+    if (!valid_host || valid_host[t]) valid_tokens += 1;
+  k::moe_router_stats(a.probs.data(), a.expert.data(), valid, d, device.tokens_per_expert.data(),
+                      device.chosen.data(), device.prob_sum.data());
+}
+
+void RouterStats::download() {
+  tokens_per_expert = to_host(device.tokens_per_expert);
+  chosen = to_host(device.chosen);
+  prob_sum = to_host(device.prob_sum);
 }
 
 double RouterStats::aux_loss() const {
@@ -198,8 +211,8 @@ double RouterStats::aux_loss() const {
   return static_cast<double>(chosen.size()) * sum / (valid_tokens * valid_tokens);
 }
 
-PoolVector<double> RouterStats::aux_grad(double scale) const {
-  PoolVector<double> g(chosen.size(), 0.0);
+HostVector<double> RouterStats::aux_grad(double scale) const {
+  HostVector<double> g(chosen.size(), 0.0);
   if (empty()) return g;
   for (size_t e = 0; e < chosen.size(); ++e)
     g[e] = scale * static_cast<double>(chosen.size()) * chosen[e] / (valid_tokens * valid_tokens);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/device_buffer.h"
 #include "kernels/moe.h"
 #include "model/config.h"
 #include "model/expert_parallel.h"
@@ -17,49 +18,63 @@
 
 namespace qv::model {
 
-// What an expert-parallel forward adds: the traffic of each rank pair and the rows this rank
-// received, bucketed by its own (local) experts.
+// What an expert-parallel forward adds: the traffic of each rank pair (host counts, for the
+// exchange) and the rows this rank received, bucketed by its own (local) experts.
 struct MoeParallelActs {
-  PoolVector<int64_t> send, recv;                // [ranks x local experts] rows to / from each rank
-  PoolVector<int64_t> send_floats, recv_floats;  // [ranks] floats to / from each rank
-  PoolVector<int64_t> offsets, order, position;  // received rows bucketed by local expert
-  Buffer ones;                                   // [received rows] routing weight 1 (exact)
-  Buffer slot_ys;                                // [slots, H] experts' outputs, bucket order
+  HostVector<int64_t> send, recv;                // [ranks x local experts] rows to / from each rank
+  HostVector<int64_t> send_floats, recv_floats;  // [ranks] floats to / from each rank
+  DeviceBuffer<int64_t> offsets, order, position;  // received rows bucketed by local expert
+  Buffer ones;                                     // [received rows] routing weight 1 (exact)
+  Buffer slot_ys;                                  // [slots, H] experts' outputs, bucket order
 };
 
+// Device memory, like every activation: the host reads none of it (the router statistics reach
+// the host through RouterStats::download, the expert-parallel counts through one copy of
+// offsets).
 struct MoeActs {
-  Buffer probs;                                  // [N, E] router softmax
-  Buffer weight;                                 // [N, k] routing weights of the chosen experts
-  PoolVector<int32_t> expert;                    // [N, k] chosen experts
-  PoolVector<int64_t> offsets, order, position;  // slots bucketed by expert (moe_bucket)
+  Buffer probs;                                    // [N, E] router softmax
+  Buffer weight;                                   // [N, k] routing weights of the chosen experts
+  DeviceBuffer<int32_t> expert;                    // [N, k] chosen experts
+  DeviceBuffer<int64_t> offsets, order, position;  // slots bucketed by expert (moe_bucket)
   // Per slot in bucket order; under expert parallelism per received row in local bucket order.
   Buffer xs, gate_up, act, ys;
   MoeParallelActs ep;  // expert parallelism only
 };
 
 // The load-balancing loss's gradient for one layer: d(objective)/d(probs[t, e]) =
-// per_expert[e] for every token t whose valid flag is set (all tokens when valid is null).
+// per_expert[e] for every token t whose valid flag is set (all tokens when valid is null). Both
+// device memory (kernels::moe_add_aux_grad reads them).
 struct MoeAuxGrad {
-  const double* per_expert = nullptr;
-  const uint8_t* valid = nullptr;
+  const float* per_expert = nullptr;  // [E]
+  const uint8_t* valid = nullptr;     // [N]
 };
 
 // Routing over the sparse layers of one forward: what HF's load_balancing_loss_func reads
 // (router logits of all sparse layers concatenated, padding masked out) and the per-step router
-// statistics.
+// statistics. add() accumulates on the device (kernels::moe_router_stats); download() copies
+// the totals to the host once per forward, where aux_loss() and aux_grad() read them.
 // Arena vectors, so that a step after the first allocates nothing (tests/test_no_alloc.cpp).
 struct RouterStats {
-  PoolVector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
-  PoolVector<double> chosen;              // [E] valid tokens' slots routed to each expert
-  PoolVector<double> prob_sum;            // [E] valid tokens' router probabilities summed
+  struct OnDevice {
+    DeviceBuffer<int64_t> tokens_per_expert;
+    DeviceBuffer<double> chosen, prob_sum;
+  } device;
+  HostVector<int64_t> tokens_per_expert;  // [E] slots routed to each expert, padding included
+  HostVector<double> chosen;              // [E] valid tokens' slots routed to each expert
+  HostVector<double> prob_sum;            // [E] valid tokens' router probabilities summed
   double valid_tokens = 0;                // valid tokens x sparse layers
 
-  void add(const MoeActs& acts, int64_t tokens, int64_t top_k, const uint8_t* valid);
+  // One sparse layer: valid (device memory, may be null) and valid_host (the same flags on the
+  // host, for the count of valid tokens).
+  void add(const MoeActs& acts, const kernels::MoeDims& d, const uint8_t* valid,
+           const uint8_t* valid_host);
+  // The device totals into the host vectors (one device-to-host copy each).
+  void download();
   bool empty() const { return valid_tokens == 0; }
   // num_experts x sum_e (chosen_e / T) (prob_sum_e / T), T = valid_tokens (Switch-style).
   double aux_loss() const;
   // d(scale x aux_loss) / d probs[t, e] for a valid token t: the same for every t and layer.
-  PoolVector<double> aux_grad(double scale) const;
+  HostVector<double> aux_grad(double scale) const;
 };
 
 class MoeBlock {

@@ -61,7 +61,7 @@ struct Qwen3VLModel::State {
   Buffer d_final_out;  // gradient of the final-norm output, from the fused classifier
   Mirrored<int64_t> targets, loss_rows;  // classifier scratch
   RouterStats router;                    // sparse layers' routing (MoE)
-  PoolVector<double> aux_grad;           // d objective / d router probs per expert (empty: off)
+  Mirrored<float> aux_grad;              // d objective / d router probs per expert (empty: off)
 
   // Returns every buffer to the arena (the arena keeps them for the next step). Swapping with
   // an empty object frees storage; `v = {}` on a vector would only clear it.
@@ -423,7 +423,9 @@ Buffer Qwen3VLModel::decoder_forward(Buffer x, const VisionFeatures& vis, const 
                              opt.kv_cache ? &opt.kv_cache->layers[l] : nullptr);
     release_layer(l);
     if (params_.text.layers[l].sparse())
-      st.router.add(st.layers[l].moe, N, tc.num_experts_per_tok, or_null(st.ctx.key_valid.host));
+      st.router.add(st.layers[l].moe, MoeBlock(tc, params_.text.layers[l]).dims(N),
+                    st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data(),
+                    or_null(st.ctx.key_valid.host));
     rec("layer_output", l, out, {B, S, H});
     // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
     // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
@@ -544,14 +546,18 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
 void Qwen3VLModel::finish_router(const ForwardOptions& opt, double batch_share, ForwardResult& res,
                                  const Recorder& rec) {
   State* st = state_.get();
+  st->router.download();  // the one device-to-host copy of the statistics per forward
   res.tokens_per_expert.assign(st->router.tokens_per_expert.begin(),
                                st->router.tokens_per_expert.end());
   res.aux_loss = st->router.aux_loss();
   const double with_aux = res.loss + config_.text.router_aux_loss_coef * res.aux_loss;
   rec.tensor("aux_loss", [&] { return Tensor::from_f32({static_cast<float>(res.aux_loss)}, {}); });
   rec.tensor("loss_with_aux", [&] { return Tensor::from_f32({static_cast<float>(with_aux)}, {}); });
-  if (opt.backward && opt.router_aux_loss_coef > 0)
-    st->aux_grad = st->router.aux_grad(opt.router_aux_loss_coef * batch_share);
+  if (opt.backward && opt.router_aux_loss_coef > 0) {
+    const HostVector<double> g = st->router.aux_grad(opt.router_aux_loss_coef * batch_share);
+    st->aux_grad.host.assign(g.begin(), g.end());  // the float the gradient is added in
+    st->aux_grad.upload();
+  }
 }
 
 // One new token through the same decoder layers as forward(), attending over the cache.
@@ -647,7 +653,7 @@ Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
     const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
-                         or_null(st.ctx.key_valid.host)};
+                         st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data()};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     // In reverse layout order (the replicated strategy's buckets grow downwards).
     if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {

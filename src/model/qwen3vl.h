@@ -66,7 +66,7 @@ struct ForwardResult {
   // MoE models: HF's load-balancing loss of this batch (computed whether or not it is trained)
   // and the slots routed to each expert, summed over the sparse layers (empty when dense).
   double aux_loss = std::numeric_limits<double>::quiet_NaN();
-  PoolVector<int64_t> tokens_per_expert;
+  HostVector<int64_t> tokens_per_expert;  // host memory whatever the device
 };
 
 // Targets of a batch: labels shifted left by one within each row and document (-100 elsewhere).

@@ -175,6 +175,26 @@ void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, c
   }
 }
 
+void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* valid,
+                      const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
+                      double* prob_sum) {
+  const int64_t E = d.experts, K = d.top_k;
+  for (int64_t s = 0; s < d.slots(); ++s) ++tokens_per_expert[expert[s]];
+  for (int64_t t = 0; t < d.tokens; ++t) {
+    if (valid && !valid[t]) continue;
+    for (int64_t j = 0; j < K; ++j) chosen[expert[t * K + j]] += 1;
+    for (int64_t e = 0; e < E; ++e) prob_sum[e] += probs[t * E + e];
+  }
+}
+
+void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
+                      float* d_probs) {
+  for (int64_t t = 0; t < N; ++t) {
+    if (valid && !valid[t]) continue;
+    for (int64_t e = 0; e < E; ++e) d_probs[t * E + e] += per_expert[e];
+  }
+}
+
 void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
                 int64_t* position) {
   const int64_t S = d.slots(), E = d.experts;

@@ -15,6 +15,11 @@ void moe_topk(const T* probs, const MoeDims& d, int32_t* expert, T* weight);
 template <typename T>
 void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, const T* d_weight,
                        const MoeDims& d, T* d_probs);
+void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* valid,
+                      const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
+                      double* prob_sum);
+void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
+                      float* d_probs);
 void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
                 int64_t* position);
 template <typename T>

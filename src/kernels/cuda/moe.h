@@ -1,5 +1,9 @@
-// CUDA: kernels/moe.h's ops are not implemented on the GPU yet. These declarations complete the
-// op set for the dispatch; each throws qv::Error saying so (the MoE flavors train on the CPU).
+// CUDA: kernels/moe.h's ops (float; moe.cu). Every pointer is device memory of the current
+// device, MoeRouting's and MoeExperts' included. Three ops wait for the stream, because the host
+// needs device values to go on (see moe.cu): moe_topk and moe_bucket run the CPU op on a host
+// copy of their input (torch's tie order, a stable counting sort) and upload the result, and the
+// grouped expert GEMMs read the per-expert slot counts (offsets, E + 1 values) back to launch
+// one GEMM per expert. The rest are asynchronous kernels without atomics.
 #pragma once
 #include <cstdint>
 
@@ -16,6 +20,11 @@ void moe_topk(const T* probs, const MoeDims& d, int32_t* expert, T* weight);
 template <typename T>
 void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, const T* d_weight,
                        const MoeDims& d, T* d_probs);
+void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* valid,
+                      const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
+                      double* prob_sum);
+void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
+                      float* d_probs);
 void moe_bucket(const int32_t* expert, const MoeDims& d, int64_t* offsets, int64_t* order,
                 int64_t* position);
 template <typename T>
