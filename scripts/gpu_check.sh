@@ -23,6 +23,14 @@ OUT=$(cd "$OUT" && pwd)
 exec > >(tee "$OUT/gpu_check.log") 2>&1
 start=$SECONDS
 step() { echo "gpu_check: == $* (t = $((SECONDS - start)) s)"; }
+# The whole run stays under 8 minutes (450 s of steps, the rest for unpacking and the report):
+# each step gets its own cap, cut to what is left of the budget.
+BUDGET=${GPU_CHECK_BUDGET_S:-450}
+limit() { # limit CAP: seconds the next step may take
+  local left=$((BUDGET - (SECONDS - start)))
+  ((left < 10)) && left=10
+  echo $(($1 < left ? $1 : left))
+}
 
 [[ -f $BUNDLE ]] || { echo "gpu_check: no bundle at $BUNDLE (run scripts/build_gpu_bundle.sh)"; exit 2; }
 work=$(mktemp -d)
@@ -62,7 +70,7 @@ ldd "$B/bin/qwen3vl" | grep -E "not found|cublas|nccl|cuda"
 # the GPU (tests/test_cuda_model.cpp: HF golden parity in fp32, the 5-step fixture curves in fp32
 # and bf16 against the CPU's), which read the fixtures of this checkout.
 step "CUDA tests"
-QWEN3VL_SOURCE_DIR=$(pwd) timeout 240 "$B/bin/qwen3vl_tests" --gtest_filter='Cuda*' \
+QWEN3VL_SOURCE_DIR=$(pwd) timeout "$(limit 200)" "$B/bin/qwen3vl_tests" --gtest_filter='Cuda*' \
   --gtest_output="xml:$OUT/cuda_tests.xml"
 tests_rc=$?
 echo "gpu_check: CUDA tests exit $tests_rc"
@@ -73,14 +81,14 @@ echo "gpu_check: CUDA tests exit $tests_rc"
 } >"$OUT/figures.txt"
 
 step "bench kernels"
-timeout 120 "$B/bin/qwen3vl" bench kernels --device cuda | tee -a "$OUT/figures.txt"
+timeout "$(limit 60)" "$B/bin/qwen3vl" bench kernels --device cuda | tee -a "$OUT/figures.txt"
 
 # Training steps: debugmodel at seq 2048, and 2B at seq 4096, batch 1 (2B in bf16 with fp32
 # masters and AdamW needs ~18 bytes per parameter, ~40 GB, plus activations).
-for spec in "debugmodel 2048 1" "2B 4096 1"; do
-  read -r flavor seq batch <<<"$spec"
+for spec in "debugmodel 2048 1 60" "2B 4096 1 130"; do
+  read -r flavor seq batch cap <<<"$spec"
   step "bench train $flavor seq $seq batch $batch bf16"
-  timeout 150 "$B/bin/qwen3vl" bench train --device cuda --flavor "$flavor" --seq-len "$seq" \
+  timeout "$(limit "$cap")" "$B/bin/qwen3vl" bench train --device cuda --flavor "$flavor" --seq-len "$seq" \
     --batch "$batch" --images 1 --image-size 448x448 --steps 3 --mixed-precision bfloat16 \
     >"$OUT/bench_$flavor.txt" 2>&1
   echo "gpu_check: bench train $flavor exit $?"

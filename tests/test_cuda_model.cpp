@@ -3,8 +3,6 @@
 // the fixtures' 5-step training curve on cuda:0 in fp32 and in bf16 against the same run on the
 // CPU. Without a GPU each test prints `skipped: no CUDA device (...)`; in a build without the
 // CUDA backend one test says so. scripts/gpu_check.sh runs these (its gtest filter).
-//
-// The MoE fixture is not run here: its routing ops are placeholders on CUDA (kernels/cuda/moe.h).
 #include <gtest/gtest.h>
 
 #include "cuda_test_utils.h"
@@ -38,6 +36,14 @@ TEST(CudaModel, TinyImageMatchesHuggingFaceInFloat32) {
   QV_REQUIRE_CUDA();
   const DeviceScope on_gpu(kGpu);
   testing::run_golden("hf-tiny-image");
+}
+
+// Mixture of experts: top-k and bucketing on the host (torch's CPU tie order), the routing ops
+// and expert GEMMs on the GPU; aux_loss and loss_with_aux compared too.
+TEST(CudaModel, TinyMoeMatchesHuggingFaceInFloat32) {
+  QV_REQUIRE_CUDA();
+  const DeviceScope on_gpu(kGpu);
+  testing::run_golden("hf-tiny-moe");
 }
 
 // tests/test_train_fixture.cpp's job: 5 steps of AdamW (lr 1e-3, warmup 2, clipping at 1) on the
@@ -117,6 +123,10 @@ TEST(CudaModel, TinyTextFiveStepsInFloat32FollowTheCpu) {
 TEST(CudaModel, TinyImageFiveStepsInFloat32FollowTheCpu) {
   QV_REQUIRE_CUDA();
   compare_curves("hf-tiny-image", "float32", 1e-5, 1e-4, 5e-4);
+}
+TEST(CudaModel, TinyMoeFiveStepsInFloat32FollowTheCpu) {
+  QV_REQUIRE_CUDA();
+  compare_curves("hf-tiny-moe", "float32", 1e-5, 1e-4, 5e-4);
 }
 
 // bf16: the GEMM inputs are rounded to bf16 (8-bit mantissa: a rounding moves a value by up to
