@@ -13,7 +13,7 @@
 #
 # Usage: scripts/gpu_check.sh OUT_DIR [BUNDLE]   (BUNDLE defaults to gpu-bundle/qwen3vl-gpu.tar.xz)
 # Writes OUT_DIR/gpu_check.log (everything), OUT_DIR/figures.txt (the measured lines),
-# OUT_DIR/cuda_tests.xml. Exit status: 0 when the CUDA tests pass, 3 without a CUDA device.
+# OUT_DIR/tests_SUITE.xml per test suite. Exit status: 0 when the CUDA tests pass, 3 without a CUDA device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR [BUNDLE]}
@@ -68,11 +68,27 @@ ldd "$B/bin/qwen3vl" | grep -E "not found|cublas|nccl|cuda"
 
 # The CUDA tests: every op against the CPU's, the runtime, NCCL on one rank, and the model on
 # the GPU (tests/test_cuda_model.cpp: HF golden parity in fp32, the 5-step fixture curves in fp32
-# and bf16 against the CPU's), which read the fixtures of this checkout.
+# and bf16 against the CPU's), which read the fixtures of this checkout. One run per suite, so a
+# crash in one (a first run on a GPU may fault) does not hide the others' results; a suite that
+# crashed or hung is run again test by test with CUDA_LAUNCH_BLOCKING=1, which names the kernel
+# and the test that failed.
 step "CUDA tests"
-QWEN3VL_SOURCE_DIR=$(pwd) timeout "$(limit 200)" "$B/bin/qwen3vl_tests" --gtest_filter='Cuda*' \
-  --gtest_output="xml:$OUT/cuda_tests.xml"
-tests_rc=$?
+export QWEN3VL_SOURCE_DIR=$(pwd)
+tests_rc=0
+for suite in CudaRuntime CudaKernels CudaNccl CudaModel; do
+  timeout "$(limit 120)" "$B/bin/qwen3vl_tests" --gtest_filter="$suite.*" \
+    --gtest_output="xml:$OUT/tests_$suite.xml"
+  rc=$?
+  echo "gpu_check: $suite exit $rc"
+  ((rc != 0)) && tests_rc=1
+  if ((rc > 1)); then # a crash or a timeout, not a failed expectation
+    for t in $("$B/bin/qwen3vl_tests" --gtest_list_tests --gtest_filter="$suite.*" | sed -n 's/^  //p'); do
+      CUDA_LAUNCH_BLOCKING=1 timeout "$(limit 30)" "$B/bin/qwen3vl_tests" --gtest_filter="$suite.$t" \
+        >"$OUT/alone_$suite.$t.txt" 2>&1
+      echo "gpu_check: alone $suite.$t exit $? (log alone_$suite.$t.txt)"
+    done
+  fi
+done
 echo "gpu_check: CUDA tests exit $tests_rc"
 
 {

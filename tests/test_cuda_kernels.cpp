@@ -126,14 +126,15 @@ TEST(CudaRuntime, BatchUploaderCopiesInOrderAndReusesSlots) {
   gpu::BatchUploader up;
   std::vector<gpu::DeviceArray<float> > dst;
   std::vector<std::vector<float> > want;
-  for (int i = 0; i < 5; ++i) {  // more uploads than slots, growing sizes
+  const int n = 2 * gpu::BatchUploader::kSlots + 1;  // every slot reused, growing sizes
+  for (int i = 0; i < n; ++i) {
     std::vector<float> h = rand_f(1000 * (i + 1), 100 + i);
     dst.emplace_back(static_cast<int64_t>(h.size()));
     up.upload(dst.back().data(), h.data(), dst.back().bytes());
     std::fill(h.begin(), h.end(), 0.f);  // the host buffer is free once upload() returns
     want.push_back(rand_f(1000 * (i + 1), 100 + i));
   }
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(to_host(dst[i]), want[i]) << i;
+  for (int i = 0; i < n; ++i) EXPECT_EQ(to_host(dst[i]), want[i]) << i;
 }
 
 // The seam end to end: memory from the registered CUDA allocator, copies through

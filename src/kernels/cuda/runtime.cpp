@@ -313,7 +313,7 @@ void BatchUploader::upload(void* device_dst, const void* host_src, int64_t bytes
   QV_CHECK(current_device_index() == device_, "BatchUploader: made for cuda:", device_,
            ", used on cuda:", current_device_index());
   Slot& slot = slots_[next_];
-  next_ ^= 1;
+  next_ = (next_ + 1) % kSlots;
   cudaEvent_t done = static_cast<cudaEvent_t>(slot.done);
   QV_CUDA_CHECK(cudaEventSynchronize(done));  // the slot's previous copy has finished
   if (slot.capacity < bytes) {

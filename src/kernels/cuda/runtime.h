@@ -64,12 +64,14 @@ void free_pinned(void* p);
 // The current device's stream, as a cudaStream_t cast to void*.
 void* stream();
 
-// Uploads of training inputs (token ids, labels, pixels) that overlap compute: upload() copies
-// the host data into a pinned slot (two slots, used in turn, grown on demand) and issues the
-// copy on a separate copy stream; the compute stream waits for it through an event, the host
-// does not. So the copy of batch n+1 runs while batch n computes, and the loader's host buffers
-// are free again as soon as upload() returns. A slot is reused only after its previous copy
-// completed.
+// Uploads of training inputs (token ids, labels, pixels, the index arrays the host computes)
+// that overlap compute: upload() copies the host data into a pinned slot (kSlots slots, used in
+// turn, each grown on demand) and issues the copy on a separate copy stream; the compute stream
+// waits for it through an event, the host does not, so the loader's host buffers are free again
+// as soon as upload() returns. The copy waits for the compute issued before it (its destination,
+// drawn from the activation arena, may have been in use there). A slot is reused only after its
+// previous copy completed: with 8 slots the host waits for the upload 8 calls back, not for the
+// GPU to drain (a forward makes about a dozen uploads in a burst, at its start).
 class BatchUploader {
  public:
   BatchUploader();
@@ -77,6 +79,7 @@ class BatchUploader {
   BatchUploader(const BatchUploader&) = delete;
   BatchUploader& operator=(const BatchUploader&) = delete;
   void upload(void* device_dst, const void* host_src, int64_t bytes);
+  static constexpr int kSlots = 8;
 
  private:
   struct Slot {
@@ -84,7 +87,7 @@ class BatchUploader {
     int64_t capacity = 0;
     void* done = nullptr;  // cudaEvent_t: the slot's last copy finished
   };
-  Slot slots_[2];
+  Slot slots_[kSlots];
   int next_ = 0;
   void* copy_stream_ = nullptr;  // cudaStream_t
   int device_ = 0;
