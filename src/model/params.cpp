@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/device.h"
+#include "kernels/gemm.h"
 
 namespace qv::model {
 
@@ -82,14 +83,9 @@ void ParamStore::sync_bf16(int64_t begin, int64_t end) {
       to_bf16(values_.data() + lo, values_bf16_.data() + lo, hi - lo);
       continue;
     }
-    // On a GPU through the host (loads and gathers only; the optimizer writes its own copies).
-    std::vector<float> host(static_cast<size_t>(hi - lo));
-    std::vector<bf16> host_b16(host.size());
-    kernels::copy_bytes(host.data(), kCpuDevice, values_.data() + lo, device_,
-                        host.size() * sizeof(float));
-    to_bf16(host.data(), host_b16.data(), hi - lo);
-    kernels::copy_bytes(values_bf16_.data() + lo, device_, host_b16.data(), kCpuDevice,
-                        host_b16.size() * sizeof(bf16));
+    // Elsewhere an op on the store's device (ZeRO-3 calls this for every unit it gathers).
+    const DeviceScope on_store(device_);
+    kernels::convert_to_bf16(values_.data() + lo, values_bf16_.data() + lo, hi - lo);
   }
 }
 
