@@ -5,14 +5,14 @@
 // all-reduce), ZeRO-3 (unit gathers and releases, the embedding's row gather gather_rows and
 // release_pages, reduce-scatters) in float and in bf16, the image model sharded, a 2 x 2
 // hybrid, and expert parallelism on the MoE model (the exchange's all-to-alls, the expert
-// units' slices; EP 2 on 2 ranks, and on 4 ranks with each slice sharded over 2). The
-// communicator is a device op there, as NCCL is: GuardedComm opens the guard's OpenScope around
-// each collective, and its float / bf16 buffers must be guarded memory (a host pointer is
-// reported, as for any op); the double collectives (loss sums, norms) and the all-to-all counts
-// take host memory, as NCCL's do, and run with guarded memory closed. Every host access and
-// host pointer fails the test, and the losses, gradient norms and router statistics must equal,
-// bit for bit, those of the same thread ranks on the CPU (the same CPU kernels run; only the
-// memory is guarded).
+// units' slices: EP 2 on 2 ranks, and on 4 ranks with each slice sharded over 2; the padded
+// slices on their own in DeviceGuardExpertSlices). The communicator is a device op there, as
+// NCCL is: GuardedComm opens the guard's OpenScope around each collective, and its float / bf16
+// buffers must be guarded memory (a host pointer is reported, as for any op); the double
+// collectives (loss sums, norms) and the all-to-all counts take host memory, as NCCL's do, and
+// run with guarded memory closed. Every host access and host pointer fails the test, and the
+// losses, gradient norms and router statistics must equal, bit for bit, those of the same
+// thread ranks on the CPU (the same CPU kernels run; only the memory is guarded).
 //
 // The guard's open state is process-wide: while one thread runs an op or a collective, guarded
 // memory is open for every thread. So the rank threads take turns (RankTurn): one runs at a
@@ -35,13 +35,18 @@
 
 #include "core/buffer_pool.h"
 #include "core/device.h"
+#include "device_guard_test_utils.h"
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 #include "dist/parallel_dims.h"
 #include "guard_census.h"
 #include "io/safetensors.h"
+#include "kernels/device.h"
 #include "kernels/guarded/guard.h"
 #include "model/inputs_io.h"
+#include "model/params.h"
 #include "model/qwen3vl.h"
+#include "model_test_utils.h"
 #include "thread_comm.h"
 #include "train/batch_source.h"
 #include "train/data_source.h"
@@ -364,6 +369,88 @@ INSTANTIATE_TEST_SUITE_P(
                                {"parallelism.expert_parallel_degree", "2"}},
                               Batch::kMoeMixedRows}),
     [](const auto& info) { return info.param.name; });
+
+// The expert units' padded slices (dist/sharded_data_parallel.cpp), which the fixture's
+// experts never need (their slices divide over 2 holders): 6 ranks, shard 6, EP 2, so 3 ranks
+// hold each slice and a tiny MoE's expert tensors (intermediate size 20) do not divide by 3.
+// Each rank builds the model on its device, gathers and releases every expert unit (bf16
+// copies), gives it a gradient on its own experts and reduce-scatters it, then gathers every
+// value for saving. Strict, and the values and own gradient chunks equal the CPU ranks' bit for
+// bit.
+struct ExpertSlices {
+  std::vector<float> values, grads;  // the whole store after gather_all; the own chunks' grads
+  int padded = 0;                    // expert slices that do not divide over their holders
+};
+
+std::vector<ExpertSlices> expert_slices_on_ranks(bool guarded) {
+  model::ModelConfig config = testing::tiny_config();
+  config.text.num_experts = 4;
+  config.text.num_experts_per_tok = 2;
+  config.text.moe_intermediate_size = 20;
+  config.text.decoder_sparse_step = 1;
+  const dist::ParallelDims dims{1, 6, 2};
+  std::vector<ExpertSlices> out(6);
+  testing::run_ranks(6, [&](testing::ThreadCommunicator& thread_comm) {
+    const RankTurn turn;
+    const int rank = thread_comm.rank();
+    const Device device = rank_device(guarded, rank);
+    const DeviceScope on_device(device);
+    GuardedComm comm(thread_comm);
+    model::Qwen3VLModel m(config, dist::unit_alignment(dims));
+    model::init_params(config, m.store(), 9);
+    m.enable_bf16_matmuls();
+    model::ParamStore& st = m.store();
+    auto dp = dist::make_sharded(st, comm, dims);
+    dp->release_all();
+    dp->begin_step();
+    const int64_t ep_rank = rank % dims.expert;
+    for (size_t ui = 0; ui < st.units().size(); ++ui) {
+      const auto& u = st.units()[ui];
+      if (u.experts == 0) continue;
+      dp->gather(static_cast<int>(ui));
+      dp->release(static_cast<int>(ui));
+      // A gradient on this rank's experts (exact small integers), uploaded.
+      const auto& ref = st.entries()[u.entries[0]].ref;
+      const int64_t L = ref.numel / dims.expert, base = ref.offset + ep_rank * L;
+      out[rank].padded += L % (dims.shard / dims.expert) != 0;
+      std::vector<float> g(L);
+      for (int64_t i = 0; i < L; ++i) g[i] = static_cast<float>((rank + 1) * 1000 + i % 977);
+      kernels::copy_bytes(st.grads().data() + base, device, g.data(), kCpuDevice,
+                          L * sizeof(float));
+      dp->grads_ready(static_cast<int>(ui));
+    }
+    dp->finish_grads();
+    for (const dist::FlatRange& r : dp->owned()) {
+      const auto g = testing::read_back(st.grads().data() + r.begin, r.size(), device);
+      out[rank].grads.insert(out[rank].grads.end(), g.begin(), g.end());
+    }
+    dp->gather_all();
+    out[rank].values = testing::host_copy(st.values(), device);
+    dp->release_all();
+  });
+  return out;
+}
+
+TEST(DeviceGuardExpertSlices, PaddedSlicesAreCleanAndEqualTheCpuRanks) {
+  const std::vector<ExpertSlices> want = expert_slices_on_ranks(/*guarded=*/false);
+  GuardCensus census;
+  const std::vector<ExpertSlices> got = expert_slices_on_ranks(/*guarded=*/true);
+  testing::report(census, "padded expert slices: 6 thread ranks, shard 6, EP 2, bf16", true);
+  for (int r = 0; r < 6; ++r) {
+    ASSERT_EQ(got[r].values.size(), want[r].values.size()) << "rank " << r;
+    ASSERT_EQ(got[r].grads.size(), want[r].grads.size()) << "rank " << r;
+    EXPECT_EQ(got[r].values, want[r].values) << "rank " << r;
+    EXPECT_EQ(got[r].grads, want[r].grads) << "rank " << r;
+  }
+  EXPECT_EQ(want[0].padded, 4) << "each layer's gate_up and down slices are padded";
+  // The gradients were reduced: some own chunk holds a sum over holders (a value no single
+  // rank wrote: at least 1000 + 2000 + 3000 for the three holders of EP rank 0's experts).
+  float most = 0;
+  for (float g : want[0].grads) most = std::max(most, g);
+  EXPECT_GE(most, 6000.0f);
+  for (int r = 0; r < 6; ++r) BufferPool::of(rank_device(true, r)).release_cached();
+  EXPECT_EQ(kernels::guarded::live_blocks(), 0);
+}
 
 // qwen3vl forward's readback: the logits (want_logits) and the recorded intermediate tensors
 // come to the host through explicit copies, so a forward on the guarded device that records
