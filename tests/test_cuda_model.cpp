@@ -18,6 +18,7 @@
 #include "kernels/device.h"
 #include "train/batch_source.h"
 #include "train/trainer.h"
+#include "train_test_utils.h"
 
 namespace qv {
 namespace {
@@ -46,18 +47,6 @@ TEST(CudaModel, TinyMoeMatchesHuggingFaceInFloat32) {
   testing::run_golden("hf-tiny-moe");
 }
 
-// tests/test_train_fixture.cpp's job: 5 steps of AdamW (lr 1e-3, warmup 2, clipping at 1) on the
-// fixture's batch, from its weights.
-std::string fixture_toml(const std::string& fixture, const std::string& dump) {
-  const std::string dir = testing::golden_fixtures() + fixture;
-  return "[job]\ndump_folder = \"" + dump + "\"\n[model]\nhf_config = \"" + dir +
-         "\"\n[optimizer]\nlr = 1e-3\nbetas = [0.9, 0.95]\neps = 1e-8\nweight_decay = 0.1\n"
-         "[lr_scheduler]\nname = \"hf_linear\"\nwarmup_steps = 2\n"
-         "[training]\nsteps = 5\nmax_norm = 1.0\ndataset = \"fixed\"\ndataset_path = \"" +
-         dir + "/inputs.safetensors\"\n[checkpoint]\nenable = false\ninitial_load_path = \"" + dir +
-         "\"\n[metrics]\nenable_jsonl = false\n";
-}
-
 struct Curve {
   std::vector<train::StepRecord> steps;
   std::vector<float> weights;  // the final parameters, on the host
@@ -67,9 +56,9 @@ Curve five_steps(const std::string& fixture, Device device, const std::string& p
   const fs::path dump = fs::temp_directory_path() /
                         ("qwen3vl_cuda_curve_" + fixture + "_" + to_string(device).substr(0, 4));
   fs::remove_all(dump);
-  const train::JobConfig config =
-      train::JobConfig::parse(fixture_toml(fixture, dump.string()), fixture + ".toml",
-                              {{"training.mixed_precision_param", precision}});
+  const train::JobConfig config = train::JobConfig::parse(
+      testing::fixture_five_step_toml(fixture, dump.string()), fixture + ".toml",
+      {{"training.mixed_precision_param", precision}, {"checkpoint.enable", "false"}});
   std::unique_ptr<model::Qwen3VLModel> model;
   {
     const DeviceScope on_device(device);

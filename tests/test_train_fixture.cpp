@@ -9,6 +9,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "train/trainer.h"
+#include "train_test_utils.h"
 
 namespace qv {
 namespace {
@@ -16,21 +17,11 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kFixtures = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/";
 
-std::string fixture_toml(const std::string& fixture, const std::string& dump) {
-  const std::string dir = kFixtures + fixture;
-  return "[job]\ndump_folder = \"" + dump + "\"\n[model]\nhf_config = \"" + dir +
-         "\"\n[optimizer]\nlr = 1e-3\nbetas = [0.9, 0.95]\neps = 1e-8\nweight_decay = 0.1\n"
-         "[lr_scheduler]\nname = \"hf_linear\"\nwarmup_steps = 2\n"
-         "[training]\nsteps = 5\nmax_norm = 1.0\ndataset = \"fixed\"\ndataset_path = \"" +
-         dir + "/inputs.safetensors\"\n[checkpoint]\ninitial_load_path = \"" + dir +
-         "\"\n[metrics]\nenable_jsonl = false\n";
-}
-
 void reproduce(const std::string& fixture) {
   const fs::path dump = fs::temp_directory_path() / ("qwen3vl_train_" + fixture);
   fs::remove_all(dump);
-  const train::JobConfig config =
-      train::JobConfig::parse(fixture_toml(fixture, dump.string()), fixture + ".toml");
+  const train::JobConfig config = train::JobConfig::parse(
+      testing::fixture_five_step_toml(fixture, dump.string()), fixture + ".toml");
   auto model = train::build_model(config);
   auto data = train::make_fixed_source(config.dataset_path);
   train::Trainer trainer(config, std::move(model), std::move(data),
@@ -85,8 +76,8 @@ void follow_in_bf16(const std::string& fixture, double loss_rel, double norm_rel
   const fs::path dump = fs::temp_directory_path() / ("qwen3vl_train_bf16_" + fixture);
   fs::remove_all(dump);
   const train::JobConfig config =
-      train::JobConfig::parse(fixture_toml(fixture, dump.string()), fixture + ".toml",
-                              {{"training.mixed_precision_param", "bfloat16"}});
+      train::JobConfig::parse(testing::fixture_five_step_toml(fixture, dump.string()),
+                              fixture + ".toml", {{"training.mixed_precision_param", "bfloat16"}});
   auto model = train::build_model(config);
   auto data = train::make_fixed_source(config.dataset_path);
   train::Trainer trainer(config, std::move(model), std::move(data),

@@ -45,6 +45,19 @@ inline std::string fixed_batch_config(const std::string& fixture, const std::str
   return path;
 }
 
+// The fixtures' 5-step Hugging Face + torch.optim.AdamW job (tests/fixtures/*/train_steps.json):
+// AdamW lr 1e-3, warmup 2, clipping at 1, on the fixture's batch from its weights. The TOML text
+// (tests/test_train_fixture.cpp against PyTorch; tests/test_cuda_model.cpp, GPU against CPU).
+inline std::string fixture_five_step_toml(const std::string& fixture, const std::string& dump) {
+  const std::string dir = std::string(QWEN3VL_SOURCE_DIR) + "/tests/fixtures/" + fixture;
+  return "[job]\ndump_folder = \"" + dump + "\"\n[model]\nhf_config = \"" + dir +
+         "\"\n[optimizer]\nlr = 1e-3\nbetas = [0.9, 0.95]\neps = 1e-8\nweight_decay = 0.1\n"
+         "[lr_scheduler]\nname = \"hf_linear\"\nwarmup_steps = 2\n"
+         "[training]\nsteps = 5\nmax_norm = 1.0\ndataset = \"fixed\"\ndataset_path = \"" +
+         dir + "/inputs.safetensors\"\n[checkpoint]\ninitial_load_path = \"" + dir +
+         "\"\n[metrics]\nenable_jsonl = false\n";
+}
+
 // The text fixture's two rows twice, written to dir/four_rows.safetensors: four rows, so 1, 2
 // and 4 ranks all split the batch evenly. Returns the path.
 inline std::string four_row_text_batch(const std::string& dir) {
