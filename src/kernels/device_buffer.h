@@ -168,6 +168,8 @@ struct Mirrored {
              "Mirrored::data(): the host array changed since upload()");
     return device.data();
   }
+  // data(), or null for an empty array (ops take null for an absent mask or gradient).
+  const T* data_or_null() const { return empty() ? nullptr : data(); }
   size_t size() const { return host.size(); }
   bool empty() const { return host.empty(); }
   void clear() {

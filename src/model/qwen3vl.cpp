@@ -424,8 +424,7 @@ Buffer Qwen3VLModel::decoder_forward(Buffer x, const VisionFeatures& vis, const 
     release_layer(l);
     if (params_.text.layers[l].sparse())
       st.router.add(st.layers[l].moe, MoeBlock(tc, params_.text.layers[l]).dims(N),
-                    st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data(),
-                    or_null(st.ctx.key_valid.host));
+                    st.ctx.key_valid.data_or_null(), or_null(st.ctx.key_valid.host));
     rec("layer_output", l, out, {B, S, H});
     // HF 4.57 records every decoder layer's output (before DeepStack) as hidden_states[l + 1],
     // the last one included: the fixtures' hidden_states.L equals layer_output.(L-1), not the
@@ -652,8 +651,7 @@ Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
       Buffer input = st.layers[l].x_in, unused;
       layer.forward(store_, st.ctx, std::move(input), st.layers[l], unused);
     }
-    const MoeAuxGrad aux{st.aux_grad.empty() ? nullptr : st.aux_grad.data(),
-                         st.ctx.key_valid.empty() ? nullptr : st.ctx.key_valid.data()};
+    const MoeAuxGrad aux{st.aux_grad.data_or_null(), st.ctx.key_valid.data_or_null()};
     layer.backward(store_, st.ctx, st.layers[l], d, d_in, &aux);
     // In reverse layout order (the replicated strategy's buckets grow downwards).
     if (const ExpertUnits& e = params_.text.expert_units[l]; e.valid()) {

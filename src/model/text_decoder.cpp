@@ -92,8 +92,7 @@ void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLaye
   A.lse.resize(N * nh);
   k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                        ctx.cu_seqlens.data(), static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
-                       attention_dims(c, N),
-                       ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
+                       attention_dims(c, N), ctx.key_valid.data_or_null());
 }
 
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
@@ -155,7 +154,7 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), ctx.cu_seqlens.data(),
                         static_cast<int64_t>(ctx.cu_seqlens.size()) - 1, attention_dims(c, N),
-                        ctx.key_valid.empty() ? nullptr : ctx.key_valid.data());
+                        ctx.key_valid.data_or_null());
   k::rope_backward(dq.data(), ctx.cos.data(), ctx.sin.data(), dq.data(), N, nh, hd);
   k::rope_backward(dk.data(), ctx.cos.data(), ctx.sin.data(), dk.data(), N, nkv, hd);
   Buffer dq_raw(N * nh * hd), dk_raw(N * nkv * hd);
