@@ -26,4 +26,11 @@ void copy_on_device(void* dst, const void* src, size_t bytes);
 // runtime.h BatchUploader). On the CPU a memcpy (callers skip it: ops read host arrays there).
 void upload_input(void* dst, const void* host, size_t bytes);
 
+// The same for an input uploaded ahead of its forward (a trainer's next step, issued while the
+// current one computes): the copy does not wait for the device's earlier work, so it overlaps
+// the compute. The caller guarantees that no device work issued before still reads or writes
+// dst (model/device_inputs.h: a buffer of its own, last read by a step the host has waited
+// for). Later ops on the device see the data. On the CPU a memcpy.
+void upload_input_ahead(void* dst, const void* host, size_t bytes);
+
 }  // namespace qv::kernels

@@ -25,6 +25,7 @@ namespace qv::kernels::cuda {
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void zero_bytes(void* p, size_t bytes);
 void upload_input(void* dst, const void* host, size_t bytes);
+void upload_input_ahead(void* dst, const void* host, size_t bytes);
 void copy_on_device_bytes(void* dst, const void* src, size_t bytes);
 
 }  // namespace qv::kernels::cuda
