@@ -93,7 +93,7 @@ void upload_input(void* dst, const void* host, size_t bytes) {
   QV_CUDA_CALL(upload_input, dst, host, bytes);
 }
 
-void upload_input_ahead(void* dst, const void* host, size_t bytes) {
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait) {
   if (bytes == 0) return;
   const Device device = current_device();
   if (device.is_cpu()) {
@@ -104,7 +104,7 @@ void upload_input_ahead(void* dst, const void* host, size_t bytes) {
     guarded_upload(guarded::Transfer::kInputUploadAhead, dst, host, bytes);
     return;
   }
-  QV_CUDA_CALL(upload_input_ahead, dst, host, bytes);
+  QV_CUDA_CALL(upload_input_ahead, dst, host, bytes, wait);
 }
 
 }  // namespace qv::kernels

@@ -49,7 +49,7 @@ void DeviceInputs::Storage::upload(const void* host, size_t bytes) {
   if (bytes == 0) return;
   const Device device = current_device();
   if (data_ && device == device_ && bytes <= capacity_) {
-    kernels::upload_input_ahead(data_, host, bytes);  // ours, idle: see the header
+    kernels::upload_input_ahead(data_, host, bytes, kernels::AheadWait::kNone);  // ours, idle
     return;
   }
   release();
@@ -57,7 +57,7 @@ void DeviceInputs::Storage::upload(const void* host, size_t bytes) {
   device_ = device;
   data_ = allocator_for(device).allocate(bytes);
   capacity_ = bytes;
-  kernels::upload_input(data_, host, bytes);  // fresh memory: after the earlier compute
+  kernels::upload_input_ahead(data_, host, bytes, kernels::AheadWait::kEarlierWork);  // fresh
 }
 
 }  // namespace qv::model

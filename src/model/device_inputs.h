@@ -9,7 +9,7 @@
 // caller must not upload into a DeviceInputs that work still reads: the trainer keeps two sets
 // and fills the one of step N+1, last read by step N-1, whose results the host has waited for.
 // A buffer that must grow is new memory from the device's allocator, possibly just freed by
-// work still pending: its copy waits for the earlier compute (kernels::upload_input).
+// work still pending: its copy waits for the earlier compute (AheadWait::kEarlierWork).
 #pragma once
 #include <cstddef>
 #include <cstdint>

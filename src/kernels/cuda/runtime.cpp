@@ -410,18 +410,20 @@ void copy_on_device_bytes(void* dst, const void* src, size_t bytes) {
 
 namespace {
 
-// Two uploaders per GPU, one per order, made on first use and kept for the process (never
-// destroyed: the driver may be gone by the time static objects are). Apart, so that an ahead
-// upload never waits for a slot whose copy waits for compute.
-void upload_in_order(void* dst, const void* host, size_t bytes, BatchUploader::Order order) {
+// Two uploaders per GPU, one for a forward's own uploads and one for the uploads ahead, made on
+// first use and kept for the process (never destroyed: the driver may be gone by the time
+// static objects are). Apart, so that an ahead upload rarely waits for a slot whose copy waits
+// for compute (only behind an ahead upload into fresh memory).
+void upload_with(bool ahead, void* dst, const void* host, size_t bytes,
+                 BatchUploader::Order order) {
   if (bytes == 0) return;
   require_device();
   static std::mutex mu;
-  static std::map<std::pair<int, BatchUploader::Order>, BatchUploader*> uploaders;
+  static std::map<std::pair<int, bool>, BatchUploader*> uploaders;
   BatchUploader* u = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu);
-    BatchUploader*& slot = uploaders[{current_device_index(), order}];
+    BatchUploader*& slot = uploaders[{current_device_index(), ahead}];
     if (!slot) slot = new BatchUploader();
     u = slot;
   }
@@ -431,11 +433,13 @@ void upload_in_order(void* dst, const void* host, size_t bytes, BatchUploader::O
 }  // namespace
 
 void upload_input(void* dst, const void* host, size_t bytes) {
-  upload_in_order(dst, host, bytes, BatchUploader::Order::kAfterCompute);
+  upload_with(/*ahead=*/false, dst, host, bytes, BatchUploader::Order::kAfterCompute);
 }
 
-void upload_input_ahead(void* dst, const void* host, size_t bytes) {
-  upload_in_order(dst, host, bytes, BatchUploader::Order::kDestinationIdle);
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait) {
+  upload_with(/*ahead=*/true, dst, host, bytes,
+              wait == AheadWait::kNone ? BatchUploader::Order::kDestinationIdle
+                                       : BatchUploader::Order::kAfterCompute);
 }
 
 // ---- the CUDA allocator of core/allocator.h ----
