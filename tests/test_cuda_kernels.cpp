@@ -483,9 +483,9 @@ TEST(CudaRuntime, AheadUploadsAreSeenByLaterOps) {
   gpu::DeviceArray<float> input(n), copy(n);
   for (int i = 0; i < 2 * gpu::BatchUploader::kSlots + 1; ++i) {
     std::vector<float> h = rand_f(n, 300 + i);
-    kernels::upload_input_ahead(input.data(), h.data(), h.size() * sizeof(float),
-                                i == 0 ? kernels::AheadWait::kEarlierWork
-                                       : kernels::AheadWait::kNone);
+    kernels::upload_input_ahead(
+        input.data(), h.data(), h.size() * sizeof(float),
+        i == 0 ? kernels::AheadWait::kEarlierWork : kernels::AheadWait::kNone);
     const std::vector<float> want = h;
     std::fill(h.begin(), h.end(), 0.f);  // the host buffer is free once the call returns
     kernels::copy_on_device(copy.data(), input.data(), h.size() * sizeof(float));

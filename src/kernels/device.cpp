@@ -32,9 +32,8 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     if (!dst_device.is_cpu()) guarded::check_pointers("copy_bytes", dst);
     if (!src_device.is_cpu()) guarded::check_pointers("copy_bytes", src);
     if (dst_device.is_cpu() != src_device.is_cpu())
-      guarded::note_transfer(dst_device.is_cpu() ? guarded::Transfer::kToHost
-                                                 : guarded::Transfer::kToDevice,
-                             bytes);
+      guarded::note_transfer(
+          dst_device.is_cpu() ? guarded::Transfer::kToHost : guarded::Transfer::kToDevice, bytes);
     const guarded::OpenScope open;
     std::memcpy(dst, src, bytes);
     return;

@@ -24,9 +24,9 @@ double LossTerms::sum() const {
         kernels::host_readable(b.terms.data(), b.terms.device(), b.terms.size(), staging);
     double batch_sum = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += b.chunk)
-      batch_sum += kernels::sum_row_losses(terms + r0, b.targets.data() + r0,
-                                           std::min(b.chunk, rows - r0))
-                       .loss_sum;
+      batch_sum +=
+          kernels::sum_row_losses(terms + r0, b.targets.data() + r0, std::min(b.chunk, rows - r0))
+              .loss_sum;
     total += batch_sum;
   }
   return total;

@@ -526,9 +526,9 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
       k::cross_entropy_terms(logits_chunk.data(), chunk_targets, dlogits, n, V, grad_scale,
                              terms + r0);
     else if (bf16_grad)
-      res.loss_sum += k::cross_entropy(logits_chunk.data(), chunk_targets, dlogits_b16, 2 * V, n,
-                                       V, grad_scale)
-                          .loss_sum;
+      res.loss_sum +=
+          k::cross_entropy(logits_chunk.data(), chunk_targets, dlogits_b16, 2 * V, n, V, grad_scale)
+              .loss_sum;
     else
       res.loss_sum +=
           k::cross_entropy(logits_chunk.data(), chunk_targets, dlogits, n, V, grad_scale).loss_sum;

@@ -329,9 +329,8 @@ CrossEntropyResult run_cross_entropy_bf16(float* logits, const int64_t* targets,
     return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), ld, rows, V, grad_scale,
                                             terms_out);
   DeviceArray<__nv_bfloat16> scratch(rows * V);
-  const CrossEntropyResult r =
-      run_cross_entropy<__nv_bfloat16>(logits, targets, scratch.data(), V, rows, V, grad_scale,
-                                       terms_out);
+  const CrossEntropyResult r = run_cross_entropy<__nv_bfloat16>(logits, targets, scratch.data(), V,
+                                                                rows, V, grad_scale, terms_out);
   QV_CUDA_CHECK(cudaMemcpy2DAsync(dlogits, ld * sizeof(bf16), scratch.data(), V * sizeof(bf16),
                                   V * sizeof(bf16), rows, cudaMemcpyDeviceToDevice, cuda_stream()));
   return r;
