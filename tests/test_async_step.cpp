@@ -15,11 +15,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/buffer_pool.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "device_guard_test_utils.h"
 #include "guard_census.h"
 #include "kernels/cross_entropy.h"
@@ -27,6 +31,7 @@
 #include "model/inputs_io.h"
 #include "model/loss_terms.h"
 #include "model/qwen3vl.h"
+#include "train/batch_source.h"
 #include "train/trainer.h"
 #include "train_test_utils.h"
 
@@ -169,6 +174,47 @@ TEST(AsyncStep, NextStepsUploadsComeBeforeTheLossIsReadBack) {
   EXPECT_EQ(order, "AAAAAAAAHHAAAAHHHH") << g_transfers;
   BufferPool::of(kGuardedDevice).release_cached();
   EXPECT_EQ(kernels::guarded::live_blocks(), 0);
+}
+
+// A source whose `fail_at`-th batch (1-based) throws, as a loader meeting an unreadable shard.
+class FailingSource : public train::BatchSource {
+ public:
+  FailingSource(std::unique_ptr<train::BatchSource> inner, int fail_at)
+      : inner_(std::move(inner)), fail_at_(fail_at) {}
+  model::ModelInputs next() override {
+    if (++calls_ == fail_at_) fail("test source: batch ", calls_, " is unreadable");
+    return inner_->next();
+  }
+  nlohmann::json state() const override { return inner_->state(); }
+  void restore(const nlohmann::json& st) override { inner_->restore(st); }
+  std::string describe() const override { return "failing test source"; }
+
+ private:
+  std::unique_ptr<train::BatchSource> inner_;
+  int fail_at_, calls_ = 0;
+};
+
+// Step 3's batch, prefetched during step 2, cannot be read: step 2 still finishes, is logged and
+// saved, and the error stops the run when step 3 takes its batch.
+TEST(AsyncStep, APrefetchErrorStopsTheStepThatNeedsTheBatch) {
+  const std::string dump = testing::fresh_dir("async_step", "prefetch_error");
+  auto config = train::JobConfig::load(testing::fixed_batch_config("hf-tiny-text", dump, 3, 1));
+  auto data =
+      std::make_unique<FailingSource>(train::make_fixed_source(config.dataset_path), /*fail_at=*/3);
+  train::Trainer trainer(config, train::build_model(config), std::move(data),
+                         dist::make_local_communicator());
+  try {
+    trainer.run();
+    FAIL() << "the unreadable batch did not stop the run";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch 3 is unreadable"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(trainer.step(), 2);
+  std::ifstream metrics(dump + "/metrics.jsonl");
+  int logged = 0;
+  for (std::string line; std::getline(metrics, line);) logged += !line.empty();
+  EXPECT_EQ(logged, 2);
+  EXPECT_TRUE(std::filesystem::exists(dump + "/checkpoint/step-00000002/state.json"));
 }
 
 }  // namespace

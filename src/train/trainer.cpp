@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -199,6 +200,9 @@ struct Trainer::StepBatch {
   nlohmann::json state_before;
   int64_t skipped_before = 0;
   double fetch_seconds = 0;
+  // A prefetch that failed (the loader threw): raised by the step that takes the batch, so the
+  // step that was computing meanwhile still finishes, logs and saves.
+  std::exception_ptr error;
 };
 
 // What the step's forwards and backwards add up on the host.
@@ -249,6 +253,7 @@ Trainer::StepBatch Trainer::take_batch() {
            next_batch_->step, ", not ", step_ + 1);
   StepBatch b = std::move(*next_batch_);
   next_batch_.reset();
+  if (b.error) std::rethrow_exception(b.error);
   b.fetch_seconds = 0;  // counted in the step that fetched it
   return b;
 }
@@ -257,7 +262,13 @@ void Trainer::prefetch_next_batch() {
   if (step_ + 2 > config_.steps) return;  // this is the last step
   nlohmann::json state = data_->state();
   const int64_t skipped = data_->skipped();
-  next_batch_ = std::make_unique<StepBatch>(fetch_batch(step_ + 2));
+  try {
+    next_batch_ = std::make_unique<StepBatch>(fetch_batch(step_ + 2));
+  } catch (...) {
+    next_batch_ = std::make_unique<StepBatch>();
+    next_batch_->step = step_ + 2;
+    next_batch_->error = std::current_exception();
+  }
   next_batch_->state_before = std::move(state);
   next_batch_->skipped_before = skipped;
 }
