@@ -12,7 +12,8 @@
 //
 // Not emulated: blocks running at the same time (races between blocks never show), the order in
 // which a GPU interleaves warps (here a fiber runs until it blocks, which exposes a missing
-// barrier only when the unsynchronised read comes before the write in this order).
+// barrier only when the unsynchronised read comes before the write in this order; running the
+// tests again with QWEN3VL_CUDA_EMU_SCHEDULE=reverse tries the opposite order).
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -20,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include "emu_internal.h"
@@ -140,6 +142,17 @@ size_t stack_bytes() {
     return (kb < 16 ? 16 : kb) * 1024;
   }();
   return bytes;
+}
+
+// QWEN3VL_CUDA_EMU_SCHEDULE=reverse runs the blocks of a grid and the threads of a block in
+// reverse order: a read of shared or global memory that another thread writes without a barrier
+// in between (a race) then sees the other value than in the default order.
+bool reversed() {
+  static const bool r = [] {
+    const char* e = std::getenv("QWEN3VL_CUDA_EMU_SCHEDULE");
+    return e && std::string_view(e) == "reverse";
+  }();
+  return r;
 }
 
 // One per OS thread that launches kernels.
@@ -367,8 +380,8 @@ void run_block(Scheduler& s) {
   while (finished < n) {
     bool progress = false;
     finished = 0;
-    for (unsigned i = 0; i < n; ++i) {
-      Fiber* f = s.fibers[i].get();
+    for (unsigned k = 0; k < n; ++k) {
+      Fiber* f = s.fibers[reversed() ? n - 1 - k : k].get();
       if (f->done) {
         ++finished;
         continue;
@@ -419,12 +432,14 @@ void run_grid(const LaunchConfig& cfg, KernelBody body) {
   s.block_state.grid_dim = cfg.grid;
   s.block_state.dynamic_smem = s.smem.empty() ? nullptr : s.smem.data();
   tls_block = &s.block_state;
-  for (unsigned z = 0; z < cfg.grid.z; ++z)
-    for (unsigned y = 0; y < cfg.grid.y; ++y)
-      for (unsigned x = 0; x < cfg.grid.x; ++x) {
-        s.block_state.block_idx = uint3{x, y, z};
-        run_block(s);
-      }
+  const uint64_t blocks = uint64_t{cfg.grid.x} * cfg.grid.y * cfg.grid.z;
+  for (uint64_t k = 0; k < blocks; ++k) {
+    const uint64_t b = reversed() ? blocks - 1 - k : k;
+    s.block_state.block_idx = uint3{static_cast<unsigned>(b % cfg.grid.x),
+                                    static_cast<unsigned>(b / cfg.grid.x % cfg.grid.y),
+                                    static_cast<unsigned>(b / cfg.grid.x / cfg.grid.y)};
+    run_block(s);
+  }
   tls_block = nullptr;
 }
 
