@@ -10,10 +10,12 @@
 // a GPU would hang. Errors inside a kernel abort the process with a message on stderr; a bad
 // launch configuration sets the sticky error that cudaGetLastError() returns, as on a GPU.
 //
-// Not emulated: blocks running at the same time (races between blocks never show), the order in
-// which a GPU interleaves warps (here a fiber runs until it blocks, which exposes a missing
-// barrier only when the unsynchronised read comes before the write in this order; running the
-// tests again with QWEN3VL_CUDA_EMU_SCHEDULE=reverse tries the opposite order).
+// Schedule: warp after warp, each warp's lanes run until all of them wait at __syncthreads or
+// have exited, so a warp races ahead of the others as far as the barriers allow; a missing
+// barrier then shows when the unsynchronised read comes after the write in this order (running
+// again with QWEN3VL_CUDA_EMU_SCHEDULE=reverse tries the opposite order).
+// Not emulated: blocks running at the same time (races between blocks never show), the many
+// other interleavings a GPU may choose.
 #include <sys/mman.h>
 
 #include <cstdio>
@@ -376,21 +378,29 @@ void run_block(Scheduler& s) {
     s.warps[f->warp].live |= 1u << f->lane;
   }
   if (!s.smem.empty()) std::memset(s.smem.data(), 0xff, s.smem.size());
+  // Warp by warp: a warp's lanes run until none of them can go on (all wait at __syncthreads or
+  // have exited) before the next warp runs, so warps drift apart as far as the barriers allow
+  // (a lock-step round robin would hide a missing __syncthreads between two uses of shared
+  // memory).
+  const unsigned nwarps = (n + 31) / 32;
   unsigned finished = 0;
   while (finished < n) {
     bool progress = false;
-    finished = 0;
-    for (unsigned k = 0; k < n; ++k) {
-      Fiber* f = s.fibers[reversed() ? n - 1 - k : k].get();
-      if (f->done) {
-        ++finished;
-        continue;
+    for (unsigned wk = 0; wk < nwarps; ++wk) {
+      const unsigned w = reversed() ? nwarps - 1 - wk : wk;
+      const unsigned lanes = n - w * 32 < 32 ? n - w * 32 : 32;
+      for (bool again = true; again;) {
+        again = false;
+        for (unsigned lk = 0; lk < lanes; ++lk) {
+          Fiber* f = s.fibers[w * 32 + (reversed() ? lanes - 1 - lk : lk)].get();
+          if (f->done || (f->wait_on && *f->wait_on == f->wait_value)) continue;
+          resume(s, f);
+          again = progress = true;
+        }
       }
-      if (f->wait_on && *f->wait_on == f->wait_value) continue;
-      resume(s, f);
-      progress = true;
-      if (f->done) ++finished;
     }
+    finished = 0;
+    for (unsigned i = 0; i < n; ++i) finished += s.fibers[i]->done ? 1 : 0;
     if (!progress && finished < n) {
       describe_deadlock(s);
       fatal("threads wait at barriers that can never complete (a barrier in divergent code?)");

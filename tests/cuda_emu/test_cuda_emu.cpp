@@ -158,6 +158,34 @@ TEST(CudaEmu, BadConfigurationsAndRangesAreErrors) {
   EXPECT_EQ(cudaGetLastError(), cudaErrorMemoryAllocation);
 }
 
+// Two block sums through one scratch array, the second barrier of each left out: the warp that
+// finishes the first sum first overwrites scratch before the other warps have read it. On a GPU
+// this races; the emulator's warp-by-warp schedule makes the race show, in both orders.
+__device__ float racy_block_sum(float v, float* scratch) {
+  const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = gpu::warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < (blockDim.x >> 5) ? scratch[lane] : 0.f;
+  return gpu::warp_sum(t);  // missing: __syncthreads() before scratch is written again
+}
+__global__ void two_sums_k(float* out) {
+  __shared__ float scratch[32];
+  const float a = racy_block_sum(1.f, scratch);
+  const float b = racy_block_sum(2.f, scratch);
+  out[threadIdx.x] = a + b;
+}
+
+TEST(CudaEmu, MissingBarrierShowsAsAWrongResult) {
+  gpu::DeviceArray<float> out(256);
+  QV_LAUNCH(1, 256, 0, nullptr, two_sums_k)(out.data());
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const auto h = download(out);
+  int wrong = 0;
+  for (float v : h) wrong += v != 256.f + 512.f;
+  EXPECT_GT(wrong, 0) << "every thread got the race-free sum: the schedule hid the race";
+}
+
 // A kernel that returns early on some warps while the others use __syncthreads: exited threads
 // no longer count, as on a GPU.
 __global__ void early_exit_k(int* out) {
