@@ -17,7 +17,7 @@ __global__ void widen_k(const float* x, double* y, int64_t n) {
 
 void widen_to_double(const float* x, double* y, int64_t n) {
   if (n <= 0) return;
-  widen_k<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(x, y, n);
+  QV_LAUNCH(grid_for(n, 256), 256, 0, cuda_stream(), widen_k)(x, y, n);
   QV_CUDA_LAUNCHED();
 }
 
