@@ -1,15 +1,23 @@
-# Finds the CUDA toolkit for the CUDA backend (QWEN3VL_CUDA = AUTO | ON | OFF) and defines
+# Finds the CUDA toolkit for the CUDA backend (QWEN3VL_CUDA = AUTO | ON | OFF | EMU) and defines
 # qwen3vl_add_cuda_backend(target). Sets QWEN3VL_HAS_CUDA when the backend is built.
+#
+# EMU (never chosen by AUTO) builds the same backend sources with the host C++ compiler against
+# the CUDA emulator in tests/cuda_emu/ (docs/CUDA.md, "Running the backend without a GPU"): the
+# kernels run on the CPU, so the CUDA tests run on a machine without a GPU. No nvcc, no NCCL.
 #
 # Code generation: sm_90 machine code (H100 / H200) plus compute_90 PTX, which the driver
 # compiles at load time for later chips. QWEN3VL_CUDA_ARCHITECTURES overrides it ("80;90").
 set(QWEN3VL_HAS_CUDA OFF)
+set(QWEN3VL_CUDA_EMU OFF)
 string(TOUPPER "${QWEN3VL_CUDA}" _qv_cuda_mode)
-if(NOT _qv_cuda_mode MATCHES "^(AUTO|ON|OFF)$")
-  message(FATAL_ERROR "QWEN3VL_CUDA must be AUTO, ON or OFF, got '${QWEN3VL_CUDA}'")
+if(NOT _qv_cuda_mode MATCHES "^(AUTO|ON|OFF|EMU)$")
+  message(FATAL_ERROR "QWEN3VL_CUDA must be AUTO, ON, OFF or EMU, got '${QWEN3VL_CUDA}'")
 endif()
 
-if(NOT _qv_cuda_mode STREQUAL "OFF")
+if(_qv_cuda_mode STREQUAL "EMU")
+  set(QWEN3VL_HAS_CUDA ON)
+  set(QWEN3VL_CUDA_EMU ON)
+elseif(NOT _qv_cuda_mode STREQUAL "OFF")
   # CMake looks for nvcc on the PATH and in $CUDACXX; the toolkit's standard place is added here.
   if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc CACHE FILEPATH "CUDA compiler")
@@ -37,7 +45,10 @@ if(NOT _qv_cuda_mode STREQUAL "OFF")
   endif()
 endif()
 
-if(QWEN3VL_HAS_CUDA)
+if(QWEN3VL_CUDA_EMU)
+  set(QWEN3VL_HAS_NCCL OFF)
+  message(STATUS "qwen3vl: CUDA backend ON, emulated on the CPU (QWEN3VL_CUDA=EMU, tests/cuda_emu)")
+elseif(QWEN3VL_HAS_CUDA)
   # NCCL: the GPU communicator (dist/nccl_communicator.cpp), built when its header and library
   # are found next to the toolkit or in the system folders.
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
@@ -53,7 +64,31 @@ else()
   message(STATUS "qwen3vl: CUDA backend OFF (QWEN3VL_CUDA=${QWEN3VL_CUDA})")
 endif()
 
+# The emulated backend: the .cu files compiled as C++ (-x c++) against tests/cuda_emu/include, with
+# no contraction of a * b + c into an FMA (GCC contracts by default; the kernels' __fmul_rn /
+# __fadd_rn rely on it not happening, and nvcc's device code is checked against the CPU ops).
+# GCC does not know nvcc's "#pragma unroll" (-Wno-unknown-pragmas on those files only).
+function(qwen3vl_add_emulated_cuda_backend target)
+  file(GLOB _qv_emu_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cuda_emu/*.cpp)
+  list(FILTER _qv_emu_sources EXCLUDE REGEX "/test_[^/]*\\.cpp$")
+  add_library(qwen3vl_cuda_emu STATIC ${_qv_emu_sources})
+  target_include_directories(qwen3vl_cuda_emu PUBLIC ${PROJECT_SOURCE_DIR}/tests/cuda_emu/include)
+  target_compile_options(qwen3vl_cuda_emu PRIVATE -ffp-contract=off)
+  file(GLOB _qv_cu CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cu)
+  file(GLOB _qv_cpp CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cpp)
+  set_source_files_properties(${_qv_cu} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS
+    "-xc++;-ffp-contract=off;-Wno-unknown-pragmas")
+  set_source_files_properties(${_qv_cpp} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+  target_sources(${target} PRIVATE ${_qv_cu} ${_qv_cpp})
+  target_compile_definitions(${target} PUBLIC QWEN3VL_HAS_CUDA=1 QWEN3VL_CUDA_EMU=1)
+  target_link_libraries(${target} PUBLIC qwen3vl_cuda_emu)
+endfunction()
+
 function(qwen3vl_add_cuda_backend target)
+  if(QWEN3VL_CUDA_EMU)
+    qwen3vl_add_emulated_cuda_backend(${target})
+    return()
+  endif()
   file(GLOB _qv_cuda_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cu
        ${PROJECT_SOURCE_DIR}/src/kernels/cuda/*.cpp)
   if(QWEN3VL_HAS_NCCL AND EXISTS ${PROJECT_SOURCE_DIR}/src/dist/nccl_communicator.cpp)

@@ -55,8 +55,8 @@ double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
   for (int64_t k0 = 0; k0 < nb;
        k0 += 65535) {  // grid x limit per launch is far above; chunk anyway
     const int64_t cnt = nb - k0 < 65535 ? nb - k0 : 65535;
-    block_sq_k<<<static_cast<unsigned>(cnt), kNormThreads, 0, cuda_stream()>>>(
-        x, dblocks.data() + k0, dsums.data() + k0);
+    QV_LAUNCH(static_cast<unsigned>(cnt), kNormThreads, 0, cuda_stream(), block_sq_k)
+    (x, dblocks.data() + k0, dsums.data() + k0);
     QV_CUDA_LAUNCHED();
   }
   std::vector<double> sums(static_cast<size_t>(nb));
@@ -69,7 +69,7 @@ double squared_norm(const float* x, std::span<const FlatPiece> pieces) {
 void adamw_update(const AdamWScalars& s, float* p, const float* g, float* m, float* v, bf16* p_bf16,
                   int64_t n) {
   if (n <= 0) return;
-  adamw_k<<<grid_for(n, 256), 256, 0, cuda_stream()>>>(s, p, g, m, v, dev(p_bf16), n);
+  QV_LAUNCH(grid_for(n, 256), 256, 0, cuda_stream(), adamw_k)(s, p, g, m, v, dev(p_bf16), n);
   QV_CUDA_LAUNCHED();
 }
 

@@ -72,7 +72,7 @@ __device__ float dot_shared(const float* a, const float* b, int64_t hd) {
 template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_fwd_k(const D* q, const D* k, const D* v, D* out, L* lse, AttnArgs a) {
-  extern __shared__ float smem[];
+  QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   const int hd = static_cast<int>(a.hd);
   float* Ks = smem;
@@ -154,7 +154,7 @@ template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_dq_k(const D* q, const D* k, const D* v, const L* lse, const float* delta, const D* dout,
               D* dq, AttnArgs a) {
-  extern __shared__ float smem[];
+  QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   const int hd = static_cast<int>(a.hd);
   float* Ks = smem;
@@ -224,7 +224,7 @@ template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_dkdv_k(const D* q, const D* k, const D* v, const L* lse, const float* delta, const D* dout,
                 D* dk, D* dv, AttnArgs a) {
-  extern __shared__ float smem[];
+  QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   __shared__ float lse_t[kTile], delta_t[kTile];
   const int hd = static_cast<int>(a.hd);
@@ -328,7 +328,8 @@ void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const At
   if (a.rows <= 0) return;
   const size_t smem = sizeof(float) * (kTile * (a.hd + 1) + kTile * a.hd + kWarps * a.hd);
   set_smem(attn_fwd_k<D, L>, smem);
-  attn_fwd_k<D, L><<<grid(a.rows, heads), kWarps * 32, smem, cuda_stream()>>>(q, k, v, out, lse, a);
+  QV_LAUNCH(grid(a.rows, heads), kWarps * 32, smem, cuda_stream(), attn_fwd_k<D, L>)
+  (q, k, v, out, lse, a);
   QV_CUDA_LAUNCHED();
 }
 
@@ -338,8 +339,8 @@ DeviceArray<float> row_deltas(const D* out, const D* dout, int64_t rows, int64_t
                               int64_t hd) {
   DeviceArray<float> delta(rows * heads);
   const int64_t warps = rows * heads;
-  attn_delta_k<<<static_cast<unsigned>(ceil_div(warps * 32, 256)), 256, 0, cuda_stream()>>>(
-      out, dout, delta.data(), warps, hd);
+  QV_LAUNCH(static_cast<unsigned>(ceil_div(warps * 32, 256)), 256, 0, cuda_stream(), attn_delta_k)
+  (out, dout, delta.data(), warps, hd);
   QV_CUDA_LAUNCHED();
   return delta;
 }
@@ -352,12 +353,12 @@ void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* 
   const DeviceArray<float> delta = row_deltas(out, dout, N, dims.heads, hd);
   const size_t smem = sizeof(float) * (2 * kTile * (hd + 1) + 2 * kWarps * hd);
   set_smem(attn_dq_k<D, L>, smem);
-  attn_dq_k<D, L><<<grid(N, dims.heads), kWarps * 32, smem, cuda_stream()>>>(
-      q, k, v, lse, delta.data(), dout, dq, a);
+  QV_LAUNCH(grid(N, dims.heads), kWarps * 32, smem, cuda_stream(), attn_dq_k<D, L>)
+  (q, k, v, lse, delta.data(), dout, dq, a);
   QV_CUDA_LAUNCHED();
   set_smem(attn_dkdv_k<D, L>, smem);
-  attn_dkdv_k<D, L><<<grid(N, dims.kv_heads), kWarps * 32, smem, cuda_stream()>>>(
-      q, k, v, lse, delta.data(), dout, dk, dv, a);
+  QV_LAUNCH(grid(N, dims.kv_heads), kWarps * 32, smem, cuda_stream(), attn_dkdv_k<D, L>)
+  (q, k, v, lse, delta.data(), dout, dk, dv, a);
   QV_CUDA_LAUNCHED();
 }
 

@@ -63,6 +63,11 @@ struct Geometry {
   __host__ __device__ size_t out_tile() const { return sizeof(float) * kRows * ldo; }
 };
 
+// The dynamic shared memory's element: its alignment is the base's (WMMA wants 32 bytes).
+struct alignas(128) SmemChunk {
+  unsigned char bytes[128];
+};
+
 // Carves consecutive regions out of the dynamic shared memory (sizes are multiples of 32 bytes).
 struct SharedCursor {
   unsigned char* at;
@@ -205,11 +210,11 @@ __device__ void scale_rows(float* O, int ldo, int cols, const float* factor, int
 template <typename D>
 __global__ void __launch_bounds__(kWarpsTc * 32)
     attn_fwd_tc_k(const D* q, const D* k, const D* v, D* out, float* lse, AttnArgs a) {
-  extern __shared__ __align__(128) unsigned char tc_smem[];
+  QV_DYNAMIC_SHARED(SmemChunk, tc_smem);
   __shared__ RowRanges rr;
   __shared__ RowSoftmax sm;
   const Geometry g(a.hd);
-  SharedCursor cur{tc_smem};
+  SharedCursor cur{reinterpret_cast<unsigned char*>(tc_smem)};
   bf* Qs = cur.take<bf>(g.head_tile());
   bf* Ks = cur.take<bf>(g.head_tile());
   bf* Vs = cur.take<bf>(g.head_tile());
@@ -284,11 +289,11 @@ template <typename D>
 __global__ void __launch_bounds__(kWarpsTc * 32)
     attn_dq_tc_k(const D* q, const D* k, const D* v, const float* lse, const float* delta,
                  const D* dout, D* dq, AttnArgs a) {
-  extern __shared__ __align__(128) unsigned char tc_smem[];
+  QV_DYNAMIC_SHARED(SmemChunk, tc_smem);
   __shared__ RowRanges rr;
   __shared__ RowStats st;
   const Geometry g(a.hd);
-  SharedCursor cur{tc_smem};
+  SharedCursor cur{reinterpret_cast<unsigned char*>(tc_smem)};
   bf* Qs = cur.take<bf>(g.head_tile());
   bf* dOs = cur.take<bf>(g.head_tile());
   bf* Ks = cur.take<bf>(g.head_tile());
@@ -362,11 +367,11 @@ template <typename D>
 __global__ void __launch_bounds__(kWarpsTc * 32)
     attn_dkdv_tc_k(const D* q, const D* k, const D* v, const float* lse, const float* delta,
                    const D* dout, D* dk, D* dv, AttnArgs a) {
-  extern __shared__ __align__(128) unsigned char tc_smem[];
+  QV_DYNAMIC_SHARED(SmemChunk, tc_smem);
   __shared__ RowRanges rr;
   __shared__ RowStats qst;
   const Geometry g(a.hd);
-  SharedCursor cur{tc_smem};
+  SharedCursor cur{reinterpret_cast<unsigned char*>(tc_smem)};
   bf* Ks = cur.take<bf>(g.head_tile());
   bf* Vs = cur.take<bf>(g.head_tile());
   bf* Qs = cur.take<bf>(g.head_tile());
@@ -458,8 +463,8 @@ void attention_forward_tc(const D* q, const D* k, const D* v, D* out, float* lse
   const Geometry g(a.hd);
   const size_t smem = 3 * g.head_tile() + g.prob_tile() + g.score_tile() + g.out_tile();
   opt_in_smem(attn_fwd_tc_k<D>, smem);
-  attn_fwd_tc_k<D>
-      <<<tc_grid(a.rows, a.heads), kWarpsTc * 32, smem, cuda_stream()>>>(q, k, v, out, lse, a);
+  QV_LAUNCH(tc_grid(a.rows, a.heads), kWarpsTc * 32, smem, cuda_stream(), attn_fwd_tc_k<D>)
+  (q, k, v, out, lse, a);
   QV_CUDA_LAUNCHED();
 }
 
@@ -470,14 +475,14 @@ void attention_backward_tc(const D* q, const D* k, const D* v, const float* lse,
   const Geometry g(a.hd);
   const size_t dq_smem = 4 * g.head_tile() + g.prob_tile() + 2 * g.score_tile() + g.out_tile();
   opt_in_smem(attn_dq_tc_k<D>, dq_smem);
-  attn_dq_tc_k<D><<<tc_grid(a.rows, a.heads), kWarpsTc * 32, dq_smem, cuda_stream()>>>(
-      q, k, v, lse, delta, dout, dq, a);
+  QV_LAUNCH(tc_grid(a.rows, a.heads), kWarpsTc * 32, dq_smem, cuda_stream(), attn_dq_tc_k<D>)
+  (q, k, v, lse, delta, dout, dq, a);
   QV_CUDA_LAUNCHED();
   const size_t kv_smem =
       4 * g.head_tile() + 2 * g.prob_tile() + 2 * g.score_tile() + 2 * g.out_tile();
   opt_in_smem(attn_dkdv_tc_k<D>, kv_smem);
-  attn_dkdv_tc_k<D><<<tc_grid(a.rows, a.kv_heads), kWarpsTc * 32, kv_smem, cuda_stream()>>>(
-      q, k, v, lse, delta, dout, dk, dv, a);
+  QV_LAUNCH(tc_grid(a.rows, a.kv_heads), kWarpsTc * 32, kv_smem, cuda_stream(), attn_dkdv_tc_k<D>)
+  (q, k, v, lse, delta, dout, dk, dv, a);
   QV_CUDA_LAUNCHED();
 }
 

@@ -1,6 +1,6 @@
 // Shared by the CUDA backend's .cu files: error checks that throw qv::Error, the stream, the
 // element types (float, qv::bf16 as __nv_bfloat16) loaded and stored as float, and warp / block
-// reductions.
+// reductions; kernel launches and dynamic shared memory through macros (below).
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -22,6 +22,20 @@
 // After a kernel launch: a bad configuration is reported here; faults inside the kernel surface
 // at the next synchronizing call.
 #define QV_CUDA_LAUNCHED() QV_CUDA_CHECK(cudaGetLastError())
+
+// QV_LAUNCH(grid, block, smem, stream, kernel)(args...) is kernel<<<grid, block, smem,
+// stream>>>(args...); the kernel comes last so template arguments keep their commas.
+// QV_DYNAMIC_SHARED(T, name) declares the launch's dynamic shared memory as T name[].
+// Macros so that the same source also builds with the host compiler against the CUDA emulator
+// (tests/cuda_emu/, QWEN3VL_CUDA_EMU; docs/CUDA.md), which defines them to run the grid on the CPU.
+#ifndef QWEN3VL_CUDA_EMU
+#define QV_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#define QV_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#else
+#define QV_LAUNCH(grid, block, smem, stream, ...) \
+  QVEMU_LAUNCH(grid, block, smem, stream, __VA_ARGS__)
+#define QV_DYNAMIC_SHARED(T, name) QVEMU_DYNAMIC_SHARED(T, name)
+#endif
 
 namespace qv::kernels::cuda {
 

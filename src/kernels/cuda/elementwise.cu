@@ -180,58 +180,58 @@ __global__ void copy_columns_k(const float* src, int64_t src_stride, float* dst,
 
 #undef QV_GRID_STRIDE
 
-#define QV_LAUNCH(kernel, n, ...)                                                   \
-  do {                                                                              \
-    if ((n) > 0) {                                                                  \
-      kernel<<<grid_for((n), kThreads), kThreads, 0, cuda_stream()>>>(__VA_ARGS__); \
-      QV_CUDA_LAUNCHED();                                                           \
-    }                                                                               \
+#define QV_ELEMENTWISE(kernel, n, ...)                                                     \
+  do {                                                                                     \
+    if ((n) > 0) {                                                                         \
+      QV_LAUNCH(grid_for((n), kThreads), kThreads, 0, cuda_stream(), kernel)(__VA_ARGS__); \
+      QV_CUDA_LAUNCHED();                                                                  \
+    }                                                                                      \
   } while (0)
 
 }  // namespace
 
 template <typename T>
 void swiglu_forward(const T* gate, const T* up, T* out, int64_t n) {
-  QV_LAUNCH(swiglu_fwd_k, n, dev(gate), dev(up), dev(out), n);
+  QV_ELEMENTWISE(swiglu_fwd_k, n, dev(gate), dev(up), dev(out), n);
 }
 template <typename T>
 void swiglu_backward(const T* gate, const T* up, const T* dout, T* dgate, T* dup, int64_t n) {
-  QV_LAUNCH(swiglu_bwd_k, n, dev(gate), dev(up), dev(dout), dev(dgate), dev(dup), n);
+  QV_ELEMENTWISE(swiglu_bwd_k, n, dev(gate), dev(up), dev(dout), dev(dgate), dev(dup), n);
 }
 template <typename T>
 void gelu_tanh_forward(const T* x, T* y, int64_t n) {
-  QV_LAUNCH(gelu_tanh_fwd_k, n, dev(x), dev(y), n);
+  QV_ELEMENTWISE(gelu_tanh_fwd_k, n, dev(x), dev(y), n);
 }
 template <typename T>
 void gelu_tanh_backward(const T* x, const T* dy, T* dx, int64_t n) {
-  QV_LAUNCH(gelu_tanh_bwd_k, n, dev(x), dev(dy), dev(dx), n);
+  QV_ELEMENTWISE(gelu_tanh_bwd_k, n, dev(x), dev(dy), dev(dx), n);
 }
 template <typename T>
 void gelu_erf_forward(const T* x, T* y, int64_t n) {
-  QV_LAUNCH(gelu_erf_fwd_k, n, dev(x), dev(y), n);
+  QV_ELEMENTWISE(gelu_erf_fwd_k, n, dev(x), dev(y), n);
 }
 template <typename T>
 void gelu_erf_backward(const T* x, const T* dy, T* dx, int64_t n) {
-  QV_LAUNCH(gelu_erf_bwd_k, n, dev(x), dev(dy), dev(dx), n);
+  QV_ELEMENTWISE(gelu_erf_bwd_k, n, dev(x), dev(dy), dev(dx), n);
 }
 template <typename T>
 void add_inplace(T* a, const T* b, int64_t n) {
-  QV_LAUNCH(add_k, n, dev(a), dev(b), n);
+  QV_ELEMENTWISE(add_k, n, dev(a), dev(b), n);
 }
 
 template <typename T>
 void rope_forward(const T* x, const T* cos, const T* sin, T* y, int64_t rows, int64_t heads,
                   int64_t hd) {
   QV_CHECK(hd % 2 == 0, "rope: head_dim must be even, got ", hd);
-  QV_LAUNCH(rope_k, rows * heads * (hd / 2), dev(x), dev(cos), dev(sin), dev(y), rows, heads,
-            hd / 2, false);
+  QV_ELEMENTWISE(rope_k, rows * heads * (hd / 2), dev(x), dev(cos), dev(sin), dev(y), rows, heads,
+                 hd / 2, false);
 }
 template <typename T>
 void rope_backward(const T* dy, const T* cos, const T* sin, T* dx, int64_t rows, int64_t heads,
                    int64_t hd) {
   QV_CHECK(hd % 2 == 0, "rope: head_dim must be even, got ", hd);
-  QV_LAUNCH(rope_k, rows * heads * (hd / 2), dev(dy), dev(cos), dev(sin), dev(dx), rows, heads,
-            hd / 2, true);
+  QV_ELEMENTWISE(rope_k, rows * heads * (hd / 2), dev(dy), dev(cos), dev(sin), dev(dx), rows, heads,
+                 hd / 2, true);
 }
 
 template <typename T>
@@ -241,7 +241,7 @@ void embedding_forward(const int64_t* ids, const T* table, T* out, int64_t n, in
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(n);
   bad.upload(&none);
-  QV_LAUNCH(embedding_fwd_k, n * D, ids, dev(table), dev(out), n, vocab, D, bad.data());
+  QV_ELEMENTWISE(embedding_fwd_k, n * D, ids, dev(table), dev(out), n, vocab, D, bad.data());
   unsigned long long first = 0;
   bad.download(&first);
   if (first != none) {
@@ -258,37 +258,37 @@ template <typename T>
 void embedding_backward(const int64_t* ids, const T* dout, T* dtable, int64_t n, int64_t D,
                         const uint8_t* skip) {
   if (n <= 0) return;
-  QV_LAUNCH(weighted_scatter_k, D, ids, static_cast<const dev_t<T>*>(nullptr), dev(dout),
-            dev(dtable), skip, n, int64_t{1}, D);
+  QV_ELEMENTWISE(weighted_scatter_k, D, ids, static_cast<const dev_t<T>*>(nullptr), dev(dout),
+                 dev(dtable), skip, n, int64_t{1}, D);
 }
 
 template <typename T>
 void weighted_gather_forward(const int64_t* index, const T* weight, const T* table, T* out,
                              int64_t n, int64_t taps, int64_t D) {
-  QV_LAUNCH(weighted_gather_k, n * D, index, dev(weight), dev(table), dev(out), n, taps, D);
+  QV_ELEMENTWISE(weighted_gather_k, n * D, index, dev(weight), dev(table), dev(out), n, taps, D);
 }
 
 template <typename T>
 void weighted_gather_backward(const int64_t* index, const T* weight, const T* dout, T* dtable,
                               int64_t n, int64_t taps, int64_t D) {
   if (n <= 0) return;
-  QV_LAUNCH(weighted_scatter_k, D, index, dev(weight), dev(dout), dev(dtable),
-            static_cast<const uint8_t*>(nullptr), n, taps, D);
+  QV_ELEMENTWISE(weighted_scatter_k, D, index, dev(weight), dev(dout), dev(dtable),
+                 static_cast<const uint8_t*>(nullptr), n, taps, D);
 }
 
 void copy_rows(const float* src, const int64_t* src_rows, float* dst, const int64_t* dst_rows,
                int64_t n, int64_t D) {
-  QV_LAUNCH(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, false);
+  QV_ELEMENTWISE(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, false);
 }
 
 void add_rows(const float* src, const int64_t* src_rows, float* dst, const int64_t* dst_rows,
               int64_t n, int64_t D) {
-  QV_LAUNCH(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, true);
+  QV_ELEMENTWISE(move_rows_k<float>, n * D, src, src_rows, dst, dst_rows, n, D, true);
 }
 
 void copy_columns(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
                   int64_t rows, int64_t cols) {
-  QV_LAUNCH(copy_columns_k, rows * cols, src, src_stride, dst, dst_stride, rows, cols);
+  QV_ELEMENTWISE(copy_columns_k, rows * cols, src, src_stride, dst, dst_stride, rows, cols);
 }
 
 #define QV_INSTANTIATE(T)                                                                      \

@@ -167,7 +167,7 @@ __global__ void broadcast_bias_k(const D* bias, D* y, int64_t M, int64_t N) {
 template <typename T>
 void broadcast_bias(const T* bias, T* y, int64_t M, int64_t N) {
   if (M * N <= 0) return;
-  broadcast_bias_k<<<grid_for(M * N, kThreads), kThreads, 0, cuda_stream()>>>(bias, y, M, N);
+  QV_LAUNCH(grid_for(M * N, kThreads), kThreads, 0, cuda_stream(), broadcast_bias_k)(bias, y, M, N);
   QV_CUDA_LAUNCHED();
 }
 template void broadcast_bias<float>(const float*, float*, int64_t, int64_t);
@@ -188,13 +188,13 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, floa
 
 void convert_to_bf16(const float* src, bf16* dst, int64_t n) {
   if (n <= 0) return;
-  to_bf16_k<<<grid_for(n, kThreads), kThreads, 0, cuda_stream()>>>(src, dev(dst), n);
+  QV_LAUNCH(grid_for(n, kThreads), kThreads, 0, cuda_stream(), to_bf16_k)(src, dev(dst), n);
   QV_CUDA_LAUNCHED();
 }
 
 void convert_to_float(const bf16* src, float* dst, int64_t n) {
   if (n <= 0) return;
-  to_float_k<<<grid_for(n, kThreads), kThreads, 0, cuda_stream()>>>(dev(src), dst, n);
+  QV_LAUNCH(grid_for(n, kThreads), kThreads, 0, cuda_stream(), to_float_k)(dev(src), dst, n);
   QV_CUDA_LAUNCHED();
 }
 

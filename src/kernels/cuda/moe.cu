@@ -244,15 +244,15 @@ bool bf16_mode(const MoeExperts<float>& w) {
 template <typename T>
 void moe_softmax(const T* logits, T* probs, int64_t N, int64_t E) {
   if (N == 0) return;
-  softmax_k<<<row_blocks(N), 32 * kWarpsPerBlock, 0, cuda_stream()>>>(logits, probs, N, E);
+  QV_LAUNCH(row_blocks(N), 32 * kWarpsPerBlock, 0, cuda_stream(), softmax_k)(logits, probs, N, E);
   QV_CUDA_LAUNCHED();
 }
 
 template <typename T>
 void moe_softmax_backward(const T* probs, const T* d_probs, T* d_logits, int64_t N, int64_t E) {
   if (N == 0) return;
-  softmax_bwd_k<<<row_blocks(N), 32 * kWarpsPerBlock, 0, cuda_stream()>>>(probs, d_probs, d_logits,
-                                                                          N, E);
+  QV_LAUNCH(row_blocks(N), 32 * kWarpsPerBlock, 0, cuda_stream(), softmax_bwd_k)
+  (probs, d_probs, d_logits, N, E);
   QV_CUDA_LAUNCHED();
 }
 
@@ -273,8 +273,8 @@ template <typename T>
 void moe_topk_backward(const T* probs, const int32_t* expert, const T* weight, const T* d_weight,
                        const MoeDims& d, T* d_probs) {
   if (d.tokens == 0) return;
-  topk_bwd_k<<<grid_for(d.tokens, kThreads), kThreads, 0, cuda_stream()>>>(
-      probs, expert, weight, d_weight, d.tokens, d.experts, d.top_k, d.norm_topk_prob, d_probs);
+  QV_LAUNCH(grid_for(d.tokens, kThreads), kThreads, 0, cuda_stream(), topk_bwd_k)
+  (probs, expert, weight, d_weight, d.tokens, d.experts, d.top_k, d.norm_topk_prob, d_probs);
   QV_CUDA_LAUNCHED();
 }
 
@@ -282,16 +282,16 @@ void moe_router_stats(const float* probs, const int32_t* expert, const uint8_t* 
                       const MoeDims& d, int64_t* tokens_per_expert, double* chosen,
                       double* prob_sum) {
   if (d.experts == 0) return;
-  router_stats_k<<<static_cast<unsigned>(d.experts), kThreads, 0, cuda_stream()>>>(
-      probs, expert, valid, d.tokens, d.experts, d.top_k, tokens_per_expert, chosen, prob_sum);
+  QV_LAUNCH(static_cast<unsigned>(d.experts), kThreads, 0, cuda_stream(), router_stats_k)
+  (probs, expert, valid, d.tokens, d.experts, d.top_k, tokens_per_expert, chosen, prob_sum);
   QV_CUDA_LAUNCHED();
 }
 
 void moe_add_aux_grad(const float* per_expert, const uint8_t* valid, int64_t N, int64_t E,
                       float* d_probs) {
   if (N * E == 0) return;
-  add_aux_grad_k<<<grid_for(N * E, kThreads), kThreads, 0, cuda_stream()>>>(per_expert, valid, N, E,
-                                                                            d_probs);
+  QV_LAUNCH(grid_for(N * E, kThreads), kThreads, 0, cuda_stream(), add_aux_grad_k)
+  (per_expert, valid, N, E, d_probs);
   QV_CUDA_LAUNCHED();
 }
 
@@ -312,8 +312,8 @@ template <typename T>
 void moe_dispatch(const T* x, const MoeRouting& r, const MoeDims& d, T* xs) {
   const int64_t n = d.slots() * d.hidden;
   if (n == 0) return;
-  dispatch_k<<<grid_for(n, kThreads), kThreads, 0, cuda_stream()>>>(x, r.order, d.slots(), d.hidden,
-                                                                    d.top_k, xs);
+  QV_LAUNCH(grid_for(n, kThreads), kThreads, 0, cuda_stream(), dispatch_k)
+  (x, r.order, d.slots(), d.hidden, d.top_k, xs);
   QV_CUDA_LAUNCHED();
 }
 
@@ -321,8 +321,8 @@ template <typename T>
 void moe_dispatch_backward(const T* d_xs, const MoeRouting& r, const MoeDims& d, T* dx) {
   const int64_t n = d.tokens * d.hidden;
   if (n == 0) return;
-  dispatch_bwd_k<<<grid_for(n, kThreads), kThreads, 0, cuda_stream()>>>(d_xs, r.position, d.tokens,
-                                                                        d.hidden, d.top_k, dx);
+  QV_LAUNCH(grid_for(n, kThreads), kThreads, 0, cuda_stream(), dispatch_bwd_k)
+  (d_xs, r.position, d.tokens, d.hidden, d.top_k, dx);
   QV_CUDA_LAUNCHED();
 }
 
@@ -330,8 +330,8 @@ template <typename T>
 void moe_combine(const T* ys, const MoeRouting& r, const T* weight, const MoeDims& d, T* y) {
   const int64_t n = d.tokens * d.hidden;
   if (n == 0) return;
-  combine_k<<<grid_for(n, kThreads), kThreads, 0, cuda_stream()>>>(ys, r.position, weight, d.tokens,
-                                                                   d.hidden, d.top_k, y);
+  QV_LAUNCH(grid_for(n, kThreads), kThreads, 0, cuda_stream(), combine_k)
+  (ys, r.position, weight, d.tokens, d.hidden, d.top_k, y);
   QV_CUDA_LAUNCHED();
 }
 
@@ -339,8 +339,8 @@ template <typename T>
 void moe_combine_backward(const T* dy, const T* ys, const MoeRouting& r, const T* weight,
                           const MoeDims& d, T* d_ys, T* d_weight) {
   if (d.slots() == 0) return;
-  combine_bwd_k<<<row_blocks(d.slots()), 32 * kWarpsPerBlock, 0, cuda_stream()>>>(
-      dy, ys, r.position, weight, d.slots(), d.hidden, d.top_k, d_ys, d_weight);
+  QV_LAUNCH(row_blocks(d.slots()), 32 * kWarpsPerBlock, 0, cuda_stream(), combine_bwd_k)
+  (dy, ys, r.position, weight, d.slots(), d.hidden, d.top_k, d_ys, d_weight);
   QV_CUDA_LAUNCHED();
 }
 
@@ -360,8 +360,8 @@ void moe_experts_forward(const T* x, const MoeExperts<T>& w, const MoeRouting& r
             a.gate_up + p0 * 2 * I, 2 * I);
   }
   if (S * I > 0) {
-    swiglu_fused_k<<<grid_for(S * I, kThreads), kThreads, 0, cuda_stream()>>>(a.gate_up, S, I,
-                                                                              a.act);
+    QV_LAUNCH(grid_for(S * I, kThreads), kThreads, 0, cuda_stream(), swiglu_fused_k)
+    (a.gate_up, S, I, a.act);
     QV_CUDA_LAUNCHED();
   }
   const DeviceArray<bf16> act_b = rounded_if(b16, a.act, S * I);
@@ -396,8 +396,8 @@ void moe_experts_backward(const T* dy, const MoeExperts<T>& w, const MoeRouting&
               H, 1.f, d_down + e * I * H, H);
   }
   if (S * I > 0) {
-    swiglu_fused_bwd_k<<<grid_for(S * I, kThreads), kThreads, 0, cuda_stream()>>>(
-        a.gate_up, d_act.data(), S, I, d_gu.data());
+    QV_LAUNCH(grid_for(S * I, kThreads), kThreads, 0, cuda_stream(), swiglu_fused_bwd_k)
+    (a.gate_up, d_act.data(), S, I, d_gu.data());
     QV_CUDA_LAUNCHED();
   }
   const DeviceArray<bf16> dgu_b = rounded_if(b16, d_gu.data(), S * 2 * I);

@@ -150,12 +150,12 @@ void column_sums(const D* dy, const D* x, const D* mean, const D* rstd, D* out, 
   QV_CHECK(chunks <= 65535, "CUDA column sums: ", rows, " rows is more than this op supports");
   DeviceArray<double> partial(chunks * D_);
   const dim3 grid(static_cast<unsigned>(ceil_div(D_, kColThreads)), static_cast<unsigned>(chunks));
-  col_partial_k<D, kTerm>
-      <<<grid, kColThreads, 0, cuda_stream()>>>(dy, x, mean, rstd, partial.data(), rows, D_);
+  QV_LAUNCH(grid, kColThreads, 0, cuda_stream(), col_partial_k<D, kTerm>)
+  (dy, x, mean, rstd, partial.data(), rows, D_);
   QV_CUDA_LAUNCHED();
-  col_finish_k<D>
-      <<<static_cast<unsigned>(ceil_div(D_, kColThreads)), kColThreads, 0, cuda_stream()>>>(
-          partial.data(), chunks, D_, out);
+  QV_LAUNCH(static_cast<unsigned>(ceil_div(D_, kColThreads)), kColThreads, 0, cuda_stream(),
+            col_finish_k<D>)
+  (partial.data(), chunks, D_, out);
   QV_CUDA_LAUNCHED();
 }
 
@@ -179,8 +179,8 @@ void rmsnorm_forward(const T* x, const T* w, T* y, T* rstd, int64_t rows, int64_
     e = qv::to_float(eps);
   else
     e = eps;
-  rmsnorm_fwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(y),
-                                                                   dev(rstd), D, e);
+  QV_LAUNCH(row_grid(rows), kRowThreads, 0, cuda_stream(), rmsnorm_fwd_k)
+  (dev(x), dev(w), dev(y), dev(rstd), D, e);
   QV_CUDA_LAUNCHED();
 }
 
@@ -190,8 +190,8 @@ void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, T* dx,
   if (rows <= 0) return;
   // dw first: dx may not alias anything here, but the order keeps reads before writes anyway.
   column_sums<dev_t<T>, ColTerm::kDyXRstd>(dev(dy), dev(x), nullptr, dev(rstd), dev(dw), rows, D);
-  rmsnorm_bwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(rstd),
-                                                                   dev(dy), dev(dx), D);
+  QV_LAUNCH(row_grid(rows), kRowThreads, 0, cuda_stream(), rmsnorm_bwd_k)
+  (dev(x), dev(w), dev(rstd), dev(dy), dev(dx), D);
   QV_CUDA_LAUNCHED();
 }
 
@@ -204,8 +204,8 @@ void layernorm_forward(const T* x, const T* w, const T* b, T* y, T* mean, T* rst
     e = qv::to_float(eps);
   else
     e = eps;
-  layernorm_fwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(dev(x), dev(w), dev(b), dev(y),
-                                                                     dev(mean), dev(rstd), D, e);
+  QV_LAUNCH(row_grid(rows), kRowThreads, 0, cuda_stream(), layernorm_fwd_k)
+  (dev(x), dev(w), dev(b), dev(y), dev(mean), dev(rstd), D, e);
   QV_CUDA_LAUNCHED();
 }
 
@@ -215,8 +215,8 @@ void layernorm_backward(const T* x, const T* w, const T* mean, const T* rstd, co
   if (rows <= 0) return;
   column_sums<dev_t<T>, ColTerm::kDyXhat>(dev(dy), dev(x), dev(mean), dev(rstd), dev(dw), rows, D);
   column_sums<dev_t<T>, ColTerm::kDy>(dev(dy), nullptr, nullptr, nullptr, dev(db), rows, D);
-  layernorm_bwd_k<<<row_grid(rows), kRowThreads, 0, cuda_stream()>>>(
-      dev(x), dev(w), dev(mean), dev(rstd), dev(dy), dev(dx), D);
+  QV_LAUNCH(row_grid(rows), kRowThreads, 0, cuda_stream(), layernorm_bwd_k)
+  (dev(x), dev(w), dev(mean), dev(rstd), dev(dy), dev(dx), D);
   QV_CUDA_LAUNCHED();
 }
 
@@ -277,8 +277,8 @@ CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(rows);
   bad.upload(&none);
-  cross_entropy_k<D><<<row_grid(rows), 512, 0, cuda_stream()>>>(
-      logits, targets, dlogits, ld, row_loss.data(), bad.data(), V, grad_scale);
+  QV_LAUNCH(row_grid(rows), 512, 0, cuda_stream(), cross_entropy_k<D>)
+  (logits, targets, dlogits, ld, row_loss.data(), bad.data(), V, grad_scale);
   QV_CUDA_LAUNCHED();
   unsigned long long first = 0;
   bad.download(&first);
