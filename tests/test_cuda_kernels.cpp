@@ -539,7 +539,7 @@ struct AttnCase {
 enum class Bf16Path { kBf16Storage, kFloatStorageBf16Products };
 
 constexpr double kTcOut = 2 * kBf16Round;
-constexpr double kTcGrad = 6 * kBf16Round;
+constexpr double kTcGrad = 5 * kBf16Round;
 
 void check_attention_bf16(const AttnCase& c, Bf16Path path, bool tensor_cores) {
   SCOPED_TRACE(path == Bf16Path::kBf16Storage ? "bf16 storage" : "float storage, bf16 products");

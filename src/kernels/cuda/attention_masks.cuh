@@ -3,6 +3,8 @@
 // row's document (cu_seqlens, found by binary search on the device), before or at the row when
 // causal, and not padding (key_valid, checked by the kernels per key).
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 namespace qv::kernels::cuda {
