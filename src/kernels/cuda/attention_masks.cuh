@@ -17,7 +17,8 @@ struct AttnArgs {
   const int64_t* cu;
   int64_t n_seqs;
   const uint8_t* key_valid;
-  int64_t decode_len;  // > 0: decoding; every query sees keys [0, decode_len)
+  int64_t decode_len;         // > 0: decoding; every query sees keys [0, decode_len)
+  bool vector_loads = false;  // tensor-core kernels: rows load 8 elements at a time (aligned)
 };
 
 // Index of the document holding token t, or -1 when t is outside every document.

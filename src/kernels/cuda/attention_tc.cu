@@ -21,6 +21,8 @@
 #include <mma.h>
 
 #include <cfloat>
+#include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/common.cuh"
@@ -118,12 +120,46 @@ __device__ void mma_acc_ab(const bf* A, int lda, const bf* B, int ldb, float* C,
 
 // ---- block-wide staging ----
 
+// Eight consecutive elements as bf16: one 16-byte load of bf16, two of float (rounded here).
+struct alignas(16) Pack8 {
+  bf v[8];
+};
+struct alignas(16) Float4 {
+  float v[4];
+};
+__device__ Pack8 load8(const bf* p) {
+  return *reinterpret_cast<const Pack8*>(p);
+}
+__device__ Pack8 load8(const float* p) {
+  const Float4 lo = reinterpret_cast<const Float4*>(p)[0],
+               hi = reinterpret_cast<const Float4*>(p)[1];
+  Pack8 out;
+  for (int e = 0; e < 4; ++e)
+    out.v[e] = __float2bfloat16_rn(lo.v[e]), out.v[4 + e] = __float2bfloat16_rn(hi.v[e]);
+  return out;
+}
+
 // tile[r][d] = x[t0 + r, head, d] for t0 + r < end and d < hd, else 0 (rows kRows, dims hdp);
-// float storage is rounded to bf16 here.
+// float storage is rounded to bf16 here. `vec` (hd a multiple of 8, x 16-byte aligned): 8
+// elements per load.
 template <typename D>
 __device__ void load_head_tile(const D* x, int64_t nh, int64_t head, int64_t hd, int64_t t0,
-                               int64_t end, bf* tile, const Geometry& g) {
+                               int64_t end, bf* tile, const Geometry& g, bool vec) {
   const bf zero = __float2bfloat16_rn(0.f);
+  if (vec) {
+    const int chunks = g.hdp / 8;
+    for (int idx = threadIdx.x; idx < kRows * chunks; idx += blockDim.x) {
+      const int r = idx / chunks, d = idx % chunks * 8;
+      const int64_t t = t0 + r;
+      Pack8 p;
+      if (t < end && d < hd)
+        p = load8(x + (t * nh + head) * hd + d);
+      else
+        for (int e = 0; e < 8; ++e) p.v[e] = zero;
+      *reinterpret_cast<Pack8*>(tile + r * g.ldh + d) = p;
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < kRows * g.hdp; idx += blockDim.x) {
     const int r = idx / g.hdp, d = idx % g.hdp;
     const int64_t t = t0 + r;
@@ -233,12 +269,12 @@ __global__ void __launch_bounds__(kWarpsTc * 32)
     sm.m[threadIdx.x] = -INFINITY, sm.l[threadIdx.x] = 0.f;
   }
   zero_floats(Os, kRows * g.ldo);
-  load_head_tile(q, a.heads, h, a.hd, i0, a.rows, Qs, g);
+  load_head_tile(q, a.heads, h, a.hd, i0, a.rows, Qs, g, a.vector_loads);
   finish_union(&rr);
 
   for (int64_t t0 = rr.span_lo; t0 < rr.span_hi; t0 += kCols) {
-    load_head_tile(k, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Ks, g);
-    load_head_tile(v, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Vs, g);
+    load_head_tile(k, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Ks, g, a.vector_loads);
+    load_head_tile(v, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Vs, g, a.vector_loads);
     __syncthreads();
     if (warp_sees_tile(rr, r0, t0)) {
       mma_abt(Qs + r0 * g.ldh, g.ldh, Ks, g.ldh, Ss + r0 * g.lds, g.lds, g.hdp / kF, kCols / kF);
@@ -318,13 +354,13 @@ __global__ void __launch_bounds__(kWarpsTc * 32)
     st.lse[threadIdx.x] = l, st.delta[threadIdx.x] = dl;
   }
   zero_floats(dQs, kRows * g.ldo);
-  load_head_tile(q, a.heads, h, a.hd, i0, a.rows, Qs, g);
-  load_head_tile(dout, a.heads, h, a.hd, i0, a.rows, dOs, g);
+  load_head_tile(q, a.heads, h, a.hd, i0, a.rows, Qs, g, a.vector_loads);
+  load_head_tile(dout, a.heads, h, a.hd, i0, a.rows, dOs, g, a.vector_loads);
   finish_union(&rr);
 
   for (int64_t t0 = rr.span_lo; t0 < rr.span_hi; t0 += kCols) {
-    load_head_tile(k, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Ks, g);
-    load_head_tile(v, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Vs, g);
+    load_head_tile(k, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Ks, g, a.vector_loads);
+    load_head_tile(v, a.kv_heads, kvh, a.hd, t0, rr.span_hi, Vs, g, a.vector_loads);
     __syncthreads();
     if (warp_sees_tile(rr, r0, t0)) {
       mma_abt(Qs + r0 * g.ldh, g.ldh, Ks, g.ldh, Ss + r0 * g.lds, g.lds, g.hdp / kF, kCols / kF);
@@ -394,14 +430,14 @@ __global__ void __launch_bounds__(kWarpsTc * 32)
   }
   zero_floats(dKs, kRows * g.ldo);
   zero_floats(dVs, kRows * g.ldo);
-  load_head_tile(k, a.kv_heads, kvg, a.hd, j0, a.rows, Ks, g);
-  load_head_tile(v, a.kv_heads, kvg, a.hd, j0, a.rows, Vs, g);
+  load_head_tile(k, a.kv_heads, kvg, a.hd, j0, a.rows, Ks, g, a.vector_loads);
+  load_head_tile(v, a.kv_heads, kvg, a.hd, j0, a.rows, Vs, g, a.vector_loads);
   finish_union(&rr);
 
   for (int64_t h = kvg * group; h < (kvg + 1) * group; ++h) {
     for (int64_t t0 = rr.span_lo; t0 < rr.span_hi; t0 += kCols) {
-      load_head_tile(q, a.heads, h, a.hd, t0, rr.span_hi, Qs, g);
-      load_head_tile(dout, a.heads, h, a.hd, t0, rr.span_hi, dOs, g);
+      load_head_tile(q, a.heads, h, a.hd, t0, rr.span_hi, Qs, g, a.vector_loads);
+      load_head_tile(dout, a.heads, h, a.hd, t0, rr.span_hi, dOs, g, a.vector_loads);
       if (threadIdx.x < kCols) {
         const int64_t t = t0 + threadIdx.x;
         qst.lse[threadIdx.x] = t < rr.span_hi ? lse[t * a.heads + h] : -INFINITY;
@@ -450,6 +486,14 @@ dim3 tc_grid(int64_t rows, int64_t heads) {
   return dim3(static_cast<unsigned>(bx), static_cast<unsigned>(heads));
 }
 
+// The tile loads take 8 elements at a time when every row of every input starts 16-byte aligned.
+AttnArgs with_vector_loads(AttnArgs a, std::initializer_list<const void*> inputs) {
+  bool ok = a.hd % 8 == 0;
+  for (const void* p : inputs) ok = ok && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  a.vector_loads = ok;
+  return a;
+}
+
 }  // namespace
 
 bool tc_attention_fits(const AttentionDims& dims) {
@@ -458,8 +502,9 @@ bool tc_attention_fits(const AttentionDims& dims) {
 
 template <typename D>
 void attention_forward_tc(const D* q, const D* k, const D* v, D* out, float* lse,
-                          const AttnArgs& a) {
-  if (a.rows <= 0) return;
+                          const AttnArgs& args) {
+  if (args.rows <= 0) return;
+  const AttnArgs a = with_vector_loads(args, {q, k, v});
   const Geometry g(a.hd);
   const size_t smem = 3 * g.head_tile() + g.prob_tile() + g.score_tile() + g.out_tile();
   opt_in_smem(attn_fwd_tc_k<D>, smem);
@@ -470,8 +515,9 @@ void attention_forward_tc(const D* q, const D* k, const D* v, D* out, float* lse
 
 template <typename D>
 void attention_backward_tc(const D* q, const D* k, const D* v, const float* lse, const float* delta,
-                           const D* dout, D* dq, D* dk, D* dv, const AttnArgs& a) {
-  if (a.rows <= 0) return;
+                           const D* dout, D* dq, D* dk, D* dv, const AttnArgs& args) {
+  if (args.rows <= 0) return;
+  const AttnArgs a = with_vector_loads(args, {q, k, v, dout});
   const Geometry g(a.hd);
   const size_t dq_smem = 4 * g.head_tile() + g.prob_tile() + 2 * g.score_tile() + g.out_tile();
   opt_in_smem(attn_dq_tc_k<D>, dq_smem);
