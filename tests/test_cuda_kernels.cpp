@@ -423,6 +423,77 @@ TEST(CudaKernels, CrossEntropyBf16GradientMatchesCpu) {
     for (int64_t j = 0; j < V; ++j) ASSERT_EQ(raw_b[r * 2 * V + j].bits, host[r * V + j].bits);
 }
 
+// The deferred forms (a training step's losses, kept on the device): the same kernel, so the
+// gradients equal the returning op's bit for bit, and the row terms read back and summed by
+// the shared sum_row_losses give its loss_sum exactly (double(float) is exact). Invalid
+// targets are not checked here (the model checks them on the host).
+TEST(CudaKernels, CrossEntropyTermsEqualTheReturningOp) {
+  QV_REQUIRE_CUDA();
+  const int64_t rows = 11, V = 3001;
+  const std::vector<float> logits = rand_f(rows * V, 31, -8, 8);
+  std::vector<int64_t> targets(rows);
+  for (int64_t r = 0; r < rows; ++r)
+    targets[r] = r % 4 == 1 ? kernels::kIgnoreIndex : (r * 733) % V;
+  auto dt = to_device(targets);
+  // float gradient, aliased with the logits
+  auto want_l = to_device(logits);
+  const auto want = gpu::cross_entropy(want_l.data(), dt.data(), want_l.data(), rows, V, 0.25f);
+  auto got_l = to_device(logits);
+  gpu::DeviceArray<double> terms(rows);
+  gpu::cross_entropy_terms(got_l.data(), dt.data(), got_l.data(), rows, V, 0.25f, terms.data());
+  const std::vector<double> t = to_host(terms);
+  EXPECT_EQ(kernels::sum_row_losses(t.data(), targets.data(), rows).loss_sum, want.loss_sum);
+  for (int64_t r = 0; r < rows; ++r)
+    if (targets[r] == kernels::kIgnoreIndex) {
+      EXPECT_EQ(t[r], 0.0) << r;
+    }
+  EXPECT_EQ(to_host(got_l), to_host(want_l));
+  // loss only
+  auto only_l = to_device(logits);
+  gpu::DeviceArray<double> only(rows);
+  gpu::cross_entropy_terms(only_l.data(), dt.data(), nullptr, rows, V, 1.f, only.data());
+  EXPECT_EQ(to_host(only), t);
+  // bf16 gradient in place (ld = 2 V: the scratch path) and into a separate array
+  auto b16_want = to_device(logits);
+  bf16* over_want = reinterpret_cast<bf16*>(b16_want.data());
+  const auto wb =
+      gpu::cross_entropy(b16_want.data(), dt.data(), over_want, 2 * V, rows, V, 1.f / 9);
+  auto b16_got = to_device(logits);
+  gpu::DeviceArray<double> tb(rows);
+  gpu::cross_entropy_terms(b16_got.data(), dt.data(), reinterpret_cast<bf16*>(b16_got.data()),
+                           2 * V, rows, V, 1.f / 9, tb.data());
+  const std::vector<double> tbh = to_host(tb);
+  EXPECT_EQ(kernels::sum_row_losses(tbh.data(), targets.data(), rows).loss_sum, wb.loss_sum);
+  const std::vector<float> bytes_got = to_host(b16_got), bytes_want = to_host(b16_want);
+  EXPECT_EQ(std::memcmp(bytes_got.data(), bytes_want.data(), bytes_got.size() * sizeof(float)), 0);
+  auto sep_l = to_device(logits);
+  gpu::DeviceArray<bf16> sep(rows * V);
+  gpu::DeviceArray<double> ts(rows);
+  gpu::cross_entropy_terms(sep_l.data(), dt.data(), sep.data(), V, rows, V, 1.f / 9, ts.data());
+  EXPECT_EQ(to_host(ts), tbh);
+}
+
+// An ahead upload (kernels::upload_input_ahead) does not wait for earlier compute but is seen by
+// every later op: a device copy issued right after it reads the new values, over several
+// rounds that reuse the ahead uploader's slots.
+TEST(CudaRuntime, AheadUploadsAreSeenByLaterOps) {
+  QV_REQUIRE_CUDA();
+  const Device gpu0{DeviceKind::kCuda, 0};
+  DeviceScope scope(gpu0);
+  const int64_t n = 50000;
+  gpu::DeviceArray<float> input(n), copy(n);
+  for (int i = 0; i < 2 * gpu::BatchUploader::kSlots + 1; ++i) {
+    std::vector<float> h = rand_f(n, 300 + i);
+    kernels::upload_input_ahead(
+        input.data(), h.data(), h.size() * sizeof(float),
+        i == 0 ? kernels::AheadWait::kEarlierWork : kernels::AheadWait::kNone);
+    const std::vector<float> want = h;
+    std::fill(h.begin(), h.end(), 0.f);  // the host buffer is free once the call returns
+    kernels::copy_on_device(copy.data(), input.data(), h.size() * sizeof(float));
+    EXPECT_EQ(to_host(copy), want) << i;
+  }
+}
+
 // ---- GEMM and linear ----
 
 TEST(CudaKernels, GemmAllTransposesMatchCpuInFloatAndBf16) {

@@ -19,6 +19,16 @@ CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dl
   QV_DISPATCH(cross_entropy, logits, targets, dlogits, ld, rows, V, grad_scale);
 }
 
+void cross_entropy_terms(const float* logits, const int64_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, double* row_loss) {
+  QV_DISPATCH(cross_entropy_terms, logits, targets, dlogits, rows, V, grad_scale, row_loss);
+}
+
+void cross_entropy_terms(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                         int64_t rows, int64_t V, float grad_scale, double* row_loss) {
+  QV_DISPATCH(cross_entropy_terms, logits, targets, dlogits, ld, rows, V, grad_scale, row_loss);
+}
+
 template <typename L>
 CrossEntropyResult sum_row_losses(const L* row_loss, const int64_t* targets, int64_t rows) {
   CrossEntropyResult result;

@@ -39,4 +39,14 @@ CrossEntropyResult sum_row_losses(const L* row_loss, const int64_t* targets, int
 CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
                                  int64_t rows, int64_t V, float grad_scale);
 
+// The deferred forms (a trainer's step): the same gradient, but each row's loss term goes to
+// row_loss[r] (double, memory of the current device; 0 for an ignored row) and nothing is read
+// back, so on a GPU the call returns without waiting for the stream. The host sums the terms
+// later, with sum_row_losses over a copy. Targets must be valid: the CPU throws as above, a GPU
+// does not check them (the caller has, on the host: the model's classifier does).
+void cross_entropy_terms(const float* logits, const int64_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, double* row_loss);
+void cross_entropy_terms(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                         int64_t rows, int64_t V, float grad_scale, double* row_loss);
+
 }  // namespace qv::kernels

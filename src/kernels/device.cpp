@@ -6,6 +6,18 @@
 
 namespace qv::kernels {
 
+namespace {
+
+// An input upload to the guarded device: a copy into guarded memory, noted as `kind`.
+void guarded_upload(guarded::Transfer kind, void* dst, const void* host, size_t bytes) {
+  guarded::check_pointers("upload_input", dst);
+  guarded::note_transfer(kind, bytes);
+  const guarded::OpenScope open;
+  std::memcpy(dst, host, bytes);
+}
+
+}  // namespace
+
 void unsupported_on_device(const char* op, const char* why) {
   throw Error(std::string("kernel ") + op + " on " + to_string(current_device()) + ": " + why);
 }
@@ -19,6 +31,9 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (!dst_device.is_cuda() && !src_device.is_cuda()) {  // the guarded device and the host
     if (!dst_device.is_cpu()) guarded::check_pointers("copy_bytes", dst);
     if (!src_device.is_cpu()) guarded::check_pointers("copy_bytes", src);
+    if (dst_device.is_cpu() != src_device.is_cpu())
+      guarded::note_transfer(
+          dst_device.is_cpu() ? guarded::Transfer::kToHost : guarded::Transfer::kToDevice, bytes);
     const guarded::OpenScope open;
     std::memcpy(dst, src, bytes);
     return;
@@ -71,10 +86,24 @@ void upload_input(void* dst, const void* host, size_t bytes) {
     return;
   }
   if (device.kind == DeviceKind::kGuarded) {
-    copy_bytes(dst, device, host, kCpuDevice, bytes);
+    guarded_upload(guarded::Transfer::kInputUpload, dst, host, bytes);
     return;
   }
   QV_CUDA_CALL(upload_input, dst, host, bytes);
+}
+
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait) {
+  if (bytes == 0) return;
+  const Device device = current_device();
+  if (device.is_cpu()) {
+    std::memcpy(dst, host, bytes);
+    return;
+  }
+  if (device.kind == DeviceKind::kGuarded) {
+    guarded_upload(guarded::Transfer::kInputUploadAhead, dst, host, bytes);
+    return;
+  }
+  QV_CUDA_CALL(upload_input_ahead, dst, host, bytes, wait);
 }
 
 }  // namespace qv::kernels

@@ -26,4 +26,14 @@ void copy_on_device(void* dst, const void* src, size_t bytes);
 // runtime.h BatchUploader). On the CPU a memcpy (callers skip it: ops read host arrays there).
 void upload_input(void* dst, const void* host, size_t bytes);
 
+// The same for an input uploaded ahead of its forward (a trainer's next step, issued while the
+// current one computes), on a copy path of its own. With AheadWait::kNone the copy does not
+// wait for the device's earlier work, so it overlaps the compute: the caller guarantees that
+// no device work issued before still reads or writes dst (model/device_inputs.h: a buffer of
+// its own, last read by a step the host has waited for). kEarlierWork: it waits, as
+// upload_input does (for memory just taken from the allocator, which work still pending may
+// have freed). Later ops on the device see the data. On the CPU a memcpy.
+enum class AheadWait { kNone, kEarlierWork };
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait);
+
 }  // namespace qv::kernels

@@ -51,6 +51,7 @@ struct Qwen3VLModel::State {
   bool ready = false;  // holds a forward(backward = true) that backward() has not consumed
   int64_t batch = 0, seq = 0, tokens = 0;
   Mirrored<int64_t> input_ids;
+  const int64_t* token_ids = nullptr;  // on the device: input_ids' copy or the ahead upload's
   Placeholders ph;
   VisionActs image_acts, video_acts;
   int64_t idle_vision_passes = 0;  // see ForwardOptions::vision_passes
@@ -247,7 +248,9 @@ ForwardResult Qwen3VLModel::forward(const ModelInputs& in, const ForwardOptions&
   st.seq = in.seq;
   st.tokens = in.tokens();
   st.input_ids.host.assign(in.input_ids.begin(), in.input_ids.end());
-  st.input_ids.upload();
+  const int64_t* ahead = opt.uploaded ? opt.uploaded->input_ids() : nullptr;
+  if (!ahead) st.input_ids.upload();
+  st.token_ids = ahead ? ahead : st.input_ids.data();
   ForwardResult res;
   const Recorder rec = opt.record ? Recorder::into(res.recorded) : Recorder();
   plan_placeholders(in, st, res, rec);  // 1. vision placeholders, 3-D rotary positions
@@ -333,20 +336,21 @@ void Qwen3VLModel::vision_forward(const ModelInputs& in, const ForwardOptions& o
       for (int64_t b = 0; b < depth; ++b)
         acts->recompute[b] = opt.checkpointing.vision_block(b, config_.text.num_layers);
     }
-  auto tower = [&](const Tensor& pixels, const std::vector<Grid>& grids, int64_t rows,
-                   VisionActs& acts, VisionOutputs& out, const char* debug, const char* name) {
-    out = encoder.forward(store_, pixels.data<float>(), grids, acts, rec.under(debug));
+  auto tower = [&](const Tensor& pixels, const float* uploaded, const std::vector<Grid>& grids,
+                   int64_t rows, VisionActs& acts, VisionOutputs& out, const char* debug,
+                   const char* name) {
+    out = encoder.forward(store_, pixels.data<float>(), grids, acts, rec.under(debug), uploaded);
     const Recorder named = rec.under(name);
     named("embeds", out.embeds, {rows, H});
     for (size_t d = 0; d < out.deepstack.size(); ++d)
       named("deepstack", static_cast<int64_t>(d), out.deepstack[d], {rows, H});
   };
   if (st.ph.has_images)
-    tower(in.pixel_values, in.image_grids, st.ph.image_rows, st.image_acts, vis.image,
-          "debug.image.", "image_");
+    tower(in.pixel_values, opt.uploaded ? opt.uploaded->pixel_values() : nullptr, in.image_grids,
+          st.ph.image_rows, st.image_acts, vis.image, "debug.image.", "image_");
   if (st.ph.has_videos)
-    tower(in.pixel_values_videos, in.video_grids, st.ph.video_rows, st.video_acts, vis.video,
-          "debug.video.", "video_");
+    tower(in.pixel_values_videos, opt.uploaded ? opt.uploaded->pixel_values_videos() : nullptr,
+          in.video_grids, st.ph.video_rows, st.video_acts, vis.video, "debug.video.", "video_");
   st.idle_vision_passes =
       std::max<int64_t>(0, opt.vision_passes - st.ph.has_images - st.ph.has_videos);
   for (int64_t p = 0; p < st.idle_vision_passes; ++p) encoder.idle_forward();
@@ -359,7 +363,7 @@ Buffer Qwen3VLModel::embed_tokens(const VisionFeatures& vis, State& st, const Re
   // Only the rows of this batch's tokens are read (sharded training gathers just those); the
   // gather is planned on the host, the lookup reads the device copy.
   gather_rows(params_.text.embed_unit, params_.text.embed, H, st.input_ids.host.data(), N);
-  k::embedding_forward(st.input_ids.data(), store_.value(params_.text.embed), x.data(), N, V, H);
+  k::embedding_forward(st.token_ids, store_.value(params_.text.embed), x.data(), N, V, H);
   release(params_.text.embed_unit);
   const Placeholders& ph = st.ph;
   k::copy_rows(vis.image.embeds.data(), nullptr, x.data(), ph.image_pos.data(),
@@ -494,6 +498,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   const k::Weight W = store_.weight(params_.text.lm_head);
   float* dW = opt.backward ? store_.grad(params_.text.lm_head) : nullptr;
   const int64_t chunk = std::max<int64_t>(1, opt.classifier_chunk);
+  double* terms = opt.loss_terms ? opt.loss_terms->add_batch(targets, chunk) : nullptr;
   Buffer h_chunk, logits_chunk, dh_chunk;
   for (size_t r0 = 0; r0 < rows.size(); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, rows.size() - r0);
@@ -511,13 +516,22 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
     // [n, V] buffer is held.
     const bool bf16_grad = opt.backward && W.b16 != nullptr;
     bf16* dlogits_b16 = reinterpret_cast<bf16*>(logits_chunk.data());
-    const auto ce = bf16_grad
-                        ? k::cross_entropy(logits_chunk.data(), st.targets.data() + r0, dlogits_b16,
-                                           2 * V, n, V, static_cast<float>(scale))
-                        : k::cross_entropy(logits_chunk.data(), st.targets.data() + r0,
-                                           opt.backward ? logits_chunk.data() : nullptr, n, V,
-                                           static_cast<float>(scale));
-    res.loss_sum += ce.loss_sum;
+    float* dlogits = opt.backward && !bf16_grad ? logits_chunk.data() : nullptr;
+    const int64_t* chunk_targets = st.targets.data() + r0;
+    const auto grad_scale = static_cast<float>(scale);
+    if (terms && bf16_grad)
+      k::cross_entropy_terms(logits_chunk.data(), chunk_targets, dlogits_b16, 2 * V, n, V,
+                             grad_scale, terms + r0);
+    else if (terms)
+      k::cross_entropy_terms(logits_chunk.data(), chunk_targets, dlogits, n, V, grad_scale,
+                             terms + r0);
+    else if (bf16_grad)
+      res.loss_sum +=
+          k::cross_entropy(logits_chunk.data(), chunk_targets, dlogits_b16, 2 * V, n, V, grad_scale)
+              .loss_sum;
+    else
+      res.loss_sum +=
+          k::cross_entropy(logits_chunk.data(), chunk_targets, dlogits, n, V, grad_scale).loss_sum;
     if (opt.backward) {
       dh_chunk.resize(n * H);
       if (bf16_grad)
@@ -534,6 +548,7 @@ double Qwen3VLModel::classifier_forward(const ModelInputs& in, Buffer x, const F
   if (opt.backward && params_.text.lm_head_unit != params_.text.embed_unit)
     grads_ready(params_.text.lm_head_unit);
   release(params_.text.lm_head_unit);
+  if (terms) res.loss_sum = std::numeric_limits<double>::quiet_NaN();  // in *opt.loss_terms
   res.loss = res.kept_tokens > 0 ? res.loss_sum / static_cast<double>(res.kept_tokens)
                                  : std::numeric_limits<double>::quiet_NaN();
   if (res.kept_tokens > 0)
@@ -671,7 +686,7 @@ Buffer Qwen3VLModel::decoder_backward(Buffer d, State& st, VisionGrads& vg) {
 // vision features, the others to the embedding table (its parameters are not read).
 void Qwen3VLModel::embed_backward(const Buffer& d, State& st) {
   if (float* g = store_.grad(params_.text.embed))
-    k::embedding_backward(st.input_ids.data(), d.data(), g, st.tokens, config_.text.hidden_size,
+    k::embedding_backward(st.token_ids, d.data(), g, st.tokens, config_.text.hidden_size,
                           st.ph.is_visual.data());
   grads_ready(params_.text.embed_unit);
 }

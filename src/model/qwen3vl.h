@@ -11,8 +11,10 @@
 #include "core/tensor.h"
 #include "model/activation_checkpoint.h"
 #include "model/config.h"
+#include "model/device_inputs.h"
 #include "model/inputs.h"
 #include "model/lora.h"
+#include "model/loss_terms.h"
 #include "model/params.h"
 #include "model/positions.h"
 #include "model/recorder.h"
@@ -54,6 +56,13 @@ struct ForwardOptions {
   // this key, so a trainer passing e.g. the micro-batch's global index gets the same masks after
   // a resume.
   int64_t lora_dropout_key = 0;
+  // Training: the classifier's row loss terms go here, on the device, and are summed later
+  // (LossTerms::sum); the result's loss and loss_sum are then NaN. Null: summed in the forward,
+  // which off the CPU waits for the device once per classifier chunk.
+  LossTerms* loss_terms = nullptr;
+  // The batch's token ids and pixels already on the device (a trainer's ahead upload of these
+  // very inputs); null: the forward uploads them. Unused on the CPU.
+  const DeviceInputs* uploaded = nullptr;
 };
 
 struct ForwardResult {

@@ -61,7 +61,7 @@ void VisionEncoder::merger_backward(ParamStore& s, const MergerParams& m, bool p
 
 VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
                                      const std::vector<Grid>& grids, VisionActs& a,
-                                     const Recorder& record) const {
+                                     const Recorder& record, const float* uploaded) const {
   const VisionConfig& c = config_;
   const int64_t D = c.hidden_size, hd = c.head_dim();
   a.pos = vision_positions(c, grids);
@@ -69,9 +69,11 @@ VisionOutputs VisionEncoder::forward(ParamStore& s, const float* pixels,
   a.patches = N;
   // The pixels come from the host: off the CPU they are uploaded once, for forward and backward,
   // through pinned staging without waiting (the copy overlaps the host's work until an op needs
-  // them; kernels::upload_input).
+  // them; kernels::upload_input), unless a trainer uploaded them ahead.
   a.pixels = pixels;
-  if (!current_device().is_cpu()) {
+  if (uploaded && !current_device().is_cpu()) {
+    a.pixels = uploaded;
+  } else if (!current_device().is_cpu()) {
     a.pixels_on_device.upload_from_host(pixels, static_cast<size_t>(N * c.patch_dim()));
     a.pixels = a.pixels_on_device.data();
   }

@@ -45,10 +45,12 @@ class VisionEncoder {
   VisionEncoder(const VisionConfig& config, const VisionParams& params, UnitHooks* hooks = nullptr)
       : config_(config), p_(params), hooks_(hooks) {}
 
-  // pixels: [patches, patch_dim]. `record` receives debug tensors (patch_embed, pos_embeds,
-  // rotary_angles, block_output.i).
+  // pixels: [patches, patch_dim] (host memory). `record` receives debug tensors (patch_embed,
+  // pos_embeds, rotary_angles, block_output.i). uploaded: the same pixels already on the current
+  // device (model/device_inputs.h), or null to copy them there here (off the CPU).
   VisionOutputs forward(ParamStore& store, const float* pixels, const std::vector<Grid>& grids,
-                        VisionActs& acts, const Recorder& record = {}) const;
+                        VisionActs& acts, const Recorder& record = {},
+                        const float* uploaded = nullptr) const;
 
   // d_embeds / d_deepstack: gradients of the outputs; accumulates into store's gradients.
   void backward(ParamStore& store, const VisionActs& acts, const Buffer& d_embeds,

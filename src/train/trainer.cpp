@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -190,46 +191,128 @@ struct RouterTotals {
 
 }  // namespace
 
+// One step's micro-batches. A batch fetched ahead (during the previous step) also keeps the
+// loader's state and skip count from before it was fetched: what a checkpoint saved while it
+// waits records, so that a resume fetches it again.
+struct Trainer::StepBatch {
+  std::vector<model::ModelInputs> micro;
+  int64_t step = 0;  // 1-based: its inputs are in device_inputs_[step % 2]
+  nlohmann::json state_before;
+  int64_t skipped_before = 0;
+  double fetch_seconds = 0;
+  // A prefetch that failed (the loader threw): raised by the step that takes the batch, so the
+  // step that was computing meanwhile still finishes, logs and saves.
+  std::exception_ptr error;
+};
+
+// What the step's forwards and backwards add up on the host.
+struct Trainer::StepSums {
+  double loss_sum = 0, used_vision = 0;
+  RouterTotals router;
+  explicit StepSums(const model::TextConfig& t) : router(t) {}
+};
+
 StepRecord Trainer::train_step() {
   // Forward, backward and the optimizer run on the model's device; their activations come
   // from that device's arena.
   const DeviceScope on_device(model_->device());
-  auto& store = model_->store();
   StepRecord rec;
   rec.step = step_ + 1;
   maybe_inject_fault(rec.step, comm_->rank());
   const auto t0 = Clock::now();
-  // Fetch every micro-batch first: the loss is a mean over the kept tokens of the whole global
-  // batch, so each token's gradient weight 1/total is known before any backward.
-  std::vector<model::ModelInputs> micro;
+  // Every micro-batch first: the loss is a mean over the kept tokens of the whole global batch,
+  // so each token's gradient weight 1/total is known before any backward.
+  const StepBatch batch = take_batch();
+  const double kept = count_tokens(batch.micro, rec);
+  model::LossTerms loss_terms;  // the classifier's row losses, on the device until read_loss
+  StepSums sums = forward_backward(batch, kept, loss_terms, rec);
+  prefetch_next_batch();  // step N+1's inputs fetched and uploaded while the device computes
+  read_loss(loss_terms, sums, kept, rec);
+  clip_and_update(sums, rec);
+  ++step_;
+  rec.data_seconds = batch.fetch_seconds + (next_batch_ ? next_batch_->fetch_seconds : 0.0);
+  rec.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return rec;
+}
+
+Trainer::StepBatch Trainer::fetch_batch(int64_t step) {
+  const auto t0 = Clock::now();
+  StepBatch b;
+  b.step = step;
+  for (int64_t a = 0; a < accumulation_; ++a) b.micro.push_back(data_->next());
+  std::vector<model::DeviceInputs>& inputs = device_inputs_[step % 2];
+  inputs.resize(b.micro.size());
+  for (size_t i = 0; i < b.micro.size(); ++i) inputs[i].upload(b.micro[i]);
+  b.fetch_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return b;
+}
+
+Trainer::StepBatch Trainer::take_batch() {
+  if (!next_batch_) return fetch_batch(step_ + 1);
+  QV_CHECK(next_batch_->step == step_ + 1, "trainer: the prefetched batch is for step ",
+           next_batch_->step, ", not ", step_ + 1);
+  StepBatch b = std::move(*next_batch_);
+  next_batch_.reset();
+  if (b.error) std::rethrow_exception(b.error);
+  b.fetch_seconds = 0;  // counted in the step that fetched it
+  return b;
+}
+
+void Trainer::prefetch_next_batch() {
+  if (step_ + 2 > config_.steps) return;  // this is the last step
+  nlohmann::json state = data_->state();
+  const int64_t skipped = data_->skipped();
+  try {
+    next_batch_ = std::make_unique<StepBatch>(fetch_batch(step_ + 2));
+  } catch (...) {
+    next_batch_ = std::make_unique<StepBatch>();
+    next_batch_->step = step_ + 2;
+    next_batch_->error = std::current_exception();
+  }
+  next_batch_->state_before = std::move(state);
+  next_batch_->skipped_before = skipped;
+}
+
+nlohmann::json Trainer::data_state() const {
+  return next_batch_ ? next_batch_->state_before : data_->state();
+}
+
+int64_t Trainer::data_skipped() const {
+  return next_batch_ ? next_batch_->skipped_before : data_->skipped();
+}
+
+double Trainer::count_tokens(const std::vector<model::ModelInputs>& micro, StepRecord& rec) {
   double kept_local = 0;
   double shape_counts[2] = {0, 0};  // tokens, vision patches
-  for (int64_t a = 0; a < accumulation_; ++a) {
-    micro.push_back(data_->next());
-    shape_counts[0] += static_cast<double>(micro.back().tokens());
-    for (const auto* grids : {&micro.back().image_grids, &micro.back().video_grids})
+  for (const model::ModelInputs& mb : micro) {
+    shape_counts[0] += static_cast<double>(mb.tokens());
+    for (const auto* grids : {&mb.image_grids, &mb.video_grids})
       for (const auto& g : *grids) shape_counts[1] += static_cast<double>(g.patches());
-    for (int64_t t : model::shifted_targets(micro.back()))
+    for (int64_t t : model::shifted_targets(mb))
       if (t != -100) kept_local += 1;
   }
-  const auto t_data = Clock::now();
   double totals[2] = {kept_local, 0};
   comm_->all_reduce_sum(totals, 1);
-  const double kept = totals[0];
   comm_->all_reduce_sum(shape_counts, 2);
   rec.processed_tokens = static_cast<int64_t>(shape_counts[0]);
   rec.vision_patches = static_cast<int64_t>(shape_counts[1]);
-  rec.tokens = static_cast<int64_t>(kept);
+  rec.tokens = static_cast<int64_t>(totals[0]);
+  return totals[0];
+}
+
+Trainer::StepSums Trainer::forward_backward(const StepBatch& batch, double kept,
+                                            model::LossTerms& loss_terms, StepRecord& rec) {
+  const std::vector<model::ModelInputs>& micro = batch.micro;
   const std::vector<int64_t> passes = vision_passes(micro);
   dp_->begin_step();
   const dist::GatherBytes gathered_before = dp_->gathered_bytes();
-  double loss_sum = 0, used_vision = 0;
+  StepSums sums(model_->config().text);
   model::ForwardOptions opt;
   opt.backward = true;
   opt.loss_grad_scale = kept > 0 ? 1.0 / kept : 0.0;
   opt.checkpointing = choices_.checkpointing;
   opt.router_aux_loss_coef = config_.router_aux_loss_coef;
-  RouterTotals router(model_->config().text);
+  opt.loss_terms = &loss_terms;
   // The sparse layers exchange slot rows with the group during this step's forwards and
   // backwards only (validation and generation compute every expert locally).
   const model::ExpertParallelScope expert_parallel(ep_.get());
@@ -237,25 +320,36 @@ StepRecord Trainer::train_step() {
     dp_->begin_micro_batch(i + 1 == micro.size());
     opt.vision_passes = passes[i];
     opt.lora_dropout_key = step_ * accumulation_ + static_cast<int64_t>(i);
+    opt.uploaded = &device_inputs_[batch.step % 2][i];
     const model::ForwardResult r = model_->forward(micro[i], opt);
-    loss_sum += r.loss_sum;
-    router.add(r, kept);
-    if (model_->used_vision()) used_vision = 1;
+    sums.router.add(r, kept);
+    if (model_->used_vision()) sums.used_vision = 1;
     model_->backward();
   }
   dp_->finish_grads();
   const dist::GatherBytes gathered_after = dp_->gathered_bytes();
   rec.gathered_bytes = gathered_after.all - gathered_before.all;
   rec.gathered_row_bytes = gathered_after.rows - gathered_before.rows;
-  double reduce[2] = {loss_sum, used_vision};
+  return sums;
+}
+
+void Trainer::read_loss(const model::LossTerms& loss_terms, StepSums& sums, double kept,
+                        StepRecord& rec) {
+  sums.loss_sum = loss_terms.sum();
+  double reduce[2] = {sums.loss_sum, sums.used_vision};
   comm_->all_reduce_sum(reduce, 2);
+  sums.used_vision = reduce[1];
   rec.loss = kept > 0 ? reduce[0] / kept : std::nan("");
-  router.finish(*comm_, rec);
+  sums.router.finish(*comm_, rec);
+}
+
+void Trainer::clip_and_update(const StepSums& sums, StepRecord& rec) {
+  auto& store = model_->store();
   // Parameters that took no part (the vision tower on a text-only step; frozen ones) get no
   // update, no decay and do not count in the gradient norm, as with torch's grad = None.
   std::vector<uint8_t> active(vision_span_.size());
   for (size_t i = 0; i < active.size(); ++i)
-    active[i] = !frozen_span_[i] && (!vision_span_[i] || reduce[1] > 0);
+    active[i] = !frozen_span_[i] && (!vision_span_[i] || sums.used_vision > 0);
   double sq = local_grad_sq(active);
   dp_->sum_over_shards(&sq, 1);
   rec.grad_norm = std::sqrt(sq);
@@ -268,19 +362,15 @@ StepRecord Trainer::train_step() {
         "); stopping without saving (set training.on_nonfinite = \"skip\" to skip such steps)");
     log::warn(cat("step ", rec.step, ": non-finite loss or gradient, step skipped"));
     rec.skipped = true;
-  } else {
-    // Gradient clipping as torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that
-    // is below 1, inside the optimizer's pass.
-    float clip = 1.0f;
-    if (config_.max_norm > 0)
-      clip = std::min(
-          1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
-    optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr, clip);
+    return;
   }
-  ++step_;
-  rec.data_seconds = std::chrono::duration<double>(t_data - t0).count();
-  rec.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  return rec;
+  // Gradient clipping as torch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that
+  // is below 1, inside the optimizer's pass.
+  float clip = 1.0f;
+  if (config_.max_norm > 0)
+    clip = std::min(
+        1.0f, static_cast<float>(config_.max_norm) / (static_cast<float>(rec.grad_norm) + 1e-6f));
+  optimizer_->step(store.values().data(), store.grads().data(), active, rec.lr, clip);
 }
 
 double Trainer::local_grad_sq(const std::vector<uint8_t>& active) const {
@@ -358,7 +448,7 @@ void Trainer::save(bool final_save) {
     const auto t_copy = Clock::now();
     p->snapshot = snapshot_share(share, snapshot_storage_);
     p->copy_seconds = std::chrono::duration<double>(Clock::now() - t_copy).count();
-    p->data_state = data_->state();
+    p->data_state = data_state();
     p->tmp_dir = tmp;
     p->final_dir = final_dir;
     p->info = std::move(info);
@@ -376,7 +466,7 @@ void Trainer::save(bool final_save) {
   const double rss_before = rss_mib();
   RssWatch watch;
   const RankFiles files =
-      write_rank_files(tmp, comm_->rank(), store.entries(), share, data_->state());
+      write_rank_files(tmp, comm_->rank(), store.entries(), share, data_state());
   const double write_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::string path = finish_sharded_save(*comm_, tmp, final_dir, files, write, store, info);
   const double rss_peak = watch.stop();
@@ -529,6 +619,7 @@ void Trainer::resume_if_possible() {
   model_->store().sync_bf16();
   dp_->release_all();
   step_ = st.step;
+  next_batch_.reset();  // fetched from the state the checkpoint replaces
   const auto saved_world = static_cast<int64_t>(st.data_states.size());
   if (st.data_states.empty()) {
     data_->restore(st.data_state);  // v1: rank 0's state (other ranks replay their stream)
@@ -559,7 +650,7 @@ std::vector<StepRecord> Trainer::run() {
     // Blocks no request needed during this step go back to the system (shapes changed).
     BufferPool::of(model_->device()).end_step();
     history.push_back(rec);
-    metrics_->logger->log(rec, config_.steps, data_->skipped());
+    metrics_->logger->log(rec, config_.steps, data_skipped());
     if (validation_due(config_, step_)) validate();
     const bool stop = stop_requested().load();
     if (step_ % config_.checkpoint_interval == 0 || step_ == config_.steps || stop ||

@@ -51,7 +51,32 @@ class Trainer {
   int64_t step() const { return step_; }
 
  private:
+  // One optimizer step, as named stages (trainer.cpp): take the step's batch, count its tokens,
+  // forwards and backwards, prefetch the next step's batch, read the loss, clip and update.
   StepRecord train_step();
+  struct StepBatch;
+  struct StepSums;
+  // The micro-batches of step `step` (1-based) from the loader, their token ids and pixels
+  // uploaded into that step's input buffers (device_inputs_[step % 2]).
+  StepBatch fetch_batch(int64_t step);
+  // The current step's batch: the one prefetched during the last step, or fetched now.
+  StepBatch take_batch();
+  // Fetches and uploads the next step's batch (none after the last step) while the device
+  // computes this one; keeps the loader's state from before, for checkpoints.
+  void prefetch_next_batch();
+  // Kept tokens of the global batch (all ranks), and the step's shape counts in rec.
+  double count_tokens(const std::vector<model::ModelInputs>& micro, StepRecord& rec);
+  // Issues every micro-batch's forward and backward; the losses stay on the device.
+  StepSums forward_backward(const StepBatch& batch, double kept, model::LossTerms& loss_terms,
+                            StepRecord& rec);
+  // The loss read back (the step's one wait for the device's results), reduced over ranks.
+  void read_loss(const model::LossTerms& loss_terms, StepSums& sums, double kept, StepRecord& rec);
+  // Gradient norm, then clipping and AdamW (or a skipped step on a non-finite value).
+  void clip_and_update(const StepSums& sums, StepRecord& rec);
+  // The loader's state and skip count as of the last step trained (a prefetched batch not yet
+  // trained on is not counted: a resume fetches it again).
+  nlohmann::json data_state() const;
+  int64_t data_skipped() const;
   // Every rank writes its share of the state (train/checkpoint_shards.h); in async mode the
   // share is copied and written on a background thread, published by complete_pending_save.
   void save(bool final_save);
@@ -90,6 +115,11 @@ class Trainer {
   std::unique_ptr<Metrics> metrics_;
   struct PendingSave;
   std::unique_ptr<PendingSave> pending_save_;
+  // The next step's batch, fetched during the current one (null when none is waiting).
+  std::unique_ptr<StepBatch> next_batch_;
+  // Input buffers on the model's device, one set per step parity (one per micro-batch): step
+  // N+1's are filled while step N computes (model/device_inputs.h).
+  std::vector<model::DeviceInputs> device_inputs_[2];
   // The asynchronous save's host copy of this rank's share, kept between saves (its size is
   // the extra memory async mode costs: docs/CHECKPOINTS.md).
   std::vector<float> snapshot_storage_;

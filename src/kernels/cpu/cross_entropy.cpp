@@ -48,21 +48,34 @@ double row_loss_and_grad(const T* x, T* d, int64_t t, int64_t V, T grad_scale) {
 
 }  // namespace
 
+// Each row's loss term into row_loss (0 for ignored rows), the gradient into dlogits.
 template <typename T>
-CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
-                                 int64_t V, T grad_scale) {
+void terms_into(const T* logits, const int64_t* targets, T* dlogits, int64_t rows, int64_t V,
+                T grad_scale, double* row_loss) {
   check_targets(targets, rows, V);
-  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
 #pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     T* d = dlogits ? dlogits + r * V : nullptr;
     if (targets[r] == kIgnoreIndex) {
       if (d) std::fill_n(d, V, T(0));
+      row_loss[r] = 0;
       continue;
     }
     row_loss[r] = row_loss_and_grad(logits + r * V, d, targets[r], V, grad_scale);
   }
+}
+
+template <typename T>
+CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlogits, int64_t rows,
+                                 int64_t V, T grad_scale) {
+  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  terms_into(logits, targets, dlogits, rows, V, grad_scale, row_loss.data());
   return sum_row_losses(row_loss.data(), targets, rows);
+}
+
+void cross_entropy_terms(const float* logits, const int64_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, double* row_loss) {
+  terms_into(logits, targets, dlogits, rows, V, grad_scale, row_loss);
 }
 
 namespace {
@@ -82,22 +95,28 @@ void row_to_bf16(const float* x, bf16* d, int64_t V) {
 
 }  // namespace
 
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
-                                 int64_t rows, int64_t V, float grad_scale) {
+void cross_entropy_terms(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                         int64_t rows, int64_t V, float grad_scale, double* row_loss) {
   check_targets(targets, rows, V);
   QV_CHECK(ld >= V, "cross_entropy: the bf16 gradient's row stride ", ld, " is below V = ", V);
-  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
 #pragma omp parallel for schedule(dynamic, 4) if (rows * V > (1 << 16))
   for (int64_t r = 0; r < rows; ++r) {
     bf16* d = dlogits + r * ld;
     if (targets[r] == kIgnoreIndex) {
       std::fill_n(d, V, bf16{0});
+      row_loss[r] = 0;
       continue;
     }
     float* x = logits + r * V;
     row_loss[r] = row_loss_and_grad(x, x, targets[r], V, grad_scale);
     row_to_bf16(x, d, V);  // the row is still in cache
   }
+}
+
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale) {
+  PoolVector<double> row_loss(static_cast<size_t>(rows), 0.0);
+  cross_entropy_terms(logits, targets, dlogits, ld, rows, V, grad_scale, row_loss.data());
   return sum_row_losses(row_loss.data(), targets, rows);
 }
 

@@ -268,18 +268,27 @@ __global__ void cross_entropy_k(const float* x_all, const int64_t* targets, D* d
 namespace {
 
 // Runs the kernel over rows, names the first invalid target, and sums the kept rows' terms
-// (sum_row_losses, as the CPU op).
+// (sum_row_losses, as the CPU op). Deferred (terms_out given): the terms are widened into
+// terms_out and nothing is read back or checked, so the host does not wait.
 template <typename D>
 CrossEntropyResult run_cross_entropy(const float* logits, const int64_t* targets, D* dlogits,
-                                     int64_t ld, int64_t rows, int64_t V, float grad_scale) {
+                                     int64_t ld, int64_t rows, int64_t V, float grad_scale,
+                                     double* terms_out = nullptr) {
   if (rows <= 0) return {};
   DeviceArray<float> row_loss(rows);
   DeviceArray<unsigned long long> bad(1);
   const unsigned long long none = static_cast<unsigned long long>(rows);
-  bad.upload(&none);
+  if (terms_out)
+    fill_zero(bad.data(), bad.bytes());  // not read: no upload, which would wait
+  else
+    bad.upload(&none);
   QV_LAUNCH(row_grid(rows), 512, 0, cuda_stream(), cross_entropy_k<D>)
   (logits, targets, dlogits, ld, row_loss.data(), bad.data(), V, grad_scale);
   QV_CUDA_LAUNCHED();
+  if (terms_out) {
+    widen_to_double(row_loss.data(), terms_out, rows);
+    return {};
+  }
   unsigned long long first = 0;
   bad.download(&first);
   if (first != none) {
@@ -306,21 +315,42 @@ CrossEntropyResult cross_entropy(const T* logits, const int64_t* targets, T* dlo
 // A bf16 gradient written over the logits' own memory (ld = 2 V) would race inside a row (a
 // thread's bf16 store lands on floats another thread has yet to read), so that case goes
 // through a [rows, V] scratch array and one strided copy into place.
-CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
-                                 int64_t rows, int64_t V, float grad_scale) {
+namespace {
+
+CrossEntropyResult run_cross_entropy_bf16(float* logits, const int64_t* targets, bf16* dlogits,
+                                          int64_t ld, int64_t rows, int64_t V, float grad_scale,
+                                          double* terms_out) {
   if (ld < V) fail("cross_entropy: the bf16 gradient's row stride ", ld, " is below V = ", V);
   const char* d0 = reinterpret_cast<const char*>(dlogits);
   const char* x0 = reinterpret_cast<const char*>(logits);
   const bool overlaps = dlogits && rows > 0 && d0 < x0 + rows * V * sizeof(float) &&
                         x0 < d0 + ((rows - 1) * ld + V) * sizeof(bf16);
   if (!overlaps)
-    return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), ld, rows, V, grad_scale);
+    return run_cross_entropy<__nv_bfloat16>(logits, targets, dev(dlogits), ld, rows, V, grad_scale,
+                                            terms_out);
   DeviceArray<__nv_bfloat16> scratch(rows * V);
-  const CrossEntropyResult r =
-      run_cross_entropy<__nv_bfloat16>(logits, targets, scratch.data(), V, rows, V, grad_scale);
+  const CrossEntropyResult r = run_cross_entropy<__nv_bfloat16>(logits, targets, scratch.data(), V,
+                                                                rows, V, grad_scale, terms_out);
   QV_CUDA_CHECK(cudaMemcpy2DAsync(dlogits, ld * sizeof(bf16), scratch.data(), V * sizeof(bf16),
                                   V * sizeof(bf16), rows, cudaMemcpyDeviceToDevice, cuda_stream()));
   return r;
+}
+
+}  // namespace
+
+CrossEntropyResult cross_entropy(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                                 int64_t rows, int64_t V, float grad_scale) {
+  return run_cross_entropy_bf16(logits, targets, dlogits, ld, rows, V, grad_scale, nullptr);
+}
+
+void cross_entropy_terms(const float* logits, const int64_t* targets, float* dlogits, int64_t rows,
+                         int64_t V, float grad_scale, double* row_loss) {
+  run_cross_entropy<float>(logits, targets, dlogits, V, rows, V, grad_scale, row_loss);
+}
+
+void cross_entropy_terms(float* logits, const int64_t* targets, bf16* dlogits, int64_t ld,
+                         int64_t rows, int64_t V, float grad_scale, double* row_loss) {
+  run_cross_entropy_bf16(logits, targets, dlogits, ld, rows, V, grad_scale, row_loss);
 }
 
 #define QV_INSTANTIATE(T)                                                                        \

@@ -17,6 +17,7 @@
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/device.h"
 
 namespace qv::kernels::cuda {
 
@@ -25,6 +26,7 @@ namespace qv::kernels::cuda {
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
 void zero_bytes(void* p, size_t bytes);
 void upload_input(void* dst, const void* host, size_t bytes);
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait);
 void copy_on_device_bytes(void* dst, const void* src, size_t bytes);
 
 }  // namespace qv::kernels::cuda

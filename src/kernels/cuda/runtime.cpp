@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 
 #include "core/allocator.h"
 #include "core/device.h"
@@ -308,7 +309,7 @@ BatchUploader::~BatchUploader() {
   cudaStreamDestroy(static_cast<cudaStream_t>(copy_stream_));
 }
 
-void BatchUploader::upload(void* device_dst, const void* host_src, int64_t bytes) {
+void BatchUploader::upload(void* device_dst, const void* host_src, int64_t bytes, Order order) {
   if (bytes <= 0) return;
   QV_CHECK(current_device_index() == device_, "BatchUploader: made for cuda:", device_,
            ", used on cuda:", current_device_index());
@@ -324,12 +325,14 @@ void BatchUploader::upload(void* device_dst, const void* host_src, int64_t bytes
   }
   std::memcpy(slot.pinned, host_src, static_cast<size_t>(bytes));
   cudaStream_t copy = static_cast<cudaStream_t>(copy_stream_);
-  // The destination may still be read by earlier compute: the copy waits for that work first.
-  cudaEvent_t compute_mark = nullptr;
-  QV_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming));
-  QV_CUDA_CHECK(cudaEventRecord(compute_mark, static_cast<cudaStream_t>(stream())));
-  QV_CUDA_CHECK(cudaStreamWaitEvent(copy, compute_mark, 0));
-  QV_CUDA_CHECK(cudaEventDestroy(compute_mark));  // released once the wait is satisfied
+  if (order == Order::kAfterCompute) {
+    // The destination may still be read by earlier compute: the copy waits for that work first.
+    cudaEvent_t compute_mark = nullptr;
+    QV_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark, cudaEventDisableTiming));
+    QV_CUDA_CHECK(cudaEventRecord(compute_mark, static_cast<cudaStream_t>(stream())));
+    QV_CUDA_CHECK(cudaStreamWaitEvent(copy, compute_mark, 0));
+    QV_CUDA_CHECK(cudaEventDestroy(compute_mark));  // released once the wait is satisfied
+  }
   QV_CUDA_CHECK(cudaMemcpyAsync(device_dst, slot.pinned, static_cast<size_t>(bytes),
                                 cudaMemcpyHostToDevice, copy));
   QV_CUDA_CHECK(cudaEventRecord(done, copy));
@@ -405,21 +408,38 @@ void copy_on_device_bytes(void* dst, const void* src, size_t bytes) {
   copy_on_device(dst, src, static_cast<int64_t>(bytes));
 }
 
-void upload_input(void* dst, const void* host, size_t bytes) {
+namespace {
+
+// Two uploaders per GPU, one for a forward's own uploads and one for the uploads ahead, made on
+// first use and kept for the process (never destroyed: the driver may be gone by the time
+// static objects are). Apart, so that an ahead upload rarely waits for a slot whose copy waits
+// for compute (only behind an ahead upload into fresh memory).
+void upload_with(bool ahead, void* dst, const void* host, size_t bytes,
+                 BatchUploader::Order order) {
   if (bytes == 0) return;
   require_device();
-  // One uploader per GPU, made on first use and kept for the process (never destroyed: the
-  // driver may be gone by the time static objects are).
   static std::mutex mu;
-  static std::map<int, BatchUploader*> uploaders;
+  static std::map<std::pair<int, bool>, BatchUploader*> uploaders;
   BatchUploader* u = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu);
-    BatchUploader*& slot = uploaders[current_device_index()];
+    BatchUploader*& slot = uploaders[{current_device_index(), ahead}];
     if (!slot) slot = new BatchUploader();
     u = slot;
   }
-  u->upload(dst, host, static_cast<int64_t>(bytes));
+  u->upload(dst, host, static_cast<int64_t>(bytes), order);
+}
+
+}  // namespace
+
+void upload_input(void* dst, const void* host, size_t bytes) {
+  upload_with(/*ahead=*/false, dst, host, bytes, BatchUploader::Order::kAfterCompute);
+}
+
+void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait) {
+  upload_with(/*ahead=*/true, dst, host, bytes,
+              wait == AheadWait::kNone ? BatchUploader::Order::kDestinationIdle
+                                       : BatchUploader::Order::kAfterCompute);
 }
 
 // ---- the CUDA allocator of core/allocator.h ----

@@ -68,17 +68,22 @@ void* stream();
 // that overlap compute: upload() copies the host data into a pinned slot (kSlots slots, used in
 // turn, each grown on demand) and issues the copy on a separate copy stream; the compute stream
 // waits for it through an event, the host does not, so the loader's host buffers are free again
-// as soon as upload() returns. The copy waits for the compute issued before it (its destination,
-// drawn from the activation arena, may have been in use there). A slot is reused only after its
-// previous copy completed: with 8 slots the host waits for the upload 8 calls back, not for the
-// GPU to drain (a forward makes about a dozen uploads in a burst, at its start).
+// as soon as upload() returns. With Order::kAfterCompute the copy waits for the compute issued
+// before it (its destination, drawn from the activation arena, may have been in use there);
+// with Order::kDestinationIdle it does not (the caller guarantees no earlier work uses the
+// destination: a trainer's ahead upload of the next step, which then overlaps this step's
+// compute). A slot is reused only after its previous copy completed: with 8 slots the host
+// waits for the upload 8 calls back, not for the GPU to drain (a forward makes about a dozen
+// uploads in a burst, at its start).
 class BatchUploader {
  public:
+  enum class Order { kAfterCompute, kDestinationIdle };
   BatchUploader();
   ~BatchUploader();
   BatchUploader(const BatchUploader&) = delete;
   BatchUploader& operator=(const BatchUploader&) = delete;
-  void upload(void* device_dst, const void* host_src, int64_t bytes);
+  void upload(void* device_dst, const void* host_src, int64_t bytes,
+              Order order = Order::kAfterCompute);
   static constexpr int kSlots = 8;
 
  private:

@@ -136,6 +136,18 @@ void report_if_host(const char* op, const void* pointer) {
   if (hook && !find_block(pointer, &base, &bytes)) hook(op, pointer);
 }
 
+namespace {
+std::atomic<TransferHook> g_transfer_hook{nullptr};
+}  // namespace
+
+void set_transfer_hook(TransferHook hook) {
+  g_transfer_hook = hook;
+}
+
+void note_transfer(Transfer kind, size_t bytes) {
+  if (const TransferHook hook = g_transfer_hook.load()) hook(kind, bytes);
+}
+
 int64_t live_blocks() {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);

@@ -63,6 +63,15 @@ void check_pointers(const char* op, const Args&... args) {
       ...);
 }
 
+// Copies between the host and guarded memory, in the order they are made, for tests of when a
+// transfer happens (the trainer's ahead uploads before a step's loss read-back): copy_bytes in
+// either direction, and the input uploads of kernels/device.h (upload_input,
+// upload_input_ahead). The hook (set by a test; none by default) sees each one.
+enum class Transfer { kToDevice, kToHost, kInputUpload, kInputUploadAhead };
+using TransferHook = void (*)(Transfer kind, size_t bytes);
+void set_transfer_hook(TransferHook hook);
+void note_transfer(Transfer kind, size_t bytes);
+
 // Number of live guarded blocks and how many ops opened them so far (for tests and reports).
 int64_t live_blocks();
 int64_t ops_opened();
