@@ -94,9 +94,12 @@ int run_bench_kernels(const Args& args) {
     std::printf("gemm fp32 %lld^3: %.3f ms, %.1f TFLOP/s\n", static_cast<long long>(n), t_f32 * 1e3,
                 flop / t_f32 / 1e12);
   }
-  {  // attention, the 2B decoder's shape: 16 query heads, 8 kv heads, head_dim 128, causal
+  // Attention, the 2B decoder's shape: 16 query heads, 8 kv heads, head_dim 128, causal; fp32 on
+  // CUDA cores, then mixed precision (bf16 products on tensor cores, as training in bf16 runs it).
+  for (const bool bf16_products : {false, true}) {
     const int64_t heads = 16, kv = 8, hd = 128;
-    const kernels::AttentionDims dims{S, heads, kv, hd, true, 1 / std::sqrt(128.0)};
+    kernels::AttentionDims dims{S, heads, kv, hd, true, 1 / std::sqrt(128.0)};
+    dims.bf16_products = bf16_products;
     Buffer<float> q(d, S * heads * hd), k(d, S * kv * hd), v(d, S * kv * hd), o(d, S * heads * hd),
         lse(d, S * heads), dout(d, S * heads * hd), dq(d, S * heads * hd), dk(d, S * kv * hd),
         dv(d, S * kv * hd);
@@ -114,8 +117,9 @@ int run_bench_kernels(const Args& args) {
     // Causal: half of the S x S scores; forward 2 products of 2 S^2 hd / 2 per head, backward 2.5x.
     const double f_flop = 2.0 * S * S * hd * heads, b_flop = 2.5 * f_flop;
     std::printf(
-        "attention fp32 seq %lld causal, 16/8 heads, hd 128: forward %.2f ms (%.1f "
+        "attention %s seq %lld causal, 16/8 heads, hd 128: forward %.2f ms (%.1f "
         "TFLOP/s), backward %.2f ms (%.1f TFLOP/s)\n",
+        bf16_products ? "bf16 products (tensor cores)" : "fp32 (CUDA cores)",
         static_cast<long long>(S), fwd * 1e3, f_flop / fwd / 1e12, bwd * 1e3, b_flop / bwd / 1e12);
   }
   std::printf("%s\n", kernels::format_device_memory(d).c_str());

@@ -15,6 +15,10 @@ struct AttentionDims {
   int64_t head_dim = 0;
   bool causal = false;
   double scale = 0;  // usually head_dim^-0.5
+  // Mixed precision: a backend may run the products with bf16 inputs (q, k, v and the
+  // probabilities rounded to bf16, float accumulation), as torch's bf16 autocast does. The CUDA
+  // backend then uses tensor cores (kernels/cuda/attention_tc.h); the CPU computes in float.
+  bool bf16_products = false;
 };
 
 // q: [N, heads, hd]; k, v: [N, kv_heads, hd]; out: [N, heads, hd]; lse: [N, heads] saved for

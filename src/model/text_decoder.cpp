@@ -15,7 +15,8 @@ namespace qv::model {
 namespace k = qv::kernels;
 
 namespace {
-k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens) {
+// Causal attention over documents; bf16 products under mixed precision (the store's bf16 copies).
+k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens, bool bf16_products) {
   k::AttentionDims d;
   d.tokens = tokens;
   d.heads = c.num_heads;
@@ -23,6 +24,7 @@ k::AttentionDims attention_dims(const TextConfig& c, int64_t tokens) {
   d.head_dim = c.head_dim;
   d.causal = true;
   d.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  d.bf16_products = bf16_products;
   return d;
 }
 }  // namespace
@@ -72,7 +74,8 @@ void DecoderLayer::mlp_backward(ParamStore& s, const float* h, int64_t N, const 
                   /*accumulate_dx=*/true, key);
 }
 
-void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache) const {
+void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache,
+                          bool bf16_products) const {
   const TextConfig& c = config_;
   const int64_t N = ctx.tokens, nh = c.num_heads, kv_dim = c.num_kv_heads * c.head_dim;
   const int64_t cached = cache ? static_cast<int64_t>(cache->k.size()) / kv_dim : 0;
@@ -86,13 +89,13 @@ void DecoderLayer::attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLaye
   if (cached > 0) {  // decode: the new token attends to every cached position, itself included
     QV_CHECK(N == 1, "a filled kv cache takes one token at a time, got ", N);
     k::attention_decode(A.q.data(), cache->k.data(), cache->v.data(), A.attn.data(), cached + 1,
-                        attention_dims(c, cached + 1));
+                        attention_dims(c, cached + 1, bf16_products));
     return;
   }
   A.lse.resize(N * nh);
   k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                        ctx.cu_seqlens.data(), static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
-                       attention_dims(c, N), ctx.key_valid.data_or_null());
+                       attention_dims(c, N, bf16_products), ctx.key_valid.data_or_null());
 }
 
 void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in,
@@ -123,7 +126,7 @@ void DecoderLayer::forward(ParamStore& s, const DecoderContext& ctx, Buffer x_in
                      eps);
   k::rope_forward(A.q.data(), ctx.cos.data(), ctx.sin.data(), A.q.data(), N, nh, hd);
   k::rope_forward(A.k.data(), ctx.cos.data(), ctx.sin.data(), A.k.data(), N, nkv, hd);
-  attend(ctx, A, cache);
+  attend(ctx, A, cache, s.has_bf16_copies());
   A.x_mid.resize(N * H);
   linear(s, LoraTarget::kO, p_.o_proj, A.attn.data(), A.x_mid.data(), N, nh * hd, H, &A, key);
   k::add_inplace(A.x_mid.data(), A.x_in.data(), N * H);
@@ -153,8 +156,8 @@ void DecoderLayer::backward(ParamStore& s, const DecoderContext& ctx, const Deco
                   nh * hd, H, false, key);
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), ctx.cu_seqlens.data(),
-                        static_cast<int64_t>(ctx.cu_seqlens.size()) - 1, attention_dims(c, N),
-                        ctx.key_valid.data_or_null());
+                        static_cast<int64_t>(ctx.cu_seqlens.size()) - 1,
+                        attention_dims(c, N, s.has_bf16_copies()), ctx.key_valid.data_or_null());
   k::rope_backward(dq.data(), ctx.cos.data(), ctx.sin.data(), dq.data(), N, nh, hd);
   k::rope_backward(dk.data(), ctx.cos.data(), ctx.sin.data(), dk.data(), N, nkv, hd);
   Buffer dq_raw(N * nh * hd), dk_raw(N * nkv * hd);

@@ -66,7 +66,8 @@ class DecoderLayer {
 
  private:
   // Attention of A.q over A.k / A.v (or the cache, see forward()) into A.attn.
-  void attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache) const;
+  void attend(const DecoderContext& ctx, DecoderLayerActs& A, KvLayer* cache,
+              bool bf16_products) const;
   // The feed-forward on h [tokens, hidden]: out (overwritten) and d_h (overwritten).
   void mlp_forward(ParamStore& store, const float* h, int64_t tokens, DecoderLayerActs& acts,
                    float* out, int64_t dropout_key) const;

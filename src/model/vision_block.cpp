@@ -15,8 +15,9 @@ namespace k = qv::kernels;
 
 namespace {
 
-// Full (non-causal) attention within each image / frame, heads of head_dim, scale hd^-0.5.
-k::AttentionDims attention_dims(const VisionConfig& c, int64_t tokens) {
+// Full (non-causal) attention within each image / frame, heads of head_dim, scale hd^-0.5; bf16
+// products under mixed precision (the store's bf16 copies).
+k::AttentionDims attention_dims(const VisionConfig& c, int64_t tokens, bool bf16_products) {
   k::AttentionDims d;
   d.tokens = tokens;
   d.heads = c.num_heads;
@@ -24,6 +25,7 @@ k::AttentionDims attention_dims(const VisionConfig& c, int64_t tokens) {
   d.head_dim = c.head_dim();
   d.causal = false;
   d.scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim()));
+  d.bf16_products = bf16_products;
   return d;
 }
 
@@ -57,7 +59,8 @@ void VisionBlock::forward(ParamStore& s, const VisionPositions& pos, Buffer x_in
   A.attn.resize(N * D);
   A.lse.resize(N * H);
   k::attention_forward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
-                       pos.cu_seqlens.data(), sequences(pos), attention_dims(c, N));
+                       pos.cu_seqlens.data(), sequences(pos),
+                       attention_dims(c, N, s.has_bf16_copies()));
   A.x_mid.resize(N * D);
   k::linear_forward(A.attn.data(), s.weight(p_.proj_w), s.value(p_.proj_b), A.x_mid.data(), N, D,
                     D);
@@ -97,7 +100,7 @@ void VisionBlock::backward(ParamStore& s, const VisionPositions& pos, const Visi
                      s.grad(p_.proj_w), s.grad(p_.proj_b), N, D, D);
   k::attention_backward(A.q.data(), A.k.data(), A.v.data(), A.attn.data(), A.lse.data(),
                         d_attn.data(), dq.data(), dk.data(), dv.data(), pos.cu_seqlens.data(),
-                        sequences(pos), attention_dims(c, N));
+                        sequences(pos), attention_dims(c, N, s.has_bf16_copies()));
   k::rope_backward(dq.data(), pos.cos.data(), pos.sin.data(), dq.data(), N, H, hd);
   k::rope_backward(dk.data(), pos.cos.data(), pos.sin.data(), dk.data(), N, H, hd);
   const Buffer* parts[3] = {&dq, &dk, &dv};

@@ -16,6 +16,8 @@
 #include <cfloat>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_masks.cuh"
+#include "kernels/cuda/attention_tc.h"
 #include "kernels/cuda/common.cuh"
 
 namespace qv::kernels::cuda {
@@ -25,58 +27,6 @@ constexpr int kWarps = 4;
 constexpr int kTile = 32;  // partners per tile: one per lane
 constexpr int kMaxHd = 256;
 constexpr int kPer = kMaxHd / 32;  // dims per lane
-
-struct Args {
-  int64_t rows;  // query tokens (forward, dq) or key tokens (dk-dv)
-  int64_t heads, kv_heads, hd;
-  bool causal;
-  float scale;
-  const int64_t* cu;
-  int64_t n_seqs;
-  const uint8_t* key_valid;
-  int64_t decode_len;  // > 0: decoding; every query sees keys [0, decode_len)
-};
-
-// Index of the document holding token t, or -1 when t is outside every document.
-__device__ int64_t doc_of(const int64_t* cu, int64_t n_seqs, int64_t t) {
-  if (n_seqs <= 0 || t < cu[0] || t >= cu[n_seqs]) return -1;
-  int64_t lo = 0, hi = n_seqs;  // cu[lo] <= t < cu[hi]
-  while (hi - lo > 1) {
-    const int64_t mid = (lo + hi) / 2;
-    if (cu[mid] <= t)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
-// The keys query i may see: [lo, hi) (empty when lo >= hi).
-__device__ void query_range(const Args& a, int64_t i, int64_t* lo, int64_t* hi) {
-  if (a.decode_len > 0) {
-    *lo = 0, *hi = a.decode_len;
-    return;
-  }
-  const int64_t s = doc_of(a.cu, a.n_seqs, i);
-  if (s < 0) {
-    *lo = 0, *hi = 0;
-    return;
-  }
-  *lo = a.cu[s] > 0 ? a.cu[s] : 0;       // clamped to the tokens: a bad cu_seqlens reads nothing
-  *hi = a.causal ? i + 1 : a.cu[s + 1];  // outside [0, rows)
-  if (*hi > a.rows) *hi = a.rows;
-}
-
-// The queries that may see key j: [lo, hi).
-__device__ void key_range(const Args& a, int64_t j, int64_t* lo, int64_t* hi) {
-  const int64_t s = doc_of(a.cu, a.n_seqs, j);
-  if (s < 0) {
-    *lo = 0, *hi = 0;
-    return;
-  }
-  *lo = a.causal ? j : (a.cu[s] > 0 ? a.cu[s] : 0);
-  *hi = a.cu[s + 1] < a.rows ? a.cu[s + 1] : a.rows;
-}
 
 // Block-wide union of the warps' ranges (shared scratch of 2 * kWarps int64).
 __device__ void block_union(int64_t lo, int64_t hi, int64_t* scratch, int64_t* blo, int64_t* bhi) {
@@ -121,7 +71,7 @@ __device__ float dot_shared(const float* a, const float* b, int64_t hd) {
 // Shared: K tile [kTile][hd+1], V tile [kTile][hd], Q rows [kWarps][hd].
 template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
-    attn_fwd_k(const D* q, const D* k, const D* v, D* out, L* lse, Args a) {
+    attn_fwd_k(const D* q, const D* k, const D* v, D* out, L* lse, AttnArgs a) {
   QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   const int hd = static_cast<int>(a.hd);
@@ -203,7 +153,7 @@ __global__ void attn_delta_k(const D* out, const D* dout, float* delta, int64_t 
 template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_dq_k(const D* q, const D* k, const D* v, const L* lse, const float* delta, const D* dout,
-              D* dq, Args a) {
+              D* dq, AttnArgs a) {
   QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   const int hd = static_cast<int>(a.hd);
@@ -273,7 +223,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <typename D, typename L>
 __global__ void __launch_bounds__(kWarps * 32)
     attn_dkdv_k(const D* q, const D* k, const D* v, const L* lse, const float* delta, const D* dout,
-                D* dk, D* dv, Args a) {
+                D* dk, D* dv, AttnArgs a) {
   QV_DYNAMIC_SHARED(float, smem);
   __shared__ int64_t range_scratch[2 * kWarps];
   __shared__ float lse_t[kTile], delta_t[kTile];
@@ -347,15 +297,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-Args make_args(const AttentionDims& d, int64_t rows, const int64_t* cu, int64_t n_seqs,
-               const uint8_t* key_valid, int64_t decode_len) {
+AttnArgs make_args(const AttentionDims& d, int64_t rows, const int64_t* cu, int64_t n_seqs,
+                   const uint8_t* key_valid, int64_t decode_len) {
   QV_CHECK(d.head_dim > 0 && d.head_dim <= kMaxHd, "CUDA attention: head_dim ", d.head_dim,
            " is outside [1, ", kMaxHd, "]");
   QV_CHECK(d.kv_heads > 0 && d.heads % d.kv_heads == 0, "CUDA attention: heads ", d.heads,
            " is not a multiple of kv_heads ", d.kv_heads);
   QV_CHECK(d.heads <= 65535, "CUDA attention: too many heads (", d.heads, ")");
-  return Args{rows, d.heads, d.kv_heads, d.head_dim, d.causal, static_cast<float>(d.scale),
-              cu,   n_seqs,  key_valid,  decode_len};
+  return AttnArgs{rows, d.heads, d.kv_heads, d.head_dim, d.causal, static_cast<float>(d.scale),
+                  cu,   n_seqs,  key_valid,  decode_len};
 }
 
 // Opts a kernel into more than 48 KiB of dynamic shared memory when it needs it.
@@ -373,7 +323,7 @@ dim3 grid(int64_t rows, int64_t heads) {
 }
 
 template <typename D, typename L>
-void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const Args& a,
+void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const AttnArgs& a,
                     int64_t heads) {
   if (a.rows <= 0) return;
   const size_t smem = sizeof(float) * (kTile * (a.hd + 1) + kTile * a.hd + kWarps * a.hd);
@@ -383,17 +333,24 @@ void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const Ar
   QV_CUDA_LAUNCHED();
 }
 
-template <typename D, typename L>
-void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* lse, const D* dout,
-                     D* dq, D* dk, D* dv, const Args& a, const AttentionDims& dims) {
-  const int64_t N = a.rows, hd = a.hd;
-  if (N <= 0) return;
-  DeviceArray<float> delta(N * dims.heads);
-  const int64_t warps = N * dims.heads;
+// delta[i, h] = dout[i, h] . out[i, h] for the backward kernels.
+template <typename D>
+DeviceArray<float> row_deltas(const D* out, const D* dout, int64_t rows, int64_t heads,
+                              int64_t hd) {
+  DeviceArray<float> delta(rows * heads);
+  const int64_t warps = rows * heads;
   QV_LAUNCH(static_cast<unsigned>(ceil_div(warps * 32, 256)), 256, 0, cuda_stream(), attn_delta_k)
   (out, dout, delta.data(), warps, hd);
   QV_CUDA_LAUNCHED();
+  return delta;
+}
 
+template <typename D, typename L>
+void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* lse, const D* dout,
+                     D* dq, D* dk, D* dv, const AttnArgs& a, const AttentionDims& dims) {
+  const int64_t N = a.rows, hd = a.hd;
+  if (N <= 0) return;
+  const DeviceArray<float> delta = row_deltas(out, dout, N, dims.heads, hd);
   const size_t smem = sizeof(float) * (2 * kTile * (hd + 1) + 2 * kWarps * hd);
   set_smem(attn_dq_k<D, L>, smem);
   QV_LAUNCH(grid(N, dims.heads), kWarps * 32, smem, cuda_stream(), attn_dq_k<D, L>)
@@ -407,36 +364,63 @@ void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* 
 
 }  // namespace
 
+namespace {
+// Float storage on tensor cores (mixed precision) or on CUDA cores (fp32, and heads too large).
+bool float_on_tensor_cores(const AttentionDims& dims) {
+  return dims.bf16_products && tc_attention_fits(dims);
+}
+}  // namespace
+
 template <typename T>
 void attention_forward(const T* q, const T* k, const T* v, T* out, T* lse,
                        const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
                        const uint8_t* key_valid) {
-  const Args a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
-  launch_forward(q, k, v, out, lse, a, dims.heads);
+  const AttnArgs a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
+  if (float_on_tensor_cores(dims))
+    attention_forward_tc(q, k, v, out, lse, a);
+  else
+    launch_forward(q, k, v, out, lse, a, dims.heads);
 }
 
 void attention_forward(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse,
                        const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
                        const uint8_t* key_valid) {
-  const Args a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
-  launch_forward(dev(q), dev(k), dev(v), dev(out), lse, a, dims.heads);
+  const AttnArgs a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
+  if (tc_attention_fits(dims))
+    attention_forward_tc(dev(q), dev(k), dev(v), dev(out), lse, a);
+  else
+    launch_forward(dev(q), dev(k), dev(v), dev(out), lse, a, dims.heads);
 }
 
 template <typename T>
 void attention_backward(const T* q, const T* k, const T* v, const T* out, const T* lse,
                         const T* dout, T* dq, T* dk, T* dv, const int64_t* cu_seqlens,
                         int64_t n_seqs, const AttentionDims& dims, const uint8_t* key_valid) {
-  const Args a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
-  launch_backward(q, k, v, out, lse, dout, dq, dk, dv, a, dims);
+  const AttnArgs a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
+  if (!float_on_tensor_cores(dims)) {
+    launch_backward(q, k, v, out, lse, dout, dq, dk, dv, a, dims);
+    return;
+  }
+  if (a.rows <= 0) return;
+  const DeviceArray<float> delta = row_deltas(out, dout, a.rows, dims.heads, dims.head_dim);
+  attention_backward_tc(q, k, v, lse, delta.data(), dout, dq, dk, dv, a);
 }
 
 void attention_backward(const bf16* q, const bf16* k, const bf16* v, const bf16* out,
                         const float* lse, const bf16* dout, bf16* dq, bf16* dk, bf16* dv,
                         const int64_t* cu_seqlens, int64_t n_seqs, const AttentionDims& dims,
                         const uint8_t* key_valid) {
-  const Args a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
-  launch_backward(dev(q), dev(k), dev(v), dev(out), lse, dev(dout), dev(dq), dev(dk), dev(dv), a,
-                  dims);
+  const AttnArgs a = make_args(dims, dims.tokens, cu_seqlens, n_seqs, key_valid, 0);
+  if (!tc_attention_fits(dims)) {
+    launch_backward(dev(q), dev(k), dev(v), dev(out), lse, dev(dout), dev(dq), dev(dk), dev(dv), a,
+                    dims);
+    return;
+  }
+  if (a.rows <= 0) return;
+  const DeviceArray<float> delta =
+      row_deltas(dev(out), dev(dout), a.rows, dims.heads, dims.head_dim);
+  attention_backward_tc(dev(q), dev(k), dev(v), lse, delta.data(), dev(dout), dev(dq), dev(dk),
+                        dev(dv), a);
 }
 
 template <typename T>
@@ -446,7 +430,7 @@ void attention_decode(const T* q, const T* k_cache, const T* v_cache, T* out, in
     fill_zero(out, dims.heads * dims.head_dim * static_cast<int64_t>(sizeof(T)));
     return;
   }
-  const Args a = make_args(dims, 1, nullptr, 0, nullptr, length);
+  const AttnArgs a = make_args(dims, 1, nullptr, 0, nullptr, length);
   launch_forward(dev(q), dev(k_cache), dev(v_cache), dev(out), static_cast<float*>(nullptr), a,
                  dims.heads);
 }

@@ -3,12 +3,12 @@
 // cu_seqlens, causal or full, GQA, key padding mask, out = 0 and lse = -inf for a query with no
 // key). Every pointer, cu_seqlens and key_valid included, is device memory.
 //
-// Our own flash-style kernels (kernels/cuda/attention.cu), not cuDNN's fused attention: cuDNN's
-// SDPA takes fp16/bf16 only, and the golden tests run fp32; its ragged (varlen) graph needs
-// per-call graph building that we could not check on a GPU here. The kernels compute in float on
-// CUDA cores (no tensor cores yet): T = float, and bf16 storage through the overloads below.
-// head_dim <= 256. cu_seqlens is not validated here (the caller builds it); ranges are clamped to
-// [0, tokens), so a bad one reads no memory outside the arrays.
+// Our own flash-style kernels, not cuDNN's fused attention: cuDNN's SDPA takes fp16/bf16 only,
+// and the golden tests run fp32; its ragged (varlen) graph needs per-call graph building that we
+// could not check on a GPU here. Float storage and decoding run on CUDA cores (attention.cu);
+// bf16 storage with head_dim <= 128 runs on tensor cores (attention_tc.h), larger heads on CUDA
+// cores. head_dim <= 256. cu_seqlens is not validated here (the caller builds it); ranges are
+// clamped to [0, tokens), so a bad one reads no memory outside the arrays.
 #pragma once
 #include <cstdint>
 
