@@ -308,14 +308,6 @@ AttnArgs make_args(const AttentionDims& d, int64_t rows, const int64_t* cu, int6
                   cu,   n_seqs,  key_valid,  decode_len};
 }
 
-// Opts a kernel into more than 48 KiB of dynamic shared memory when it needs it.
-template <typename Kernel>
-void set_smem(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    QV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-}
-
 dim3 grid(int64_t rows, int64_t heads) {
   const int64_t bx = ceil_div(rows, kWarps);
   QV_CHECK(bx <= 0x7fffffffLL, "CUDA attention: too many rows (", rows, ")");
@@ -327,7 +319,7 @@ void launch_forward(const D* q, const D* k, const D* v, D* out, L* lse, const At
                     int64_t heads) {
   if (a.rows <= 0) return;
   const size_t smem = sizeof(float) * (kTile * (a.hd + 1) + kTile * a.hd + kWarps * a.hd);
-  set_smem(attn_fwd_k<D, L>, smem);
+  opt_in_dynamic_smem(attn_fwd_k<D, L>, smem);
   QV_LAUNCH(grid(a.rows, heads), kWarps * 32, smem, cuda_stream(), attn_fwd_k<D, L>)
   (q, k, v, out, lse, a);
   QV_CUDA_LAUNCHED();
@@ -352,11 +344,11 @@ void launch_backward(const D* q, const D* k, const D* v, const D* out, const L* 
   if (N <= 0) return;
   const DeviceArray<float> delta = row_deltas(out, dout, N, dims.heads, hd);
   const size_t smem = sizeof(float) * (2 * kTile * (hd + 1) + 2 * kWarps * hd);
-  set_smem(attn_dq_k<D, L>, smem);
+  opt_in_dynamic_smem(attn_dq_k<D, L>, smem);
   QV_LAUNCH(grid(N, dims.heads), kWarps * 32, smem, cuda_stream(), attn_dq_k<D, L>)
   (q, k, v, lse, delta.data(), dout, dq, a);
   QV_CUDA_LAUNCHED();
-  set_smem(attn_dkdv_k<D, L>, smem);
+  opt_in_dynamic_smem(attn_dkdv_k<D, L>, smem);
   QV_LAUNCH(grid(N, dims.kv_heads), kWarps * 32, smem, cuda_stream(), attn_dkdv_k<D, L>)
   (q, k, v, lse, delta.data(), dout, dk, dv, a);
   QV_CUDA_LAUNCHED();

@@ -472,13 +472,6 @@ __global__ void __launch_bounds__(kWarpsTc * 32)
 
 // ---- launches ----
 
-template <typename Kernel>
-void opt_in_smem(Kernel kernel, size_t bytes) {
-  if (bytes > 48 * 1024)
-    QV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(bytes)));
-}
-
 dim3 tc_grid(int64_t rows, int64_t heads) {
   const int64_t bx = ceil_div(rows, kRows);
   QV_CHECK(bx <= 0x7fffffffLL && heads <= 65535, "CUDA attention: too many rows (", rows,
@@ -507,7 +500,7 @@ void attention_forward_tc(const D* q, const D* k, const D* v, D* out, float* lse
   const AttnArgs a = with_vector_loads(args, {q, k, v});
   const Geometry g(a.hd);
   const size_t smem = 3 * g.head_tile() + g.prob_tile() + g.score_tile() + g.out_tile();
-  opt_in_smem(attn_fwd_tc_k<D>, smem);
+  opt_in_dynamic_smem(attn_fwd_tc_k<D>, smem);
   QV_LAUNCH(tc_grid(a.rows, a.heads), kWarpsTc * 32, smem, cuda_stream(), attn_fwd_tc_k<D>)
   (q, k, v, out, lse, a);
   QV_CUDA_LAUNCHED();
@@ -520,13 +513,13 @@ void attention_backward_tc(const D* q, const D* k, const D* v, const float* lse,
   const AttnArgs a = with_vector_loads(args, {q, k, v, dout});
   const Geometry g(a.hd);
   const size_t dq_smem = 4 * g.head_tile() + g.prob_tile() + 2 * g.score_tile() + g.out_tile();
-  opt_in_smem(attn_dq_tc_k<D>, dq_smem);
+  opt_in_dynamic_smem(attn_dq_tc_k<D>, dq_smem);
   QV_LAUNCH(tc_grid(a.rows, a.heads), kWarpsTc * 32, dq_smem, cuda_stream(), attn_dq_tc_k<D>)
   (q, k, v, lse, delta, dout, dq, a);
   QV_CUDA_LAUNCHED();
   const size_t kv_smem =
       4 * g.head_tile() + 2 * g.prob_tile() + 2 * g.score_tile() + 2 * g.out_tile();
-  opt_in_smem(attn_dkdv_tc_k<D>, kv_smem);
+  opt_in_dynamic_smem(attn_dkdv_tc_k<D>, kv_smem);
   QV_LAUNCH(tc_grid(a.rows, a.kv_heads), kWarpsTc * 32, kv_smem, cuda_stream(), attn_dkdv_tc_k<D>)
   (q, k, v, lse, delta, dout, dk, dv, a);
   QV_CUDA_LAUNCHED();

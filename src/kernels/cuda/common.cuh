@@ -54,6 +54,14 @@ inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535LL * 8) {
   return static_cast<unsigned>(g < cap ? g : cap);
 }
 
+// Opts a kernel into more than the default 48 KiB of dynamic shared memory when it needs it.
+template <typename Kernel>
+void opt_in_dynamic_smem(Kernel kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    QV_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes)));
+}
+
 // Device element type of a host element type: qv::bf16 is stored as __nv_bfloat16 (same bits).
 template <typename T>
 struct DeviceType {
