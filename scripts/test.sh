@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: (1) release build + CTest, (2) the same tests under ASan +
+# The whole test suite, as CI runs it: (1) release build + CTest (with the CUDA kernels' tests on
+# the CPU emulator), (2) the same tests under ASan +
 # UBSan (scripts/test_sanitize.sh), (3) every fuzz target for a short bounded time
 # (scripts/fuzz.sh). Arguments go to the release CTest run.
 # Quick local runs: QWEN3VL_TEST_FAST=1 runs stage 1 only; QWEN3VL_TEST_SANITIZE=0 or
@@ -16,7 +17,8 @@ stage() {
 }
 
 release() {
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  # With the CUDA kernels' tests on the CPU emulator (Emulated.*: cmake/cuda_emu_kernel_tests.cmake).
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQWEN3VL_EMU_KERNEL_TESTS=ON >/dev/null
   cmake --build build -j"$(nproc)"
   ctest --test-dir build --output-on-failure -j2 "$@"
 }
