@@ -8,12 +8,23 @@ namespace qv::kernels {
 
 namespace {
 
-// An input upload to the guarded device: a copy into guarded memory, noted as `kind`.
-void guarded_upload(guarded::Transfer kind, void* dst, const void* host, size_t bytes) {
-  guarded::check_pointers("upload_input", dst);
-  guarded::note_transfer(kind, bytes);
-  const guarded::OpenScope open;
-  std::memcpy(dst, host, bytes);
+// An input upload that needs no CUDA call: nothing to copy, a plain copy on the CPU, or the
+// guarded device's checked copy (noted as `kind`). False when the CUDA backend must do it.
+bool upload_without_cuda(guarded::Transfer kind, void* dst, const void* host, size_t bytes) {
+  if (bytes == 0) return true;
+  const Device device = current_device();
+  if (device.is_cpu()) {
+    std::memcpy(dst, host, bytes);
+    return true;
+  }
+  if (device.kind == DeviceKind::kGuarded) {
+    guarded::check_pointers("upload_input", dst);
+    guarded::note_transfer(kind, bytes);
+    const guarded::OpenScope open;
+    std::memcpy(dst, host, bytes);
+    return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -79,30 +90,12 @@ void copy_on_device(void* dst, const void* src, size_t bytes) {
 }
 
 void upload_input(void* dst, const void* host, size_t bytes) {
-  if (bytes == 0) return;
-  const Device device = current_device();
-  if (device.is_cpu()) {
-    std::memcpy(dst, host, bytes);
-    return;
-  }
-  if (device.kind == DeviceKind::kGuarded) {
-    guarded_upload(guarded::Transfer::kInputUpload, dst, host, bytes);
-    return;
-  }
+  if (upload_without_cuda(guarded::Transfer::kInputUpload, dst, host, bytes)) return;
   QV_CUDA_CALL(upload_input, dst, host, bytes);
 }
 
 void upload_input_ahead(void* dst, const void* host, size_t bytes, AheadWait wait) {
-  if (bytes == 0) return;
-  const Device device = current_device();
-  if (device.is_cpu()) {
-    std::memcpy(dst, host, bytes);
-    return;
-  }
-  if (device.kind == DeviceKind::kGuarded) {
-    guarded_upload(guarded::Transfer::kInputUploadAhead, dst, host, bytes);
-    return;
-  }
+  if (upload_without_cuda(guarded::Transfer::kInputUploadAhead, dst, host, bytes)) return;
   QV_CUDA_CALL(upload_input_ahead, dst, host, bytes, wait);
 }
 
